@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"time"
+
+	"github.com/benchtop/benchtop/batcher"
+)
+
+// Resources is what a runner asks for, as in BentoML's runner resources.
+type Resources struct {
+	// CPU is how many cores the runner may use; 0 means all of the machine's.
+	CPU float64
+	// GPU is how many NVIDIA GPUs (nvidia.com/gpu) it uses.
+	GPU int
+}
+
+// RunnerConfig is everything needed to start a runner. Front ends and the
+// config loader build it; the engine validates it.
+type RunnerConfig struct {
+	Name     string
+	Runnable string
+	Params   Params
+	// Workers is the number of workers; 0 derives it from Resources: one per
+	// GPU, else one per core for a single-threaded runnable and one in total
+	// for a multi-threaded one.
+	Workers   int
+	Resources Resources
+	// Batching applies to every batchable method (the zero value means
+	// batcher.DefaultConfig()); Methods overrides it per method. Non-batchable methods always run one request per call.
+	Batching batcher.Config
+	Methods  map[string]batcher.Config
+	// Timeout bounds one batch's execution; 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// DefaultTimeout bounds a batch's execution when the config says nothing.
+const DefaultTimeout = 60 * time.Second
+
+// MaxWorkers caps a pool so that a typo cannot fork a thousand processes.
+const MaxWorkers = 256
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether s can name a runner or API: lower-case letters,
+// digits and "-._", at most 63 characters, starting and ending alphanumeric.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate reports every problem with c that can be seen without the registry.
+func (c RunnerConfig) Validate() error {
+	var errs []error
+	if !ValidName(c.Name) {
+		errs = append(errs, fmt.Errorf("name %q: use lower-case letters, digits and -._ (at most 63)", c.Name))
+	}
+	if c.Runnable == "" {
+		errs = append(errs, fmt.Errorf("runnable: required"))
+	}
+	if c.Workers < 0 || c.Workers > MaxWorkers {
+		errs = append(errs, fmt.Errorf("workers is %d: want 0 (from resources) to %d", c.Workers, MaxWorkers))
+	}
+	if c.Resources.CPU < 0 {
+		errs = append(errs, fmt.Errorf("resources.cpu is %v: want 0 (all cores) or more", c.Resources.CPU))
+	}
+	if c.Resources.GPU < 0 {
+		errs = append(errs, fmt.Errorf("resources.nvidia.com/gpu is %d: want 0 or more", c.Resources.GPU))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout is %v: want 0 (default %v) or more", c.Timeout, DefaultTimeout))
+	}
+	if err := c.Batching.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("batching: %w", err))
+	}
+	for m, bc := range c.Methods {
+		if err := bc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("methods.%s.batching: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c RunnerConfig) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+// batchingFor is the effective batching of one method.
+func (c RunnerConfig) batchingFor(m MethodSpec) batcher.Config {
+	bc := c.Batching
+	if o, ok := c.Methods[m.Name]; ok {
+		bc = o
+	}
+	if !m.Batchable {
+		// One request per call, but the queue still bounds waiting and
+		// shares the workers fairly with the other methods.
+		bc.Policy, bc.MaxBatchSize = batcher.None, 1
+	}
+	return bc
+}
+
+// WorkerPlan is how many workers a runner gets and what each may use.
+type WorkerPlan struct {
+	Workers int
+	Threads int // CPU threads per worker
+}
+
+// PlanWorkers derives the pool size the way BentoML's scheduling strategy
+// does: an explicit count wins; a GPU runner gets one worker per GPU; on CPU a
+// multi-threaded runnable gets one worker using every allotted core, a
+// single-threaded one a worker per core.
+func PlanWorkers(t *RunnableType, c RunnerConfig, numCPU int) (WorkerPlan, error) {
+	if c.Resources.GPU > 0 && !t.supports(ResourceGPU) {
+		return WorkerPlan{}, fmt.Errorf("runner %q asks for %d nvidia.com/gpu but runnable %q supports only %v", c.Name, c.Resources.GPU, t.Name, t.SupportedResources)
+	}
+	cpus := c.Resources.CPU
+	if cpus <= 0 {
+		cpus = float64(numCPU)
+	}
+	cores := max(1, int(math.Ceil(cpus)))
+	var p WorkerPlan
+	switch {
+	case c.Resources.GPU > 0:
+		p = WorkerPlan{Workers: c.Resources.GPU, Threads: 1}
+	case t.MultiThreaded:
+		p = WorkerPlan{Workers: 1, Threads: cores}
+	default:
+		p = WorkerPlan{Workers: max(1, int(math.Floor(cpus))), Threads: 1}
+	}
+	if c.Workers > 0 {
+		p.Workers = c.Workers
+		if t.MultiThreaded && c.Resources.GPU == 0 {
+			p.Threads = max(1, cores/c.Workers)
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,14 @@
+// Package engine runs models: it holds the registry of Runnable types, turns
+// runner configs into live Runners with their own worker pools and batchers,
+// and records what happens as Prometheus metrics and cheap snapshots.
+//
+// Front ends (the workbench, the HTTP server, the bench command) talk only to
+// this package's exported API; the engine imports none of them.
+//
+// The path of one request: Runner.Run validates the value against the method
+// signature, queues it in the method's batcher queue, and blocks on its own
+// result channel. The batcher forms a batch when its policy says so and puts
+// it on the runner's work channel; an idle worker concatenates the parts along
+// the batch dim, calls its Instance once, splits the output by the parts' row
+// counts and sends every caller exactly its own rows.
+package engine

@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Options configures an Engine; the zero value works.
+type Options struct {
+	// Registry holds the runnable types runners can be made of.
+	Registry *Registry
+	// Logger receives events; nil discards them.
+	Logger *slog.Logger
+	// NumCPU is the core count used to size CPU pools; 0 means runtime.NumCPU().
+	NumCPU int
+}
+
+// Engine owns the runners, their metrics registry and the event log.
+type Engine struct {
+	registry *Registry
+	prom     *prometheus.Registry
+	deps     runnerDeps
+
+	mu      sync.RWMutex
+	runners map[string]*Runner
+}
+
+// New returns an engine with no runners. Its Prometheus registry carries the
+// runner metrics, the Go runtime and process collectors, and whatever the
+// runnables register.
+func New(opts Options) (*Engine, error) {
+	if opts.Registry == nil {
+		opts.Registry = NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.NumCPU <= 0 {
+		opts.NumCPU = runtime.NumCPU()
+	}
+	e := &Engine{registry: opts.Registry, prom: prometheus.NewRegistry(), runners: map[string]*Runner{}}
+	if err := e.prom.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("register go collector: %w", err)
+	}
+	if err := e.prom.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("register process collector: %w", err)
+	}
+	m, err := newMetrics(e.prom, e.collectState)
+	if err != nil {
+		return nil, fmt.Errorf("register engine metrics: %w", err)
+	}
+	e.deps = runnerDeps{metrics: m, events: NewEventLog(opts.Logger), logger: opts.Logger, numCPU: opts.NumCPU}
+	return e, nil
+}
+
+// Registry is the engine's runnable registry.
+func (e *Engine) Registry() *Registry { return e.registry }
+
+// Gatherer is what /metrics serves.
+func (e *Engine) Gatherer() prometheus.Gatherer { return e.prom }
+
+// Registerer lets front ends add their own metrics to the same registry.
+func (e *Engine) Registerer() prometheus.Registerer { return e.prom }
+
+// Events is the engine's event log.
+func (e *Engine) Events() *EventLog { return e.deps.events }
+
+// StartRunner creates a runner and starts its workers; it does not wait for
+// them (see Runner.WaitReady).
+func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
+	typ, err := e.registry.Lookup(cfg.Runnable)
+	if err != nil {
+		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.runners[cfg.Name]; dup {
+		return nil, fmt.Errorf("runner %q already exists", cfg.Name)
+	}
+	r, err := newRunner(e.deps, typ, cfg, newRunnerRegisterer(e.prom, cfg.Name))
+	if err != nil {
+		return nil, err
+	}
+	e.runners[cfg.Name] = r
+	e.deps.events.Add(slog.LevelInfo, cfg.Name, fmt.Sprintf("runner started: runnable %s, %d worker(s)", typ.Name, r.plan.Workers))
+	return r, nil
+}
+
+// StopRunner removes a runner: new requests fail at once with
+// ErrUnknownRunner, queued and running ones finish (until ctx ends).
+func (e *Engine) StopRunner(ctx context.Context, name string) error {
+	e.mu.Lock()
+	r, ok := e.runners[name]
+	delete(e.runners, name)
+	e.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownRunner, name)
+	}
+	err := r.Close(ctx)
+	e.deps.metrics.forget(name)
+	e.deps.events.Add(slog.LevelInfo, name, "runner stopped")
+	return err
+}
+
+// Runner finds a runner by name; the error lists the runners there are.
+func (e *Engine) Runner(name string) (*Runner, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if r, ok := e.runners[name]; ok {
+		return r, nil
+	}
+	names := make([]string, 0, len(e.runners))
+	for n := range e.runners {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("%w %q (runners: %s)", ErrUnknownRunner, name, strings.Join(names, ", "))
+}
+
+// Runners lists the runners sorted by name.
+func (e *Engine) Runners() []*Runner {
+	e.mu.RLock()
+	rs := make([]*Runner, 0, len(e.runners))
+	for _, r := range e.runners {
+		rs = append(rs, r)
+	}
+	e.mu.RUnlock()
+	sort.Slice(rs, func(i, j int) bool { return rs[i].name < rs[j].name })
+	return rs
+}
+
+// Run calls a runner's method; see Runner.Run.
+func (e *Engine) Run(ctx context.Context, runner, method string, in Value) (Value, error) {
+	r, err := e.Runner(runner)
+	if err != nil {
+		return Value{}, err
+	}
+	return r.Run(ctx, method, in)
+}
+
+// Close stops every runner in parallel, each draining until ctx ends.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	rs := e.runners
+	e.runners = map[string]*Runner{}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(rs))
+	var mu sync.Mutex
+	for name, r := range rs {
+		wg.Go(func() {
+			err := r.Close(ctx)
+			e.deps.metrics.forget(name)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (e *Engine) collectState(emit func(runner, method string, depth, inflight int), workers func(runner string, n int)) {
+	for _, r := range e.Runners() {
+		r.mu.Lock()
+		ready := r.ready
+		r.mu.Unlock()
+		workers(r.name, ready)
+		for _, m := range r.order {
+			s := m.q.Stats()
+			emit(r.name, m.spec.Name, s.Depth, s.InFlight)
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/benchtop/benchtop/batcher"
+)
+
+// Errors a caller can match with errors.Is. Front ends map them to statuses
+// (overloaded → 503, timeout → 504, invalid input → 400, unknown → 404).
+var (
+	// ErrOverloaded: refused to protect the latency bound or the queue bound;
+	// retrying later may succeed. Every batcher.OverloadError matches it.
+	ErrOverloaded = batcher.ErrOverloaded
+	// ErrUnknownRunner and ErrUnknownMethod: the name is not configured.
+	ErrUnknownRunner = errors.New("unknown runner")
+	ErrUnknownMethod = errors.New("unknown method")
+	// ErrInvalidInput: the value does not fit the method signature, or the
+	// runnable said the input was bad (see InvalidInput).
+	ErrInvalidInput = errors.New("invalid input")
+	// ErrTimeout: the batch did not finish within the runner's timeout.
+	ErrTimeout = errors.New("execution timed out")
+	// ErrWorkerCrashed: the worker died (panic, exited process) while running
+	// the batch.
+	ErrWorkerCrashed = errors.New("worker crashed")
+	// ErrRunnerClosed: the runner was removed or the engine is shutting down.
+	ErrRunnerClosed = errors.New("runner closed")
+)
+
+// InvalidInput wraps err so that callers see ErrInvalidInput. Runnables use it
+// for inputs the signature cannot express (an empty string, an out-of-range
+// id), so that the front end answers 400 with the runnable's own message.
+func InvalidInput(err error) error { return &invalidInputError{err} }
+
+type invalidInputError struct{ err error }
+
+func (e *invalidInputError) Error() string        { return e.err.Error() }
+func (e *invalidInputError) Unwrap() error        { return e.err }
+func (e *invalidInputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// MethodError is what a failed call returns: which runner and method, and the
+// cause, whose message is the runnable's own.
+type MethodError struct {
+	Runner, Method string
+	Err            error
+}
+
+func (e *MethodError) Error() string {
+	return fmt.Sprintf("runner %q method %q: %v", e.Runner, e.Method, e.Err)
+}
+
+func (e *MethodError) Unwrap() error { return e.Err }
+
+// panicError carries a recovered panic as an error.
+type panicError struct{ value any }
+
+func (e *panicError) Error() string        { return fmt.Sprintf("panic: %v", e.value) }
+func (e *panicError) Is(target error) bool { return target == ErrWorkerCrashed }

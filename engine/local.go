@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Caller is what both a Runner and a Local offer: code written against it
+// runs the same with or without the engine.
+type Caller interface {
+	Run(ctx context.Context, method string, in Value) (Value, error)
+}
+
+var (
+	_ Caller = (*Runner)(nil)
+	_ Caller = (*Local)(nil)
+)
+
+// Local runs one instance of a runnable in the caller's goroutine: no queue,
+// no batching, no workers — BentoML's init_local, for tests, notebooks and
+// library users who want the runnable's logic alone. Calls are serialised,
+// since an instance is never called concurrently.
+type Local struct {
+	name    string
+	methods map[string]MethodSpec
+	mu      sync.Mutex
+	inst    Instance
+}
+
+// NewLocal builds an instance from cfg (Runnable and Params are used).
+// Custom metrics go to a private registry.
+func NewLocal(ctx context.Context, reg *Registry, cfg RunnerConfig) (*Local, error) {
+	typ, err := reg.Lookup(cfg.Runnable)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := typ.methods(cfg.Params)
+	if err != nil {
+		return nil, err
+	}
+	name := cfg.Name
+	if name == "" {
+		name = typ.Name
+	}
+	inst, err := typ.New(ctx, Env{
+		Runner: name, Params: cfg.Params, Threads: 1,
+		Metrics: prometheus.NewRegistry(),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("init local %q: %w", name, err)
+	}
+	l := &Local{name: name, methods: map[string]MethodSpec{}, inst: inst}
+	for _, s := range specs {
+		l.methods[s.Name] = s
+	}
+	return l, nil
+}
+
+// Run checks in against the signature and calls the method directly.
+func (l *Local) Run(ctx context.Context, method string, in Value) (Value, error) {
+	spec, ok := l.methods[method]
+	if !ok {
+		return Value{}, &MethodError{l.name, method, fmt.Errorf("%w %q", ErrUnknownMethod, method)}
+	}
+	if err := spec.Input.Check(in); err != nil {
+		return Value{}, &MethodError{l.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out, err := safeCall(ctx, l.inst, method, in)
+	if err != nil {
+		return Value{}, &MethodError{l.name, method, err}
+	}
+	if err := spec.Output.Check(out); err != nil {
+		return Value{}, &MethodError{l.name, method, fmt.Errorf("runnable returned an output that does not match its signature: %w", err)}
+	}
+	return out, nil
+}
+
+// Close releases the instance.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.inst.(Closer); ok {
+		return c.Close()
+	}
+	return nil
+}

@@ -1,0 +1,775 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/benchtop/benchtop/batcher"
+)
+
+// Runner is a named instance of a runnable with its own worker pool and one
+// batching queue per method. It is safe for concurrent use.
+type Runner struct {
+	name    string
+	typ     *RunnableType
+	deps    runnerDeps
+	methods map[string]*method
+	order   []*method // declaration order
+	b       *batcher.Batcher[*call]
+	work    chan *batcher.Batch[*call]
+	custom  *runnerRegisterer
+
+	// lifetime ends when the runner closes; it is the parent of every
+	// instance-creation and execution context, so closing aborts them.
+	lifetime context.Context
+	stop     context.CancelFunc
+	wg       sync.WaitGroup // every worker goroutine, abandoned ones too
+
+	mu       sync.Mutex
+	cfg      RunnerConfig
+	plan     WorkerPlan
+	workers  map[int]*worker
+	nextID   int
+	ready    int
+	restarts int
+	startErr error
+	readyCh  chan struct{} // closed when the first worker is ready
+	closing  bool
+}
+
+type runnerDeps struct {
+	metrics *metrics
+	events  *EventLog
+	logger  *slog.Logger
+	numCPU  int
+}
+
+type method struct {
+	spec    MethodSpec
+	q       *batcher.Queue[*call]
+	metrics *methodMetrics
+	window  window
+	totals  [6]atomic.Uint64 // indexed by statusIndex
+	sizesMu sync.Mutex
+	sizes   map[int]uint64 // exact rows per batch, since start
+}
+
+var statusIndex = map[string]int{statusOK: 0, statusError: 1, statusOverloaded: 2, statusTimeout: 3, statusCancelled: 4, statusInvalid: 5}
+
+type worker struct {
+	id      int
+	quit    chan struct{}
+	ready   bool
+	retired bool
+}
+
+// call is one Run in flight.
+type call struct {
+	m    *method
+	in   Value
+	rows int
+	done chan callResult // buffered: a worker never blocks on a caller that left
+	sent atomic.Bool
+
+	// Requests larger than max_batch_size come back in pieces.
+	asmMu  sync.Mutex
+	pieces []piece
+	got    int
+}
+
+type piece struct {
+	offset int
+	v      Value
+}
+
+type callResult struct {
+	out  Value
+	err  error
+	info CallInfo
+}
+
+// CallInfo tells a caller how its request was served.
+type CallInfo struct {
+	BatchRows     int           // rows in the (last) batch it ran in
+	BatchRequests int           // requests sharing that batch
+	Queued        time.Duration // waited before its batch started
+	Exec          time.Duration // that batch's execution time
+}
+
+func (c *call) finish(r callResult) {
+	if c.sent.CompareAndSwap(false, true) {
+		c.done <- r
+	}
+}
+
+func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *runnerRegisterer) (*Runner, error) {
+	if cfg.Batching == (batcher.Config{}) {
+		cfg.Batching = batcher.DefaultConfig()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
+	}
+	specs, err := typ.methods(cfg.Params)
+	if err != nil {
+		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
+	}
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("runner %q: runnable %q has no methods", cfg.Name, typ.Name)
+	}
+	for name := range cfg.Methods {
+		if !hasMethod(specs, name) {
+			return nil, fmt.Errorf("runner %q: batching for unknown method %q (methods: %s)", cfg.Name, name, methodNames(specs))
+		}
+	}
+	plan, err := PlanWorkers(typ, cfg, deps.numCPU)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{
+		name:    cfg.Name,
+		typ:     typ,
+		deps:    deps,
+		cfg:     cfg,
+		plan:    plan,
+		methods: map[string]*method{},
+		work:    make(chan *batcher.Batch[*call], 2*MaxWorkers),
+		custom:  custom,
+		workers: map[int]*worker{},
+		readyCh: make(chan struct{}),
+	}
+	r.b = batcher.New(batcher.Options[*call]{
+		Dispatch: func(bt *batcher.Batch[*call]) { r.work <- bt },
+		Reject: func(c *call, err error) {
+			c.finish(callResult{err: err})
+		},
+	})
+	for _, s := range specs {
+		q, err := r.b.AddQueue(s.Name, cfg.batchingFor(s))
+		if err != nil {
+			return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
+		}
+		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]uint64{}}
+		r.methods[s.Name] = m
+		r.order = append(r.order, m)
+	}
+	r.lifetime, r.stop = context.WithCancel(context.Background())
+	r.mu.Lock()
+	r.reconcileLocked()
+	r.mu.Unlock()
+	return r, nil
+}
+
+func hasMethod(specs []MethodSpec, name string) bool {
+	for _, s := range specs {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func methodNames(specs []MethodSpec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// Name is the runner's name.
+func (r *Runner) Name() string { return r.name }
+
+// Runnable is the type the runner runs.
+func (r *Runner) Runnable() *RunnableType { return r.typ }
+
+// Methods lists the runner's method signatures in declaration order.
+func (r *Runner) Methods() []MethodSpec {
+	out := make([]MethodSpec, len(r.order))
+	for i, m := range r.order {
+		out[i] = m.spec
+	}
+	return out
+}
+
+// Method returns one method's signature.
+func (r *Runner) Method(name string) (MethodSpec, bool) {
+	m, ok := r.methods[name]
+	if !ok {
+		return MethodSpec{}, false
+	}
+	return m.spec, true
+}
+
+// Config returns the runner's current config, live changes included.
+func (r *Runner) Config() RunnerConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg := r.cfg
+	cfg.Methods = map[string]batcher.Config{}
+	for _, m := range r.order {
+		if m.spec.Batchable {
+			cfg.Methods[m.spec.Name] = m.q.Config()
+		}
+	}
+	return cfg
+}
+
+// Run calls method with in and blocks until the caller's own result, an
+// error, or the end of ctx. A request cancelled while queued never executes.
+func (r *Runner) Run(ctx context.Context, method string, in Value) (Value, error) {
+	v, _, err := r.RunInfo(ctx, method, in)
+	return v, err
+}
+
+// RunInfo is Run that also says which batch served the request.
+func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, CallInfo, error) {
+	m, ok := r.methods[method]
+	if !ok {
+		return Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w %q (methods: %s)", ErrUnknownMethod, method, methodNames(r.Methods()))}
+	}
+	rows, err := m.rowsOf(in)
+	if err != nil {
+		m.count(statusInvalid)
+		return Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
+	}
+	if err := ctx.Err(); err != nil {
+		m.count(statusCancelled)
+		return Value{}, CallInfo{}, err
+	}
+	start := time.Now()
+	c := &call{m: m, in: in, rows: rows, done: make(chan callResult, 1)}
+	it, err := m.q.Submit(c, rows)
+	if err != nil {
+		if errors.Is(err, batcher.ErrClosed) {
+			err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
+		}
+		m.record(start, rows, callResult{err: err})
+		return Value{}, CallInfo{}, &MethodError{r.name, method, err}
+	}
+	select {
+	case res := <-c.done:
+		m.record(start, rows, res)
+		if res.err != nil {
+			return Value{}, res.info, &MethodError{r.name, method, res.err}
+		}
+		return res.out, res.info, nil
+	case <-ctx.Done():
+		// Withdraw it if still queued; if it already runs, the worker's
+		// result lands in the buffered channel and is dropped.
+		m.q.Cancel(it)
+		m.count(statusCancelled)
+		return Value{}, CallInfo{}, ctx.Err()
+	}
+}
+
+func (m *method) rowsOf(in Value) (int, error) {
+	if err := m.spec.Input.Check(in); err != nil {
+		return 0, err
+	}
+	if !m.spec.Batchable {
+		return 1, nil
+	}
+	rows, err := in.Rows(m.spec.BatchDim)
+	if err != nil {
+		return 0, err
+	}
+	if rows < 1 {
+		return 0, fmt.Errorf("input has no rows along batch dim %d: send at least one", m.spec.BatchDim)
+	}
+	return rows, nil
+}
+
+func statusOf(err error) string {
+	switch {
+	case err == nil:
+		return statusOK
+	case errors.Is(err, ErrOverloaded):
+		return statusOverloaded
+	case errors.Is(err, ErrTimeout):
+		return statusTimeout
+	case errors.Is(err, ErrInvalidInput):
+		return statusInvalid
+	case errors.Is(err, context.Canceled):
+		return statusCancelled
+	default:
+		return statusError
+	}
+}
+
+func (m *method) count(status string) {
+	m.metrics.byStatus[status].Inc()
+	m.totals[statusIndex[status]].Add(1)
+}
+
+func (m *method) record(start time.Time, rows int, res callResult) {
+	now := time.Now()
+	status := statusOf(res.err)
+	m.count(status)
+	e2e := now.Sub(start)
+	if status == statusOK {
+		m.metrics.e2e.Observe(e2e.Seconds())
+		m.metrics.queue.Observe(res.info.Queued.Seconds())
+	}
+	m.window.recordRequest(now, status == statusOK, rows, e2e, res.info.Queued)
+}
+
+func (m *method) recordBatch(now time.Time, rows int, exec time.Duration) {
+	m.metrics.exec.Observe(exec.Seconds())
+	m.metrics.bsz.Observe(float64(rows))
+	m.window.recordBatch(now, rows, exec)
+	m.window.recordQueueDepth(now, m.q.Stats().Depth)
+	m.sizesMu.Lock()
+	m.sizes[rows]++
+	m.sizesMu.Unlock()
+}
+
+// SetBatching changes one method's batching knobs while traffic flows.
+// Non-batchable methods always run one request per call.
+func (r *Runner) SetBatching(method string, cfg batcher.Config) error {
+	m, ok := r.methods[method]
+	if !ok {
+		return fmt.Errorf("runner %q: %w %q (methods: %s)", r.name, ErrUnknownMethod, method, methodNames(r.Methods()))
+	}
+	if !m.spec.Batchable {
+		return fmt.Errorf("runner %q: method %q is not batchable", r.name, method)
+	}
+	if err := m.q.SetConfig(cfg); err != nil {
+		return fmt.Errorf("runner %q: %w", r.name, err)
+	}
+	return nil
+}
+
+// SetWorkers resizes the pool while traffic flows: new workers join once
+// their instance is ready; removed ones finish their batch first.
+func (r *Runner) SetWorkers(n int) error {
+	if n < 1 || n > MaxWorkers {
+		return fmt.Errorf("runner %q: workers %d: want 1 to %d", r.name, n, MaxWorkers)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing {
+		return fmt.Errorf("runner %q: %w", r.name, ErrRunnerClosed)
+	}
+	r.cfg.Workers = n
+	r.plan.Workers = n
+	r.reconcileLocked()
+	return nil
+}
+
+// WaitReady blocks until a worker is ready to serve, or ctx ends.
+func (r *Runner) WaitReady(ctx context.Context) error {
+	select {
+	case <-r.readyCh:
+		return nil
+	case <-ctx.Done():
+		r.mu.Lock()
+		err := r.startErr
+		r.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("runner %q not ready: %w", r.name, err)
+		}
+		return fmt.Errorf("runner %q not ready: %w", r.name, ctx.Err())
+	}
+}
+
+// Ready reports whether at least one worker can serve.
+func (r *Runner) Ready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ready > 0
+}
+
+// reconcileLocked starts or retires workers until the pool matches the plan.
+func (r *Runner) reconcileLocked() {
+	if r.closing {
+		return
+	}
+	for len(r.workers) < r.plan.Workers {
+		w := &worker{id: r.nextID, quit: make(chan struct{})}
+		r.nextID++
+		r.workers[w.id] = w
+		r.wg.Add(1)
+		go r.runWorker(w)
+	}
+	if extra := len(r.workers) - r.plan.Workers; extra > 0 {
+		// Retire workers still starting first: they cost nothing to stop.
+		ws := make([]*worker, 0, len(r.workers))
+		for _, w := range r.workers {
+			ws = append(ws, w)
+		}
+		sort.Slice(ws, func(i, j int) bool {
+			if ws[i].ready != ws[j].ready {
+				return !ws[i].ready
+			}
+			return ws[i].id > ws[j].id
+		})
+		for _, w := range ws[:extra] {
+			r.retireLocked(w)
+		}
+	}
+}
+
+func (r *Runner) retireLocked(w *worker) {
+	if w.retired {
+		return
+	}
+	w.retired = true
+	close(w.quit)
+	delete(r.workers, w.id)
+	if w.ready {
+		w.ready = false
+		r.setReadyLocked(r.ready - 1)
+	}
+}
+
+func (r *Runner) setReadyLocked(n int) {
+	r.ready = n
+	r.b.SetSlots(n)
+	if n > 0 {
+		select {
+		case <-r.readyCh:
+		default:
+			close(r.readyCh)
+		}
+	}
+}
+
+type outcome uint8
+
+const (
+	outcomeOK outcome = iota
+	outcomeCrashed
+	outcomeAbandoned
+)
+
+// timeoutGrace is how long past the timeout a call that ignores its context
+// may run before the worker is given up on.
+const timeoutGrace = time.Second
+
+func (r *Runner) runWorker(w *worker) {
+	defer r.wg.Done()
+	backoff := 100 * time.Millisecond
+	for {
+		inst, err := r.newInstance(w)
+		if err != nil {
+			if r.lifetime.Err() != nil {
+				return
+			}
+			r.mu.Lock()
+			r.startErr = err
+			r.mu.Unlock()
+			r.deps.events.Add(slog.LevelError, r.name, fmt.Sprintf("worker %d failed to start (retry in %v): %v", w.id, backoff, err))
+			select {
+			case <-w.quit:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		r.mu.Lock()
+		if w.retired {
+			r.mu.Unlock()
+			closeInstance(inst)
+			return
+		}
+		r.startErr = nil
+		w.ready = true
+		r.setReadyLocked(r.ready + 1)
+		r.mu.Unlock()
+
+		out := r.serve(w, inst)
+		closeInstance(inst)
+		if out != outcomeCrashed {
+			return
+		}
+		r.mu.Lock()
+		r.restarts++
+		r.deps.metrics.restarts.WithLabelValues(r.name).Inc()
+		if w.ready {
+			w.ready = false
+			r.setReadyLocked(r.ready - 1)
+		}
+		retired := w.retired
+		r.mu.Unlock()
+		if retired {
+			return
+		}
+		r.deps.events.Add(slog.LevelWarn, r.name, fmt.Sprintf("worker %d crashed; restarting it", w.id))
+	}
+}
+
+func (r *Runner) newInstance(w *worker) (inst Instance, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{p}
+		}
+	}()
+	r.mu.Lock()
+	env := Env{
+		Runner:  r.name,
+		Worker:  w.id,
+		Params:  r.cfg.Params,
+		Threads: r.plan.Threads,
+		Metrics: r.custom,
+		Logger:  r.deps.logger.With("runner", r.name, "worker", w.id),
+	}
+	r.mu.Unlock()
+	return r.typ.New(r.lifetime, env)
+}
+
+func closeInstance(inst Instance) {
+	if c, ok := inst.(Closer); ok {
+		func() {
+			defer func() { _ = recover() }()
+			_ = c.Close()
+		}()
+	}
+}
+
+func (r *Runner) serve(w *worker, inst Instance) outcome {
+	for {
+		select {
+		case <-w.quit:
+			return outcomeOK
+		case bt := <-r.work:
+			if out := r.execute(w, inst, bt); out != outcomeOK {
+				return out
+			}
+		}
+	}
+}
+
+// execution guards the single settlement of one batch between the worker
+// and its watchdog.
+type execution struct {
+	settled atomic.Bool
+}
+
+func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) outcome {
+	m := bt.Parts[0].Item.Payload.m
+	start := time.Now()
+	in, err := assemble(m.spec, bt)
+	var out Value
+	crashed := false
+	if err == nil {
+		r.mu.Lock()
+		timeout := r.cfg.timeout()
+		r.mu.Unlock()
+		ex := &execution{}
+		watchdog := time.AfterFunc(timeout+timeoutGrace, func() { r.abandon(w, bt, ex, start, timeout) })
+		ctx, cancel := context.WithTimeout(r.lifetime, timeout)
+		out, err = safeCall(ctx, inst, m.spec.Name, in)
+		deadline := ctx.Err() == context.DeadlineExceeded
+		cancel()
+		if !ex.settled.CompareAndSwap(false, true) {
+			return outcomeAbandoned
+		}
+		watchdog.Stop()
+		var pe *panicError
+		crashed = errors.As(err, &pe)
+		if err != nil && deadline && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w after %v", ErrTimeout, timeout)
+		}
+	}
+	exec := time.Since(start)
+	var outs []Value
+	if err == nil {
+		outs, err = split(m.spec, out, bt)
+	}
+	bt.Done(exec, err == nil)
+	m.recordBatch(time.Now(), bt.Rows, exec)
+	deliver(bt, outs, err, start, exec)
+	if crashed {
+		r.deps.events.Add(slog.LevelError, r.name, fmt.Sprintf("method %q: %v", m.spec.Name, err))
+		return outcomeCrashed
+	}
+	return outcomeOK
+}
+
+// abandon gives up on a worker whose call outlived its timeout: the batch
+// fails with ErrTimeout, and a fresh worker takes the slot. The stuck
+// goroutine cleans up after itself if the call ever returns.
+func (r *Runner) abandon(w *worker, bt *batcher.Batch[*call], ex *execution, start time.Time, timeout time.Duration) {
+	if !ex.settled.CompareAndSwap(false, true) {
+		return
+	}
+	exec := time.Since(start)
+	bt.Done(exec, false)
+	deliver(bt, nil, fmt.Errorf("%w: no result after %v; the worker was replaced", ErrTimeout, timeout), start, exec)
+	r.mu.Lock()
+	if !w.retired {
+		w.retired = true
+		delete(r.workers, w.id)
+		if w.ready {
+			w.ready = false
+			r.setReadyLocked(r.ready - 1)
+		}
+		r.restarts++
+		r.deps.metrics.restarts.WithLabelValues(r.name).Inc()
+		r.reconcileLocked()
+	}
+	r.mu.Unlock()
+	r.deps.events.Add(slog.LevelError, r.name, fmt.Sprintf("worker %d hung past the %v timeout; replaced", w.id, timeout))
+}
+
+func safeCall(ctx context.Context, inst Instance, method string, in Value) (out Value, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{p}
+		}
+	}()
+	return inst.Call(ctx, method, in)
+}
+
+// assemble builds the batch input: the request itself when it is alone and
+// whole, else the parts' rows concatenated along the batch dim.
+func assemble(spec MethodSpec, bt *batcher.Batch[*call]) (Value, error) {
+	if len(bt.Parts) == 1 {
+		p := bt.Parts[0]
+		c := p.Item.Payload
+		if p.Offset == 0 && p.Rows == c.rows {
+			return c.in, nil
+		}
+		return SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
+	}
+	vs := make([]Value, len(bt.Parts))
+	for i, p := range bt.Parts {
+		c := p.Item.Payload
+		if p.Offset == 0 && p.Rows == c.rows {
+			vs[i] = c.in
+			continue
+		}
+		v, err := SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
+		if err != nil {
+			return Value{}, err
+		}
+		vs[i] = v
+	}
+	v, err := ConcatValues(spec.BatchDim, vs)
+	if err != nil {
+		return Value{}, fmt.Errorf("form batch: %w", err)
+	}
+	return v, nil
+}
+
+// split cuts the batch output back into the parts' rows, after checking the
+// runnable kept its promise about the output.
+func split(spec MethodSpec, out Value, bt *batcher.Batch[*call]) ([]Value, error) {
+	if err := spec.Output.Check(out); err != nil {
+		return nil, fmt.Errorf("runnable returned an output that does not match its signature: %w", err)
+	}
+	if !spec.Batchable {
+		return []Value{out}, nil
+	}
+	rows, err := out.Rows(spec.OutputBatchDim)
+	if err != nil {
+		return nil, fmt.Errorf("runnable output: %w", err)
+	}
+	if rows != bt.Rows {
+		return nil, fmt.Errorf("runnable returned %d rows for a batch of %d along output batch dim %d", rows, bt.Rows, spec.OutputBatchDim)
+	}
+	if len(bt.Parts) == 1 {
+		return []Value{out}, nil
+	}
+	sizes := make([]int, len(bt.Parts))
+	for i, p := range bt.Parts {
+		sizes[i] = p.Rows
+	}
+	return SplitValue(out, spec.OutputBatchDim, sizes)
+}
+
+func deliver(bt *batcher.Batch[*call], outs []Value, err error, start time.Time, exec time.Duration) {
+	for i, p := range bt.Parts {
+		c := p.Item.Payload
+		info := CallInfo{BatchRows: bt.Rows, BatchRequests: len(bt.Parts), Queued: start.Sub(p.Item.Enqueued()), Exec: exec}
+		if err != nil {
+			c.finish(callResult{err: err, info: info})
+			continue
+		}
+		if p.Offset == 0 && p.Rows == c.rows {
+			c.finish(callResult{out: outs[i], info: info})
+			continue
+		}
+		c.addPiece(p.Offset, p.Rows, outs[i], info)
+	}
+}
+
+// addPiece collects the output of one chunk of a split request and answers
+// the caller once every row is back.
+func (c *call) addPiece(offset, rows int, v Value, info CallInfo) {
+	c.asmMu.Lock()
+	c.pieces = append(c.pieces, piece{offset, v})
+	c.got += rows
+	complete := c.got == c.rows
+	var pieces []piece
+	if complete {
+		pieces = c.pieces
+		c.pieces = nil
+	}
+	c.asmMu.Unlock()
+	if !complete {
+		return
+	}
+	sort.Slice(pieces, func(i, j int) bool { return pieces[i].offset < pieces[j].offset })
+	vs := make([]Value, len(pieces))
+	for i, p := range pieces {
+		vs[i] = p.v
+	}
+	out, err := ConcatValues(c.m.spec.OutputBatchDim, vs)
+	if err != nil {
+		c.finish(callResult{err: fmt.Errorf("reassemble split request: %w", err), info: info})
+		return
+	}
+	c.finish(callResult{out: out, info: info})
+}
+
+// Close stops accepting requests, lets queued and running ones finish until
+// ctx ends (then fails the rest with ErrRunnerClosed), and stops every worker.
+func (r *Runner) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Unlock()
+	drainErr := r.b.Drain(ctx)
+	r.mu.Lock()
+	r.closing = true
+	for _, w := range r.workers {
+		r.retireLocked(w)
+	}
+	r.mu.Unlock()
+	r.stop()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	var waitErr error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		waitErr = fmt.Errorf("runner %q: workers still busy at shutdown: %w", r.name, ctx.Err())
+	}
+	for {
+		select {
+		case bt := <-r.work:
+			bt.Done(0, false)
+			deliver(bt, nil, ErrRunnerClosed, time.Now(), 0)
+			continue
+		default:
+		}
+		break
+	}
+	r.custom.unregisterAll()
+	if drainErr != nil && waitErr == nil {
+		return fmt.Errorf("runner %q: drain: %w", r.name, drainErr)
+	}
+	return waitErr
+}

@@ -1,0 +1,88 @@
+package samples
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// SimParams are the init params of the sim runnable.
+type SimParams struct {
+	// FixedMS is the cost of any batch, in milliseconds.
+	FixedMS float64 `json:"fixed_ms"`
+	// PerRowMS is the extra cost of each row.
+	PerRowMS float64 `json:"per_row_ms"`
+}
+
+// Sim is a simulated model: predict takes float32 [N, K], sleeps
+// fixed_ms + per_row_ms × N and returns every element doubled, so a test can
+// tell that each caller got exactly its own rows back.
+func Sim() *engine.RunnableType {
+	return &engine.RunnableType{
+		Name: "sim",
+		Doc:  "simulated model: batch cost fixed_ms + per_row_ms × rows; predict returns each row doubled",
+		Methods: []engine.MethodSpec{{
+			Name:      "predict",
+			Doc:       "float32 [N, K] → float32 [N, K], each element × 2",
+			Batchable: true,
+			Input:     engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
+			Output:    engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
+		}},
+		New: newSim,
+	}
+}
+
+type sim struct {
+	fixed, perRow time.Duration
+}
+
+func newSim(_ context.Context, env engine.Env) (engine.Instance, error) {
+	p := SimParams{FixedMS: 2, PerRowMS: 0.1}
+	if err := env.Params.Decode(&p); err != nil {
+		return nil, err
+	}
+	if p.FixedMS < 0 || p.PerRowMS < 0 {
+		return nil, fmt.Errorf("init params: fixed_ms and per_row_ms must not be negative (got %v, %v)", p.FixedMS, p.PerRowMS)
+	}
+	ms := float64(time.Millisecond)
+	return &sim{fixed: time.Duration(p.FixedMS * ms), perRow: time.Duration(p.PerRowMS * ms)}, nil
+}
+
+func (s *sim) Call(ctx context.Context, method string, in engine.Value) (engine.Value, error) {
+	if method != "predict" {
+		return engine.Value{}, fmt.Errorf("sim has no method %q", method)
+	}
+	t := in.Tensor()
+	rows := t.Shape()[0]
+	if err := sleep(ctx, s.fixed+time.Duration(rows)*s.perRow); err != nil {
+		return engine.Value{}, err
+	}
+	src := t.Float32s()
+	dst := make([]float32, len(src))
+	for i, v := range src {
+		dst[i] = 2 * v
+	}
+	out, err := engine.NewTensor(t.Shape(), dst)
+	if err != nil {
+		return engine.Value{}, err
+	}
+	return engine.TensorValue(out), nil
+}
+
+// sleep waits like a model waiting on its accelerator, but gives up when the
+// runner's timeout or shutdown cancels ctx.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
