@@ -194,7 +194,7 @@ func (q *Queue[T]) Submit(payload T, rows int) (*Item[T], error) {
 	it := &Item[T]{Payload: payload, rows: rows, enqueued: now}
 	if cfg.MaxLatency > 0 {
 		it.deadline = now.Add(cfg.MaxLatency)
-		if wait := q.predictedWaitLocked(rows); q.cost.trained() && wait+q.cost.estimate(min(rows, cfg.MaxBatchSize)) > cfg.MaxLatency {
+		if wait := q.predictedWaitLocked(); q.cost.trained() && wait+q.cost.estimate(min(rows, cfg.MaxBatchSize)) > cfg.MaxLatency {
 			err := &OverloadError{
 				Reason: fmt.Sprintf("%q cannot serve it within max_latency %v (about %v of work queued ahead)",
 					q.name, cfg.MaxLatency, wait.Round(time.Millisecond/10)),
@@ -217,17 +217,18 @@ func (q *Queue[T]) Submit(payload T, rows int) (*Item[T], error) {
 // predictedWaitLocked is a lower bound on how long a new request waits before
 // its batch starts: the full batches ahead of it, spread over all slots.
 // Being a lower bound, a refusal based on it is never premature.
-func (q *Queue[T]) predictedWaitLocked(rows int) time.Duration {
-	max := q.cfg.MaxBatchSize
-	fullAhead := q.rows / max
-	if q.b.busy < q.b.slots && fullAhead == 0 {
+func (q *Queue[T]) predictedWaitLocked() time.Duration {
+	if q.count == 0 && q.b.busy < q.b.slots {
 		return 0
 	}
-	slots := q.b.slots
-	if slots < 1 {
-		slots = 1
+	// Batches ahead, and the rows in each: with policy none every request
+	// is a batch of its own.
+	batches, rowsPer := q.rows/q.cfg.MaxBatchSize, q.cfg.MaxBatchSize
+	if q.cfg.Policy == None && q.count > 0 {
+		batches, rowsPer = q.count, max(1, q.rows/q.count)
 	}
-	return time.Duration(float64(fullAhead) * float64(q.cost.estimate(max)) / float64(slots))
+	slots := max(1, q.b.slots)
+	return time.Duration(float64(batches) * float64(q.cost.estimate(rowsPer)) / float64(slots))
 }
 
 func (q *Queue[T]) retryAfterLocked() time.Duration {

@@ -3,6 +3,7 @@ package samples
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/benchtop/benchtop/engine"
@@ -72,17 +73,33 @@ func (s *sim) Call(ctx context.Context, method string, in engine.Value) (engine.
 }
 
 // sleep waits like a model waiting on its accelerator, but gives up when the
-// runner's timeout or shutdown cancels ctx.
+// runner's timeout or shutdown cancels ctx. The last stretch is a yielding
+// spin: when every goroutine is parked, Go's scheduler wakes timers through
+// epoll at whole-millisecond granularity, which would stretch a 2.1 ms batch
+// to 3 ms and make the model's cost unknowable. CUDA's default stream
+// synchronisation spins the same way.
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	deadline := time.Now().Add(d)
+	if coarse := d - spinWindow; coarse > 0 {
+		t := time.NewTimer(coarse)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
 	}
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		runtime.Gosched()
+	}
+	return nil
 }
+
+// spinWindow covers the scheduler's timer granularity with a little margin.
+const spinWindow = 1200 * time.Microsecond

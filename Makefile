@@ -1,0 +1,30 @@
+# benchtop — the two commands a new machine needs are `make run` and `make test`.
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+BIN     := bin/benchtop
+
+.PHONY: all build test vet unit bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) .
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Everything that must pass.
+test: vet unit
+
+# Benchmarks are measurements, not gates: run them by hand and read the ratios.
+bench:
+	$(GO) test -run '^$$' -bench 'Sim256|SimOneCaller|EngineOverhead' -benchtime=2s ./engine/
+	$(GO) test -run '^$$' -bench 'PolicySweep' -benchtime=1x ./engine/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,81 @@
+// Command benchtop is a local workbench for serving ML models: runners with
+// adaptive batching, a model store, an HTTP front end and a terminal UI.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/samples"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtop:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "benchtop",
+		Short:         "A local workbench for serving ML models",
+		Long:          "benchtop runs models as runners with adaptive batching, in the spirit of BentoML's Runners.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRunnablesCmd())
+	return root
+}
+
+// registry is every runnable this binary can build runners from.
+func registry() (*engine.Registry, error) {
+	reg := engine.NewRegistry()
+	if err := samples.Register(reg); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+func newRunnablesCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "runnables",
+		Short: "List the runnable types runners can be made of, with their method signatures",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reg, err := registry()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, name := range reg.Names() {
+				t, err := reg.Lookup(name)
+				if err != nil {
+					return err
+				}
+				threads := "single-threaded"
+				if t.MultiThreaded {
+					threads = "multi-threaded"
+				}
+				fmt.Fprintf(out, "%s — %s (%s)\n", t.Name, t.Doc, threads)
+				for _, m := range t.Methods {
+					batch := "not batchable"
+					if m.Batchable {
+						batch = fmt.Sprintf("batchable, batch dim %d", m.BatchDim)
+					}
+					fmt.Fprintf(out, "  %-12s %s → %s  (%s)\n", m.Name, m.Input, m.Output, batch)
+				}
+			}
+			return nil
+		},
+	}
+}

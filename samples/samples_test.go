@@ -1,0 +1,92 @@
+package samples_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/samples"
+)
+
+func TestCompound(t *testing.T) {
+	cases := []struct {
+		text     string
+		positive bool
+		negative bool
+	}{
+		{"I love this product, it is great", true, false},
+		{"This is terrible and I hate it", false, true},
+		{"not good", false, true},
+		{"not bad at all", true, false},
+		{"the sky is blue", false, false},
+		{"very good!!!", true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.text, func(t *testing.T) {
+			s := samples.Compound(c.text)
+			if s < -1 || s > 1 {
+				t.Fatalf("score %v outside [-1, 1]", s)
+			}
+			if (s >= 0.05) != c.positive || (s <= -0.05) != c.negative {
+				t.Fatalf("score %v: want positive=%v negative=%v", s, c.positive, c.negative)
+			}
+		})
+	}
+	if samples.Compound("very good") <= samples.Compound("good") {
+		t.Fatal("an intensifier should raise the score")
+	}
+	if samples.Compound("good!!") <= samples.Compound("good") {
+		t.Fatal("exclamation should raise the score")
+	}
+}
+
+func local(t *testing.T, runnable string, p engine.Params) *engine.Local {
+	t.Helper()
+	reg := engine.NewRegistry()
+	if err := samples.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	l, err := engine.NewLocal(context.Background(), reg, engine.RunnerConfig{Runnable: runnable, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestSimDoublesRows(t *testing.T) {
+	l := local(t, "sim", engine.Params{"fixed_ms": 0, "per_row_ms": 0})
+	in, _ := engine.NewTensor([]int{2, 2}, []float32{1, 2, 3, 4})
+	out, err := l.Run(context.Background(), "predict", engine.TensorValue(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := engine.NewTensor([]int{2, 2}, []float32{2, 4, 6, 8})
+	if !out.Tensor().Equal(want) {
+		t.Fatalf("got %v", out.Tensor().Float32s())
+	}
+	if _, err := engine.NewLocal(context.Background(), engineRegistry(t), engine.RunnerConfig{Runnable: "sim", Params: engine.Params{"fixed_ms": -1}}); err == nil {
+		t.Fatal("negative fixed_ms accepted")
+	}
+}
+
+func TestSentimentScoresBatch(t *testing.T) {
+	l := local(t, "sentiment", nil)
+	in, _ := engine.NewStringTensor([]int{3}, []string{"great", "awful", "a chair"})
+	out, err := l.Run(context.Background(), "scores", engine.TensorValue(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out.Tensor().Float32s()
+	if len(s) != 3 || s[0] <= 0 || s[1] >= 0 || s[2] != 0 {
+		t.Fatalf("scores %v: want positive, negative, zero", s)
+	}
+}
+
+func engineRegistry(t *testing.T) *engine.Registry {
+	reg := engine.NewRegistry()
+	if err := samples.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
