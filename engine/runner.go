@@ -320,10 +320,10 @@ func (m *method) record(start time.Time, rows int, res callResult) {
 	m.window.recordRequest(now, status == statusOK, rows, e2e, res.info.Queued)
 }
 
-func (m *method) recordBatch(now time.Time, rows int, exec time.Duration) {
+func (m *method) recordBatch(now time.Time, rows, requests int, exec time.Duration) {
 	m.metrics.exec.Observe(exec.Seconds())
 	m.metrics.bsz.Observe(float64(rows))
-	m.window.recordBatch(now, rows, exec)
+	m.window.recordBatch(now, rows, requests, exec)
 	m.window.recordQueueDepth(now, m.q.Stats().Depth)
 	m.sizesMu.Lock()
 	m.sizes[rows]++
@@ -586,7 +586,7 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 		outs, err = split(m.spec, out, bt)
 	}
 	bt.Done(exec, err == nil)
-	m.recordBatch(time.Now(), bt.Rows, exec)
+	m.recordBatch(time.Now(), bt.Rows, len(bt.Parts), exec)
 	deliver(bt, outs, err, start, exec)
 	if crashed {
 		r.deps.events.Add(slog.LevelError, r.name, fmt.Sprintf("method %q: %v", m.spec.Name, err))

@@ -64,6 +64,7 @@ type secondSlot struct {
 	e2e, queue, exec   latHist
 	ok, failed, rows   atomic.Uint64
 	batches, batchRows atomic.Uint64
+	batchRequests      atomic.Uint64
 	batchSizes         [batchBuckets]atomic.Uint64
 }
 
@@ -96,6 +97,7 @@ func (w *window) slot(now time.Time) (*secondSlot, *historySlot) {
 			s.rows.Store(0)
 			s.batches.Store(0)
 			s.batchRows.Store(0)
+			s.batchRequests.Store(0)
 			for i := range s.batchSizes {
 				s.batchSizes[i].Store(0)
 			}
@@ -128,8 +130,9 @@ func (w *window) recordRequest(now time.Time, ok bool, rows int, e2e, queued tim
 	}
 }
 
-func (w *window) recordBatch(now time.Time, rows int, exec time.Duration) {
+func (w *window) recordBatch(now time.Time, rows, requests int, exec time.Duration) {
 	s, h := w.slot(now)
+	s.batchRequests.Add(uint64(requests))
 	s.exec.observe(exec)
 	s.batches.Add(1)
 	s.batchRows.Add(uint64(rows))
@@ -163,6 +166,8 @@ type WindowStats struct {
 	E2E, Queue    Percentiles
 	Exec          Percentiles
 	MeanBatchRows float64
+	// MeanBatchRequests is how many callers shared a batch on average.
+	MeanBatchRequests float64
 	// BatchSizes counts batches by rows: bucket i holds sizes [2^i, 2^(i+1)).
 	BatchSizes [batchBuckets]uint64
 	// History is one entry per second, oldest first, the current (partial)
@@ -209,7 +214,7 @@ func (w *window) snapshot(now time.Time, span int, history int) WindowStats {
 	sec := now.Unix()
 	var e2e, queue, exec [latBuckets]uint64
 	var st WindowStats
-	var ok, failed, rows, batches, batchRows uint64
+	var ok, failed, rows, batches, batchRows, batchReqs uint64
 	for k := 0; k < span; k++ {
 		s := &w.slots[(sec-int64(k))%histSeconds]
 		if s.epoch.Load() != sec-int64(k) {
@@ -225,6 +230,7 @@ func (w *window) snapshot(now time.Time, span int, history int) WindowStats {
 		rows += s.rows.Load()
 		batches += s.batches.Load()
 		batchRows += s.batchRows.Load()
+		batchReqs += s.batchRequests.Load()
 		for i := range s.batchSizes {
 			st.BatchSizes[i] += s.batchSizes[i].Load()
 		}
@@ -244,6 +250,7 @@ func (w *window) snapshot(now time.Time, span int, history int) WindowStats {
 	st.Exec = quantiles(&exec)
 	if batches > 0 {
 		st.MeanBatchRows = float64(batchRows) / float64(batches)
+		st.MeanBatchRequests = float64(batchReqs) / float64(batches)
 	}
 	if history > 0 {
 		st.History = make([]SecondStats, history)
