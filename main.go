@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunnablesCmd())
+	root.AddCommand(newRunnablesCmd(), newConfigCmd())
 	return root
 }
 

@@ -31,8 +31,15 @@ type Engine struct {
 	prom     *prometheus.Registry
 	deps     runnerDeps
 
+	applyMu sync.Mutex     // one Apply at a time
+	bg      sync.WaitGroup // drains of runners an Apply replaced or removed
+
 	mu      sync.RWMutex
 	runners map[string]*Runner
+	apis    map[string]APISpec
+	// custom outlives runner generations: a runner replaced by a reload
+	// keeps its runnable's collectors, which the new instances reuse.
+	custom map[string]*runnerRegisterer
 }
 
 // New returns an engine with no runners. Its Prometheus registry carries the
@@ -48,7 +55,10 @@ func New(opts Options) (*Engine, error) {
 	if opts.NumCPU <= 0 {
 		opts.NumCPU = runtime.NumCPU()
 	}
-	e := &Engine{registry: opts.Registry, prom: prometheus.NewRegistry(), runners: map[string]*Runner{}}
+	e := &Engine{
+		registry: opts.Registry, prom: prometheus.NewRegistry(),
+		runners: map[string]*Runner{}, apis: map[string]APISpec{}, custom: map[string]*runnerRegisterer{},
+	}
 	if err := e.prom.Register(collectors.NewGoCollector()); err != nil {
 		return nil, fmt.Errorf("register go collector: %w", err)
 	}
@@ -87,7 +97,7 @@ func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
 	if _, dup := e.runners[cfg.Name]; dup {
 		return nil, fmt.Errorf("runner %q already exists", cfg.Name)
 	}
-	r, err := newRunner(e.deps, typ, cfg, newRunnerRegisterer(e.prom, cfg.Name))
+	r, err := newRunner(e.deps, typ, cfg, e.customLocked(cfg.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -107,9 +117,34 @@ func (e *Engine) StopRunner(ctx context.Context, name string) error {
 		return fmt.Errorf("%w %q", ErrUnknownRunner, name)
 	}
 	err := r.Close(ctx)
-	e.deps.metrics.forget(name)
+	e.forget(name)
 	e.deps.events.Add(slog.LevelInfo, name, "runner stopped")
 	return err
+}
+
+func (e *Engine) customLocked(name string) *runnerRegisterer {
+	c, ok := e.custom[name]
+	if !ok {
+		c = newRunnerRegisterer(e.prom, name)
+		e.custom[name] = c
+	}
+	return c
+}
+
+// forget drops every series of a runner name that no longer runs.
+func (e *Engine) forget(name string) {
+	e.mu.Lock()
+	if _, back := e.runners[name]; back {
+		e.mu.Unlock()
+		return
+	}
+	c := e.custom[name]
+	delete(e.custom, name)
+	e.mu.Unlock()
+	if c != nil {
+		c.unregisterAll()
+	}
+	e.deps.metrics.forget(name)
 }
 
 // Runner finds a runner by name; the error lists the runners there are.
@@ -139,17 +174,38 @@ func (e *Engine) Runners() []*Runner {
 	return rs
 }
 
-// Run calls a runner's method; see Runner.Run.
+// Run calls a runner's method; see Runner.Run. Front ends should call
+// through the engine rather than hold a *Runner: a reload may replace a
+// runner with a new generation, and a request the old one refused because it
+// was closing (so it never ran) is retried on the new one here.
 func (e *Engine) Run(ctx context.Context, runner, method string, in Value) (Value, error) {
-	r, err := e.Runner(runner)
-	if err != nil {
-		return Value{}, err
+	v, _, err := e.RunInfo(ctx, runner, method, in)
+	return v, err
+}
+
+// RunInfo is Run that also says which batch served the request.
+func (e *Engine) RunInfo(ctx context.Context, runner, method string, in Value) (Value, CallInfo, error) {
+	var last *Runner
+	for {
+		r, err := e.Runner(runner)
+		if err != nil {
+			return Value{}, CallInfo{}, err
+		}
+		if r == last {
+			return Value{}, CallInfo{}, &MethodError{runner, method, ErrRunnerClosed}
+		}
+		v, info, err := r.RunInfo(ctx, method, in)
+		if !errors.Is(err, ErrRunnerClosed) {
+			return v, info, err
+		}
+		last = r
 	}
-	return r.Run(ctx, method, in)
 }
 
 // Close stops every runner in parallel, each draining until ctx ends.
 func (e *Engine) Close(ctx context.Context) error {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
 	e.mu.Lock()
 	rs := e.runners
 	e.runners = map[string]*Runner{}
@@ -160,7 +216,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	for name, r := range rs {
 		wg.Go(func() {
 			err := r.Close(ctx)
-			e.deps.metrics.forget(name)
+			e.forget(name)
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
@@ -169,6 +225,13 @@ func (e *Engine) Close(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	bgDone := make(chan struct{})
+	go func() { e.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("runners replaced by a reload still draining: %w", ctx.Err()))
+	}
 	return errors.Join(errs...)
 }
 

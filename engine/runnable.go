@@ -70,6 +70,9 @@ type RunnableType struct {
 	// their init params (a model's inputs) set Describe instead.
 	Methods  []MethodSpec
 	Describe func(Params) ([]MethodSpec, error)
+	// Validate, if set, checks init params without building anything, so
+	// that a config check catches a typo before a reload is attempted.
+	Validate func(Params) error
 	// SupportedResources lists what it can run on; empty means cpu only.
 	SupportedResources []string
 	// MultiThreaded says one instance uses several cores on CPU, so a runner
@@ -198,7 +201,9 @@ func (r *Registry) namesLocked() []string {
 	return names
 }
 
-// methods resolves the signatures of t for the given params.
+// MethodsFor resolves the signatures of t for the given init params.
+func (t *RunnableType) MethodsFor(p Params) ([]MethodSpec, error) { return t.methods(p) }
+
 func (t *RunnableType) methods(p Params) ([]MethodSpec, error) {
 	if t.Describe == nil {
 		return t.Methods, nil

@@ -147,6 +147,10 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 	r.b = batcher.New(batcher.Options[*call]{
 		Dispatch: func(bt *batcher.Batch[*call]) { r.work <- bt },
 		Reject: func(c *call, err error) {
+			if errors.Is(err, batcher.ErrClosed) {
+				// It never ran: Engine.Run may retry it on a new generation.
+				err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
+			}
 			c.finish(callResult{err: err})
 		},
 	})
@@ -767,7 +771,6 @@ func (r *Runner) Close(ctx context.Context) error {
 		}
 		break
 	}
-	r.custom.unregisterAll()
 	if drainErr != nil && waitErr == nil {
 		return fmt.Errorf("runner %q: drain: %w", r.name, drainErr)
 	}

@@ -41,8 +41,20 @@ func Sentiment() *engine.RunnableType {
 				Output:    engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1}},
 			},
 		},
-		New: newSentiment,
+		Validate: func(p engine.Params) error { _, err := sentimentParams(p); return err },
+		New:      newSentiment,
 	}
+}
+
+func sentimentParams(params engine.Params) (SentimentParams, error) {
+	p := SentimentParams{Threshold: 0.05}
+	if err := params.Decode(&p); err != nil {
+		return p, err
+	}
+	if p.Threshold < -1 || p.Threshold > 1 {
+		return p, fmt.Errorf("init params: threshold %v is outside the score range [-1, 1]", p.Threshold)
+	}
+	return p, nil
 }
 
 // sentimentMetrics are shared by every worker of a runner.
@@ -57,12 +69,9 @@ type sentiment struct {
 }
 
 func newSentiment(_ context.Context, env engine.Env) (engine.Instance, error) {
-	p := SentimentParams{Threshold: 0.05}
-	if err := env.Params.Decode(&p); err != nil {
+	p, err := sentimentParams(env.Params)
+	if err != nil {
 		return nil, err
-	}
-	if p.Threshold < -1 || p.Threshold > 1 {
-		return nil, fmt.Errorf("init params: threshold %v is outside the score range [-1, 1]", p.Threshold)
 	}
 	d, err := engine.RegisterOrReuse(env.Metrics, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "sentiment_inference_duration_seconds",

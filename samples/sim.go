@@ -31,8 +31,20 @@ func Sim() *engine.RunnableType {
 			Input:     engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
 			Output:    engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
 		}},
-		New: newSim,
+		Validate: func(p engine.Params) error { _, err := simParams(p); return err },
+		New:      newSim,
 	}
+}
+
+func simParams(params engine.Params) (SimParams, error) {
+	p := SimParams{FixedMS: 2, PerRowMS: 0.1}
+	if err := params.Decode(&p); err != nil {
+		return p, err
+	}
+	if p.FixedMS < 0 || p.PerRowMS < 0 {
+		return p, fmt.Errorf("init params: fixed_ms and per_row_ms must not be negative (got %v, %v)", p.FixedMS, p.PerRowMS)
+	}
+	return p, nil
 }
 
 type sim struct {
@@ -40,12 +52,9 @@ type sim struct {
 }
 
 func newSim(_ context.Context, env engine.Env) (engine.Instance, error) {
-	p := SimParams{FixedMS: 2, PerRowMS: 0.1}
-	if err := env.Params.Decode(&p); err != nil {
+	p, err := simParams(env.Params)
+	if err != nil {
 		return nil, err
-	}
-	if p.FixedMS < 0 || p.PerRowMS < 0 {
-		return nil, fmt.Errorf("init params: fixed_ms and per_row_ms must not be negative (got %v, %v)", p.FixedMS, p.PerRowMS)
 	}
 	ms := float64(time.Millisecond)
 	return &sim{fixed: time.Duration(p.FixedMS * ms), perRow: time.Duration(p.PerRowMS * ms)}, nil

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/watcher"
+)
+
+func newConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Check a config file or print the effective config",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a config without running it; every problem is listed with file:line:column",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := registry()
+			if err != nil {
+				return err
+			}
+			cfg, err := watcher.LoadAndValidate(args[0], reg, os.Getenv)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return fmt.Errorf("%s is not valid", args[0])
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d runners, %d apis)\n", args[0], len(cfg.Runners), len(cfg.APIs))
+			return nil
+		},
+	})
+	var path string
+	print := &cobra.Command{
+		Use:   "print",
+		Short: "Print the effective config (defaults and environment overrides filled in)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			out, err := cfg.Effective()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	print.Flags().StringVarP(&path, "config", "c", "", "config file (default: the embedded sample config)")
+	cmd.AddCommand(print)
+	return cmd
+}
+
+// loadConfig loads and validates path, or the embedded sample when empty.
+func loadConfig(path string) (*watcher.Config, error) {
+	reg, err := registry()
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return watcher.ParseAndValidate(samples.ConfigName, samples.Config, reg, os.Getenv)
+	}
+	return watcher.LoadAndValidate(path, reg, os.Getenv)
+}

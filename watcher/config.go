@@ -1,0 +1,531 @@
+package watcher
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
+)
+
+// Config is one benchtop YAML file, decoded. Optional knobs are pointers so
+// that "not set" falls through to the runner's batching, then to defaults.
+type Config struct {
+	Server  Server
+	Runners []Runner
+	APIs    []API
+
+	File string         // where it came from, for messages
+	Hash string         // sha256 of the bytes, to skip no-op reloads
+	pos  map[string]Pos // key path → position, for semantic errors
+}
+
+// Server is the HTTP front end's settings.
+type Server struct {
+	Host string
+	Port int
+}
+
+// Default server address: loopback, so nothing is exposed by accident.
+const (
+	DefaultHost = "127.0.0.1"
+	DefaultPort = 3000
+)
+
+// Runner is one entry of runners:.
+type Runner struct {
+	Name      string
+	Runnable  string
+	Init      map[string]any
+	Workers   int
+	Resources engine.Resources
+	Batching  Batching
+	Methods   map[string]Batching // methods.<name>.batching
+	Timeout   time.Duration
+}
+
+// Batching is a partial set of knobs; nil means inherit.
+type Batching struct {
+	Policy       *batcher.Policy
+	MaxBatchSize *int
+	MaxLatency   *time.Duration
+	BatchWait    *time.Duration
+	MaxQueueSize *int
+}
+
+// API is one entry of apis:.
+type API struct {
+	Name, Runner, Method string
+	Input, Output        string
+}
+
+// Load reads and parses a config file (syntax and types only; see Validate).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data, reporting every syntax and type problem at once.
+func Parse(file string, data []byte) (*Config, error) {
+	sum := sha256.Sum256(data)
+	c := &Config{File: file, Hash: hex.EncodeToString(sum[:]), Server: Server{Host: DefaultHost, Port: DefaultPort}}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Problems{{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	d := &decoder{file: file, pos: map[string]Pos{}}
+	if len(root.Content) == 0 {
+		return nil, Problems{{File: file, Msg: "config is empty: it needs at least runners:"}}
+	}
+	d.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
+		"server": func(n *yaml.Node, p string) {
+			d.mapping(n, p, map[string]func(*yaml.Node, string){
+				"host": func(n *yaml.Node, p string) { c.Server.Host = d.str(n, p) },
+				"port": func(n *yaml.Node, p string) { c.Server.Port = d.integer(n, p) },
+			})
+		},
+		"runners": func(n *yaml.Node, p string) {
+			d.sequence(n, p, func(n *yaml.Node, p string) { c.Runners = append(c.Runners, d.runner(n, p)) })
+		},
+		"apis": func(n *yaml.Node, p string) {
+			d.sequence(n, p, func(n *yaml.Node, p string) { c.APIs = append(c.APIs, d.api(n, p)) })
+		},
+	})
+	c.pos = d.pos
+	if len(d.problems) > 0 {
+		return nil, d.problems
+	}
+	return c, nil
+}
+
+func (d *decoder) runner(n *yaml.Node, p string) Runner {
+	var r Runner
+	d.note(n, p)
+	d.mapping(n, p, map[string]func(*yaml.Node, string){
+		"name":     func(n *yaml.Node, p string) { r.Name = d.str(n, p) },
+		"runnable": func(n *yaml.Node, p string) { r.Runnable = d.str(n, p) },
+		"init":     func(n *yaml.Node, p string) { r.Init = d.anyValue(n, p) },
+		"workers":  func(n *yaml.Node, p string) { r.Workers = d.integer(n, p) },
+		"timeout":  func(n *yaml.Node, p string) { r.Timeout = d.duration(n, p) },
+		"resources": func(n *yaml.Node, p string) {
+			d.mapping(n, p, map[string]func(*yaml.Node, string){
+				"cpu":            func(n *yaml.Node, p string) { r.Resources.CPU = d.number(n, p) },
+				"nvidia.com/gpu": func(n *yaml.Node, p string) { r.Resources.GPU = d.integer(n, p) },
+			})
+		},
+		"batching": func(n *yaml.Node, p string) { r.Batching = d.batching(n, p) },
+		"methods": func(n *yaml.Node, p string) {
+			if isNull(n) {
+				return
+			}
+			if n.Kind != yaml.MappingNode {
+				d.errorf(n, p, "want a mapping of method names, got %s", describeNode(n))
+				return
+			}
+			r.Methods = map[string]Batching{}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				mp := join(p, k.Value)
+				d.note(k, mp)
+				d.mapping(v, mp, map[string]func(*yaml.Node, string){
+					"batching": func(n *yaml.Node, p string) { r.Methods[k.Value] = d.batching(n, p) },
+				})
+			}
+		},
+	})
+	return r
+}
+
+func (d *decoder) batching(n *yaml.Node, p string) Batching {
+	var b Batching
+	ms := func(n *yaml.Node, p string) *time.Duration {
+		v := time.Duration(d.number(n, p) * float64(time.Millisecond))
+		return &v
+	}
+	d.mapping(n, p, map[string]func(*yaml.Node, string){
+		"policy": func(n *yaml.Node, p string) {
+			s := d.str(n, p)
+			pol, err := batcher.ParsePolicy(s)
+			if err != nil {
+				d.errorf(n, p, "%q is not a policy: want adaptive, fixed or none", s)
+			}
+			b.Policy = &pol
+		},
+		"max_batch_size": func(n *yaml.Node, p string) { v := d.integer(n, p); b.MaxBatchSize = &v },
+		"max_latency_ms": func(n *yaml.Node, p string) { b.MaxLatency = ms(n, p) },
+		"batch_wait_ms":  func(n *yaml.Node, p string) { b.BatchWait = ms(n, p) },
+		"max_queue_size": func(n *yaml.Node, p string) { v := d.integer(n, p); b.MaxQueueSize = &v },
+	})
+	return b
+}
+
+func (d *decoder) api(n *yaml.Node, p string) API {
+	var a API
+	d.note(n, p)
+	d.mapping(n, p, map[string]func(*yaml.Node, string){
+		"name":   func(n *yaml.Node, p string) { a.Name = d.str(n, p) },
+		"runner": func(n *yaml.Node, p string) { a.Runner = d.str(n, p) },
+		"method": func(n *yaml.Node, p string) { a.Method = d.str(n, p) },
+		"input":  func(n *yaml.Node, p string) { a.Input = d.str(n, p) },
+		"output": func(n *yaml.Node, p string) { a.Output = d.str(n, p) },
+	})
+	return a
+}
+
+// over returns base with the knobs set in b.
+func (b Batching) over(base batcher.Config) batcher.Config {
+	if b.Policy != nil {
+		base.Policy = *b.Policy
+	}
+	if b.MaxBatchSize != nil {
+		base.MaxBatchSize = *b.MaxBatchSize
+	}
+	if b.MaxLatency != nil {
+		base.MaxLatency = *b.MaxLatency
+	}
+	if b.BatchWait != nil {
+		base.BatchWait = *b.BatchWait
+	}
+	if b.MaxQueueSize != nil {
+		base.MaxQueueSize = *b.MaxQueueSize
+	}
+	return base
+}
+
+// ApplyEnv overrides keys from the environment: BENCHTOP_HOST and
+// BENCHTOP_PORT (handy in containers and CI, where editing the file is not).
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	if h := getenv("BENCHTOP_HOST"); h != "" {
+		c.Server.Host = h
+	}
+	if p := getenv("BENCHTOP_PORT"); p != "" {
+		port, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("BENCHTOP_PORT=%q: want a port number", p)
+		}
+		c.Server.Port = port
+	}
+	return nil
+}
+
+// RunnerConfigs converts the runners for the engine, defaults filled in.
+func (c *Config) RunnerConfigs() []engine.RunnerConfig {
+	out := make([]engine.RunnerConfig, 0, len(c.Runners))
+	for _, r := range c.Runners {
+		base := r.Batching.over(batcher.DefaultConfig())
+		rc := engine.RunnerConfig{
+			Name: r.Name, Runnable: r.Runnable, Params: engine.Params(r.Init),
+			Workers: r.Workers, Resources: r.Resources, Batching: base, Timeout: r.Timeout,
+		}
+		if len(r.Methods) > 0 {
+			rc.Methods = map[string]batcher.Config{}
+			for m, b := range r.Methods {
+				rc.Methods[m] = b.over(base)
+			}
+		}
+		out = append(out, rc)
+	}
+	return out
+}
+
+// APISpecs converts the APIs for the engine (kinds already validated).
+func (c *Config) APISpecs() []engine.APISpec {
+	out := make([]engine.APISpec, 0, len(c.APIs))
+	for _, a := range c.APIs {
+		in, _ := engine.ParseIOKind(a.Input)
+		outK, _ := engine.ParseIOKind(a.Output)
+		out = append(out, engine.APISpec{Name: a.Name, Runner: a.Runner, Method: a.Method, Input: in, Output: outK})
+	}
+	return out
+}
+
+// Validate checks everything that needs knowledge of the runnables: names,
+// references, init params, method names, API kinds. It reports every problem
+// at once and changes nothing.
+func (c *Config) Validate(reg *engine.Registry) error {
+	var ps Problems
+	add := func(path, format string, args ...any) {
+		ps = append(ps, Problem{File: c.File, Pos: c.at(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.Server.Port < 0 || c.Server.Port > 65535 {
+		add("server.port", "%d is not a port: want 0 (any free port) to 65535", c.Server.Port)
+	}
+	if c.Server.Host == "" {
+		add("server.host", "empty: want an address such as 127.0.0.1")
+	}
+	if len(c.Runners) == 0 {
+		add("runners", "no runners: add at least one")
+	}
+	methods := map[string][]engine.MethodSpec{}
+	names := map[string]bool{}
+	rcs := c.RunnerConfigs()
+	for i, r := range c.Runners {
+		p := fmt.Sprintf("runners[%d]", i)
+		switch {
+		case r.Name == "":
+			add(p, "name: required")
+		case !engine.ValidName(r.Name):
+			add(p+".name", "%q: use lower-case letters, digits and -._ (at most 63, starting and ending with a letter or digit)", r.Name)
+		case names[r.Name]:
+			add(p+".name", "%q is used by another runner", r.Name)
+		}
+		names[r.Name] = true
+		if r.Workers < 0 || r.Workers > engine.MaxWorkers {
+			add(p+".workers", "%d: want 1 to %d, or leave it out to size the pool from resources", r.Workers, engine.MaxWorkers)
+		}
+		if r.Resources.CPU < 0 {
+			add(p+".resources.cpu", "%v: want a positive number of cores", r.Resources.CPU)
+		}
+		if r.Resources.GPU < 0 {
+			add(p+".resources.nvidia.com/gpu", "%d: want 0 or more", r.Resources.GPU)
+		}
+		if r.Timeout < 0 {
+			add(p+".timeout", "%v: want a positive duration", r.Timeout)
+		}
+		checkBatching(rcs[i].Batching, p+".batching", add)
+		if r.Runnable == "" {
+			add(p, "runnable: required (one of: %s)", strings.Join(reg.Names(), ", "))
+			continue
+		}
+		typ, err := reg.Lookup(r.Runnable)
+		if err != nil {
+			add(p+".runnable", "%v", err)
+			continue
+		}
+		if typ.Validate != nil {
+			if err := typ.Validate(engine.Params(r.Init)); err != nil {
+				add(p+".init", "%v", err)
+			}
+		}
+		if _, err := engine.PlanWorkers(typ, rcs[i], 1); err != nil && r.Resources.GPU > 0 {
+			add(p+".resources", "%v", err)
+		}
+		specs, err := typ.MethodsFor(engine.Params(r.Init))
+		if err != nil {
+			add(p+".init", "%v", err)
+			continue
+		}
+		methods[r.Name] = specs
+		for _, m := range keys(r.Methods) {
+			mp := p + ".methods." + m
+			spec, ok := findMethod(specs, m)
+			if !ok {
+				add(mp, "runnable %q has no method %q (methods: %s)", r.Runnable, m, methodList(specs))
+				continue
+			}
+			if !spec.Batchable {
+				add(mp, "method %q is not batchable, so it has no batching to set", m)
+				continue
+			}
+			checkBatching(rcs[i].Methods[m], mp+".batching", add)
+		}
+	}
+	apiNames := map[string]bool{}
+	for i, a := range c.APIs {
+		p := fmt.Sprintf("apis[%d]", i)
+		switch {
+		case a.Name == "":
+			add(p, "name: required")
+		case !engine.ValidName(a.Name):
+			add(p+".name", "%q: use lower-case letters, digits and -._", a.Name)
+		case apiNames[a.Name]:
+			add(p+".name", "%q is used by another api", a.Name)
+		}
+		apiNames[a.Name] = true
+		in, errIn := engine.ParseIOKind(a.Input)
+		if errIn != nil {
+			add(p+".input", "%q: want json, text or ndarray", a.Input)
+		}
+		out, errOut := engine.ParseIOKind(a.Output)
+		if errOut != nil {
+			add(p+".output", "%q: want json, text or ndarray", a.Output)
+		}
+		specs, ok := methods[a.Runner]
+		if !ok {
+			if !names[a.Runner] {
+				add(p+".runner", "%q is not a runner in this config (runners: %s)", a.Runner, strings.Join(keys(names), ", "))
+			}
+			continue
+		}
+		spec, ok := findMethod(specs, a.Method)
+		if !ok {
+			add(p+".method", "runner %q has no method %q (methods: %s)", a.Runner, a.Method, methodList(specs))
+			continue
+		}
+		if errIn == nil && errOut == nil {
+			if err := engine.CheckAPI(engine.APISpec{Name: a.Name, Runner: a.Runner, Method: a.Method, Input: in, Output: out}, spec); err != nil {
+				add(p, "%v", err)
+			}
+		}
+	}
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Pos.Line != ps[j].Pos.Line {
+			return ps[i].Pos.Line < ps[j].Pos.Line
+		}
+		return ps[i].Pos.Column < ps[j].Pos.Column
+	})
+	if len(ps) > 0 {
+		return ps
+	}
+	return nil
+}
+
+func checkBatching(b batcher.Config, path string, add func(path, format string, args ...any)) {
+	if b.MaxBatchSize < 1 {
+		add(path+".max_batch_size", "%d: want at least 1", b.MaxBatchSize)
+	}
+	if b.MaxLatency < 0 {
+		add(path+".max_latency_ms", "%v: want 0 (no bound) or more", b.MaxLatency)
+	}
+	if b.BatchWait < 0 {
+		add(path+".batch_wait_ms", "%v: want 0 or more", b.BatchWait)
+	}
+	if b.MaxQueueSize < 0 {
+		add(path+".max_queue_size", "%d: want 0 (no bound) or more", b.MaxQueueSize)
+	}
+}
+
+// at finds the position of path or of its nearest ancestor.
+func (c *Config) at(path string) Pos {
+	for p := path; p != ""; {
+		if pos, ok := c.pos[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return Pos{}
+}
+
+func findMethod(specs []engine.MethodSpec, name string) (engine.MethodSpec, bool) {
+	for _, s := range specs {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return engine.MethodSpec{}, false
+}
+
+func methodList(specs []engine.MethodSpec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// LoadAndValidate is Load, ApplyEnv and Validate in one step.
+func LoadAndValidate(path string, reg *engine.Registry, getenv func(string) string) (*Config, error) {
+	c, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return c, c.finish(reg, getenv)
+}
+
+// ParseAndValidate is Parse, ApplyEnv and Validate in one step.
+func ParseAndValidate(file string, data []byte, reg *engine.Registry, getenv func(string) string) (*Config, error) {
+	c, err := Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	return c, c.finish(reg, getenv)
+}
+
+func (c *Config) finish(reg *engine.Registry, getenv func(string) string) error {
+	if getenv != nil {
+		if err := c.ApplyEnv(getenv); err != nil {
+			return err
+		}
+	}
+	return c.Validate(reg)
+}
+
+// Effective renders the config with every default filled in, as YAML.
+func (c *Config) Effective() ([]byte, error) {
+	type batchingOut struct {
+		Policy       string  `yaml:"policy"`
+		MaxBatchSize int     `yaml:"max_batch_size"`
+		MaxLatencyMS float64 `yaml:"max_latency_ms"`
+		BatchWaitMS  float64 `yaml:"batch_wait_ms"`
+		MaxQueueSize int     `yaml:"max_queue_size"`
+	}
+	conv := func(b batcher.Config) batchingOut {
+		return batchingOut{b.Policy.String(), b.MaxBatchSize, float64(b.MaxLatency) / 1e6, float64(b.BatchWait) / 1e6, b.MaxQueueSize}
+	}
+	type methodOut struct {
+		Batching batchingOut `yaml:"batching"`
+	}
+	type runnerOut struct {
+		Name      string               `yaml:"name"`
+		Runnable  string               `yaml:"runnable"`
+		Init      map[string]any       `yaml:"init,omitempty"`
+		Workers   int                  `yaml:"workers"`
+		Resources map[string]any       `yaml:"resources"`
+		Batching  batchingOut          `yaml:"batching"`
+		Methods   map[string]methodOut `yaml:"methods,omitempty"`
+		Timeout   string               `yaml:"timeout"`
+	}
+	type apiOut struct {
+		Name   string `yaml:"name"`
+		Runner string `yaml:"runner"`
+		Method string `yaml:"method"`
+		Input  string `yaml:"input"`
+		Output string `yaml:"output"`
+	}
+	var out struct {
+		Server struct {
+			Host string `yaml:"host"`
+			Port int    `yaml:"port"`
+		} `yaml:"server"`
+		Runners []runnerOut `yaml:"runners"`
+		APIs    []apiOut    `yaml:"apis,omitempty"`
+	}
+	out.Server.Host, out.Server.Port = c.Server.Host, c.Server.Port
+	for i, rc := range c.RunnerConfigs() {
+		ro := runnerOut{
+			Name: rc.Name, Runnable: rc.Runnable, Init: c.Runners[i].Init, Workers: rc.Workers,
+			Resources: map[string]any{"cpu": rc.Resources.CPU, "nvidia.com/gpu": rc.Resources.GPU},
+			Batching:  conv(rc.Batching), Timeout: timeoutOrDefault(rc.Timeout).String(),
+		}
+		if len(rc.Methods) > 0 {
+			ro.Methods = map[string]methodOut{}
+			for m, b := range rc.Methods {
+				ro.Methods[m] = methodOut{conv(b)}
+			}
+		}
+		out.Runners = append(out.Runners, ro)
+	}
+	for _, a := range c.APIs {
+		out.APIs = append(out.APIs, apiOut(a))
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(out); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func timeoutOrDefault(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return engine.DefaultTimeout
+}

@@ -1,0 +1,154 @@
+package watcher
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/samples"
+)
+
+func registry(t testing.TB) *engine.Registry {
+	t.Helper()
+	reg := engine.NewRegistry()
+	if err := samples.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func noEnv(string) string { return "" }
+
+func TestProblemsWithPositions(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want []string // each a full problem line
+	}{
+		{"unknown key with a suggestion", `
+runners:
+  - name: sim
+    runnable: sim
+    wokers: 2
+`, []string{`c.yaml:4:5: runners[0].wokers: unknown key; did you mean "workers"? (valid here: batching, init, methods, name, resources, runnable, timeout, workers)`}},
+		{"wrong types, all reported", `
+server: {port: web}
+runners:
+  - name: sim
+    runnable: sim
+    workers: two
+    batching: {max_latency_ms: soon, policy: lifo}
+`, []string{
+			`c.yaml:1:16: server.port: want an integer, got "web"`,
+			`c.yaml:5:14: runners[0].workers: want an integer, got "two"`,
+			`c.yaml:6:32: runners[0].batching.max_latency_ms: want a number, got "soon"`,
+			`c.yaml:6:46: runners[0].batching.policy: "lifo" is not a policy: want adaptive, fixed or none`,
+		}},
+		{"semantic problems", `
+runners:
+  - name: sim
+    runnable: simm
+  - name: sim
+    runnable: sim
+    init: {fixd_ms: 1}
+    batching: {max_batch_size: 0}
+    methods:
+      forecast: {batching: {max_batch_size: 4}}
+  - name: Bad_Name
+    runnable: sentiment
+    methods:
+      is_positive: {batching: {max_batch_size: 4}}
+apis:
+  - {name: a, runner: sim, method: predict, input: text, output: ndarray}
+  - {name: b, runner: nope, method: x, input: json, output: json}
+  - {name: c, runner: sim, method: run, input: ndarray, output: csv}
+`, []string{
+			`c.yaml:3:15: runners[0].runnable: unknown runnable "simm" (registered: echo, sentiment, sim)`,
+			`c.yaml:4:11: runners[1].name: "sim" is used by another runner`,
+			`c.yaml:6:11: runners[1].init: init params: unknown field "fixd_ms"`,
+			`c.yaml:7:32: runners[1].batching.max_batch_size: 0: want at least 1`,
+			`c.yaml:9:7: runners[1].methods.forecast: runnable "sim" has no method "forecast" (methods: predict)`,
+			`c.yaml:10:11: runners[2].name: "Bad_Name": use lower-case letters, digits and -._ (at most 63, starting and ending with a letter or digit)`,
+			`c.yaml:13:7: runners[2].methods.is_positive: method "is_positive" is not batchable, so it has no batching to set`,
+			`c.yaml:15:5: apis[0]: api "a": input text does not fit sim.predict, which takes tensor float32[-1 -1] (use ndarray)`,
+			`c.yaml:16:23: apis[1].runner: "nope" is not a runner in this config (runners: Bad_Name, sim)`,
+			`c.yaml:17:36: apis[2].method: runner "sim" has no method "run" (methods: predict)`,
+			`c.yaml:17:65: apis[2].output: "csv": want json, text or ndarray`,
+		}},
+		{"syntax error", "runners: [\n", []string{`c.yaml: line 1: did not find expected node content`}},
+		{"empty", "", []string{`c.yaml: config is empty: it needs at least runners:`}},
+	}
+	reg := registry(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseAndValidate("c.yaml", []byte(strings.TrimPrefix(c.yaml, "\n")), reg, noEnv)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			got := strings.Split(err.Error(), "\n")
+			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+				t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestDefaultsAndOverrides(t *testing.T) {
+	cfg, err := ParseAndValidate("c.yaml", []byte(`
+runners:
+  - name: sim
+    runnable: sim
+    timeout: 2.5
+    batching: {max_batch_size: 16, max_latency_ms: 30}
+    methods:
+      predict: {batching: {policy: fixed, batch_wait_ms: 1.5}}
+`), registry(t), func(k string) string { return map[string]string{"BENCHTOP_PORT": "4000"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Host != DefaultHost || cfg.Server.Port != 4000 {
+		t.Fatalf("server %+v: want default host, env port", cfg.Server)
+	}
+	rc := cfg.RunnerConfigs()[0]
+	want := batcher.Config{Policy: batcher.Fixed, MaxBatchSize: 16, MaxLatency: 30 * time.Millisecond, BatchWait: 1500 * time.Microsecond, MaxQueueSize: batcher.DefaultMaxQueueSize}
+	if rc.Methods["predict"] != want {
+		t.Fatalf("method batching %+v, want %+v (method over runner over defaults)", rc.Methods["predict"], want)
+	}
+	if rc.Timeout != 2500*time.Millisecond {
+		t.Fatalf("timeout %v", rc.Timeout)
+	}
+	out, err := cfg.Effective()
+	if err != nil || !strings.Contains(string(out), "batch_wait_ms: 1.5") || !strings.Contains(string(out), "port: 4000") {
+		t.Fatalf("effective config:\n%s\n%v", out, err)
+	}
+}
+
+// TestShippedConfigsValidate: the embedded sample and every YAML block of
+// the docs must be a valid config, so what users copy works.
+func TestShippedConfigsValidate(t *testing.T) {
+	reg := registry(t)
+	if _, err := ParseAndValidate(samples.ConfigName, samples.Config, reg, noEnv); err != nil {
+		t.Fatalf("embedded sample config: %v", err)
+	}
+	block := regexp.MustCompile("(?s)```yaml\n(.*?)```")
+	for _, doc := range []string{"../README.md", "../docs/CONFIG.md"} {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range block.FindAllSubmatch(data, -1) {
+			if !strings.Contains(string(m[1]), "runners:") {
+				continue // a fragment, not a whole config
+			}
+			name := filepath.Base(doc) + "#" + string(rune('1'+i))
+			if _, err := ParseAndValidate(name, m[1], reg, noEnv); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	}
+}

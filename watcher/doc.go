@@ -1,0 +1,5 @@
+// Package watcher loads benchtop's YAML config, validates it with positions
+// a user can jump to (file:line:column), and keeps a running engine in step
+// with the file: fsnotify on its directory, debounced, applied as a diff, the
+// old config kept whenever the new one is broken.
+package watcher

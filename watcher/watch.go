@@ -1,0 +1,268 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// Status is the state of the live config, for the UI header and /readyz.
+type Status struct {
+	Path       string
+	Hash       string
+	LastReload time.Time // last attempt, applied or refused
+	OK         bool      // the last attempt applied (or was a no-op)
+	Err        string    // why the last attempt was refused
+	Changes    []string  // what the last applied reload changed
+}
+
+// Reloader keeps an engine in step with a config file.
+type Reloader struct {
+	eng      *engine.Engine
+	path     string // "" for an embedded config: nothing to watch
+	data     []byte // the embedded bytes when path is ""
+	name     string
+	getenv   func(string) string
+	debounce time.Duration
+	ready    time.Duration
+
+	reloads     *prometheus.CounterVec
+	lastOK      prometheus.Gauge
+	lastOKTime  prometheus.Gauge
+	info        *prometheus.GaugeVec
+	applyMu     sync.Mutex
+	mu          sync.Mutex
+	status      Status
+	current     *Config
+	subscribers []chan<- Status
+}
+
+// Options tune a Reloader; zero values are sensible.
+type Options struct {
+	// Debounce collapses the burst of events an editor's save makes.
+	Debounce time.Duration
+	// ReadyTimeout bounds how long a reload waits for new runners.
+	ReadyTimeout time.Duration
+	// Getenv reads overrides (BENCHTOP_PORT…); nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// NewReloader prepares to load path into eng; an empty path means the
+// embedded data, which is applied once and never watched.
+func NewReloader(eng *engine.Engine, path string, embedded []byte, embeddedName string, opts Options) (*Reloader, error) {
+	if opts.Debounce <= 0 {
+		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = engine.DefaultReadyTimeout
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	r := &Reloader{
+		eng: eng, data: embedded, name: embeddedName, getenv: opts.Getenv,
+		debounce: opts.Debounce, ready: opts.ReadyTimeout,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "benchtop_config_reloads_total",
+			Help: "Config reloads by result (applied, unchanged, refused).",
+		}, []string{"result"}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "benchtop_config_last_reload_successful",
+			Help: "1 if the last config reload applied, 0 if it was refused.",
+		}),
+		lastOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "benchtop_config_last_reload_success_timestamp_seconds",
+			Help: "When the config was last applied, in Unix seconds.",
+		}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "benchtop_config_info",
+			Help: "The config being served: its file and the sha256 of its bytes.",
+		}, []string{"file", "hash"}),
+	}
+	if path != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("config path %q: %w", path, err)
+		}
+		r.path = abs
+		r.name = path
+	}
+	r.status.Path = r.name
+	for _, c := range []prometheus.Collector{r.reloads, r.lastOK, r.lastOKTime, r.info} {
+		if err := eng.Registerer().Register(c); err != nil {
+			return nil, fmt.Errorf("register reload metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Path is the watched file ("" for the embedded config).
+func (r *Reloader) Path() string { return r.path }
+
+// Status returns the live config's state.
+func (r *Reloader) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// Current is the config being served (nil before the first apply).
+func (r *Reloader) Current() *Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.current
+}
+
+// Subscribe delivers a Status after every reload attempt. Sends never block:
+// a subscriber that is not reading misses updates, never stalls reloads.
+func (r *Reloader) Subscribe(ch chan<- Status) {
+	r.mu.Lock()
+	r.subscribers = append(r.subscribers, ch)
+	r.mu.Unlock()
+}
+
+// Reload reads the config and applies it. A config with the same bytes as
+// the one served is a no-op; a broken one changes nothing and says why.
+func (r *Reloader) Reload(ctx context.Context) error {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	data := r.data
+	if r.path != "" {
+		var err error
+		data, err = os.ReadFile(r.path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("%s is gone; still serving the last config until it is back", r.name)
+			}
+			return r.refused(err)
+		}
+	}
+	cfg, err := ParseAndValidate(r.name, data, r.eng.Registry(), r.getenv)
+	if err != nil {
+		return r.refused(err)
+	}
+	if cur := r.Current(); cur != nil && cur.Hash == cfg.Hash {
+		r.reloads.WithLabelValues("unchanged").Inc()
+		r.finish(cfg, nil, nil)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.ready)
+	defer cancel()
+	res, err := r.eng.Apply(ctx, cfg.RunnerConfigs(), cfg.APISpecs())
+	if err != nil {
+		return r.refused(fmt.Errorf("%s: not applied, the previous config keeps serving: %w", r.name, err))
+	}
+	r.reloads.WithLabelValues("applied").Inc()
+	r.lastOK.Set(1)
+	r.lastOKTime.SetToCurrentTime()
+	r.info.Reset()
+	r.info.WithLabelValues(r.name, cfg.Hash[:12]).Set(1)
+	msg := "config applied: " + r.name
+	if len(res.Changes) > 0 {
+		msg = "config reloaded: " + strings.Join(res.Changes, "; ")
+	}
+	r.eng.Events().Add(slog.LevelInfo, "", msg)
+	r.finish(cfg, res.Changes, nil)
+	return nil
+}
+
+func (r *Reloader) refused(err error) error {
+	r.reloads.WithLabelValues("refused").Inc()
+	r.lastOK.Set(0)
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	r.eng.Events().Add(slog.LevelError, "", "config reload refused: "+first)
+	r.finish(nil, nil, err)
+	return err
+}
+
+func (r *Reloader) finish(cfg *Config, changes []string, err error) {
+	r.mu.Lock()
+	r.status.LastReload = time.Now()
+	r.status.OK = err == nil
+	r.status.Err = ""
+	if err != nil {
+		r.status.Err = err.Error()
+	}
+	if cfg != nil {
+		r.current = cfg
+		r.status.Hash = cfg.Hash
+		if changes != nil {
+			r.status.Changes = changes
+		}
+	}
+	st := r.status
+	subs := r.subscribers
+	r.mu.Unlock()
+	for _, ch := range subs {
+		select {
+		case ch <- st:
+		default:
+		}
+	}
+}
+
+// Run watches the config file until ctx ends, reloading after each burst of
+// changes. It watches the directory, not the file, because editors save by
+// writing a new file and renaming it over the old one, which would end a
+// watch on the file itself; and it outlives the file vanishing and coming
+// back. Watch errors are reported and the watch goes on.
+func (r *Reloader) Run(ctx context.Context) error {
+	if r.path == "" {
+		<-ctx.Done()
+		return nil
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch config: %w", err)
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(r.path)); err != nil {
+		return fmt.Errorf("watch %s: %w", filepath.Dir(r.path), err)
+	}
+	var timer *time.Timer
+	var fire <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if filepath.Clean(ev.Name) != r.path || ev.Op == fsnotify.Chmod {
+				continue
+			}
+			if timer == nil {
+				timer = time.NewTimer(r.debounce)
+			} else {
+				timer.Reset(r.debounce)
+			}
+			fire = timer.C
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			r.eng.Events().Add(slog.LevelWarn, "", fmt.Sprintf("config watch: %v (still watching)", err))
+		case <-fire:
+			fire = nil
+			_ = r.Reload(ctx) // the outcome is in Status, the events and the metrics
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package watcher
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
+)
+
+func simConfig(maxBatch, workers int, fixedMS float64) string {
+	return fmt.Sprintf(`# a comment the user wrote
+runners:
+  - name: sim
+    runnable: sim
+    init: {fixed_ms: %v, per_row_ms: 0.01}
+    workers: %d
+    batching: {max_batch_size: %d, max_latency_ms: 0}
+apis:
+  - {name: predict, runner: sim, method: predict, input: ndarray, output: ndarray}
+`, fixedMS, workers, maxBatch)
+}
+
+type fixture struct {
+	t    *testing.T
+	dir  string
+	path string
+	eng  *engine.Engine
+	rl   *Reloader
+}
+
+func newFixture(t *testing.T, initial string) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir()}
+	f.path = filepath.Join(f.dir, "benchtop.yaml")
+	if err := os.WriteFile(f.path, []byte(initial), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Options{Registry: registry(t), NumCPU: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.eng = eng
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := eng.Close(ctx); err != nil {
+			t.Errorf("close engine: %v", err)
+		}
+	})
+	f.rl, err = NewReloader(eng, f.path, nil, "", Options{Debounce: 30 * time.Millisecond, Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rl.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) maxBatch() int {
+	r, err := f.eng.Runner("sim")
+	if err != nil {
+		return -1
+	}
+	return r.Config().Methods["predict"].MaxBatchSize
+}
+
+func (f *fixture) waitMaxBatch(want int) {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.maxBatch() != want {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("max_batch_size is %d, want %d (status %+v)", f.maxBatch(), want, f.rl.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFollowsEditorsSaveStyles(t *testing.T) {
+	f := newFixture(t, simConfig(8, 1, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.rl.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the watch start
+
+	t.Run("write in place", func(t *testing.T) {
+		if err := os.WriteFile(f.path, []byte(simConfig(9, 1, 0)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.waitMaxBatch(9)
+	})
+	t.Run("temp file and rename (vim, most IDEs)", func(t *testing.T) {
+		tmp := filepath.Join(f.dir, ".benchtop.yaml.swp")
+		if err := os.WriteFile(tmp, []byte(simConfig(10, 1, 0)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, f.path); err != nil {
+			t.Fatal(err)
+		}
+		f.waitMaxBatch(10)
+	})
+	t.Run("delete, then create", func(t *testing.T) {
+		if err := os.Remove(f.path); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if f.maxBatch() != 10 {
+			t.Fatal("a vanished file must not stop the runners")
+		}
+		if err := os.WriteFile(f.path, []byte(simConfig(11, 1, 0)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.waitMaxBatch(11)
+	})
+	t.Run("a burst of writes ends on the last", func(t *testing.T) {
+		for i := 12; i <= 20; i++ {
+			if err := os.WriteFile(f.path, []byte(simConfig(i, 1, 0)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.waitMaxBatch(20)
+	})
+	t.Run("a broken config keeps the old one serving", func(t *testing.T) {
+		if err := os.WriteFile(f.path, []byte(strings.Replace(simConfig(30, 1, 0), "max_batch_size: 30", "max_batch_size: zero", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for f.rl.Status().OK {
+			if time.Now().After(deadline) {
+				t.Fatal("broken config not reported")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		st := f.rl.Status()
+		if !strings.Contains(st.Err, `max_batch_size: want an integer, got "zero"`) || !strings.Contains(st.Err, ":7:") {
+			t.Fatalf("refusal does not say where and why: %q", st.Err)
+		}
+		if f.maxBatch() != 20 {
+			t.Fatalf("max_batch_size %d after a refused reload, want 20", f.maxBatch())
+		}
+		if _, err := f.eng.Run(context.Background(), "sim", "predict", row(1)); err != nil {
+			t.Fatalf("old config stopped serving: %v", err)
+		}
+		found := false
+		for _, ev := range f.eng.Events().Since(0) {
+			found = found || strings.Contains(ev.Message, "config reload refused")
+		}
+		if !found {
+			t.Fatal("no refused-reload event")
+		}
+	})
+}
+
+func row(id int) engine.Value {
+	tt, _ := engine.NewTensor([]int{1, 2}, []float32{float32(id), float32(-id)})
+	return engine.TensorValue(tt)
+}
+
+// TestHundredReloadsUnderLoad alternates batching knobs, worker counts and
+// init params (which restart the runner) while callers keep calling: no
+// request fails, each gets its own rows, nothing leaks.
+func TestHundredReloadsUnderLoad(t *testing.T) {
+	before := runtime.NumGoroutine()
+	f := newFixture(t, simConfig(8, 1, 0.2))
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for c := range 64 {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				id := c*100000 + n
+				out, err := f.eng.Run(context.Background(), "sim", "predict", row(id))
+				if err != nil {
+					t.Errorf("caller %d: %v", c, err)
+					return
+				}
+				got := out.Tensor().Float32s()
+				if got[0] != 2*float32(id) || got[1] != -2*float32(id) {
+					t.Errorf("caller %d got %v for row %d", c, got, id)
+					return
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	for i := range 100 {
+		var body string
+		switch i % 3 {
+		case 0:
+			body = simConfig(1+i%16, 1, 0.2)
+		case 1:
+			body = simConfig(8, 1+i%3, 0.2)
+		default:
+			body = simConfig(8, 1, 0.2+float64(i%2)*0.1)
+		}
+		if err := os.WriteFile(f.path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.rl.Reload(context.Background()); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+	stop()
+	wg.Wait()
+	if ok.Load() < 500 {
+		t.Fatalf("only %d requests completed during 100 reloads", ok.Load())
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.eng.Close(closeCtx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines %d, before %d:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSaveTweakKeepsCommentsAndLayout(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "b.yaml")
+	orig := `# top comment
+runners:
+  - name: sim          # the simulated model
+    runnable: sim
+    batching: {max_batch_size: 8}   # small for now
+  - name: sentiment
+    runnable: sentiment
+    methods:
+      scores:
+        batching:
+          max_batch_size: 16 # per-method
+`
+	if err := os.WriteFile(path, []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := batcher.DefaultConfig()
+	c.MaxBatchSize, c.MaxLatency = 64, 20*time.Millisecond
+	if err := SaveTweak(path, Tweak{Runner: "sim", Method: "predict", Batching: &c, Workers: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.MaxBatchSize = 128
+	if err := SaveTweak(path, Tweak{Runner: "sentiment", Method: "scores", Batching: &c}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	got := string(data)
+	for _, want := range []string{"# top comment", "# the simulated model", "# small for now", "# per-method",
+		"max_batch_size: 64", "max_latency_ms: 20", "workers: 3", "max_batch_size: 128"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("saved file lacks %q:\n%s", want, got)
+		}
+	}
+	cfg, err := ParseAndValidate(path, data, registry(t), noEnv)
+	if err != nil {
+		t.Fatalf("saved file no longer validates: %v\n%s", err, got)
+	}
+	rcs := cfg.RunnerConfigs()
+	if rcs[0].Batching.MaxBatchSize != 64 || rcs[0].Workers != 3 || rcs[1].Methods["scores"].MaxBatchSize != 128 {
+		t.Fatalf("saved values not read back: %+v", rcs)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode changed to %v", fi.Mode().Perm())
+	}
+	if err := SaveTweak(path, Tweak{Runner: "ghost", Batching: &c}); err == nil || !strings.Contains(err.Error(), `no runner named "ghost"`) {
+		t.Fatalf("unknown runner: %v", err)
+	}
+}
