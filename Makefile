@@ -3,12 +3,16 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
 BIN     := bin/benchtop
 
-.PHONY: all build test vet unit bench clean
+.PHONY: all build run test vet unit e2e bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) .
+
+# Start benchtop on the embedded sample config (http://127.0.0.1:3000).
+run: build
+	./$(BIN) serve
 
 vet:
 	$(GO) vet ./...
@@ -18,8 +22,13 @@ vet:
 unit:
 	$(GO) test -race -count=1 ./...
 
+# End-to-end: the real binary (race-enabled) driven over real sockets.
+e2e:
+	$(GO) build -race -o bin/benchtop-race .
+	scripts/e2e-serve.sh bin/benchtop-race
+
 # Everything that must pass.
-test: vet unit
+test: vet unit e2e
 
 # Benchmarks are measurements, not gates: run them by hand and read the ratios.
 bench:

@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunnablesCmd(), newConfigCmd())
+	root.AddCommand(newServeCmd(), newRunnablesCmd(), newConfigCmd())
 	return root
 }
 

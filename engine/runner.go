@@ -57,8 +57,19 @@ type method struct {
 	metrics *methodMetrics
 	window  window
 	totals  [6]atomic.Uint64 // indexed by statusIndex
+	cum     cumulative
 	sizesMu sync.Mutex
-	sizes   map[int]uint64 // exact rows per batch, since start
+	sizes   map[int]*batchSizeTotals // by exact rows per batch, since start
+}
+
+// cumulative sums since start, for Triton-style statistics.
+type cumulative struct {
+	successNs, failNs, queueNs, execNs, executions atomic.Uint64
+	lastNs                                         atomic.Int64 // unix ns of the last completed request
+}
+
+type batchSizeTotals struct {
+	count, execNs uint64
 }
 
 var statusIndex = map[string]int{statusOK: 0, statusError: 1, statusOverloaded: 2, statusTimeout: 3, statusCancelled: 4, statusInvalid: 5}
@@ -159,7 +170,7 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 		if err != nil {
 			return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 		}
-		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]uint64{}}
+		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]*batchSizeTotals{}}
 		r.methods[s.Name] = m
 		r.order = append(r.order, m)
 	}
@@ -322,6 +333,13 @@ func (m *method) record(start time.Time, rows int, res callResult) {
 		m.metrics.queue.Observe(res.info.Queued.Seconds())
 	}
 	m.window.recordRequest(now, status == statusOK, rows, e2e, res.info.Queued)
+	if status == statusOK {
+		m.cum.successNs.Add(uint64(e2e))
+		m.cum.queueNs.Add(uint64(res.info.Queued))
+	} else {
+		m.cum.failNs.Add(uint64(e2e))
+	}
+	m.cum.lastNs.Store(now.UnixNano())
 }
 
 func (m *method) recordBatch(now time.Time, rows, requests int, exec time.Duration) {
@@ -329,8 +347,16 @@ func (m *method) recordBatch(now time.Time, rows, requests int, exec time.Durati
 	m.metrics.bsz.Observe(float64(rows))
 	m.window.recordBatch(now, rows, requests, exec)
 	m.window.recordQueueDepth(now, m.q.Stats().Depth)
+	m.cum.execNs.Add(uint64(exec))
+	m.cum.executions.Add(1)
 	m.sizesMu.Lock()
-	m.sizes[rows]++
+	t := m.sizes[rows]
+	if t == nil {
+		t = &batchSizeTotals{}
+		m.sizes[rows] = t
+	}
+	t.count++
+	t.execNs += uint64(exec)
 	m.sizesMu.Unlock()
 }
 

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"maps"
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
@@ -28,9 +27,19 @@ type MethodStats struct {
 	// Totals counts requests since start by outcome: ok, error,
 	// overloaded, timeout, cancelled, invalid.
 	Totals map[string]uint64
-	// BatchSizes counts executed batches by exact rows, since start.
+	// BatchSizes counts executed batches by exact rows, since start, and
+	// BatchExec sums their execution time.
 	BatchSizes map[int]uint64
+	BatchExec  map[int]time.Duration
+	Cumulative Cumulative
 	Window     WindowStats
+}
+
+// Cumulative sums since the runner started (Triton's statistics extension).
+type Cumulative struct {
+	Success, Fail, Queue, Exec time.Duration // summed over requests (exec: over batches)
+	Executions                 uint64        // batches run
+	LastRequest                time.Time     // zero if none yet
 }
 
 // StatsOptions chooses how much recent history a snapshot covers.
@@ -68,8 +77,21 @@ func (r *Runner) Stats(opts StatsOptions) RunnerStats {
 		for s, i := range statusIndex {
 			ms.Totals[s] = m.totals[i].Load()
 		}
+		ms.Cumulative = Cumulative{
+			Success: time.Duration(m.cum.successNs.Load()), Fail: time.Duration(m.cum.failNs.Load()),
+			Queue: time.Duration(m.cum.queueNs.Load()), Exec: time.Duration(m.cum.execNs.Load()),
+			Executions: m.cum.executions.Load(),
+		}
+		if ns := m.cum.lastNs.Load(); ns != 0 {
+			ms.Cumulative.LastRequest = time.Unix(0, ns)
+		}
 		m.sizesMu.Lock()
-		ms.BatchSizes = maps.Clone(m.sizes)
+		ms.BatchSizes = make(map[int]uint64, len(m.sizes))
+		ms.BatchExec = make(map[int]time.Duration, len(m.sizes))
+		for size, t := range m.sizes {
+			ms.BatchSizes[size] = t.count
+			ms.BatchExec[size] = time.Duration(t.execNs)
+		}
 		m.sizesMu.Unlock()
 		st.Methods = append(st.Methods, ms)
 	}

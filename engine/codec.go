@@ -1,0 +1,1237 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// This file is the JSON codec for tensors: numpy's nested-list form
+// (tolist()) and KServe v2's flat "data" lists. Request bodies pass through
+// it on every call, so it is a hand-rolled single-pass parser: no
+// reflection, no encoding/json, one allocation per tensor for the
+// elements (plus one for string contents), and never more memory than a
+// constant times the size of the input.
+
+// maxNDArrayDims is the deepest nesting DecodeNDArray and DecodeTensorData
+// accept; deeper input is rejected before it can cost stack or memory.
+const maxNDArrayDims = 32
+
+// ndKind is the JSON kind of an element, for dtype inference.
+type ndKind uint8
+
+const (
+	ndNoKind ndKind = iota
+	ndNumber
+	ndBool
+	ndString
+)
+
+func (k ndKind) String() string {
+	switch k {
+	case ndNumber:
+		return "a number"
+	case ndBool:
+		return "a bool"
+	case ndString:
+		return "a string"
+	}
+	return "nothing"
+}
+
+// ndNum is a scanned JSON number literal: text data[start:end], value
+// ±mant×10^exp unless big (more significant digits than a uint64 holds).
+type ndNum struct {
+	start, end int
+	neg        bool
+	big        bool
+	integral   bool // no '.', 'e' or 'E' in the literal
+	mant       uint64
+	exp        int
+}
+
+// ndDecoder parses one JSON value into typed element storage while
+// tracking the shape. It is iterative: depth is bounded by
+// maxNDArrayDims and the index path lives in fixed arrays.
+type ndDecoder struct {
+	data []byte
+	pos  int
+	op   string // error prefix: "ndarray" or "data"
+
+	dt    DType // storage dtype; DTypeInvalid until the first element when inferring
+	infer bool
+	// Inference state: the first element's kind and index path (for
+	// mixed-kind messages), whether a non-integral number was seen, and
+	// the first integer too big for int64, which is an error unless a
+	// non-integral number turns the tensor into float64.
+	kind      ndKind
+	firstPath []int
+	sawFrac   bool
+	overflow  error
+	capHint   int
+
+	// Element storage; only the slice for dt is used. Strings are decoded
+	// into one buffer, ends[i] marking where element i ends.
+	f32  []float32
+	f64  []float64
+	i32  []int32
+	i64  []int64
+	u8   []uint8 // Uint8, and Bool as 0/1
+	sbuf []byte
+	ends []int
+
+	rank  int // -1 until the first element or empty list fixes it
+	depth int // open lists
+	shape [maxNDArrayDims]int
+	idx   [maxNDArrayDims]int // index of the element being parsed at each open depth
+}
+
+func newNDDecoder(op string, data []byte, dt DType, maxElems int) *ndDecoder {
+	d := &ndDecoder{data: data, op: op, dt: dt, infer: dt == DTypeInvalid, rank: -1}
+	for i := range d.shape {
+		d.shape[i] = -1
+	}
+	// Every element but the last is followed by a comma, so this bounds the
+	// element count (commas inside strings only make it larger) while
+	// costing one vectorised pass. It lets storage be allocated once.
+	d.capHint = bytes.Count(data, []byte{','}) + 1
+	if maxElems >= 0 && maxElems < d.capHint {
+		d.capHint = maxElems
+	}
+	return d
+}
+
+// DecodeNDArray parses a JSON nested list (numpy's tolist() form, e.g.
+// [[1,2],[3,4]]; a bare scalar is a rank-0 tensor) into a tensor that fits
+// spec.
+//
+// The shape is inferred from the nesting and must be rectangular. The dtype
+// is spec.DType; when that is DTypeInvalid it is inferred like numpy: all
+// bools give Bool, all strings String, all integral literals (no '.', 'e'
+// or 'E') Int64, other numbers Float64, and mixing kinds is an error.
+// Empty lists are allowed ([] has shape [0], [[],[]] shape [2 0]) and take
+// spec.DType, or Float64.
+//
+// Conversions are checked: integer dtypes take only integral literals
+// within range, float32 only values within its finite range, bool only
+// true and false, string only JSON strings (escapes decoded, invalid UTF-8
+// and lone surrogates replaced by U+FFFD as encoding/json does). The
+// result is then checked with spec.Check. Every error names the element's
+// index path or the byte offset (from 0) of a syntax error.
+//
+// The result owns its memory: nothing aliases data, which may be reused.
+// Memory is O(len(data)) whatever the input claims.
+func DecodeNDArray(data []byte, spec IOSpec) (*Tensor, error) {
+	if spec.Kind != KindTensor && spec.Kind != KindInvalid {
+		return nil, fmt.Errorf("ndarray: got a tensor, want %s", spec)
+	}
+	if spec.DType != DTypeInvalid && spec.DType.Size() == 0 && spec.DType != String {
+		return nil, fmt.Errorf("ndarray: spec dtype %s is not valid, want one of %s", spec.DType, dtypeNames)
+	}
+	d := newNDDecoder("ndarray", data, spec.DType, -1)
+	if err := d.run(); err != nil {
+		return nil, err
+	}
+	t := d.tensor(slices.Clone(d.shape[:d.rank]))
+	if err := spec.Check(TensorValue(t)); err != nil {
+		return nil, fmt.Errorf("ndarray: %w", err)
+	}
+	return t, nil
+}
+
+// DecodeTensorData builds a tensor of dtype dt and the given shape from a
+// JSON list that is either flat ([1,2,3,4]) or nested in any rectangular
+// way, with product(shape) elements in row-major order: the KServe v2
+// "data" field. A bare scalar is accepted where product(shape) is 1.
+// Element conversions and messages are those of DecodeNDArray.
+func DecodeTensorData(data []byte, dt DType, shape []int) (*Tensor, error) {
+	if dt.Size() == 0 && dt != String {
+		return nil, fmt.Errorf("data: dtype %s is not valid, want one of %s", dt, dtypeNames)
+	}
+	n, err := elemCount(shape)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	d := newNDDecoder("data", data, dt, n)
+	if err := d.run(); err != nil {
+		return nil, err
+	}
+	if got := d.count(); got != n {
+		return nil, fmt.Errorf("data: has %d elements, want %d (the product of shape %v)", got, n, shape)
+	}
+	return d.tensor(slices.Clone(shape)), nil
+}
+
+// count is the number of elements decoded so far.
+func (d *ndDecoder) count() int {
+	switch d.dt {
+	case Float32:
+		return len(d.f32)
+	case Float64:
+		return len(d.f64)
+	case Int32:
+		return len(d.i32)
+	case Int64:
+		return len(d.i64)
+	case Uint8, Bool:
+		return len(d.u8)
+	case String:
+		return len(d.ends)
+	}
+	return 0
+}
+
+// tensor wraps the decoded elements without copying them.
+func (d *ndDecoder) tensor(shape []int) *Tensor {
+	if d.dt == DTypeInvalid {
+		d.dt = Float64 // only empty lists were seen while inferring
+	}
+	t := &Tensor{dtype: d.dt, shape: shape}
+	switch d.dt {
+	case Float32:
+		t.raw = viewBytes(d.f32)
+	case Float64:
+		t.raw = viewBytes(d.f64)
+	case Int32:
+		t.raw = viewBytes(d.i32)
+	case Int64:
+		t.raw = viewBytes(d.i64)
+	case Uint8, Bool:
+		t.raw = d.u8
+	case String:
+		// One string over the whole buffer, which nothing writes again,
+		// so the elements share a single allocation.
+		all := unsafe.String(unsafe.SliceData(d.sbuf), len(d.sbuf))
+		strs := make([]string, len(d.ends))
+		start := 0
+		for i, end := range d.ends {
+			strs[i] = all[start:end]
+			start = end
+		}
+		t.strs = strs
+	}
+	t.raw = t.raw[:len(t.raw):len(t.raw)]
+	return t
+}
+
+// alloc makes the storage for dt once its dtype is known.
+func (d *ndDecoder) alloc() {
+	n := d.capHint
+	switch d.dt {
+	case Float32:
+		d.f32 = make([]float32, 0, n)
+	case Float64:
+		d.f64 = make([]float64, 0, n)
+	case Int32:
+		d.i32 = make([]int32, 0, n)
+	case Int64:
+		d.i64 = make([]int64, 0, n)
+	case Uint8, Bool:
+		d.u8 = make([]uint8, 0, n)
+	case String:
+		d.ends = make([]int, 0, n)
+		d.sbuf = make([]byte, 0, len(d.data))
+	}
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+func (d *ndDecoder) skipSpace() {
+	for d.pos < len(d.data) && isJSONSpace(d.data[d.pos]) {
+		d.pos++
+	}
+}
+
+// run parses the whole input.
+func (d *ndDecoder) run() error {
+	data := d.data
+	d.skipSpace()
+	afterValue := false
+	for {
+		if !afterValue {
+			if d.pos >= len(data) {
+				return d.syntaxErr(d.pos, "a value")
+			}
+			if data[d.pos] == '[' {
+				if d.rank >= 0 && d.depth >= d.rank {
+					return d.nestErr("a list")
+				}
+				if d.depth == maxNDArrayDims {
+					return fmt.Errorf("%s: list at byte %d nests deeper than %d dims, the most allowed", d.op, d.pos, maxNDArrayDims)
+				}
+				d.idx[d.depth] = 0
+				d.depth++
+				d.pos++
+				d.skipSpace()
+				if d.pos < len(data) && data[d.pos] == ']' {
+					d.pos++
+					if err := d.closeList(); err != nil {
+						return err
+					}
+					afterValue = true
+				}
+				continue
+			}
+			if d.rank < 0 {
+				d.rank = d.depth
+			} else if d.depth != d.rank {
+				return d.nestErr(d.describeAt(d.pos))
+			}
+			if err := d.element(); err != nil {
+				return err
+			}
+			afterValue = true
+			continue
+		}
+		if d.depth == 0 {
+			d.skipSpace()
+			if d.pos != len(data) {
+				return d.syntaxErr(d.pos, "end of input after the value")
+			}
+			if d.overflow != nil && !d.sawFrac {
+				return d.overflow
+			}
+			return nil
+		}
+		d.idx[d.depth-1]++
+		d.skipSpace()
+		if d.pos >= len(data) {
+			return d.syntaxErr(d.pos, "',' or ']'")
+		}
+		switch data[d.pos] {
+		case ',':
+			d.pos++
+			d.skipSpace()
+			afterValue = false
+		case ']':
+			d.pos++
+			if err := d.closeList(); err != nil {
+				return err
+			}
+		default:
+			return d.syntaxErr(d.pos, "',' or ']'")
+		}
+	}
+}
+
+// closeList ends the innermost open list, whose length is the count of its
+// elements, and checks that length against the other lists at its depth.
+func (d *ndDecoder) closeList() error {
+	k := d.depth - 1
+	n := d.idx[k]
+	if d.rank < 0 {
+		d.rank = d.depth // an empty list before any element fixes the rank
+	}
+	switch {
+	case d.shape[k] < 0:
+		d.shape[k] = n
+	case d.shape[k] != n:
+		return fmt.Errorf("%s: row %v has %d elements, want %d (every row must have the same length)",
+			d.op, d.idx[:k], n, d.shape[k])
+	}
+	d.depth--
+	return nil
+}
+
+// element parses the scalar at d.pos into storage.
+func (d *ndDecoder) element() error {
+	switch c := d.data[d.pos]; {
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	case c == '"':
+		return d.str()
+	case c == 't' || c == 'f':
+		return d.boolean(c == 't')
+	case c == 'n':
+		start := d.pos
+		if err := d.literal("null"); err != nil {
+			return err
+		}
+		if d.infer {
+			return fmt.Errorf("%s: %s is null, want a number, a bool or a string (JSON has no NaN or Infinity)", d.op, d.where())
+		}
+		if d.dt == Float32 || d.dt == Float64 {
+			return fmt.Errorf("%s: %s is null, want %s (JSON has no NaN or Infinity)", d.op, d.where(), d.want())
+		}
+		return d.kindErr(start)
+	case c == '{':
+		return fmt.Errorf("%s: %s is an object, want %s", d.op, d.where(), d.want())
+	}
+	return d.syntaxErr(d.pos, "a value")
+}
+
+// where names the element being parsed: "element [1 0]", or "the value"
+// for a bare scalar.
+func (d *ndDecoder) where() string {
+	if d.depth == 0 {
+		return "the value"
+	}
+	return "element " + fmt.Sprint(d.idx[:d.depth])
+}
+
+// at is where as a suffix for messages that lead with the literal.
+func (d *ndDecoder) at() string {
+	if d.depth == 0 {
+		return ""
+	}
+	return " at " + fmt.Sprint(d.idx[:d.depth])
+}
+
+// want says what element kind the dtype takes.
+func (d *ndDecoder) want() string {
+	switch d.dt {
+	case Float32, Float64:
+		return "a number (" + d.dt.String() + ")"
+	case Int32, Int64, Uint8:
+		return "an integer (" + d.dt.String() + ")"
+	case Bool:
+		return "true or false (bool)"
+	case String:
+		return "a JSON string (string)"
+	}
+	return "a number, a bool or a string"
+}
+
+// describeAt names the JSON kind of the value starting at pos.
+func (d *ndDecoder) describeAt(pos int) string {
+	switch c := d.data[pos]; {
+	case c == '-' || c >= '0' && c <= '9':
+		return "a number"
+	case c == '"':
+		return "a string"
+	case c == 't' || c == 'f':
+		return "a bool"
+	case c == 'n':
+		return "null"
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "a list"
+	}
+	return "invalid JSON"
+}
+
+// nestErr reports an element at the wrong depth: rows must nest equally.
+func (d *ndDecoder) nestErr(got string) error {
+	want := "a list"
+	if d.depth >= d.rank {
+		want = d.want()
+		if d.infer && d.kind != ndNoKind {
+			want = d.kind.String()
+		}
+	}
+	return fmt.Errorf("%s: %s is %s, want %s (rows must nest to the same depth; earlier rows have %d dims)",
+		d.op, d.where(), got, want, d.rank)
+}
+
+// snippet quotes up to 40 bytes of the literal at data[start:d.pos] for
+// a message, cut at a rune boundary.
+func (d *ndDecoder) snippet(start int) string {
+	s := d.data[start:d.pos]
+	const max = 40
+	if len(s) <= max {
+		return string(s)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return string(s[:cut]) + "…"
+}
+
+// kindErr reports the literal at data[start:d.pos] as the wrong kind for
+// the dtype.
+func (d *ndDecoder) kindErr(start int) error {
+	return fmt.Errorf("%s: %s is %s, want %s", d.op, d.where(), d.snippet(start), d.want())
+}
+
+// inferKind records the first element's kind and storage dtype, or
+// rejects an element of another kind.
+func (d *ndDecoder) inferKind(k ndKind, start int) error {
+	if d.kind == k {
+		return nil
+	}
+	if d.kind != ndNoKind {
+		return fmt.Errorf("%s: %s is %s, want %s like element %v (elements must be all numbers, all bools or all strings)",
+			d.op, d.where(), d.snippet(start), d.kind, d.firstPath)
+	}
+	d.kind = k
+	d.firstPath = slices.Clone(d.idx[:d.depth])
+	switch k {
+	case ndNumber:
+		d.dt = Int64
+	case ndBool:
+		d.dt = Bool
+	case ndString:
+		d.dt = String
+	}
+	d.alloc()
+	return nil
+}
+
+func (d *ndDecoder) syntaxErr(pos int, want string) error {
+	what := "end of input"
+	if pos < len(d.data) {
+		r, size := utf8.DecodeRune(d.data[pos:])
+		if r == utf8.RuneError && size <= 1 {
+			what = fmt.Sprintf("byte 0x%02x", d.data[pos])
+		} else {
+			what = strconv.QuoteRune(r)
+		}
+	}
+	msg := fmt.Sprintf("%s: invalid JSON at byte %d: unexpected %s", d.op, pos, what)
+	if want != "" {
+		msg += ", want " + want
+	}
+	return errors.New(msg)
+}
+
+// literal consumes the keyword lit (true, false or null).
+func (d *ndDecoder) literal(lit string) error {
+	for i := 0; i < len(lit); i++ {
+		if d.pos+i >= len(d.data) || d.data[d.pos+i] != lit[i] {
+			return d.syntaxErr(d.pos+i, strconv.Quote(lit))
+		}
+	}
+	d.pos += len(lit)
+	return nil
+}
+
+func (d *ndDecoder) boolean(v bool) error {
+	start := d.pos
+	lit := "false"
+	if v {
+		lit = "true"
+	}
+	if err := d.literal(lit); err != nil {
+		return err
+	}
+	if d.infer {
+		if err := d.inferKind(ndBool, start); err != nil {
+			return err
+		}
+	}
+	if d.dt != Bool {
+		return d.kindErr(start)
+	}
+	if d.u8 == nil {
+		d.alloc()
+	}
+	var b uint8
+	if v {
+		b = 1
+	}
+	d.u8 = append(d.u8, b)
+	return nil
+}
+
+func (d *ndDecoder) str() error {
+	start := d.pos
+	if d.infer && d.kind == ndNoKind {
+		_ = d.inferKind(ndString, start) // the first element cannot clash
+	}
+	if d.dt != String {
+		if err := d.scanString(false); err != nil {
+			return err
+		}
+		if d.infer {
+			return d.inferKind(ndString, start)
+		}
+		return d.kindErr(start)
+	}
+	if d.ends == nil {
+		d.alloc()
+	}
+	if err := d.scanString(true); err != nil {
+		return err
+	}
+	d.ends = append(d.ends, len(d.sbuf))
+	return nil
+}
+
+// scanString consumes the JSON string at d.pos, appending its decoded text
+// to d.sbuf if store is set. Invalid UTF-8 and lone surrogates become
+// U+FFFD, as encoding/json decodes them.
+func (d *ndDecoder) scanString(store bool) error {
+	data := d.data
+	i := d.pos + 1
+	for {
+		run := i
+		for i < len(data) {
+			c := data[i]
+			if c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+				break
+			}
+			i++
+		}
+		if store {
+			d.sbuf = append(d.sbuf, data[run:i]...)
+		}
+		if i >= len(data) {
+			return d.syntaxErr(i, `'"' to end the string`)
+		}
+		switch c := data[i]; {
+		case c == '"':
+			d.pos = i + 1
+			return nil
+		case c < 0x20:
+			return d.syntaxErr(i, `no control characters in a string (escape them, e.g. \n)`)
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(data[i:])
+			if store {
+				if r == utf8.RuneError && size == 1 {
+					d.sbuf = utf8.AppendRune(d.sbuf, utf8.RuneError)
+				} else {
+					d.sbuf = append(d.sbuf, data[i:i+size]...)
+				}
+			}
+			i += size
+		default: // backslash
+			if i+1 >= len(data) {
+				return d.syntaxErr(i+1, "an escape after '\\'")
+			}
+			var r rune
+			switch e := data[i+1]; e {
+			case '"', '\\', '/':
+				r = rune(e)
+			case 'b':
+				r = '\b'
+			case 'f':
+				r = '\f'
+			case 'n':
+				r = '\n'
+			case 'r':
+				r = '\r'
+			case 't':
+				r = '\t'
+			case 'u':
+				u, ok := hex4(data, i+2)
+				if !ok {
+					return d.syntaxErr(hexErrPos(data, i+2), "4 hex digits after \\u")
+				}
+				i += 6
+				r = rune(u)
+				if utf16IsSurrogate(r) {
+					r = utf8.RuneError
+					if u < 0xdc00 && i+1 < len(data) && data[i] == '\\' && data[i+1] == 'u' {
+						if lo, ok := hex4(data, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
+							r = (rune(u)-0xd800)<<10 | (rune(lo) - 0xdc00) + 0x10000
+							i += 6
+						}
+					}
+				}
+				if store {
+					d.sbuf = utf8.AppendRune(d.sbuf, r)
+				}
+				continue
+			default:
+				return d.syntaxErr(i+1, `an escape: one of \" \\ \/ \b \f \n \r \t \uXXXX`)
+			}
+			if store {
+				d.sbuf = append(d.sbuf, byte(r))
+			}
+			i += 2
+		}
+	}
+}
+
+func utf16IsSurrogate(r rune) bool { return r >= 0xd800 && r < 0xe000 }
+
+// hex4 reads 4 hex digits at data[i:].
+func hex4(data []byte, i int) (uint16, bool) {
+	if i+4 > len(data) {
+		return 0, false
+	}
+	var v uint16
+	for _, c := range data[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint16(c)
+	}
+	return v, true
+}
+
+// hexErrPos is the first byte of data[i:i+4] that is not a hex digit.
+func hexErrPos(data []byte, i int) int {
+	for ; i < len(data); i++ {
+		c := data[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return i
+		}
+	}
+	return i
+}
+
+// scanNumber consumes a JSON number, validating the grammar
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and accumulating its
+// decimal mantissa and exponent on the way.
+func (d *ndDecoder) scanNumber() (ndNum, error) {
+	data := d.data
+	i := d.pos
+	n := ndNum{start: i, integral: true}
+	if data[i] == '-' {
+		n.neg = true
+		i++
+	}
+	switch {
+	case i < len(data) && data[i] == '0':
+		i++
+	case i < len(data) && data[i] >= '1' && data[i] <= '9':
+		i = n.digits(data, i, false)
+	default:
+		return n, d.syntaxErr(i, "a digit")
+	}
+	if i < len(data) && data[i] == '.' {
+		n.integral = false
+		i++
+		if i >= len(data) || data[i] < '0' || data[i] > '9' {
+			return n, d.syntaxErr(i, "a digit after '.'")
+		}
+		i = n.digits(data, i, true)
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		n.integral = false
+		i++
+		eneg := false
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			eneg = data[i] == '-'
+			i++
+		}
+		if i >= len(data) || data[i] < '0' || data[i] > '9' {
+			return n, d.syntaxErr(i, "a digit in the exponent")
+		}
+		e := 0
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			if e < 1e6 { // far past any float's range; stops overflow
+				e = e*10 + int(data[i]-'0')
+			}
+			i++
+		}
+		if eneg {
+			e = -e
+		}
+		n.exp += e
+	}
+	n.end = i
+	d.pos = i
+	return n, nil
+}
+
+// digits accumulates the run of digits at data[i:] into the mantissa,
+// counting them into the exponent if they are decimals, and returns the
+// index after the run. Digits past what a uint64 holds set big.
+func (n *ndNum) digits(data []byte, i int, frac bool) int {
+	for i < len(data) {
+		dg := uint64(data[i] - '0')
+		if dg > 9 {
+			break
+		}
+		if !n.big && n.mant <= (math.MaxUint64-dg)/10 {
+			n.mant = n.mant*10 + dg
+			if frac {
+				n.exp--
+			}
+		} else {
+			n.big = true
+		}
+		i++
+	}
+	return i
+}
+
+var ndPow10f = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseFloat64 converts n exactly as strconv.ParseFloat(text, 64) does.
+// ok is false when the value is beyond float64's range.
+func (d *ndDecoder) parseFloat64(n *ndNum) (float64, bool) {
+	// Clinger's fast path: the mantissa and the power of ten are both
+	// exact float64s, so one IEEE multiply or divide rounds correctly.
+	if !n.big && n.mant <= 1<<53 && n.exp >= -22 && n.exp <= 22 {
+		f := float64(n.mant)
+		if n.exp < 0 {
+			f /= ndPow10f[-n.exp]
+		} else {
+			f *= ndPow10f[n.exp]
+		}
+		if n.neg {
+			f = -f
+		}
+		return f, true
+	}
+	f, err := strconv.ParseFloat(unsafe.String(&d.data[n.start], n.end-n.start), 64)
+	return f, err == nil
+}
+
+// parseFloat32 converts n exactly as strconv.ParseFloat(text, 32) does.
+func (d *ndDecoder) parseFloat32(n *ndNum) (float32, bool) {
+	if !n.big && n.mant <= 1<<53 {
+		var f float64
+		ok := false
+		switch {
+		case n.exp >= 0:
+			// An integer below 2^53 is exact in float64, so converting it
+			// to float32 is the only rounding.
+			if n.exp <= 15 && n.mant <= (1<<53)/uint64(ndPow10f[n.exp]) {
+				f, ok = float64(n.mant*uint64(ndPow10f[n.exp])), true
+			}
+		case n.exp >= -8:
+			// The float64 quotient is correctly rounded; rounding it again
+			// to float32 could only differ from rounding the exact decimal
+			// once if the quotient landed exactly on a float32 midpoint
+			// without the decimal being one. For values below 2^24 with at
+			// most 8 decimals the decimal is at least 2^-29 ulp32 from any
+			// midpoint, farther than float64's half ulp, so it cannot.
+			f = float64(n.mant) / ndPow10f[-n.exp]
+			ok = f < 1<<24
+		}
+		if ok {
+			if n.neg {
+				f = -f
+			}
+			return float32(f), true
+		}
+	}
+	f, err := strconv.ParseFloat(unsafe.String(&d.data[n.start], n.end-n.start), 32)
+	return float32(f), err == nil
+}
+
+// int64Of returns n as an int64 if it is an integral literal in range.
+func (n *ndNum) int64Of() (int64, bool) {
+	if n.big || !n.integral {
+		return 0, false
+	}
+	if n.neg {
+		if n.mant > 1<<63 {
+			return 0, false
+		}
+		return int64(-n.mant), true // two's complement: 1<<63 gives MinInt64
+	}
+	if n.mant > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(n.mant), true
+}
+
+func (d *ndDecoder) rangeErr(n *ndNum, dt DType) error {
+	var r string
+	switch dt {
+	case Float32:
+		r = "±" + strconv.FormatFloat(math.MaxFloat32, 'g', -1, 32)
+	case Float64:
+		r = "±" + strconv.FormatFloat(math.MaxFloat64, 'g', -1, 64)
+	case Int32:
+		r = "-2147483648..2147483647"
+	case Int64:
+		r = "-9223372036854775808..9223372036854775807"
+	case Uint8:
+		r = "0..255"
+	}
+	return fmt.Errorf("%s: %s%s is out of range for %s (%s)", d.op, d.snippet(n.start), d.at(), dt, r)
+}
+
+func (d *ndDecoder) notIntErr(n *ndNum) error {
+	hint := ""
+	if f, err := strconv.ParseFloat(string(d.data[n.start:n.end]), 64); err == nil && f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		hint = " (write it as " + strconv.FormatFloat(f, 'f', -1, 64) + ")"
+	}
+	return fmt.Errorf("%s: %s%s is not an integer, want %s%s", d.op, d.snippet(n.start), d.at(), d.dt, hint)
+}
+
+// toFloat64 switches inferred int64 storage to float64 once a
+// non-integral number shows the tensor is float64 after all.
+func (d *ndDecoder) toFloat64() {
+	f := make([]float64, len(d.i64), cap(d.i64))
+	for i, v := range d.i64 {
+		f[i] = float64(v)
+	}
+	d.f64, d.i64, d.dt = f, nil, Float64
+}
+
+func (d *ndDecoder) number() error {
+	n, err := d.scanNumber()
+	if err != nil {
+		return err
+	}
+	if d.infer {
+		if err := d.inferKind(ndNumber, n.start); err != nil {
+			return err
+		}
+		if !n.integral {
+			d.sawFrac = true
+		}
+		if d.dt == Int64 {
+			if v, ok := n.int64Of(); ok {
+				d.i64 = append(d.i64, v)
+				return nil
+			}
+			if n.integral && d.overflow == nil {
+				d.overflow = d.rangeErr(&n, Int64)
+			}
+			d.toFloat64()
+		}
+	}
+	switch d.dt {
+	case Float32:
+		f, ok := d.parseFloat32(&n)
+		if !ok {
+			return d.rangeErr(&n, Float32)
+		}
+		if d.f32 == nil {
+			d.alloc()
+		}
+		d.f32 = append(d.f32, f)
+	case Float64:
+		f, ok := d.parseFloat64(&n)
+		if !ok {
+			return d.rangeErr(&n, Float64)
+		}
+		if d.f64 == nil {
+			d.alloc()
+		}
+		d.f64 = append(d.f64, f)
+	case Int32, Int64, Uint8:
+		if !n.integral {
+			return d.notIntErr(&n)
+		}
+		v, ok := n.int64Of()
+		switch d.dt {
+		case Int32:
+			if !ok || v < math.MinInt32 || v > math.MaxInt32 {
+				return d.rangeErr(&n, Int32)
+			}
+			if d.i32 == nil {
+				d.alloc()
+			}
+			d.i32 = append(d.i32, int32(v))
+		case Int64:
+			if !ok {
+				return d.rangeErr(&n, Int64)
+			}
+			if d.i64 == nil {
+				d.alloc()
+			}
+			d.i64 = append(d.i64, v)
+		default:
+			if !ok || v < 0 || v > math.MaxUint8 {
+				return d.rangeErr(&n, Uint8)
+			}
+			if d.u8 == nil {
+				d.alloc()
+			}
+			d.u8 = append(d.u8, uint8(v))
+		}
+	default:
+		return d.kindErr(n.start)
+	}
+	return nil
+}
+
+// AppendNDArray appends t as a JSON nested list (a rank-0 tensor as a bare
+// scalar; a nil tensor as null). Floats use the shortest text that parses
+// back to the same value at their precision (strconv 'g', -1, with 32 bits
+// for float32), with ".0" added to integral values so the text still reads
+// as a float (numpy and DecodeNDArray then infer a float dtype again). NaN
+// and ±Inf, which JSON cannot carry, are written as null. Strings are
+// JSON-escaped, invalid UTF-8 becoming U+FFFD.
+func AppendNDArray(dst []byte, t *Tensor) []byte {
+	if t == nil {
+		return append(dst, "null"...)
+	}
+	dst = slices.Grow(dst, ndSizeHint(t))
+	if len(t.shape) == 0 {
+		return ndAppendElems(dst, t, 0, 1)
+	}
+	return ndAppendNested(dst, t, 0, 0)
+}
+
+// AppendFlat appends t's elements in row-major order as one flat JSON list
+// (KServe v2 output "data"), formatted as AppendNDArray formats them. A
+// nil tensor is written as [].
+func AppendFlat(dst []byte, t *Tensor) []byte {
+	if t == nil {
+		return append(dst, "[]"...)
+	}
+	dst = slices.Grow(dst, ndSizeHint(t))
+	dst = append(dst, '[')
+	dst = ndAppendElems(dst, t, 0, t.Len())
+	return append(dst, ']')
+}
+
+// ndSizeHint guesses the encoded size so the output grows at most once or
+// twice; it need not be exact.
+func ndSizeHint(t *Tensor) int {
+	per := 0
+	switch t.dtype {
+	case Float32:
+		per = 12
+	case Float64:
+		per = 20
+	case Int32, Int64:
+		per = 6
+	case Uint8:
+		per = 4
+	case Bool:
+		per = 6
+	case String:
+		per = 4
+	}
+	return t.Len() * per
+}
+
+func ndAppendNested(dst []byte, t *Tensor, dim, off int) []byte {
+	shape := t.shape
+	dst = append(dst, '[')
+	if dim == len(shape)-1 {
+		dst = ndAppendElems(dst, t, off, shape[dim])
+		return append(dst, ']')
+	}
+	inner := 1
+	for _, s := range shape[dim+1:] {
+		inner *= s
+	}
+	for i := range shape[dim] {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = ndAppendNested(dst, t, dim+1, off+i*inner)
+	}
+	return append(dst, ']')
+}
+
+// ndAppendElems appends elements [off, off+n) comma-separated.
+func ndAppendElems(dst []byte, t *Tensor, off, n int) []byte {
+	switch t.dtype {
+	case Float32:
+		for i, v := range viewAs[float32](t.raw)[off : off+n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = ndAppendFloat(dst, float64(v), 32)
+		}
+	case Float64:
+		for i, v := range viewAs[float64](t.raw)[off : off+n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = ndAppendFloat(dst, v, 64)
+		}
+	case Int32:
+		for i, v := range viewAs[int32](t.raw)[off : off+n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendInt(dst, int64(v), 10)
+		}
+	case Int64:
+		for i, v := range viewAs[int64](t.raw)[off : off+n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendInt(dst, v, 10)
+		}
+	case Uint8:
+		for i, v := range t.raw[off : off+n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendUint(dst, uint64(v), 10)
+		}
+	case Bool:
+		for i, v := range t.raw[off : off+n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if v != 0 {
+				dst = append(dst, "true"...)
+			} else {
+				dst = append(dst, "false"...)
+			}
+		}
+	case String:
+		for i, s := range t.strs[off : off+n] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = ndAppendString(dst, s)
+		}
+	default:
+		for i := range n {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, "null"...)
+		}
+	}
+	return dst
+}
+
+// ndAppendFloat appends f's shortest round-tripping text at the given
+// precision, with ".0" if it would otherwise read as an integer, and null
+// for NaN and ±Inf.
+func ndAppendFloat(dst []byte, f float64, bits int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, "null"...)
+	}
+	start := len(dst)
+	dst = strconv.AppendFloat(dst, f, 'g', -1, bits)
+	for _, c := range dst[start:] {
+		if c != '-' && (c < '0' || c > '9') {
+			return dst
+		}
+	}
+	return append(dst, ".0"...)
+}
+
+const ndHex = "0123456789abcdef"
+
+// ndAppendString appends s as a JSON string. It escapes what JSON requires
+// plus U+2028 and U+2029 (as encoding/json does, for JavaScript), and
+// writes invalid UTF-8 as \ufffd; it does not HTML-escape.
+func ndAppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	run := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[run:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', ndHex[c>>4], ndHex[c&0xf])
+			}
+			i++
+			run = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[run:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			run = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[run:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', ndHex[r&0xf])
+			i += size
+			run = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[run:]...)
+	return append(dst, '"')
+}
+
+// ndExampleTexts are the example strings, cycled through for string
+// tensors.
+var ndExampleTexts = [...]string{"I love this!", "This is awful."}
+
+// ExampleValue returns a small value that passes spec.Check, to pre-fill a
+// test input or a curl example. Tensors take spec's dtype (float32 when
+// any) and shape, with 2 for a -1 in dim 0 and 4 for a -1 elsewhere, or
+// one row of 4 ([1 4]) when the shape is nil; elements count up: 0.1, 0.2,
+// … for floats, 1, 2, … for integers (wrapping for uint8), true, false, …
+// for bools, and sentences alternating "I love this!" and "This is
+// awful." for strings. Text is "I love this!" and JSON is
+// {"text": "I love this!"}. A spec that accepts anything gets the float32
+// [1 4] tensor. A spec whose fixed dims are too big to allocate gets the
+// zero Value.
+func ExampleValue(spec IOSpec) Value {
+	switch spec.Kind {
+	case KindText:
+		return TextValue(ndExampleTexts[0])
+	case KindJSON:
+		return JSONValue(map[string]any{"text": ndExampleTexts[0]})
+	case KindTensor, KindInvalid:
+	default:
+		return Value{}
+	}
+	dt := spec.DType
+	if dt == DTypeInvalid {
+		dt = Float32
+	}
+	shape := []int{1, 4}
+	if spec.Shape != nil {
+		shape = make([]int, len(spec.Shape))
+		for i, s := range spec.Shape {
+			switch {
+			case s >= 0:
+				shape[i] = s
+			case i == 0:
+				shape[i] = 2
+			default:
+				shape[i] = 4
+			}
+		}
+	}
+	t, err := Zeros(dt, shape)
+	if err != nil {
+		return Value{}
+	}
+	switch dt {
+	case Float32:
+		xs := t.Float32s()
+		for i := range xs {
+			xs[i] = float32(float64(i+1) / 10)
+		}
+	case Float64:
+		xs := t.Float64s()
+		for i := range xs {
+			xs[i] = float64(i+1) / 10
+		}
+	case Int32:
+		xs := t.Int32s()
+		for i := range xs {
+			xs[i] = int32(i + 1)
+		}
+	case Int64:
+		xs := t.Int64s()
+		for i := range xs {
+			xs[i] = int64(i + 1)
+		}
+	case Uint8:
+		for i := range t.raw {
+			t.raw[i] = uint8(i + 1)
+		}
+	case Bool:
+		for i := range t.raw {
+			t.raw[i] = uint8(1 - i%2)
+		}
+	case String:
+		for i := range t.strs {
+			t.strs[i] = ndExampleTexts[i%len(ndExampleTexts)]
+		}
+	}
+	return TensorValue(t)
+}

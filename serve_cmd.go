@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/server"
+	"github.com/benchtop/benchtop/watcher"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+// engineFlags are shared by the workbench and serve: the same engine, with
+// or without a screen.
+type engineFlags struct {
+	config       string
+	host         string
+	port         int
+	maxBodyMB    int
+	drainTimeout time.Duration
+	accessLog    bool
+	logFormat    string
+}
+
+func (f *engineFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.config, "config", "c", "", "config file, watched and live-reloaded (default: the embedded sample config)")
+	fl.StringVar(&f.host, "host", "", "address to bind (default: server.host from the config, 127.0.0.1)")
+	fl.IntVar(&f.port, "port", -1, "port to bind, 0 for any free port (default: server.port from the config, 3000)")
+	fl.IntVar(&f.maxBodyMB, "max-body-mb", 16, "largest request body accepted, in MiB (413 beyond)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long in-flight requests may finish")
+	fl.BoolVar(&f.accessLog, "access-log", false, "log every request (errors are always logged)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+}
+
+// stack is a running engine with its config reloader and HTTP front end.
+type stack struct {
+	eng      *engine.Engine
+	reloader *watcher.Reloader
+	srv      *server.Server
+	ln       net.Listener
+	logger   *slog.Logger
+	drain    time.Duration
+}
+
+// startStack loads the config, starts its runners, and binds the port. The
+// caller runs it with run and must call close.
+func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger) (*stack, error) {
+	reg, err := registry()
+	if err != nil {
+		return nil, err
+	}
+	eng, err := engine.New(engine.Options{Registry: reg, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	st := &stack{eng: eng, logger: logger, drain: f.drainTimeout}
+	fail := func(err error) (*stack, error) {
+		st.close()
+		return nil, err
+	}
+	getenv := func(k string) string {
+		// Flags beat the environment, which beats the file.
+		switch {
+		case k == "BENCHTOP_HOST" && f.host != "":
+			return f.host
+		case k == "BENCHTOP_PORT" && f.port >= 0:
+			return strconv.Itoa(f.port)
+		}
+		return os.Getenv(k)
+	}
+	st.reloader, err = watcher.NewReloader(eng, f.config, samples.Config, samples.ConfigName, watcher.Options{Getenv: getenv})
+	if err != nil {
+		return fail(err)
+	}
+	if err := st.reloader.Reload(ctx); err != nil {
+		return fail(fmt.Errorf("load config:\n%w", err))
+	}
+	st.srv, err = server.New(eng, server.Options{
+		MaxBodyBytes: int64(f.maxBodyMB) << 20, DrainTimeout: f.drainTimeout,
+		AccessLog: f.accessLog, Logger: logger, Version: version,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	cfg := st.reloader.Current()
+	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
+	st.ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w (another benchtop? try --port 0)", addr, err))
+	}
+	return st, nil
+}
+
+// URL is where the stack serves.
+func (st *stack) URL() string { return "http://" + st.ln.Addr().String() }
+
+// run serves and watches the config until ctx ends.
+func (st *stack) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return st.srv.Serve(ctx, st.ln) })
+	g.Go(func() error { return st.reloader.Run(ctx) })
+	return g.Wait()
+}
+
+// close drains the runners.
+func (st *stack) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), st.drain)
+	defer cancel()
+	return st.eng.Close(ctx)
+}
+
+func newLogger(format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func newServeCmd() *cobra.Command {
+	var f engineFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the engine headless: the config's runners and APIs over HTTP",
+		Long: `Run the engine without the workbench: the runners and APIs of the config,
+served on a local port (default http://127.0.0.1:3000), live-reloading the
+config file. SIGINT or SIGTERM stop accepting, let in-flight requests finish
+(up to --drain-timeout), then exit 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(f.logFormat, slog.LevelInfo)
+			if err != nil {
+				return err
+			}
+			st, err := startStack(cmd.Context(), &f, logger)
+			if err != nil {
+				return err
+			}
+			source := f.config
+			if source == "" {
+				source = samples.ConfigName
+			}
+			logger.Info("benchtop serving", "url", st.URL(), "config", source, "version", version)
+			runErr := st.run(cmd.Context())
+			logger.Info("shutting down: draining runners")
+			closeErr := st.close()
+			if runErr != nil && !errors.Is(runErr, context.Canceled) {
+				return runErr
+			}
+			return closeErr
+		},
+	}
+	f.register(cmd)
+	return cmd
+}

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// handleAPI serves POST /{api}: decode the body by the API's input kind,
+// run the method, encode by its output kind.
+func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("api")
+	api, ok := s.eng.API(name)
+	if !ok {
+		writeError(w, errorf(http.StatusNotFound, "unknown api %q (apis: %s); GET / lists them with examples", name, s.apiNames()))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, errorf(http.StatusMethodNotAllowed, "api %q takes POST, not %s", name, r.Method))
+		return
+	}
+	spec, err := s.methodSpec(api.Runner, api.Method)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	in, err := s.decodeAPIInput(w, r, api, spec)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, info, err := s.eng.RunInfo(r.Context(), api.Runner, api.Method, in)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("X-Batch-Rows", strconv.Itoa(info.BatchRows))
+	h.Set("X-Batch-Requests", strconv.Itoa(info.BatchRequests))
+	h.Set("X-Queue-Ms", strconv.FormatFloat(float64(info.Queued)/1e6, 'f', 3, 64))
+	writeValue(w, api.Output, out)
+}
+
+func (s *Server) apiNames() string {
+	apis := s.eng.APIs()
+	names := make([]string, len(apis))
+	for i, a := range apis {
+		names[i] = a.Name
+	}
+	if len(names) == 0 {
+		return "none configured"
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s *Server) methodSpec(runner, method string) (engine.MethodSpec, error) {
+	rn, err := s.eng.Runner(runner)
+	if err != nil {
+		return engine.MethodSpec{}, err
+	}
+	spec, ok := rn.Method(method)
+	if !ok {
+		return engine.MethodSpec{}, fmt.Errorf("%w %q on runner %q", engine.ErrUnknownMethod, method, runner)
+	}
+	return spec, nil
+}
+
+func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) (engine.Value, error) {
+	switch api.Input {
+	case engine.IOText:
+		body, err := s.readBody(w, r, "text/plain")
+		if err != nil {
+			return engine.Value{}, err
+		}
+		if !utf8.Valid(body) {
+			return engine.Value{}, errorf(http.StatusBadRequest, "body is not valid UTF-8 text")
+		}
+		return engine.TextValue(string(body)), nil
+	case engine.IONDArray:
+		body, err := s.readBody(w, r, "application/json")
+		if err != nil {
+			return engine.Value{}, err
+		}
+		t, err := engine.DecodeNDArray(body, spec.Input)
+		if err != nil {
+			return engine.Value{}, errorf(http.StatusBadRequest, "%v (this api takes %s as a JSON nested list)", err, spec.Input)
+		}
+		return engine.TensorValue(t), nil
+	default:
+		body, err := s.readBody(w, r, "application/json")
+		if err != nil {
+			return engine.Value{}, err
+		}
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			return engine.Value{}, errorf(http.StatusBadRequest, "body is not valid JSON: %v", err)
+		}
+		return engine.JSONValue(v), nil
+	}
+}
+
+func writeValue(w http.ResponseWriter, kind engine.IOKind, v engine.Value) {
+	switch kind {
+	case engine.IOText:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		if v.Kind() == engine.KindText {
+			w.Write([]byte(v.Text()))
+		} else {
+			w.Write([]byte(v.String()))
+		}
+	case engine.IONDArray:
+		t := v.Tensor()
+		if t == nil {
+			writeError(w, fmt.Errorf("the method returned %s, not a tensor: the api's output should not be ndarray", v))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(append(engine.AppendNDArray(make([]byte, 0, 16+8*t.Len()), t), '\n'))
+	default:
+		var payload any = v.JSON()
+		switch v.Kind() {
+		case engine.KindText:
+			payload = v.Text()
+		case engine.KindTensor:
+			payload = json.RawMessage(engine.AppendNDArray(nil, v.Tensor()))
+		}
+		writeJSON(w, http.StatusOK, payload)
+	}
+}

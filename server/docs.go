@@ -1,0 +1,190 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// handleIndex lists the APIs with a curl example each: the first thing a
+// user opening the port in a browser or with curl should see.
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	base := "http://" + r.Host
+	var b strings.Builder
+	apis := s.eng.APIs()
+	fmt.Fprintf(&b, "benchtop %s — %d runners, %d APIs\n\n", s.opts.Version, len(s.eng.Runners()), len(apis))
+	for _, a := range apis {
+		spec, err := s.methodSpec(a.Runner, a.Method)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "POST /%s   %s.%s   %s → %s\n", a.Name, a.Runner, a.Method, a.Input, a.Output)
+		ct, body := exampleBody(a.Input, spec.Input)
+		fmt.Fprintf(&b, "  curl -s %s/%s -H 'Content-Type: %s' -d '%s'\n\n", base, a.Name, ct, strings.ReplaceAll(body, "'", `'\''`))
+	}
+	fmt.Fprintf(&b, "Open Inference Protocol (KServe v2): GET %s/v2/models/{runner}, POST %s/v2/models/{runner}/infer, GET .../stats\n", base, base)
+	fmt.Fprintf(&b, "Health: %s/livez %s/readyz   Metrics: %s/metrics   OpenAPI: %s/docs.json\n", base, base, base, base)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(b.String()))
+}
+
+// exampleBody is a valid request body for an API, with its content type.
+func exampleBody(kind engine.IOKind, spec engine.IOSpec) (contentType, body string) {
+	v := engine.ExampleValue(spec)
+	switch kind {
+	case engine.IOText:
+		return "text/plain", v.Text()
+	case engine.IONDArray:
+		if t := v.Tensor(); t != nil {
+			return "application/json", string(engine.AppendNDArray(nil, t))
+		}
+	}
+	b, _ := json.Marshal(v.JSON())
+	return "application/json", string(b)
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.openAPI("http://"+r.Host))
+}
+
+type obj = map[string]any
+
+func errorResponses(codes ...int) obj {
+	out := obj{}
+	for _, c := range codes {
+		out[fmt.Sprint(c)] = obj{
+			"description": http.StatusText(c),
+			"content":     obj{"application/json": obj{"schema": obj{"$ref": "#/components/schemas/Error"}}},
+		}
+	}
+	return out
+}
+
+func withOK(ok obj, errs obj) obj {
+	errs["200"] = ok
+	return errs
+}
+
+// schemaFor describes a value of kind io as the given IO kind carries it.
+func schemaFor(kind engine.IOKind, io engine.IOSpec) (contentType string, schema obj) {
+	switch kind {
+	case engine.IOText:
+		return "text/plain", obj{"type": "string"}
+	case engine.IONDArray:
+		item := obj{"type": "number"}
+		switch io.DType {
+		case engine.Int32, engine.Int64, engine.Uint8:
+			item = obj{"type": "integer"}
+		case engine.Bool:
+			item = obj{"type": "boolean"}
+		case engine.String:
+			item = obj{"type": "string"}
+		}
+		if io.Shape == nil {
+			// Any rank: an array of anything (nested lists included).
+			return "application/json", obj{"type": "array", "items": obj{}}
+		}
+		rank := len(io.Shape)
+		schema = item
+		for i := rank - 1; i >= 0; i-- {
+			arr := obj{"type": "array", "items": schema}
+			if io.Shape[i] >= 0 {
+				arr["minItems"], arr["maxItems"] = io.Shape[i], io.Shape[i]
+			}
+			schema = arr
+		}
+		return "application/json", schema
+	}
+	return "application/json", obj{}
+}
+
+func (s *Server) openAPI(base string) obj {
+	paths := obj{}
+	for _, a := range s.eng.APIs() {
+		spec, err := s.methodSpec(a.Runner, a.Method)
+		if err != nil {
+			continue
+		}
+		inCT, inSchema := schemaFor(a.Input, spec.Input)
+		outCT, outSchema := schemaFor(a.Output, spec.Output)
+		ct, example := exampleBody(a.Input, spec.Input)
+		media := obj{"schema": inSchema}
+		if ct == "application/json" {
+			var ex any
+			if json.Unmarshal([]byte(example), &ex) == nil {
+				media["example"] = ex
+			}
+		} else {
+			media["example"] = example
+		}
+		desc := fmt.Sprintf("Calls %s.%s (%s → %s).", a.Runner, a.Method, spec.Input, spec.Output)
+		if spec.Batchable {
+			desc += fmt.Sprintf(" Batchable along dim %d: concurrent requests share batches.", spec.BatchDim)
+		}
+		if spec.Doc != "" {
+			desc += " " + spec.Doc
+		}
+		paths["/"+a.Name] = obj{"post": obj{
+			"operationId": "api_" + strings.NewReplacer("-", "_", ".", "_").Replace(a.Name),
+			"summary":     fmt.Sprintf("%s.%s", a.Runner, a.Method),
+			"description": desc,
+			"tags":        []string{"apis"},
+			"requestBody": obj{"required": true, "content": obj{inCT: media}},
+			"responses": withOK(obj{"description": "the method's output", "content": obj{outCT: obj{"schema": outSchema}}},
+				errorResponses(400, 404, 413, 415, 500, 503, 504)),
+		}}
+	}
+	jsonOK := func(desc string) obj {
+		return obj{"description": desc, "content": obj{"application/json": obj{"schema": obj{"type": "object"}}}}
+	}
+	model := obj{"name": "model", "in": "path", "required": true, "schema": obj{"type": "string"},
+		"description": "a runner name (its first method) or runner.method"}
+	get := func(id, summary string, params []obj, ok obj, errs ...int) obj {
+		op := obj{"operationId": id, "summary": summary, "tags": []string{"v2"}, "responses": withOK(ok, errorResponses(errs...))}
+		if params != nil {
+			op["parameters"] = params
+		}
+		return obj{"get": op}
+	}
+	paths["/v2"] = get("v2_server_metadata", "Server metadata", nil, jsonOK("name, version, extensions"))
+	paths["/v2/health/live"] = get("v2_live", "Liveness", nil, jsonOK("live"))
+	paths["/v2/health/ready"] = get("v2_ready", "Readiness: every runner has a worker ready", nil, jsonOK("ready"), 503)
+	paths["/v2/models/{model}"] = get("v2_model_metadata", "Model metadata: inputs and outputs with datatype and shape (-1 for the batch dim)", []obj{model}, jsonOK("metadata"), 404)
+	paths["/v2/models/{model}/ready"] = get("v2_model_ready", "Model readiness", []obj{model}, jsonOK("ready"), 404, 503)
+	paths["/v2/models/{model}/stats"] = get("v2_model_stats", "Statistics: counts, cumulative durations, batch-size breakdown (Triton's shape)", []obj{model}, jsonOK("model_stats"), 404)
+	paths["/v2/models/{model}/infer"] = obj{"post": obj{
+		"operationId": "v2_infer", "summary": "Inference (Open Inference Protocol)", "tags": []string{"v2"},
+		"parameters": []obj{model},
+		"requestBody": obj{"required": true, "content": obj{"application/json": obj{"schema": obj{
+			"type": "object", "required": []string{"inputs"},
+			"properties": obj{
+				"id": obj{"type": "string"},
+				"inputs": obj{"type": "array", "items": obj{
+					"type": "object", "required": []string{"name", "shape", "datatype", "data"},
+					"properties": obj{
+						"name": obj{"type": "string"}, "datatype": obj{"type": "string"},
+						"shape": obj{"type": "array", "items": obj{"type": "integer"}}, "data": obj{},
+					},
+				}},
+				"outputs": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"name": obj{"type": "string"}}}},
+			},
+		}}}},
+		"responses": withOK(jsonOK("model_name, id, outputs"), errorResponses(400, 404, 413, 415, 500, 503, 504)),
+	}}
+	paths["/livez"] = obj{"get": obj{"operationId": "livez", "summary": "Liveness", "tags": []string{"health"}, "responses": obj{"200": jsonOK("live")}}}
+	paths["/readyz"] = obj{"get": obj{"operationId": "readyz", "summary": "Readiness, with each runner's state", "tags": []string{"health"},
+		"responses": withOK(jsonOK("ready"), errorResponses(503))}}
+	paths["/metrics"] = obj{"get": obj{"operationId": "metrics", "summary": "Prometheus metrics", "tags": []string{"health"},
+		"responses": obj{"200": obj{"description": "Prometheus text exposition", "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}}}
+	return obj{
+		"openapi": "3.0.3",
+		"info": obj{"title": "benchtop", "version": s.opts.Version,
+			"description": "Service APIs of the loaded config, the Open Inference Protocol (KServe v2), health and metrics."},
+		"servers":    []obj{{"url": base}},
+		"paths":      paths,
+		"components": obj{"schemas": obj{"Error": obj{"type": "object", "required": []string{"error"}, "properties": obj{"error": obj{"type": "string"}}}}},
+	}
+}

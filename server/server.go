@@ -1,0 +1,280 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// Options configure the front end; zero values are sensible.
+type Options struct {
+	// MaxBodyBytes caps a request body (413 beyond); 0 means 16 MiB.
+	MaxBodyBytes int64
+	// DrainTimeout bounds how long shutdown waits for in-flight requests.
+	DrainTimeout time.Duration
+	// AccessLog logs every request at info level (errors are always logged).
+	AccessLog bool
+	Logger    *slog.Logger
+	Version   string
+}
+
+// DefaultMaxBodyBytes is large enough for a batch of images as ndarrays.
+const DefaultMaxBodyBytes = 16 << 20
+
+// Server serves one engine over HTTP.
+type Server struct {
+	eng      *engine.Engine
+	opts     Options
+	handler  http.Handler
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the handler and registers the API metrics on the engine's
+// registry, next to the runner metrics.
+func New(eng *engine.Engine, opts Options) (*Server, error) {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	s := &Server{
+		eng:  eng,
+		opts: opts,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "benchtop_api_requests_total",
+			Help: "HTTP requests by API (or route) and status code.",
+		}, []string{"api", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "benchtop_api_request_duration_seconds",
+			Help:    "HTTP request duration by API (or route), body transfer included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20),
+		}, []string{"api"}),
+	}
+	for _, c := range []prometheus.Collector{s.requests, s.duration} {
+		if err := eng.Registerer().Register(c); err != nil {
+			return nil, fmt.Errorf("register api metrics: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	route := func(pattern, label string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.instrument(func(*http.Request) string { return label }, h))
+	}
+	route("GET /{$}", "index", s.handleIndex)
+	route("GET /livez", "livez", s.handleLive)
+	route("GET /readyz", "readyz", s.handleReady)
+	route("GET /docs.json", "docs", s.handleOpenAPI)
+	mux.Handle("GET /metrics", s.instrument(func(*http.Request) string { return "metrics" },
+		promhttp.HandlerFor(eng.Gatherer(), promhttp.HandlerOpts{ErrorLog: slogPrinter{opts.Logger}})))
+	route("GET /v2", "v2", s.handleV2Server)
+	route("GET /v2/health/live", "v2.live", s.handleLive)
+	route("GET /v2/health/ready", "v2.ready", s.handleReady)
+	mux.Handle("/v2/models/{model}", s.instrument(v2Label("metadata"), http.HandlerFunc(s.handleV2Metadata)))
+	mux.Handle("/v2/models/{model}/ready", s.instrument(v2Label("ready"), http.HandlerFunc(s.handleV2ModelReady)))
+	mux.Handle("/v2/models/{model}/infer", s.instrument(v2Label("infer"), http.HandlerFunc(s.handleV2Infer)))
+	mux.Handle("/v2/models/{model}/stats", s.instrument(v2Label("stats"), http.HandlerFunc(s.handleV2Stats)))
+	mux.Handle("/v2/", s.instrument(func(*http.Request) string { return "unknown" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "no route %s %s: the v2 routes are /v2, /v2/health/{live,ready}, /v2/models/{model}[/ready|/infer|/stats]", r.Method, r.URL.Path))
+	})))
+	mux.Handle("/{api}", s.instrument(s.apiLabel, http.HandlerFunc(s.handleAPI)))
+	mux.Handle("/", s.instrument(func(*http.Request) string { return "unknown" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "no route %s %s: GET / lists the APIs", r.Method, r.URL.Path))
+	})))
+	s.handler = s.withRequestID(mux)
+	return s, nil
+}
+
+// Handler is the whole front end, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve answers on ln until ctx ends, then stops accepting, lets in-flight
+// requests finish (up to DrainTimeout) and returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("drain in-flight requests: %w", err)
+	}
+	return nil
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// RequestID is the id of the request being served (X-Request-ID).
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// withRequestID takes the caller's X-Request-ID or makes one, and echoes it,
+// so that a client's logs and ours name the same request.
+func (s *Server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if id == "" || len(id) > 128 {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument records metrics and logs for one route. The label keeps the
+// metric's cardinality bounded: configured names only, never raw paths.
+func (s *Server) instrument(label func(*http.Request) string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if r.Context().Err() != nil && sw.status == 0 {
+			sw.status = statusClientClosed
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		api := label(r)
+		d := time.Since(start)
+		s.requests.WithLabelValues(api, fmt.Sprint(sw.status)).Inc()
+		s.duration.WithLabelValues(api).Observe(d.Seconds())
+		level := slog.LevelInfo
+		if sw.status >= 500 {
+			level = slog.LevelError
+		} else if !s.opts.AccessLog {
+			return
+		}
+		s.opts.Logger.Log(r.Context(), level, "request", "request_id", RequestID(r.Context()),
+			"method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", d, "api", api)
+	})
+}
+
+func v2Label(route string) func(*http.Request) string {
+	return func(r *http.Request) string { return "v2." + route }
+}
+
+// apiLabel names a service API only if it exists, so that scanners probing
+// random paths cannot grow the metric without bound.
+func (s *Server) apiLabel(r *http.Request) string {
+	if _, ok := s.eng.API(r.PathValue("api")); ok {
+		return r.PathValue("api")
+	}
+	return "unknown"
+}
+
+func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"live": true})
+}
+
+// handleReady is 200 only once every runner has a worker ready, and says
+// which are not.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	runners := map[string]string{}
+	ready := true
+	for _, rn := range s.eng.Runners() {
+		st := rn.Stats(engine.StatsOptions{})
+		switch {
+		case st.Ready > 0:
+			runners[st.Name] = "ready"
+		case st.StartError != "":
+			runners[st.Name] = "not ready: " + st.StartError
+			ready = false
+		default:
+			runners[st.Name] = "starting"
+			ready = false
+		}
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "runners": runners})
+}
+
+// readBody reads at most MaxBodyBytes and checks the content type.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, want ...string) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ := strings.Cut(ct, ";")
+		mt = strings.TrimSpace(strings.ToLower(mt))
+		ok := false
+		for _, w := range want {
+			ok = ok || mt == w || (w == "application/json" && strings.HasSuffix(mt, "+json"))
+		}
+		if !ok {
+			return nil, errorf(http.StatusUnsupportedMediaType, "content type %q: send %s (curl: -H 'Content-Type: %s')", mt, strings.Join(want, " or "), want[0])
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
+	}
+	return body, nil
+}
+
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.l.Error(fmt.Sprint(v...)) }

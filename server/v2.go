@@ -1,0 +1,326 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// The Open Inference Protocol (KServe v2) maps a model to a runner method:
+// "sim" is the runner's first method, "sentiment.scores" names one.
+
+// v2 tensor names: our methods have one input and one output.
+const (
+	v2InputName  = "input"
+	v2OutputName = "output"
+)
+
+func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": "benchtop", "version": s.opts.Version, "extensions": []string{"statistics"},
+	})
+}
+
+type v2Model struct {
+	name   string
+	runner *engine.Runner
+	spec   engine.MethodSpec
+}
+
+func (s *Server) resolveModel(name string) (v2Model, error) {
+	if rn, err := s.eng.Runner(name); err == nil {
+		ms := rn.Methods()
+		return v2Model{name, rn, ms[0]}, nil
+	}
+	if i := strings.LastIndexByte(name, '.'); i > 0 {
+		if rn, err := s.eng.Runner(name[:i]); err == nil {
+			if spec, ok := rn.Method(name[i+1:]); ok {
+				return v2Model{name, rn, spec}, nil
+			}
+			return v2Model{}, errorf(http.StatusNotFound, "model %q: runner %q has no method %q", name, name[:i], name[i+1:])
+		}
+	}
+	var names []string
+	for _, rn := range s.eng.Runners() {
+		names = append(names, rn.Name())
+	}
+	return v2Model{}, errorf(http.StatusNotFound, "unknown model %q (models: %s; use runner.method for another method)", name, strings.Join(names, ", "))
+}
+
+func (s *Server) model(w http.ResponseWriter, r *http.Request, method string) (v2Model, bool) {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		writeError(w, errorf(http.StatusMethodNotAllowed, "%s takes %s, not %s", r.URL.Path, method, r.Method))
+		return v2Model{}, false
+	}
+	m, err := s.resolveModel(r.PathValue("model"))
+	if err != nil {
+		writeError(w, err)
+		return v2Model{}, false
+	}
+	return m, true
+}
+
+type v2TensorMeta struct {
+	Name     string `json:"name"`
+	Datatype string `json:"datatype"`
+	Shape    []int  `json:"shape"`
+}
+
+func v2Meta(name string, io engine.IOSpec) v2TensorMeta {
+	switch io.Kind {
+	case engine.KindTensor:
+		dt := "ANY"
+		if io.DType != engine.DTypeInvalid {
+			dt = io.DType.V2()
+		}
+		shape := io.Shape
+		if shape == nil {
+			shape = []int{-1}
+		}
+		return v2TensorMeta{name, dt, shape}
+	default:
+		return v2TensorMeta{name, "BYTES", []int{1}}
+	}
+}
+
+func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.model(w, r, http.MethodGet)
+	if !ok {
+		return
+	}
+	st := m.runner.Stats(engine.StatsOptions{})
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name":     m.name,
+		"versions": []string{"1"},
+		"platform": "benchtop_" + m.runner.Runnable().Name,
+		"inputs":   []v2TensorMeta{v2Meta(v2InputName, m.spec.Input)},
+		"outputs":  []v2TensorMeta{v2Meta(v2OutputName, m.spec.Output)},
+		"parameters": map[string]any{
+			"method": m.spec.Name, "batchable": m.spec.Batchable, "batch_dim": m.spec.BatchDim,
+			"workers": st.Workers, "workers_ready": st.Ready,
+		},
+	})
+}
+
+func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.model(w, r, http.MethodGet)
+	if !ok {
+		return
+	}
+	status := http.StatusOK
+	if !m.runner.Ready() {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"name": m.name, "ready": status == http.StatusOK})
+}
+
+type v2InferTensor struct {
+	Name       string          `json:"name"`
+	Shape      []int           `json:"shape"`
+	Datatype   string          `json:"datatype"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Data       json.RawMessage `json:"data"`
+}
+
+type v2InferRequest struct {
+	ID         string          `json:"id,omitempty"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Inputs     []v2InferTensor `json:"inputs"`
+	Outputs    []struct {
+		Name string `json:"name"`
+	} `json:"outputs,omitempty"`
+}
+
+func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.model(w, r, http.MethodPost)
+	if !ok {
+		return
+	}
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, in, err := decodeV2Request(body, m.spec)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, info, err := s.eng.RunInfo(r.Context(), m.runner.Name(), m.spec.Name, in)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := encodeV2Response(m.name, req.ID, out)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Batch-Rows", strconv.Itoa(info.BatchRows))
+	w.WriteHeader(http.StatusOK)
+	w.Write(resp)
+}
+
+// DecodeV2Request parses a KServe v2 inference request for a method; it is
+// exported for the fuzz test's sake through decodeV2Request.
+func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, engine.Value, error) {
+	var req v2InferRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return req, engine.Value{}, errorf(http.StatusBadRequest, "body is not a v2 inference request: %v", err)
+	}
+	if len(req.Inputs) != 1 {
+		return req, engine.Value{}, errorf(http.StatusBadRequest, "got %d inputs, want exactly one named %q", len(req.Inputs), v2InputName)
+	}
+	for _, o := range req.Outputs {
+		if o.Name != v2OutputName {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "unknown output %q: this model has one output, %q", o.Name, v2OutputName)
+		}
+	}
+	t := req.Inputs[0]
+	if t.Name != v2InputName {
+		return req, engine.Value{}, errorf(http.StatusBadRequest, "unknown input %q: this model's input is %q", t.Name, v2InputName)
+	}
+	dt, err := engine.ParseDType(t.Datatype)
+	if err != nil {
+		return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+	}
+	if len(t.Data) == 0 {
+		return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
+	}
+	switch spec.Input.Kind {
+	case engine.KindTensor:
+		if spec.Input.DType != engine.DTypeInvalid && dt != spec.Input.DType {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), spec.Input.DType.V2())
+		}
+		tensor, err := engine.DecodeTensorData(t.Data, dt, t.Shape)
+		if err != nil {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+		}
+		if err := spec.Input.Check(engine.TensorValue(tensor)); err != nil {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+		}
+		return req, engine.TensorValue(tensor), nil
+	default:
+		if dt != engine.String {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; this model takes %s as BYTES of shape [1]", t.Name, dt.V2(), spec.Input.Kind)
+		}
+		tensor, err := engine.DecodeTensorData(t.Data, engine.String, t.Shape)
+		if err != nil {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+		}
+		strs := tensor.Strings()
+		if len(strs) != 1 {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; this model takes one %s element", t.Name, len(strs), spec.Input.Kind)
+		}
+		if spec.Input.Kind == engine.KindText {
+			return req, engine.TextValue(strs[0]), nil
+		}
+		var v any
+		if err := json.Unmarshal([]byte(strs[0]), &v); err != nil {
+			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: its element is not valid JSON: %v", t.Name, err)
+		}
+		return req, engine.JSONValue(v), nil
+	}
+}
+
+func encodeV2Response(model, id string, out engine.Value) ([]byte, error) {
+	var tensor *engine.Tensor
+	switch out.Kind() {
+	case engine.KindTensor:
+		tensor = out.Tensor()
+	case engine.KindText:
+		tensor, _ = engine.NewStringTensor([]int{1}, []string{out.Text()})
+	default:
+		b, err := json.Marshal(out.JSON())
+		if err != nil {
+			return nil, fmt.Errorf("encode json output: %w", err)
+		}
+		tensor, _ = engine.NewStringTensor([]int{1}, []string{string(b)})
+	}
+	buf := make([]byte, 0, 128+8*tensor.Len())
+	buf = append(buf, `{"model_name":`...)
+	buf = strconv.AppendQuote(buf, model)
+	buf = append(buf, `,"model_version":"1"`...)
+	if id != "" {
+		buf = append(buf, `,"id":`...)
+		idJSON, _ := json.Marshal(id)
+		buf = append(buf, idJSON...)
+	}
+	buf = append(buf, `,"outputs":[{"name":"`+v2OutputName+`","datatype":"`...)
+	buf = append(buf, tensor.DType().V2()...)
+	buf = append(buf, `","shape":[`...)
+	for i, d := range tensor.Shape() {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, int64(d), 10)
+	}
+	buf = append(buf, `],"data":`...)
+	buf = engine.AppendFlat(buf, tensor)
+	buf = append(buf, "}]}\n"...)
+	return buf, nil
+}
+
+type v2Duration struct {
+	Count uint64 `json:"count"`
+	Ns    uint64 `json:"ns"`
+}
+
+// handleV2Stats answers in the shape of Triton's statistics extension.
+func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.model(w, r, http.MethodGet)
+	if !ok {
+		return
+	}
+	st := m.runner.Stats(engine.StatsOptions{})
+	var ms engine.MethodStats
+	for _, x := range st.Methods {
+		if x.Spec.Name == m.spec.Name {
+			ms = x
+		}
+	}
+	c := ms.Cumulative
+	var rows uint64
+	type batchStat struct {
+		BatchSize    int        `json:"batch_size"`
+		ComputeInfer v2Duration `json:"compute_infer"`
+	}
+	var batches []batchStat
+	for size, n := range ms.BatchSizes {
+		rows += uint64(size) * n
+		batches = append(batches, batchStat{size, v2Duration{n, uint64(ms.BatchExec[size])}})
+	}
+	sort.Slice(batches, func(i, j int) bool { return batches[i].BatchSize < batches[j].BatchSize })
+	ok200 := ms.Totals["ok"]
+	failed := uint64(0)
+	for k, v := range ms.Totals {
+		if k != "ok" {
+			failed += v
+		}
+	}
+	var last int64
+	if !c.LastRequest.IsZero() {
+		last = c.LastRequest.UnixMilli()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"model_stats": []any{map[string]any{
+		"name": m.name, "version": "1",
+		"last_inference":  last,
+		"inference_count": rows,
+		"execution_count": c.Executions,
+		"inference_stats": map[string]v2Duration{
+			"success":       {ok200, uint64(c.Success)},
+			"fail":          {failed, uint64(c.Fail)},
+			"queue":         {ok200, uint64(c.Queue)},
+			"compute_infer": {c.Executions, uint64(c.Exec)},
+		},
+		"batch_stats": batches,
+		"queue":       map[string]any{"depth": ms.Queue.Depth, "in_flight": ms.Queue.InFlight},
+	}}})
+}
