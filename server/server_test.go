@@ -428,3 +428,5 @@ func TestConcurrentHTTPCallersGetTheirOwnRows(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+var samplesRegister = samples.Register

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"testing"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// FuzzDecodeV2Request: any body either decodes into a value that fits the
+// method or is refused with a 400; it never panics.
+func FuzzDecodeV2Request(f *testing.F) {
+	for _, seed := range []string{
+		`{"id":"1","inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}`,
+		`{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[[1,2]]}],"outputs":[{"name":"output"}]}`,
+		`{"inputs":[{"name":"input","shape":[1],"datatype":"BYTES","data":["hi"]}]}`,
+		`{"inputs":[{"name":"input","shape":[-1,2],"datatype":"FP32","data":[1,2]}]}`,
+		`{"inputs":[{"name":"input","shape":[1000000000,1000000000],"datatype":"FP32","data":[1]}]}`,
+		`{"inputs":[]}`, `{}`, `[`, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	specs := []engine.MethodSpec{
+		{Name: "predict", Batchable: true,
+			Input:  engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
+			Output: engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}}},
+		{Name: "is_positive", Input: engine.IOSpec{Kind: engine.KindText}, Output: engine.IOSpec{Kind: engine.KindJSON}},
+		{Name: "any", Input: engine.IOSpec{Kind: engine.KindJSON}, Output: engine.IOSpec{Kind: engine.KindJSON}},
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, spec := range specs {
+			_, v, err := decodeV2Request(body, spec)
+			if err != nil {
+				if statusFor(err) != 400 {
+					t.Fatalf("decode error with status %d, want 400: %v", statusFor(err), err)
+				}
+				continue
+			}
+			if err := spec.Input.Check(v); err != nil {
+				t.Fatalf("decoded a value that does not fit %s: %v", spec.Input, err)
+			}
+		}
+	})
+}
