@@ -22,7 +22,8 @@ var (
 	// ErrTimeout: the batch did not finish within the runner's timeout.
 	ErrTimeout = errors.New("execution timed out")
 	// ErrWorkerCrashed: the worker died (panic, exited process) while running
-	// the batch.
+	// the batch. An Instance whose backing process died returns an error
+	// wrapping it, and the runner replaces that worker.
 	ErrWorkerCrashed = errors.New("worker crashed")
 	// ErrRunnerClosed: the runner was removed or the engine is shutting down.
 	ErrRunnerClosed = errors.New("runner closed")

@@ -604,8 +604,9 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 			return outcomeAbandoned
 		}
 		watchdog.Stop()
-		var pe *panicError
-		crashed = errors.As(err, &pe)
+		// A panic, or an instance reporting its process died, leaves the
+		// instance unusable: replace it. Plain errors keep the worker.
+		crashed = errors.Is(err, ErrWorkerCrashed)
 		if err != nil && deadline && errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w after %v", ErrTimeout, timeout)
 		}
