@@ -26,13 +26,25 @@ func main() {
 }
 
 func newRootCmd() *cobra.Command {
+	var f engineFlags
+	var logPath string
 	root := &cobra.Command{
-		Use:           "benchtop",
-		Short:         "A local workbench for serving ML models",
-		Long:          "benchtop runs models as runners with adaptive batching, in the spirit of BentoML's Runners.",
+		Use:   "benchtop",
+		Short: "A local workbench for serving ML models",
+		Long: `benchtop runs models as runners with adaptive batching, in the spirit of
+BentoML's Runners. With no command it opens the workbench: a terminal screen
+over the live engine (runners, batch sizes, latency, knobs, test inputs,
+load), which also serves the engine on a local HTTP port. With no --config it
+runs the embedded sample config.`,
+		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorkbench(cmd, &f, logPath)
+		},
 	}
+	f.register(root)
+	root.Flags().StringVar(&logPath, "log-file", "", "where the workbench logs (default ~/.benchtop/workbench.log)")
 	root.AddCommand(newServeCmd(), newRunnablesCmd(), newConfigCmd())
 	return root
 }

@@ -127,8 +127,16 @@ type Queue[T any] struct {
 	count    int // queued items with rows left to dispatch
 	rows     int // rows left to dispatch
 	inflight int // batches executing
-	cost     costModel
-	rate     rateEstimator
+	// waitStart is when the policy first chose to wait with a worker free;
+	// time spent queued behind busy workers is not a choice and does not
+	// count against the ski-rental bound.
+	waitStart time.Time
+	// lastArrival and burst (arrivals since waitStart) tell a burst of
+	// arrivals in progress from a lone request.
+	lastArrival time.Time
+	burst       int
+	cost        costModel
+	rate        rateEstimator
 }
 
 // AddQueue adds the queue of one method.
@@ -208,6 +216,10 @@ func (q *Queue[T]) Submit(payload T, rows int) (*Item[T], error) {
 	q.count++
 	q.rows += rows
 	q.rate.add(now, rows)
+	q.lastArrival = now
+	if !q.waitStart.IsZero() {
+		q.burst++
+	}
 	out, rejected := b.scheduleLocked()
 	b.mu.Unlock()
 	b.emit(out, rejected)
@@ -397,6 +409,7 @@ func (b *Batcher[T]) scheduleLocked() (out []*Batch[T], rejected []rejection[T])
 			if b.busy >= b.slots {
 				// No slot: only a deadline can change anything before a
 				// batch finishes.
+				q.waitStart, q.burst = time.Time{}, 0
 				wake = earliest(wake, q.rejectAtLocked(head))
 				continue
 			}
@@ -483,8 +496,11 @@ func (q *Queue[T]) decideLocked(now time.Time, head *Item[T]) (bool, time.Time) 
 // waiting pays while λ·(a + b·n) > n, i.e. while n < n* = λa / (1 − λb), the
 // size at which a batch is as large as what arrives during its own execution.
 // Two bounds keep it honest: the wait never exceeds the fixed cost a (past
-// that, paying a again is cheaper: the ski-rental argument), and never pushes
-// the oldest request past its deadline. At low load λa < 1, so a lone
+// that, paying a again is cheaper: the ski-rental argument), counted from
+// when a worker became free, and never pushes the oldest request past its
+// deadline. Counting from the free worker matters for closed-loop callers:
+// the one request that arrived while a big batch ran must not leave alone
+// just before that batch's callers come back. At low load λa < 1, so a lone
 // request goes at once.
 func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, time.Time) {
 	m := &q.cost
@@ -493,7 +509,10 @@ func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, tim
 	}
 	n := q.rows
 	max := q.cfg.MaxBatchSize
-	wake := head.enqueued.Add(time.Duration(m.a * float64(time.Second)))
+	if q.waitStart.IsZero() {
+		q.waitStart = now
+	}
+	wake := q.waitStart.Add(time.Duration(m.a * float64(time.Second)))
 	if !head.deadline.IsZero() {
 		wake = earliest(wake, head.deadline.Add(-m.estimate(max)))
 	}
@@ -507,10 +526,26 @@ func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, tim
 	}
 	// Wait only for at least one more expected row: this keeps estimator
 	// noise from holding back a lone closed-loop caller.
-	if target < float64(n+1) {
-		return true, time.Time{}
+	if target >= float64(n+1) {
+		return false, wake
 	}
-	return false, wake
+	// Past n*, keep collecting while a burst is still arriving (several
+	// arrivals since the wait began, the last one just now): closed-loop
+	// callers whose batch just returned come back within microseconds,
+	// and a batch cut in the middle of their burst would leave the rest to
+	// ride alone behind it.
+	gap := burstGap(m.a)
+	if q.burst >= 1 && now.Sub(q.lastArrival) < gap {
+		return false, earliest(wake, q.lastArrival.Add(gap))
+	}
+	return true, time.Time{}
+}
+
+// burstGap is the pause in arrivals that ends a burst: a small fraction of
+// the fixed cost, so that waiting for it is always cheap.
+func burstGap(a float64) time.Duration {
+	g := time.Duration(a / 16 * float64(time.Second))
+	return min(max(g, 20*time.Microsecond), time.Millisecond)
 }
 
 // formLocked takes up to MaxBatchSize rows from the head, FIFO. A request
@@ -519,6 +554,7 @@ func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, tim
 // not two.
 func (q *Queue[T]) formLocked(now time.Time) *Batch[T] {
 	max := q.cfg.MaxBatchSize
+	q.waitStart, q.burst = time.Time{}, 0
 	bt := &Batch[T]{Queue: q, Formed: now, b: q.b}
 	for {
 		it := q.peekLocked()

@@ -497,3 +497,61 @@ func TestConcurrentSubmitCancel(t *testing.T) {
 		t.Fatal("nothing dispatched")
 	}
 }
+
+// TestAdaptiveCollectsAClosedLoopBurst: when a big batch returns, its
+// callers come back within microseconds. The request that waited behind
+// that batch must not leave alone just before them.
+func TestAdaptiveCollectsAClosedLoopBurst(t *testing.T) {
+	const a, b = 2 * time.Millisecond, 100 * time.Microsecond
+	h := newHarness(t, 0)
+	q := h.queue(cfg(Adaptive, 16))
+	train(h, q, a, b)
+	h.submit(q, 0, 1) // arrived while the worker was busy
+	h.clock.Advance(8 * time.Millisecond)
+	h.b.mu.Lock()
+	q.rate = rateEstimator{value: 4000, at: h.clock.Now()}
+	h.b.mu.Unlock()
+	h.b.SetSlots(1) // the big batch returned
+	if n := len(h.take()); n != 0 {
+		t.Fatal("dispatched one request while its peers were about to return")
+	}
+	for id := 1; id < 16; id++ { // the burst: one every 5 µs
+		h.clock.Advance(5 * time.Microsecond)
+		h.submit(q, id, 1)
+	}
+	bs := h.take()
+	if len(bs) != 1 || bs[0].Rows != 16 {
+		t.Fatalf("got %d batches (first %d rows), want one full batch of 16", len(bs), rowsOf(bs))
+	}
+}
+
+func TestAdaptiveBurstEndsWhenArrivalsPause(t *testing.T) {
+	const a, b = 2 * time.Millisecond, 100 * time.Microsecond
+	h := newHarness(t, 0)
+	q := h.queue(cfg(Adaptive, 64))
+	train(h, q, a, b)
+	h.b.mu.Lock()
+	q.rate = rateEstimator{value: 4000, at: h.clock.Now()} // n* ≈ 13
+	h.b.mu.Unlock()
+	h.b.SetSlots(1)
+	h.submit(q, 0, 1)
+	for id := 1; id < 20; id++ {
+		h.clock.Advance(5 * time.Microsecond)
+		h.submit(q, id, 1)
+	}
+	if n := len(h.take()); n != 0 {
+		t.Fatal("cut the batch in the middle of a burst")
+	}
+	h.clock.Advance(burstGap(a.Seconds()))
+	bs := h.take()
+	if len(bs) != 1 || bs[0].Rows != 20 {
+		t.Fatalf("after the burst paused: %d batches (%d rows), want one of 20", len(bs), rowsOf(bs))
+	}
+}
+
+func rowsOf(bs []*Batch[int]) int {
+	if len(bs) == 0 {
+		return 0
+	}
+	return bs[0].Rows
+}

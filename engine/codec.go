@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -91,8 +92,10 @@ type ndDecoder struct {
 	idx   [maxNDArrayDims]int // index of the element being parsed at each open depth
 }
 
-func newNDDecoder(op string, data []byte, dt DType, maxElems int) *ndDecoder {
-	d := &ndDecoder{data: data, op: op, dt: dt, infer: dt == DTypeInvalid, rank: -1}
+// newNDDecoder returns the decoder by value so that it can live on the
+// caller's stack.
+func newNDDecoder(op string, data []byte, dt DType, maxElems int) ndDecoder {
+	d := ndDecoder{data: data, op: op, dt: dt, infer: dt == DTypeInvalid, rank: -1}
 	for i := range d.shape {
 		d.shape[i] = -1
 	}
@@ -113,7 +116,8 @@ func newNDDecoder(op string, data []byte, dt DType, maxElems int) *ndDecoder {
 // The shape is inferred from the nesting and must be rectangular. The dtype
 // is spec.DType; when that is DTypeInvalid it is inferred like numpy: all
 // bools give Bool, all strings String, all integral literals (no '.', 'e'
-// or 'E') Int64, other numbers Float64, and mixing kinds is an error.
+// or 'E') Int64, other numbers Float64 (an integer -0 still reads as 0),
+// and mixing kinds is an error.
 // Empty lists are allowed ([] has shape [0], [[],[]] shape [2 0]) and take
 // spec.DType, or Float64.
 //
@@ -332,7 +336,7 @@ func (d *ndDecoder) closeList() error {
 		d.shape[k] = n
 	case d.shape[k] != n:
 		return fmt.Errorf("%s: row %v has %d elements, want %d (every row must have the same length)",
-			d.op, d.idx[:k], n, d.shape[k])
+			d.op, d.path(k), n, d.shape[k])
 	}
 	d.depth--
 	return nil
@@ -352,14 +356,14 @@ func (d *ndDecoder) element() error {
 		if err := d.literal("null"); err != nil {
 			return err
 		}
-		if d.infer {
-			return fmt.Errorf("%s: %s is null, want a number, a bool or a string (JSON has no NaN or Infinity)", d.op, d.where())
-		}
-		if d.dt == Float32 || d.dt == Float64 {
+		if d.infer || d.dt == Float32 || d.dt == Float64 {
 			return fmt.Errorf("%s: %s is null, want %s (JSON has no NaN or Infinity)", d.op, d.where(), d.want())
 		}
 		return d.kindErr(start)
 	case c == '{':
+		if d.depth == 0 {
+			return fmt.Errorf("%s: the value is a JSON object, want a nested list such as [[1,2],[3,4]] (or a bare scalar)", d.op)
+		}
 		return fmt.Errorf("%s: %s is an object, want %s", d.op, d.where(), d.want())
 	}
 	return d.syntaxErr(d.pos, "a value")
@@ -371,19 +375,30 @@ func (d *ndDecoder) where() string {
 	if d.depth == 0 {
 		return "the value"
 	}
-	return "element " + fmt.Sprint(d.idx[:d.depth])
+	return "element " + d.path(d.depth)
 }
+
+// path formats the index path of the first k open lists, e.g. "[1 0]".
+// It copies, so error paths do not make the decoder escape to the heap.
+func (d *ndDecoder) path(k int) string { return string(appendShape(nil, d.idx[:k])) }
 
 // at is where as a suffix for messages that lead with the literal.
 func (d *ndDecoder) at() string {
 	if d.depth == 0 {
 		return ""
 	}
-	return " at " + fmt.Sprint(d.idx[:d.depth])
+	return " at " + d.path(d.depth)
 }
 
-// want says what element kind the dtype takes.
+// want says what element kind the dtype takes, or while inferring what
+// the first element was.
 func (d *ndDecoder) want() string {
+	if d.infer {
+		if d.kind != ndNoKind {
+			return d.kind.String()
+		}
+		return "a number, a bool or a string"
+	}
 	switch d.dt {
 	case Float32, Float64:
 		return "a number (" + d.dt.String() + ")"
@@ -421,27 +436,25 @@ func (d *ndDecoder) nestErr(got string) error {
 	want := "a list"
 	if d.depth >= d.rank {
 		want = d.want()
-		if d.infer && d.kind != ndNoKind {
-			want = d.kind.String()
-		}
 	}
-	return fmt.Errorf("%s: %s is %s, want %s (rows must nest to the same depth; earlier rows have %d dims)",
+	return fmt.Errorf("%s: %s is %s, want %s (rows must nest to the same depth, here %d dims)",
 		d.op, d.where(), got, want, d.rank)
 }
 
 // snippet quotes up to 40 bytes of the literal at data[start:d.pos] for
-// a message, cut at a rune boundary.
+// a message, cut at a rune boundary and made valid UTF-8.
 func (d *ndDecoder) snippet(start int) string {
 	s := d.data[start:d.pos]
 	const max = 40
-	if len(s) <= max {
-		return string(s)
+	tail := ""
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s, tail = s[:cut], "…"
 	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return string(s[:cut]) + "…"
+	return string(bytes.ToValidUTF8(s, []byte("\uFFFD"))) + tail
 }
 
 // kindErr reports the literal at data[start:d.pos] as the wrong kind for
@@ -677,79 +690,107 @@ func hexErrPos(data []byte, i int) int {
 
 // scanNumber consumes a JSON number, validating the grammar
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and accumulating its
-// decimal mantissa and exponent on the way.
-func (d *ndDecoder) scanNumber() (ndNum, error) {
+// decimal mantissa and exponent on the way. It works on locals, not on n,
+// so the hot loop stays in registers.
+func (d *ndDecoder) scanNumber(n *ndNum) error {
 	data := d.data
 	i := d.pos
-	n := ndNum{start: i, integral: true}
+	start := i
+	neg := false
 	if data[i] == '-' {
-		n.neg = true
+		neg = true
 		i++
 	}
+	var mant uint64
+	nd, exp := 0, 0 // significant digits in mant (19 always fit a uint64); decimal exponent
+	big, integral := false, true
 	switch {
 	case i < len(data) && data[i] == '0':
 		i++
-	case i < len(data) && data[i] >= '1' && data[i] <= '9':
-		i = n.digits(data, i, false)
+	case i < len(data) && data[i]-'1' < 9:
+		for ; i < len(data); i++ {
+			c := data[i] - '0'
+			if c > 9 {
+				break
+			}
+			if nd < 19 {
+				mant = mant*10 + uint64(c)
+				nd++
+			} else {
+				big = true
+			}
+		}
 	default:
-		return n, d.syntaxErr(i, "a digit")
+		return d.syntaxErr(i, "a digit")
 	}
 	if i < len(data) && data[i] == '.' {
-		n.integral = false
+		integral = false
 		i++
-		if i >= len(data) || data[i] < '0' || data[i] > '9' {
-			return n, d.syntaxErr(i, "a digit after '.'")
+		if i >= len(data) || data[i]-'0' > 9 {
+			return d.syntaxErr(i, "a digit after '.'")
 		}
-		i = n.digits(data, i, true)
+		// Eight digits at a time while they fit: decimals are the bulk of
+		// a float body. nd may overcount leading zeros here, which only
+		// sends a rare long literal to the slow path.
+		for nd <= 11 && i+8 <= len(data) {
+			v := binary.LittleEndian.Uint64(data[i:])
+			if v&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 ||
+				(v+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 {
+				break
+			}
+			v -= 0x3030303030303030
+			v = v*10 + v>>8 // pairs
+			v = ((v&0x000000ff000000ff)*(100+1000000<<32) + (v>>16&0x000000ff000000ff)*(1+10000<<32)) >> 32
+			mant = mant*1e8 + v
+			exp -= 8
+			nd += 8
+			i += 8
+		}
+		for ; i < len(data); i++ {
+			c := data[i] - '0'
+			if c > 9 {
+				break
+			}
+			if nd < 19 {
+				mant = mant*10 + uint64(c)
+				exp--
+				if mant != 0 { // leading zeros are not significant
+					nd++
+				}
+			} else {
+				big = true
+			}
+		}
 	}
-	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
-		n.integral = false
+	if i < len(data) && data[i]|0x20 == 'e' {
+		integral = false
 		i++
 		eneg := false
 		if i < len(data) && (data[i] == '+' || data[i] == '-') {
 			eneg = data[i] == '-'
 			i++
 		}
-		if i >= len(data) || data[i] < '0' || data[i] > '9' {
-			return n, d.syntaxErr(i, "a digit in the exponent")
+		if i >= len(data) || data[i]-'0' > 9 {
+			return d.syntaxErr(i, "a digit in the exponent")
 		}
 		e := 0
-		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
-			if e < 1e6 { // far past any float's range; stops overflow
-				e = e*10 + int(data[i]-'0')
+		for ; i < len(data); i++ {
+			c := data[i] - '0'
+			if c > 9 {
+				break
 			}
-			i++
+			if e < 1e6 { // far past any float's range; stops overflow
+				e = e*10 + int(c)
+			}
 		}
 		if eneg {
 			e = -e
 		}
-		n.exp += e
+		exp += e
 	}
-	n.end = i
 	d.pos = i
-	return n, nil
-}
-
-// digits accumulates the run of digits at data[i:] into the mantissa,
-// counting them into the exponent if they are decimals, and returns the
-// index after the run. Digits past what a uint64 holds set big.
-func (n *ndNum) digits(data []byte, i int, frac bool) int {
-	for i < len(data) {
-		dg := uint64(data[i] - '0')
-		if dg > 9 {
-			break
-		}
-		if !n.big && n.mant <= (math.MaxUint64-dg)/10 {
-			n.mant = n.mant*10 + dg
-			if frac {
-				n.exp--
-			}
-		} else {
-			n.big = true
-		}
-		i++
-	}
-	return i
+	*n = ndNum{start: start, end: i, neg: neg, big: big, integral: integral, mant: mant, exp: exp}
+	return nil
 }
 
 var ndPow10f = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
@@ -778,27 +819,21 @@ func (d *ndDecoder) parseFloat64(n *ndNum) (float64, bool) {
 
 // parseFloat32 converts n exactly as strconv.ParseFloat(text, 32) does.
 func (d *ndDecoder) parseFloat32(n *ndNum) (float32, bool) {
-	if !n.big && n.mant <= 1<<53 {
-		var f float64
-		ok := false
-		switch {
-		case n.exp >= 0:
-			// An integer below 2^53 is exact in float64, so converting it
-			// to float32 is the only rounding.
-			if n.exp <= 15 && n.mant <= (1<<53)/uint64(ndPow10f[n.exp]) {
-				f, ok = float64(n.mant*uint64(ndPow10f[n.exp])), true
-			}
-		case n.exp >= -8:
-			// The float64 quotient is correctly rounded; rounding it again
-			// to float32 could only differ from rounding the exact decimal
-			// once if the quotient landed exactly on a float32 midpoint
-			// without the decimal being one. For values below 2^24 with at
-			// most 8 decimals the decimal is at least 2^-29 ulp32 from any
-			// midpoint, farther than float64's half ulp, so it cannot.
-			f = float64(n.mant) / ndPow10f[-n.exp]
-			ok = f < 1<<24
+	if !n.big && n.mant <= 1<<53 && n.exp >= -22 && n.exp <= 22 {
+		// Clinger's fast path gives the correctly rounded float64, which is
+		// then rounded again to float32. Two roundings agree with one
+		// unless the float64 lands exactly on a float32 midpoint (its low
+		// 29 mantissa bits are 1 followed by zeros): a midpoint has 25
+		// significant bits, so it is a float64 and rounding to float64
+		// cannot carry a value across it. Values here are within 1e-22 to
+		// 1e38, float32's normal range, where that bit pattern is the test.
+		f := float64(n.mant)
+		if n.exp < 0 {
+			f /= ndPow10f[-n.exp]
+		} else {
+			f *= ndPow10f[n.exp]
 		}
-		if ok {
+		if math.Float64bits(f)&(1<<29-1) != 1<<28 {
 			if n.neg {
 				f = -f
 			}
@@ -862,8 +897,8 @@ func (d *ndDecoder) toFloat64() {
 }
 
 func (d *ndDecoder) number() error {
-	n, err := d.scanNumber()
-	if err != nil {
+	var n ndNum
+	if err := d.scanNumber(&n); err != nil {
 		return err
 	}
 	if d.infer {
@@ -872,6 +907,10 @@ func (d *ndDecoder) number() error {
 		}
 		if !n.integral {
 			d.sawFrac = true
+		} else if n.mant == 0 {
+			// An integer -0 is 0, as in numpy: the tensor must not depend
+			// on whether a fraction came before it or after.
+			n.neg = false
 		}
 		if d.dt == Int64 {
 			if v, ok := n.int64Of(); ok {

@@ -1,0 +1,243 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/watcher"
+)
+
+// Backend is everything the workbench asks of the engine. Every call may
+// block, so the UI makes them only inside tea.Cmds.
+type Backend interface {
+	Snapshot() Snapshot
+	SetBatching(runner, method string, cfg batcher.Config) error
+	SetWorkers(runner string, n int) error
+	// Save writes a tweak back to the config file, keeping its comments.
+	Save(t watcher.Tweak) error
+	// Targets lists what a test input or a load can be sent to.
+	Targets() []Target
+	Send(ctx context.Context, t Target, body string) Result
+}
+
+// Snapshot is what one frame shows.
+type Snapshot struct {
+	Taken   time.Time
+	URL     string
+	Config  ConfigInfo
+	Runners []engine.RunnerStats
+	Events  []engine.Event
+	GPU     GPUInfo
+}
+
+// ConfigInfo is the live config's state for the header.
+type ConfigInfo struct {
+	Path       string
+	Editable   bool // a file, not the embedded sample
+	OK         bool
+	Err        string
+	LastReload time.Time
+}
+
+// GPUInfo is the GPU panel's content.
+type GPUInfo struct {
+	Available bool
+	Message   string // why not, when not
+	Devices   []GPUDevice
+}
+
+// GPUDevice is one GPU as the panel shows it.
+type GPUDevice struct {
+	Index             int
+	Name              string
+	Util, MemUtil     float64 // 0..1
+	MemUsed, MemTotal uint64
+	TempC, PowerW     float64 // 0 when unknown
+	Processes         []string
+	Runners           []string // runners with workers on it
+	UtilHist, MemHist []float64
+}
+
+// Target is an API or a runner method.
+type Target struct {
+	API            string // set for a service API
+	Runner, Method string
+	Input          engine.IOKind // how a body is read
+	Spec           engine.MethodSpec
+}
+
+// Label names the target as the user knows it.
+func (t Target) Label() string {
+	if t.API != "" {
+		return fmt.Sprintf("POST /%s (%s.%s)", t.API, t.Runner, t.Method)
+	}
+	return t.Runner + "." + t.Method
+}
+
+// Example is a valid body for the target, to pre-fill the test input.
+func (t Target) Example() string {
+	v := engine.ExampleValue(t.Spec.Input)
+	switch t.Input {
+	case engine.IOText:
+		return v.Text()
+	case engine.IONDArray:
+		if tt := v.Tensor(); tt != nil {
+			return string(engine.AppendNDArray(nil, tt))
+		}
+	}
+	b, _ := json.MarshalIndent(v.JSON(), "", "  ")
+	return string(b)
+}
+
+// Result is the outcome of one Send.
+type Result struct {
+	Output  string
+	Err     error
+	Latency time.Duration
+	Info    engine.CallInfo
+}
+
+// EngineBackend is the Backend of a live engine.
+type EngineBackend struct {
+	Engine   *engine.Engine
+	Reloader *watcher.Reloader
+	URL      string
+	// GPU, if set, reports the GPU panel (it must not block).
+	GPU func() GPUInfo
+}
+
+const eventsShown = 200
+
+// Snapshot reads the engine's stats; it costs microseconds per runner.
+func (b *EngineBackend) Snapshot() Snapshot {
+	s := Snapshot{Taken: time.Now(), URL: b.URL}
+	for _, r := range b.Engine.Runners() {
+		s.Runners = append(s.Runners, r.Stats(engine.StatsOptions{Window: 5 * time.Second, History: 60}))
+	}
+	evs := b.Engine.Events().Since(0)
+	if len(evs) > eventsShown {
+		evs = evs[len(evs)-eventsShown:]
+	}
+	s.Events = evs
+	if b.Reloader != nil {
+		st := b.Reloader.Status()
+		s.Config = ConfigInfo{Path: st.Path, Editable: b.Reloader.Path() != "", OK: st.OK, Err: st.Err, LastReload: st.LastReload}
+	}
+	if b.GPU != nil {
+		s.GPU = b.GPU()
+	}
+	return s
+}
+
+func (b *EngineBackend) SetBatching(runner, method string, cfg batcher.Config) error {
+	r, err := b.Engine.Runner(runner)
+	if err != nil {
+		return err
+	}
+	return r.SetBatching(method, cfg)
+}
+
+func (b *EngineBackend) SetWorkers(runner string, n int) error {
+	r, err := b.Engine.Runner(runner)
+	if err != nil {
+		return err
+	}
+	return r.SetWorkers(n)
+}
+
+func (b *EngineBackend) Save(t watcher.Tweak) error {
+	if b.Reloader == nil || b.Reloader.Path() == "" {
+		return errors.New("running the embedded sample config: start with --config FILE to save tweaks")
+	}
+	return watcher.SaveTweak(b.Reloader.Path(), t)
+}
+
+func (b *EngineBackend) Targets() []Target {
+	var out []Target
+	for _, a := range b.Engine.APIs() {
+		r, err := b.Engine.Runner(a.Runner)
+		if err != nil {
+			continue
+		}
+		if spec, ok := r.Method(a.Method); ok {
+			out = append(out, Target{API: a.Name, Runner: a.Runner, Method: a.Method, Input: a.Input, Spec: spec})
+		}
+	}
+	for _, r := range b.Engine.Runners() {
+		for _, m := range r.Methods() {
+			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: ioKindOf(m.Input.Kind), Spec: m})
+		}
+	}
+	return out
+}
+
+func ioKindOf(k engine.Kind) engine.IOKind {
+	switch k {
+	case engine.KindText:
+		return engine.IOText
+	case engine.KindTensor:
+		return engine.IONDArray
+	}
+	return engine.IOJSON
+}
+
+// Send decodes body the way the HTTP front end would and runs it.
+func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result {
+	in, err := DecodeBody(t, body)
+	if err != nil {
+		return Result{Err: err}
+	}
+	start := time.Now()
+	out, info, err := b.Engine.RunInfo(ctx, t.Runner, t.Method, in)
+	res := Result{Err: err, Latency: time.Since(start), Info: info}
+	if err == nil {
+		res.Output = formatValue(out)
+	}
+	return res
+}
+
+// DecodeBody reads a test input as the target's input kind.
+func DecodeBody(t Target, body string) (engine.Value, error) {
+	switch t.Input {
+	case engine.IOText:
+		return engine.TextValue(body), nil
+	case engine.IONDArray:
+		tt, err := engine.DecodeNDArray([]byte(body), t.Spec.Input)
+		if err != nil {
+			return engine.Value{}, fmt.Errorf("%w: %w", engine.ErrInvalidInput, err)
+		}
+		return engine.TensorValue(tt), nil
+	}
+	var v any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		return engine.Value{}, fmt.Errorf("%w: not valid JSON: %w", engine.ErrInvalidInput, err)
+	}
+	return engine.JSONValue(v), nil
+}
+
+// formatValue renders an output for the panel: pretty JSON, the text, or a
+// tensor's summary and its first values.
+func formatValue(v engine.Value) string {
+	switch v.Kind() {
+	case engine.KindText:
+		return v.Text()
+	case engine.KindTensor:
+		t := v.Tensor()
+		body := string(engine.AppendNDArray(nil, t))
+		if len(body) > 600 {
+			body = body[:600] + "…"
+		}
+		return t.String() + "\n" + body
+	}
+	b, err := json.MarshalIndent(v.JSON(), "", "  ")
+	if err != nil {
+		return fmt.Sprint(v.JSON())
+	}
+	return strings.TrimSpace(string(b))
+}
