@@ -10,9 +10,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) .
 
-# Start benchtop on the embedded sample config (http://127.0.0.1:3000).
+# Open the workbench on the embedded sample config (also serving
+# http://127.0.0.1:3000). `./bin/benchtop serve` runs the same headless.
 run: build
-	./$(BIN) serve
+	./$(BIN)
 
 vet:
 	$(GO) vet ./...
@@ -26,6 +27,7 @@ unit:
 e2e:
 	$(GO) build -race -o bin/benchtop-race .
 	scripts/e2e-serve.sh bin/benchtop-race
+	scripts/e2e-tui.sh bin/benchtop-race
 
 # Everything that must pass.
 test: vet unit e2e

@@ -1,0 +1,117 @@
+package ui
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/exp/teatest"
+
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/watcher"
+)
+
+const workbenchConfig = `# kept comment
+runners:
+  - name: sim
+    runnable: sim
+    init: {fixed_ms: 1, per_row_ms: 0.01}
+    workers: 1
+    batching: {policy: adaptive, max_batch_size: 64, max_latency_ms: 500}
+apis:
+  - {name: predict, runner: sim, method: predict, input: ndarray, output: ndarray}
+`
+
+// TestWorkbenchDrivesTheEngine uses the real engine the way a person would:
+// tune batching, save it, send a test input, fire a load, quit.
+func TestWorkbenchDrivesTheEngine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "benchtop.yaml")
+	if err := os.WriteFile(path, []byte(workbenchConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg := engine.NewRegistry()
+	if err := samples.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	rl, err := watcher.NewReloader(eng, path, nil, "", watcher.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tm := teatest.NewTestModel(t, New(&EngineBackend{Engine: eng, Reloader: rl, URL: "http://test"}), teatest.WithInitialTermSize(120, 40))
+	out := tm.Output()
+	waitFor := func(what string, cond func(screen []byte) bool) {
+		t.Helper()
+		teatest.WaitFor(t, out, cond, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
+	}
+	waitEngine := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("engine never showed: %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	sim := func() engine.MethodStats {
+		r, err := eng.Runner("sim")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Stats(engine.StatsOptions{}).Methods[0]
+	}
+	key := func(k tea.KeyType) { tm.Send(tea.KeyMsg{Type: k}) }
+
+	waitFor("runners table", func(b []byte) bool { return bytes.Contains(b, []byte("sim")) && bytes.Contains(b, []byte("adaptive")) })
+
+	// Batching: focus max batch size, type 16, apply live.
+	tm.Type("b")
+	waitFor("batching panel", func(b []byte) bool { return bytes.Contains(b, []byte("batching · sim.predict")) })
+	key(tea.KeyDown)
+	tm.Type("16")
+	key(tea.KeyEnter)
+	waitEngine("max_batch_size 16", func() bool { return sim().Batching.MaxBatchSize == 16 })
+	// Write it back to the file, comments kept.
+	tm.Type("w")
+	waitEngine("saved file", func() bool {
+		data, _ := os.ReadFile(path)
+		return strings.Contains(string(data), "max_batch_size: 16") && strings.Contains(string(data), "# kept comment")
+	})
+	key(tea.KeyEsc)
+
+	// Test input: the pre-filled example is valid; send it.
+	tm.Type("t")
+	waitFor("test panel", func(b []byte) bool { return bytes.Contains(b, []byte("POST /predict")) })
+	key(tea.KeyCtrlS)
+	waitFor("a result", func(b []byte) bool { return bytes.Contains(b, []byte("✓ ok")) && bytes.Contains(b, []byte("[[0.2,0.4,0.6,0.8]")) })
+	key(tea.KeyEsc)
+
+	// Load: 2,000 requests at 32; batches grow past one request.
+	tm.Type("l")
+	waitFor("load panel", func(b []byte) bool { return bytes.Contains(b, []byte("concurrency 32")) })
+	key(tea.KeyEnter)
+	waitFor("load done", func(b []byte) bool { return bytes.Contains(b, []byte("✓ done")) })
+	if m := sim(); m.Window.MeanBatchRequests <= 1 {
+		t.Fatalf("mean requests per batch %.2f under a 32-way load: no batching", m.Window.MeanBatchRequests)
+	}
+	if m := sim(); m.Totals["ok"] < 2000 {
+		t.Fatalf("only %d requests served", m.Totals["ok"])
+	}
+	tm.Type("q")
+	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
+}
