@@ -235,12 +235,13 @@ func (e *Engine) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (e *Engine) collectState(emit func(runner, method string, depth, inflight int), workers func(runner string, n int)) {
+func (e *Engine) collectState(emit func(runner, method string, depth, inflight int), workers func(runner string, n int), looping func(runner string, yes bool)) {
 	for _, r := range e.Runners() {
 		r.mu.Lock()
 		ready := r.ready
 		r.mu.Unlock()
 		workers(r.name, ready)
+		looping(r.name, r.looping.Load())
 		for _, m := range r.order {
 			s := m.q.Stats()
 			emit(r.name, m.spec.Name, s.Depth, s.InFlight)

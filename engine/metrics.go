@@ -36,7 +36,7 @@ type metrics struct {
 	restarts  *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, state func(emit func(runner, method string, depth, inflight int), workers func(runner string, n int))) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, state stateFunc) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "benchtop_runner_requests_total",
@@ -111,19 +111,24 @@ func (m *metrics) forget(runner string) {
 // time from state the engine already holds, instead of mirroring it into
 // gauges on every change.
 type stateCollector struct {
-	state func(emit func(runner, method string, depth, inflight int), workers func(runner string, n int))
+	state stateFunc
 }
+
+// stateFunc reports every runner's live state to the three emitters.
+type stateFunc func(emit func(runner, method string, depth, inflight int), workers func(runner string, n int), looping func(runner string, yes bool))
 
 var (
 	queueDepthDesc = prometheus.NewDesc("benchtop_runner_queue_depth", "Requests waiting in the batching queue.", []string{"runner", "method"}, nil)
 	inFlightDesc   = prometheus.NewDesc("benchtop_runner_in_flight", "Batches executing now.", []string{"runner", "method"}, nil)
 	workersDesc    = prometheus.NewDesc("benchtop_runner_workers", "Workers ready to execute batches.", []string{"runner"}, nil)
+	loopingDesc    = prometheus.NewDesc("benchtop_runner_crash_looping", "1 while a runner's workers keep crashing right after they start.", []string{"runner"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDepthDesc
 	ch <- inFlightDesc
 	ch <- workersDesc
+	ch <- loopingDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -132,6 +137,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(inflight), runner, method)
 	}, func(runner string, n int) {
 		ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(n), runner)
+	}, func(runner string, yes bool) {
+		v := 0.0
+		if yes {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(loopingDesc, prometheus.GaugeValue, v, runner)
 	})
 }
 

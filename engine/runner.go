@@ -40,8 +40,11 @@ type Runner struct {
 	ready    int
 	restarts int
 	startErr error
-	readyCh  chan struct{} // closed when the first worker is ready
-	closing  bool
+	// crashLoop says why workers keep dying; cleared by a successful batch.
+	crashLoop string
+	looping   atomic.Bool
+	readyCh   chan struct{} // closed when the first worker is ready
+	closing   bool
 }
 
 type runnerDeps struct {
@@ -75,10 +78,11 @@ type batchSizeTotals struct {
 var statusIndex = map[string]int{statusOK: 0, statusError: 1, statusOverloaded: 2, statusTimeout: 3, statusCancelled: 4, statusInvalid: 5}
 
 type worker struct {
-	id      int
-	quit    chan struct{}
-	ready   bool
-	retired bool
+	id        int
+	quit      chan struct{}
+	ready     bool
+	retired   bool
+	lastCrash string // set by the worker's own goroutine before it reports a crash
 }
 
 // call is one Run in flight.
@@ -486,6 +490,7 @@ const timeoutGrace = time.Second
 func (r *Runner) runWorker(w *worker) {
 	defer r.wg.Done()
 	backoff := 100 * time.Millisecond
+	crashes := 0
 	for {
 		inst, err := r.newInstance(w)
 		if err != nil {
@@ -516,11 +521,21 @@ func (r *Runner) runWorker(w *worker) {
 		r.setReadyLocked(r.ready + 1)
 		r.mu.Unlock()
 
+		readyAt := time.Now()
 		out := r.serve(w, inst)
 		closeInstance(inst)
 		if out != outcomeCrashed {
 			return
 		}
+		// A worker that dies soon after starting, again and again, is in a
+		// crash loop: back off, and say so where users look (UI, /readyz,
+		// metrics) instead of restarting silently forever.
+		if time.Since(readyAt) < crashWindow {
+			crashes++
+		} else {
+			crashes = 1
+		}
+		delay := min(crashBackoff<<min(crashes-1, 10), 10*time.Second)
 		r.mu.Lock()
 		r.restarts++
 		r.deps.metrics.restarts.WithLabelValues(r.name).Inc()
@@ -528,14 +543,35 @@ func (r *Runner) runWorker(w *worker) {
 			w.ready = false
 			r.setReadyLocked(r.ready - 1)
 		}
+		if crashes >= crashLoopThreshold {
+			r.crashLoop = fmt.Sprintf("worker %d crashed %d times in a row, last: %s", w.id, crashes, w.lastCrash)
+			r.looping.Store(true)
+		}
 		retired := w.retired
 		r.mu.Unlock()
 		if retired {
 			return
 		}
-		r.deps.events.Add(slog.LevelWarn, r.name, fmt.Sprintf("worker %d crashed; restarting it", w.id))
+		level := slog.LevelWarn
+		if crashes >= crashLoopThreshold {
+			level = slog.LevelError
+		}
+		r.deps.events.Add(level, r.name, fmt.Sprintf("worker %d crashed (%d in a row: %s); restarting in %v", w.id, crashes, w.lastCrash, delay))
+		select {
+		case <-w.quit:
+			return
+		case <-r.lifetime.Done():
+			return
+		case <-time.After(delay):
+		}
 	}
 }
+
+const (
+	crashWindow        = 30 * time.Second // a crash sooner than this after start counts toward a loop
+	crashLoopThreshold = 3
+	crashBackoff       = 100 * time.Millisecond
+)
 
 func (r *Runner) newInstance(w *worker) (inst Instance, err error) {
 	defer func() {
@@ -620,8 +656,14 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 	m.recordBatch(time.Now(), bt.Rows, len(bt.Parts), exec)
 	deliver(bt, outs, err, start, exec)
 	if crashed {
-		r.deps.events.Add(slog.LevelError, r.name, fmt.Sprintf("method %q: %v", m.spec.Name, err))
+		w.lastCrash = firstLine(err.Error())
 		return outcomeCrashed
+	}
+	if err == nil && r.looping.Load() {
+		r.mu.Lock()
+		r.crashLoop = ""
+		r.looping.Store(false)
+		r.mu.Unlock()
 	}
 	return outcomeOK
 }
@@ -650,6 +692,14 @@ func (r *Runner) abandon(w *worker, bt *batcher.Batch[*call], ex *execution, sta
 	}
 	r.mu.Unlock()
 	r.deps.events.Add(slog.LevelError, r.name, fmt.Sprintf("worker %d hung past the %v timeout; replaced", w.id, timeout))
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	if len(line) > 200 {
+		line = line[:200] + "…"
+	}
+	return line
 }
 
 func safeCall(ctx context.Context, inst Instance, method string, in Value) (out Value, err error) {

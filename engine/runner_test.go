@@ -597,3 +597,32 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func TestCrashLoopIsReportedAndClears(t *testing.T) {
+	g := newGate()
+	e := newEngine(t, g.typ())
+	r := start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: batching(batcher.None, 1, 0)})
+	ctx := context.Background()
+	for range 3 {
+		if _, err := r.Run(ctx, "run", one(-2)); !errors.Is(err, engine.ErrWorkerCrashed) {
+			t.Fatalf("got %v", err)
+		}
+	}
+	st := r.Stats(engine.StatsOptions{})
+	if !strings.Contains(st.CrashLoop, "crashed 3 times in a row") || !strings.Contains(st.CrashLoop, "row -2 blew up") {
+		t.Fatalf("crash loop not reported: %q", st.CrashLoop)
+	}
+	found := false
+	for _, ev := range e.Events().Since(0) {
+		found = found || strings.Contains(ev.Message, "3 in a row")
+	}
+	if !found {
+		t.Fatal("no crash-loop event")
+	}
+	if _, err := r.Run(ctx, "run", one(1)); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(engine.StatsOptions{}); st.CrashLoop != "" {
+		t.Fatalf("crash loop still reported after a good batch: %q", st.CrashLoop)
+	}
+}

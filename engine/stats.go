@@ -16,7 +16,9 @@ type RunnerStats struct {
 	Restarts       int
 	// StartError is the last failure to start a worker, if it persists.
 	StartError string
-	Methods    []MethodStats
+	// CrashLoop, when set, says workers keep dying right after they start.
+	CrashLoop string
+	Methods   []MethodStats
 }
 
 // MethodStats is one method's state and recent behaviour.
@@ -64,6 +66,7 @@ func (r *Runner) Stats(opts StatsOptions) RunnerStats {
 	if r.startErr != nil {
 		st.StartError = r.startErr.Error()
 	}
+	st.CrashLoop = r.crashLoop
 	r.mu.Unlock()
 	now := time.Now()
 	for _, m := range r.order {

@@ -234,8 +234,13 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	for _, rn := range s.eng.Runners() {
 		st := rn.Stats(engine.StatsOptions{})
 		switch {
+		case st.Ready > 0 && st.CrashLoop != "":
+			runners[st.Name] = "ready, degraded: " + st.CrashLoop
 		case st.Ready > 0:
 			runners[st.Name] = "ready"
+		case st.CrashLoop != "":
+			runners[st.Name] = "not ready: crash loop: " + st.CrashLoop
+			ready = false
 		case st.StartError != "":
 			runners[st.Name] = "not ready: " + st.StartError
 			ready = false

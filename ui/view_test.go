@@ -46,9 +46,9 @@ func fixedSnapshot() Snapshot {
 		Totals:   map[string]uint64{"ok": 90000, "overloaded": 3},
 		Window: engine.WindowStats{
 			RequestsPerS: 7512, ErrorsPerS: 0.6, MeanBatchRows: 58.3, MeanBatchRequests: 58.3, BatchSizes: sizes,
-			E2E:   engine.Percentiles{P50: 8100 * time.Microsecond, P90: 10200 * time.Microsecond, P99: 12400 * time.Microsecond},
-			Queue: engine.Percentiles{P50: 4 * time.Millisecond, P90: 5900 * time.Microsecond, P99: 7700 * time.Microsecond},
-			Exec:  engine.Percentiles{P50: 8400 * time.Microsecond, P90: 8500 * time.Microsecond, P99: 8700 * time.Microsecond},
+			E2E:     engine.Percentiles{P50: 8100 * time.Microsecond, P90: 10200 * time.Microsecond, P99: 12400 * time.Microsecond},
+			Queue:   engine.Percentiles{P50: 4 * time.Millisecond, P90: 5900 * time.Microsecond, P99: 7700 * time.Microsecond},
+			Exec:    engine.Percentiles{P50: 8400 * time.Microsecond, P90: 8500 * time.Microsecond, P99: 8700 * time.Microsecond},
 			History: hist,
 		},
 	}}}

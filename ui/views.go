@@ -95,7 +95,7 @@ func kindOf(runnable string) string {
 func (m Model) runnerCells(r engine.RunnerStats) []string {
 	ms := m.primary(r)
 	workers := fmt.Sprintf("%d/%d", r.Ready, r.Workers)
-	if r.StartError != "" && r.Ready == 0 {
+	if (r.StartError != "" && r.Ready == 0) || r.CrashLoop != "" {
 		workers = "✗ " + workers
 	}
 	policy, maxB, maxL := "–", "–", "–"
@@ -247,6 +247,9 @@ func (m Model) viewLatency(r engine.RunnerStats, ms engine.MethodStats, w, h int
 	)
 	if r.StartError != "" {
 		lines = append(lines, m.st.bad.Render("✗ "+r.StartError))
+	}
+	if r.CrashLoop != "" {
+		lines = append(lines, m.st.bad.Render("✗ crash loop: "+r.CrashLoop))
 	}
 	return m.box("latency", strings.Join(lines[:min(len(lines), max(h, 1))], "\n"), w, h)
 }

@@ -98,7 +98,9 @@ func TestWorkbenchDrivesTheEngine(t *testing.T) {
 	tm.Type("t")
 	waitFor("test panel", func(b []byte) bool { return bytes.Contains(b, []byte("POST /predict")) })
 	key(tea.KeyCtrlS)
-	waitFor("a result", func(b []byte) bool { return bytes.Contains(b, []byte("✓ ok")) && bytes.Contains(b, []byte("[[0.2,0.4,0.6,0.8]")) })
+	waitFor("a result", func(b []byte) bool {
+		return bytes.Contains(b, []byte("✓ ok")) && bytes.Contains(b, []byte("[[0.2,0.4,0.6,0.8]"))
+	})
 	key(tea.KeyEsc)
 
 	// Load: 2,000 requests at 32; batches grow past one request.

@@ -1,0 +1,191 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
+)
+
+// python finds a real interpreter, preferring the system one (a pyenv shim
+// costs a shell start per worker).
+func python(t testing.TB) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed: the process runnable's tests start real Python workers")
+	}
+	return p
+}
+
+func sdkDir(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "samples", "python"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// params runs a script from testdata (or any path) with the SDK importable.
+func params(t testing.TB, script string, init map[string]any) engine.Params {
+	t.Helper()
+	if !filepath.IsAbs(script) {
+		script = filepath.Join("testdata", script)
+	}
+	p := engine.Params{
+		"command": []any{python(t), script},
+		"env":     map[string]any{"PYTHONPATH": sdkDir(t)},
+	}
+	if init != nil {
+		p["init"] = init
+	}
+	return p
+}
+
+// pids records every process a type starts, probes included.
+type pids struct {
+	mu   sync.Mutex
+	list []int
+}
+
+func (p *pids) add(pid int) {
+	p.mu.Lock()
+	p.list = append(p.list, pid)
+	p.mu.Unlock()
+}
+
+func (p *pids) all() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.list)
+}
+
+// testType is the process type with its starts recorded.
+func testType() (*engine.RunnableType, *pids) {
+	ps := &pids{}
+	return newType(hooks{started: ps.add}), ps
+}
+
+func newEngine(t testing.TB, typ *engine.RunnableType) *engine.Engine {
+	t.Helper()
+	reg := engine.NewRegistry()
+	if err := reg.Register(typ); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			t.Errorf("close engine: %v", err)
+		}
+	})
+	return e
+}
+
+func startRunner(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engine.Runner {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "py"
+	}
+	cfg.Runnable = "process"
+	if cfg.Batching == (batcher.Config{}) {
+		cfg.Batching = batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 64, MaxQueueSize: 100000}
+	}
+	r, err := e.StartRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newWorker builds one instance directly, as the engine would, after the
+// probe the engine always runs first.
+func newWorker(t testing.TB, typ *engine.RunnableType, p engine.Params, env engine.Env) *worker {
+	t.Helper()
+	if _, err := typ.Describe(p); err != nil {
+		t.Fatal(err)
+	}
+	env.Params = p
+	inst, err := typ.New(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := inst.(*worker)
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+func call(t testing.TB, w *worker, method string, in engine.Value) engine.Value {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := w.Call(ctx, method, in)
+	if err != nil {
+		t.Fatalf("call %s: %v", method, err)
+	}
+	return out
+}
+
+func floats(t testing.TB, shape []int, data []float32) engine.Value {
+	t.Helper()
+	x, err := engine.NewTensor(shape, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine.TensorValue(x)
+}
+
+// gone reports that pid no longer exists, not even as a zombie: it was
+// reaped.
+func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+// notRunning also accepts a zombie, for orphans that only init can reap.
+func notRunning(pid int) bool {
+	if gone(pid) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
+
+// eventually polls cond until it holds or a generous bound passes; it waits
+// for something that must happen, it does not time it.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
