@@ -25,9 +25,37 @@ type Config struct {
 	APIs    []API
 
 	File string         // where it came from, for messages
-	Hash string         // sha256 of the bytes, to skip no-op reloads
+	Hash string         // sha256 of the bytes and the resolved models, to skip no-op reloads
 	pos  map[string]Pos // key path → position, for semantic errors
 }
+
+// ModelResolver turns a model tag from the store (`mlp:latest`) into the
+// runnable and params that run it. The watcher knows nothing of stores or
+// frameworks; main wires the model store in.
+type ModelResolver interface {
+	ResolveModel(tag string) (runnable string, params engine.Params, err error)
+	// WatchDirs are watched so that a new version behind a tag reloads
+	// the runners that use it.
+	WatchDirs() []string
+}
+
+// Process is a runner whose workers are child processes speaking the
+// worker protocol (docs/WORKER_PROTOCOL.md).
+type Process struct {
+	Command []string
+	Env     map[string]string
+	Dir     string
+}
+
+// Option adjusts how a config is validated.
+type Option func(*options)
+
+type options struct {
+	models ModelResolver
+}
+
+// WithModels lets runners name stored models (`model: mlp:latest`).
+func WithModels(m ModelResolver) Option { return func(o *options) { o.models = m } }
 
 // Server is the HTTP front end's settings.
 type Server struct {
@@ -45,12 +73,18 @@ const (
 type Runner struct {
 	Name      string
 	Runnable  string
+	Model     string   // a model store tag, instead of Runnable
+	Process   *Process // a worker process, instead of Runnable
 	Init      map[string]any
 	Workers   int
 	Resources engine.Resources
 	Batching  Batching
 	Methods   map[string]Batching // methods.<name>.batching
 	Timeout   time.Duration
+
+	// What actually runs, once Validate has resolved model and process.
+	runnable string
+	params   engine.Params
 }
 
 // Batching is a partial set of knobs; nil means inherit.
@@ -116,6 +150,8 @@ func (d *decoder) runner(n *yaml.Node, p string) Runner {
 	d.mapping(n, p, map[string]func(*yaml.Node, string){
 		"name":     func(n *yaml.Node, p string) { r.Name = d.str(n, p) },
 		"runnable": func(n *yaml.Node, p string) { r.Runnable = d.str(n, p) },
+		"model":    func(n *yaml.Node, p string) { r.Model = d.str(n, p) },
+		"process":  func(n *yaml.Node, p string) { r.Process = d.process(n, p) },
 		"init":     func(n *yaml.Node, p string) { r.Init = d.anyValue(n, p) },
 		"workers":  func(n *yaml.Node, p string) { r.Workers = d.integer(n, p) },
 		"timeout":  func(n *yaml.Node, p string) { r.Timeout = d.duration(n, p) },
@@ -146,6 +182,31 @@ func (d *decoder) runner(n *yaml.Node, p string) Runner {
 		},
 	})
 	return r
+}
+
+func (d *decoder) process(n *yaml.Node, p string) *Process {
+	pr := &Process{}
+	d.note(n, p)
+	d.mapping(n, p, map[string]func(*yaml.Node, string){
+		"command": func(n *yaml.Node, p string) {
+			d.sequence(n, p, func(n *yaml.Node, p string) { pr.Command = append(pr.Command, d.str(n, p)) })
+		},
+		"env": func(n *yaml.Node, p string) {
+			if isNull(n) {
+				return
+			}
+			if n.Kind != yaml.MappingNode {
+				d.errorf(n, p, "want a mapping of variable names to values, got %s", describeNode(n))
+				return
+			}
+			pr.Env = map[string]string{}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				pr.Env[n.Content[i].Value] = d.str(n.Content[i+1], join(p, n.Content[i].Value))
+			}
+		},
+		"dir": func(n *yaml.Node, p string) { pr.Dir = d.str(n, p) },
+	})
+	return pr
 }
 
 func (d *decoder) batching(n *yaml.Node, p string) Batching {
@@ -225,8 +286,12 @@ func (c *Config) RunnerConfigs() []engine.RunnerConfig {
 	out := make([]engine.RunnerConfig, 0, len(c.Runners))
 	for _, r := range c.Runners {
 		base := r.Batching.over(batcher.DefaultConfig())
+		runnable, params := r.runnable, r.params
+		if runnable == "" { // not validated: take the config at its word
+			runnable, params = r.Runnable, engine.Params(r.Init)
+		}
 		rc := engine.RunnerConfig{
-			Name: r.Name, Runnable: r.Runnable, Params: engine.Params(r.Init),
+			Name: r.Name, Runnable: runnable, Params: params,
 			Workers: r.Workers, Resources: r.Resources, Batching: base, Timeout: r.Timeout,
 		}
 		if len(r.Methods) > 0 {
@@ -254,7 +319,11 @@ func (c *Config) APISpecs() []engine.APISpec {
 // Validate checks everything that needs knowledge of the runnables: names,
 // references, init params, method names, API kinds. It reports every problem
 // at once and changes nothing.
-func (c *Config) Validate(reg *engine.Registry) error {
+func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var ps Problems
 	add := func(path, format string, args ...any) {
 		ps = append(ps, Problem{File: c.File, Pos: c.at(path), Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -295,24 +364,25 @@ func (c *Config) Validate(reg *engine.Registry) error {
 			add(p+".timeout", "%v: want a positive duration", r.Timeout)
 		}
 		checkBatching(rcs[i].Batching, p+".batching", add)
-		if r.Runnable == "" {
-			add(p, "runnable: required (one of: %s)", strings.Join(reg.Names(), ", "))
+		if err := c.resolve(i, o.models); err != nil {
+			add(p, "%v", err)
 			continue
 		}
-		typ, err := reg.Lookup(r.Runnable)
+		r = c.Runners[i]
+		typ, err := reg.Lookup(r.runnable)
 		if err != nil {
 			add(p+".runnable", "%v", err)
 			continue
 		}
 		if typ.Validate != nil {
-			if err := typ.Validate(engine.Params(r.Init)); err != nil {
+			if err := typ.Validate(r.params); err != nil {
 				add(p+".init", "%v", err)
 			}
 		}
 		if _, err := engine.PlanWorkers(typ, rcs[i], 1); err != nil && r.Resources.GPU > 0 {
 			add(p+".resources", "%v", err)
 		}
-		specs, err := typ.MethodsFor(engine.Params(r.Init))
+		specs, err := typ.MethodsFor(r.params)
 		if err != nil {
 			add(p+".init", "%v", err)
 			continue
@@ -397,6 +467,62 @@ func checkBatching(b batcher.Config, path string, add func(path, format string, 
 	}
 }
 
+// resolve decides what runner i runs: a registered runnable, a stored model
+// (through the resolver) or a worker process.
+func (c *Config) resolve(i int, models ModelResolver) error {
+	r := &c.Runners[i]
+	set := 0
+	for _, b := range []bool{r.Runnable != "", r.Model != "", r.Process != nil} {
+		if b {
+			set++
+		}
+	}
+	switch {
+	case set == 0:
+		return fmt.Errorf("say what it runs: runnable: (a registered runnable), model: (a stored model such as mlp:latest) or process: (a worker command)")
+	case set > 1:
+		return fmt.Errorf("runnable, model and process are alternatives: keep one")
+	case r.Runnable != "":
+		r.runnable, r.params = r.Runnable, engine.Params(r.Init)
+	case r.Process != nil:
+		if len(r.Process.Command) == 0 {
+			return fmt.Errorf("process.command: required, e.g. [python3, samples/python/sentiment_worker.py]")
+		}
+		params := engine.Params{"command": r.Process.Command}
+		if len(r.Process.Env) > 0 {
+			env := map[string]any{}
+			for k, v := range r.Process.Env {
+				env[k] = v
+			}
+			params["env"] = env
+		}
+		if r.Process.Dir != "" {
+			params["dir"] = r.Process.Dir
+		}
+		if len(r.Init) > 0 {
+			params["init"] = r.Init
+		}
+		r.runnable, r.params = "process", params
+	default:
+		if models == nil {
+			return fmt.Errorf("model %q: no model store is available here", r.Model)
+		}
+		if len(r.Init) > 0 {
+			return fmt.Errorf("init does not apply to a stored model (model %q): remove it", r.Model)
+		}
+		runnable, params, err := models.ResolveModel(r.Model)
+		if err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		r.runnable, r.params = runnable, params
+		// A new version behind the same tag must not look like an
+		// unchanged config.
+		sum := sha256.Sum256([]byte(c.Hash + r.Model + fmt.Sprint(params)))
+		c.Hash = hex.EncodeToString(sum[:])
+	}
+	return nil
+}
+
 // at finds the position of path or of its nearest ancestor.
 func (c *Config) at(path string) Pos {
 	for p := path; p != ""; {
@@ -430,30 +556,30 @@ func methodList(specs []engine.MethodSpec) string {
 }
 
 // LoadAndValidate is Load, ApplyEnv and Validate in one step.
-func LoadAndValidate(path string, reg *engine.Registry, getenv func(string) string) (*Config, error) {
+func LoadAndValidate(path string, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
 	c, err := Load(path)
 	if err != nil {
 		return nil, err
 	}
-	return c, c.finish(reg, getenv)
+	return c, c.finish(reg, getenv, opts)
 }
 
 // ParseAndValidate is Parse, ApplyEnv and Validate in one step.
-func ParseAndValidate(file string, data []byte, reg *engine.Registry, getenv func(string) string) (*Config, error) {
+func ParseAndValidate(file string, data []byte, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
 	c, err := Parse(file, data)
 	if err != nil {
 		return nil, err
 	}
-	return c, c.finish(reg, getenv)
+	return c, c.finish(reg, getenv, opts)
 }
 
-func (c *Config) finish(reg *engine.Registry, getenv func(string) string) error {
+func (c *Config) finish(reg *engine.Registry, getenv func(string) string, opts []Option) error {
 	if getenv != nil {
 		if err := c.ApplyEnv(getenv); err != nil {
 			return err
 		}
 	}
-	return c.Validate(reg)
+	return c.Validate(reg, opts...)
 }
 
 // Effective renders the config with every default filled in, as YAML.

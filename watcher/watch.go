@@ -35,6 +35,7 @@ type Reloader struct {
 	data     []byte // the embedded bytes when path is ""
 	name     string
 	getenv   func(string) string
+	models   ModelResolver
 	debounce time.Duration
 	ready    time.Duration
 
@@ -57,6 +58,8 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// Getenv reads overrides (BENCHTOP_PORT…); nil means os.Getenv.
 	Getenv func(string) string
+	// Models resolves `model:` tags; its WatchDirs are watched too.
+	Models ModelResolver
 }
 
 // NewReloader prepares to load path into eng; an empty path means the
@@ -72,7 +75,7 @@ func NewReloader(eng *engine.Engine, path string, embedded []byte, embeddedName 
 		opts.Getenv = os.Getenv
 	}
 	r := &Reloader{
-		eng: eng, data: embedded, name: embeddedName, getenv: opts.Getenv,
+		eng: eng, data: embedded, name: embeddedName, getenv: opts.Getenv, models: opts.Models,
 		debounce: opts.Debounce, ready: opts.ReadyTimeout,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "benchtop_config_reloads_total",
@@ -149,7 +152,11 @@ func (r *Reloader) Reload(ctx context.Context) error {
 			return r.refused(err)
 		}
 	}
-	cfg, err := ParseAndValidate(r.name, data, r.eng.Registry(), r.getenv)
+	var opts []Option
+	if r.models != nil {
+		opts = append(opts, WithModels(r.models))
+	}
+	cfg, err := ParseAndValidate(r.name, data, r.eng.Registry(), r.getenv, opts...)
 	if err != nil {
 		return r.refused(err)
 	}
@@ -219,7 +226,11 @@ func (r *Reloader) finish(cfg *Config, changes []string, err error) {
 // watch on the file itself; and it outlives the file vanishing and coming
 // back. Watch errors are reported and the watch goes on.
 func (r *Reloader) Run(ctx context.Context) error {
-	if r.path == "" {
+	var modelDirs []string
+	if r.models != nil {
+		modelDirs = r.models.WatchDirs()
+	}
+	if r.path == "" && len(modelDirs) == 0 {
 		<-ctx.Done()
 		return nil
 	}
@@ -228,8 +239,31 @@ func (r *Reloader) Run(ctx context.Context) error {
 		return fmt.Errorf("watch config: %w", err)
 	}
 	defer w.Close()
-	if err := w.Add(filepath.Dir(r.path)); err != nil {
-		return fmt.Errorf("watch %s: %w", filepath.Dir(r.path), err)
+	if r.path != "" {
+		if err := w.Add(filepath.Dir(r.path)); err != nil {
+			return fmt.Errorf("watch %s: %w", filepath.Dir(r.path), err)
+		}
+	}
+	// The model store is watched one level deep: its root (new models) and
+	// each model's folder, where `latest` is replaced on a new version.
+	watched := map[string]bool{}
+	watchTree := func(dir string) {
+		for _, d := range append([]string{dir}, subdirs(dir)...) {
+			if !watched[d] && w.Add(d) == nil {
+				watched[d] = true
+			}
+		}
+	}
+	for _, d := range modelDirs {
+		watchTree(d)
+	}
+	inModels := func(name string) bool {
+		for _, d := range modelDirs {
+			if strings.HasPrefix(name, filepath.Clean(d)+string(filepath.Separator)) {
+				return true
+			}
+		}
+		return false
 	}
 	var timer *time.Timer
 	var fire <-chan time.Time
@@ -246,7 +280,19 @@ func (r *Reloader) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) != r.path || ev.Op == fsnotify.Chmod {
+			name := filepath.Clean(ev.Name)
+			relevant := name == r.path && ev.Op != fsnotify.Chmod
+			if inModels(name) {
+				if ev.Op&fsnotify.Create != 0 && filepath.Dir(name) != name {
+					for _, d := range modelDirs {
+						if filepath.Dir(name) == filepath.Clean(d) {
+							watchTree(name)
+						}
+					}
+				}
+				relevant = filepath.Base(name) == "latest" || ev.Op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) != 0
+			}
+			if !relevant {
 				continue
 			}
 			if timer == nil {
@@ -265,4 +311,18 @@ func (r *Reloader) Run(ctx context.Context) error {
 			_ = r.Reload(ctx) // the outcome is in Status, the events and the metrics
 		}
 	}
+}
+
+func subdirs(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
 }

@@ -1,0 +1,144 @@
+package watcher
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/benchtop/benchtop/engine"
+)
+
+// dirResolver is a model store in miniature: <dir>/<name>/latest holds the
+// version, and a version "vN" runs the sim runnable with fixed_ms N. It
+// stands in for the real store behind the ModelResolver interface.
+type dirResolver struct{ dir string }
+
+func (d dirResolver) ResolveModel(tag string) (string, engine.Params, error) {
+	name, _, _ := strings.Cut(tag, ":")
+	v, err := os.ReadFile(filepath.Join(d.dir, name, "latest"))
+	if err != nil {
+		return "", nil, fmt.Errorf("model %q is not in the store", tag)
+	}
+	var ms int
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(v)), "v%d", &ms); err != nil {
+		return "", nil, err
+	}
+	return "sim", engine.Params{"fixed_ms": ms, "per_row_ms": 0}, nil
+}
+
+func (d dirResolver) WatchDirs() []string { return []string{d.dir} }
+
+func TestRunnerKinds(t *testing.T) {
+	store := dirResolver{t.TempDir()}
+	os.MkdirAll(filepath.Join(store.dir, "mlp"), 0o755)
+	os.WriteFile(filepath.Join(store.dir, "mlp", "latest"), []byte("v1\n"), 0o644)
+	reg := registry(t)
+	cfg, err := ParseAndValidate("c.yaml", []byte(`
+runners:
+  - name: stored
+    model: mlp:latest
+  - name: py
+    process:
+      command: [python3, worker.py]
+      env: {MODEL: small}
+      dir: /srv
+    init: {threshold: 0.5}
+`), reg, noEnv, WithModels(store))
+	// "process" is not registered in this test's registry: the process
+	// runner is refused, the stored model resolves.
+	if err == nil || !strings.Contains(err.Error(), `unknown runnable "process"`) {
+		t.Fatalf("got %v", err)
+	}
+	rcs := cfg.RunnerConfigs()
+	if rcs[0].Runnable != "sim" || rcs[0].Params["fixed_ms"] != 1 {
+		t.Fatalf("model runner resolved to %s %v", rcs[0].Runnable, rcs[0].Params)
+	}
+	want := engine.Params{"command": []string{"python3", "worker.py"}, "env": map[string]any{"MODEL": "small"}, "dir": "/srv", "init": map[string]any{"threshold": 0.5}}
+	if rcs[1].Runnable != "process" || fmt.Sprint(rcs[1].Params) != fmt.Sprint(want) {
+		t.Fatalf("process runner: %s %v", rcs[1].Runnable, rcs[1].Params)
+	}
+
+	cases := []struct{ name, yaml, want string }{
+		{"none", "runners:\n  - name: x\n", "say what it runs"},
+		{"two", "runners:\n  - name: x\n    runnable: sim\n    model: mlp\n", "alternatives: keep one"},
+		{"missing model", "runners:\n  - name: x\n    model: nope:latest\n", `model "nope:latest" is not in the store`},
+		{"init on a model", "runners:\n  - name: x\n    model: mlp\n    init: {a: 1}\n", "init does not apply to a stored model"},
+		{"empty command", "runners:\n  - name: x\n    process: {command: []}\n", "process.command: required"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseAndValidate("c.yaml", []byte(c.yaml), reg, noEnv, WithModels(store))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestNewModelVersionReloads: replacing `latest` in the store restarts the
+// runners that use the model, with nothing in the config file changed.
+func TestNewModelVersionReloads(t *testing.T) {
+	store := dirResolver{t.TempDir()}
+	os.MkdirAll(filepath.Join(store.dir, "mlp"), 0o755)
+	os.WriteFile(filepath.Join(store.dir, "mlp", "latest"), []byte("v1\n"), 0o644)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("runners:\n  - name: stored\n    model: mlp:latest\n    workers: 1\n"), 0o644)
+	eng, err := engine.New(engine.Options{Registry: registry(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	rl, err := NewReloader(eng, path, nil, "", Options{Debounce: 20 * time.Millisecond, Getenv: noEnv, Models: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rl.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond)
+
+	fixed := func() any {
+		r, err := eng.Runner("stored")
+		if err != nil {
+			return nil
+		}
+		return r.Config().Params["fixed_ms"]
+	}
+	if fixed() != 1 {
+		t.Fatalf("fixed_ms %v, want 1", fixed())
+	}
+	// A new version: written beside, then renamed over latest (atomic).
+	tmp := filepath.Join(store.dir, "mlp", ".latest.tmp")
+	os.WriteFile(tmp, []byte("v2\n"), 0o644)
+	os.Rename(tmp, filepath.Join(store.dir, "mlp", "latest"))
+	deadline := time.Now().Add(5 * time.Second)
+	for fixed() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("runner still on %v after a new version; status %+v", fixed(), rl.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A model added later is watched too.
+	os.MkdirAll(filepath.Join(store.dir, "other"), 0o755)
+	time.Sleep(50 * time.Millisecond)
+	os.WriteFile(filepath.Join(store.dir, "other", "latest"), []byte("v3\n"), 0o644)
+	os.WriteFile(path, []byte("runners:\n  - name: stored\n    model: mlp:latest\n  - name: o\n    model: other\n"), 0o644)
+	for {
+		if r, err := eng.Runner("o"); err == nil && r.Config().Params["fixed_ms"] == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new model not served; status %+v", rl.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
