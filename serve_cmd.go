@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/gpu"
+	"github.com/benchtop/benchtop/gpu/placement"
 	"github.com/benchtop/benchtop/samples"
 	"github.com/benchtop/benchtop/server"
 	"github.com/benchtop/benchtop/watcher"
@@ -47,6 +49,8 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 
 // stack is a running engine with its config reloader and HTTP front end.
 type stack struct {
+	gpus     *gpu.Monitor
+	stopGPU  func()
 	eng      *engine.Engine
 	reloader *watcher.Reloader
 	srv      *server.Server
@@ -62,14 +66,28 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger) (*stac
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Registry: reg, Logger: logger})
+	// The GPU monitor comes first: runners are placed on the GPUs it finds.
+	// Without a driver it says so once and reports no GPU.
+	var mon *gpu.Monitor
+	eng, err := engine.New(engine.Options{Registry: reg, Logger: logger,
+		GPUs: func() placement.Visible { return mon.Snapshot().Visible(os.LookupEnv) }})
 	if err != nil {
 		return nil, err
 	}
-	st := &stack{eng: eng, logger: logger, drain: f.drainTimeout}
+	mon, err = gpu.New(gpu.Options{Registerer: eng.Registerer(), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	monCtx, monStop := context.WithCancel(context.Background())
+	monDone := make(chan error, 1)
+	go func() { monDone <- mon.Run(monCtx) }()
+	st := &stack{gpus: mon, stopGPU: func() { monStop(); <-monDone }, eng: eng, logger: logger, drain: f.drainTimeout}
 	fail := func(err error) (*stack, error) {
 		st.close()
 		return nil, err
+	}
+	if _, err := mon.Ready(ctx); err != nil {
+		return fail(fmt.Errorf("gpu monitor: %w", err))
 	}
 	getenv := func(k string) string {
 		// Flags beat the environment, which beats the file.
@@ -115,11 +133,13 @@ func (st *stack) run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// close drains the runners.
+// close drains the runners and stops the GPU monitor.
 func (st *stack) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), st.drain)
 	defer cancel()
-	return st.eng.Close(ctx)
+	err := st.eng.Close(ctx)
+	st.stopGPU()
+	return err
 }
 
 func newLogger(format string, level slog.Level) (*slog.Logger, error) {

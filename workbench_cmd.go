@@ -34,7 +34,8 @@ func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string) error {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	runErr := make(chan error, 1)
 	go func() { runErr <- st.run(ctx) }()
-	backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL()}
+	backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL(),
+		GPU: func() ui.GPUInfo { return gpuInfo(st.gpus, st.eng) }}
 	_, uiErr := tea.NewProgram(ui.New(backend), tea.WithAltScreen(), tea.WithContext(ctx)).Run()
 	cancel()
 	serveErr := <-runErr

@@ -282,7 +282,7 @@ func indexOfMethod(specs []MethodSpec, name string) int {
 // sameDefinition reports whether two configs build the same instances, so
 // that only knobs differ.
 func sameDefinition(a, b RunnerConfig) bool {
-	return a.Runnable == b.Runnable && a.Resources == b.Resources && paramsEqual(a.Params, b.Params)
+	return a.Runnable == b.Runnable && a.Resources.equal(b.Resources) && a.WorkersPerResource == b.WorkersPerResource && paramsEqual(a.Params, b.Params)
 }
 
 func paramsEqual(a, b Params) bool {
@@ -300,7 +300,7 @@ func definitionDiff(a, b RunnerConfig) string {
 	if !paramsEqual(a.Params, b.Params) {
 		parts = append(parts, fmt.Sprintf("init %v → %v", map[string]any(a.Params), map[string]any(b.Params)))
 	}
-	if a.Resources != b.Resources {
+	if !a.Resources.equal(b.Resources) || a.WorkersPerResource != b.WorkersPerResource {
 		parts = append(parts, fmt.Sprintf("resources %+v → %+v", a.Resources, b.Resources))
 	}
 	return strings.Join(parts, ", ")
@@ -340,7 +340,7 @@ func (r *Runner) retune(cfg RunnerConfig) ([]string, error) {
 		}
 		changes = append(changes, fmt.Sprintf("%s: %s", r.name, batchingDiff(m.spec.Name, old, want)))
 	}
-	plan, err := PlanWorkers(r.typ, cfg, r.deps.numCPU)
+	plan, err := PlanWorkers(r.typ, cfg, r.deps.numCPU, r.deps.visible())
 	if err != nil {
 		return changes, err
 	}
@@ -352,7 +352,7 @@ func (r *Runner) retune(cfg RunnerConfig) ([]string, error) {
 	if r.cfg.timeout() != cfg.timeout() {
 		changes = append(changes, fmt.Sprintf("%s: timeout %v → %v", r.name, r.cfg.timeout(), cfg.timeout()))
 	}
-	if plan != r.plan {
+	if !plan.equal(r.plan) {
 		changes = append(changes, fmt.Sprintf("%s: workers %d → %d", r.name, r.plan.Workers, plan.Workers))
 	}
 	r.cfg = cfg

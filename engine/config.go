@@ -4,18 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/gpu/placement"
 )
 
 // Resources is what a runner asks for, as in BentoML's runner resources.
 type Resources struct {
 	// CPU is how many cores the runner may use; 0 means all of the machine's.
 	CPU float64
-	// GPU is how many NVIDIA GPUs (nvidia.com/gpu) it uses.
-	GPU int
+	// GPU is how many NVIDIA GPUs (nvidia.com/gpu) it uses, or GPUIDs
+	// which ones (numbered as visible to benchtop, after the user's own
+	// CUDA_VISIBLE_DEVICES).
+	GPU    int
+	GPUIDs []int
+}
+
+func (r Resources) usesGPU() bool { return r.GPU > 0 || len(r.GPUIDs) > 0 }
+
+func (r Resources) equal(o Resources) bool {
+	return r.CPU == o.CPU && r.GPU == o.GPU && slices.Equal(r.GPUIDs, o.GPUIDs)
 }
 
 // RunnerConfig is everything needed to start a runner. Front ends and the
@@ -35,6 +47,10 @@ type RunnerConfig struct {
 	Methods  map[string]batcher.Config
 	// Timeout bounds one batch's execution; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// WorkersPerResource places several workers on each GPU (2 = two per
+	// GPU), or, below 1, several GPUs per worker (0.5 = two GPUs each).
+	// 0 means one worker per GPU.
+	WorkersPerResource float64
 }
 
 // DefaultTimeout bounds a batch's execution when the config says nothing.
@@ -66,6 +82,9 @@ func (c RunnerConfig) Validate() error {
 	}
 	if c.Resources.GPU < 0 {
 		errs = append(errs, fmt.Errorf("resources.nvidia.com/gpu is %d: want 0 or more", c.Resources.GPU))
+	}
+	if c.WorkersPerResource < 0 {
+		errs = append(errs, fmt.Errorf("workers_per_resource is %v: want a positive number", c.WorkersPerResource))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout is %v: want 0 (default %v) or more", c.Timeout, DefaultTimeout))
@@ -106,15 +125,31 @@ func (c RunnerConfig) batchingFor(m MethodSpec) batcher.Config {
 type WorkerPlan struct {
 	Workers int
 	Threads int // CPU threads per worker
+	// GPUs places workers on devices (empty for a CPU runner).
+	GPUs placement.Placement
+}
+
+func (p WorkerPlan) equal(o WorkerPlan) bool {
+	return p.Workers == o.Workers && p.Threads == o.Threads && reflect.DeepEqual(p.GPUs, o.GPUs)
 }
 
 // PlanWorkers derives the pool size the way BentoML's scheduling strategy
 // does: an explicit count wins; a GPU runner gets one worker per GPU; on CPU a
 // multi-threaded runnable gets one worker using every allotted core, a
 // single-threaded one a worker per core.
-func PlanWorkers(t *RunnableType, c RunnerConfig, numCPU int) (WorkerPlan, error) {
-	if c.Resources.GPU > 0 && !t.supports(ResourceGPU) {
-		return WorkerPlan{}, fmt.Errorf("runner %q asks for %d nvidia.com/gpu but runnable %q supports only %v", c.Name, c.Resources.GPU, t.Name, t.SupportedResources)
+func PlanWorkers(t *RunnableType, c RunnerConfig, numCPU int, vis placement.Visible) (WorkerPlan, error) {
+	if c.Resources.usesGPU() {
+		if !t.supports(ResourceGPU) {
+			return WorkerPlan{}, fmt.Errorf("runner %q asks for nvidia.com/gpu but runnable %q supports only %v", c.Name, t.Name, supported(t))
+		}
+		pl, err := placement.Place(placement.Request{
+			Runner: c.Name, GPUs: c.Resources.GPU, DeviceIDs: c.Resources.GPUIDs,
+			WorkersPerResource: c.WorkersPerResource, Workers: c.Workers,
+		}, vis)
+		if err != nil {
+			return WorkerPlan{}, err
+		}
+		return WorkerPlan{Workers: len(pl.Workers), Threads: 1, GPUs: pl}, nil
 	}
 	cpus := c.Resources.CPU
 	if cpus <= 0 {
@@ -123,8 +158,6 @@ func PlanWorkers(t *RunnableType, c RunnerConfig, numCPU int) (WorkerPlan, error
 	cores := max(1, int(math.Ceil(cpus)))
 	var p WorkerPlan
 	switch {
-	case c.Resources.GPU > 0:
-		p = WorkerPlan{Workers: c.Resources.GPU, Threads: 1}
 	case t.MultiThreaded:
 		p = WorkerPlan{Workers: 1, Threads: cores}
 	default:
@@ -132,9 +165,16 @@ func PlanWorkers(t *RunnableType, c RunnerConfig, numCPU int) (WorkerPlan, error
 	}
 	if c.Workers > 0 {
 		p.Workers = c.Workers
-		if t.MultiThreaded && c.Resources.GPU == 0 {
+		if t.MultiThreaded {
 			p.Threads = max(1, cores/c.Workers)
 		}
 	}
 	return p, nil
+}
+
+func supported(t *RunnableType) []string {
+	if len(t.SupportedResources) == 0 {
+		return []string{ResourceCPU}
+	}
+	return t.SupportedResources
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/benchtop/benchtop/gpu/placement"
 )
 
 // Options configures an Engine; the zero value works.
@@ -23,6 +25,9 @@ type Options struct {
 	Logger *slog.Logger
 	// NumCPU is the core count used to size CPU pools; 0 means runtime.NumCPU().
 	NumCPU int
+	// GPUs reports the GPUs visible to the process, for placing workers;
+	// nil means none (a GPU runner then fails to plan with a clear error).
+	GPUs func() placement.Visible
 }
 
 // Engine owns the runners, their metrics registry and the event log.
@@ -69,7 +74,7 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("register engine metrics: %w", err)
 	}
-	e.deps = runnerDeps{metrics: m, events: NewEventLog(opts.Logger), logger: opts.Logger, numCPU: opts.NumCPU}
+	e.deps = runnerDeps{metrics: m, events: NewEventLog(opts.Logger), logger: opts.Logger, numCPU: opts.NumCPU, gpus: opts.GPUs}
 	return e, nil
 }
 

@@ -102,8 +102,12 @@ type Env struct {
 	Params Params
 	// Threads is how many CPU threads the instance may use.
 	Threads int
-	// GPUs are the device ids assigned to this worker (empty on CPU).
-	GPUs []int
+	// GPUs are the device ids assigned to this worker (empty on CPU), in
+	// benchtop's visible numbering; CUDAVisibleDevices is the value a child
+	// process should get so that it sees exactly those devices (the user's
+	// own CUDA_VISIBLE_DEVICES respected).
+	GPUs               []int
+	CUDAVisibleDevices string
 	// Metrics registers the runnable's own collectors on the engine's
 	// registry, labelled runner="<name>", and removes them with the runner.
 	// Every worker of a runner shares them: use RegisterOrReuse.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/gpu/placement"
 )
 
 // Runner is a named instance of a runnable with its own worker pool and one
@@ -52,6 +54,15 @@ type runnerDeps struct {
 	events  *EventLog
 	logger  *slog.Logger
 	numCPU  int
+	gpus    func() placement.Visible
+}
+
+// visible is what GPUs the process may use; none without a monitor.
+func (d runnerDeps) visible() placement.Visible {
+	if d.gpus == nil {
+		return placement.Visible{}
+	}
+	return d.gpus()
 }
 
 type method struct {
@@ -83,6 +94,8 @@ type worker struct {
 	ready     bool
 	retired   bool
 	lastCrash string // set by the worker's own goroutine before it reports a crash
+	gpus      []int  // device ids placed on (visible numbering)
+	pid       int    // of the process behind the instance, if any
 }
 
 // call is one Run in flight.
@@ -143,7 +156,7 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 			return nil, fmt.Errorf("runner %q: batching for unknown method %q (methods: %s)", cfg.Name, name, methodNames(specs))
 		}
 	}
-	plan, err := PlanWorkers(typ, cfg, deps.numCPU)
+	plan, err := PlanWorkers(typ, cfg, deps.numCPU, deps.visible())
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +440,13 @@ func (r *Runner) reconcileLocked() {
 	}
 	for len(r.workers) < r.plan.Workers {
 		w := &worker{id: r.nextID, quit: make(chan struct{})}
+		if len(r.plan.GPUs.Slots) > 0 {
+			live := make([][]int, 0, len(r.workers))
+			for _, o := range r.workers {
+				live = append(live, o.gpus)
+			}
+			w.gpus = r.plan.GPUs.Next(live)
+		}
 		r.nextID++
 		r.workers[w.id] = w
 		r.wg.Add(1)
@@ -518,6 +538,9 @@ func (r *Runner) runWorker(w *worker) {
 		}
 		r.startErr = nil
 		w.ready = true
+		if p, ok := inst.(interface{ PID() int }); ok {
+			w.pid = p.PID()
+		}
 		r.setReadyLocked(r.ready + 1)
 		r.mu.Unlock()
 
@@ -585,10 +608,18 @@ func (r *Runner) newInstance(w *worker) (inst Instance, err error) {
 		Worker:  w.id,
 		Params:  r.cfg.Params,
 		Threads: r.plan.Threads,
+		GPUs:    slices.Clone(w.gpus),
 		Metrics: r.custom,
 		Logger:  r.deps.logger.With("runner", r.name, "worker", w.id),
 	}
 	r.mu.Unlock()
+	if len(env.GPUs) > 0 {
+		cvd, err := placement.CUDAVisibleDevices(r.deps.visible(), env.GPUs)
+		if err != nil {
+			return nil, fmt.Errorf("place worker %d on GPUs %v: %w", w.id, env.GPUs, err)
+		}
+		env.CUDAVisibleDevices = cvd
+	}
 	return r.typ.New(r.lifetime, env)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/gpu/placement"
 	"github.com/benchtop/benchtop/samples"
 )
 
@@ -556,32 +557,45 @@ func TestLocalRunsWithoutTheEngine(t *testing.T) {
 func TestPlanWorkers(t *testing.T) {
 	single := &engine.RunnableType{Name: "s"}
 	multi := &engine.RunnableType{Name: "m", MultiThreaded: true, SupportedResources: []string{engine.ResourceCPU, engine.ResourceGPU}}
+	eight := placement.Visible{Count: 8}
 	cases := []struct {
 		name    string
 		typ     *engine.RunnableType
 		cfg     engine.RunnerConfig
+		vis     placement.Visible
 		want    engine.WorkerPlan
+		gpus    [][]int // per worker
 		wantErr string
 	}{
-		{"single-threaded: one per core", single, engine.RunnerConfig{}, engine.WorkerPlan{Workers: 8, Threads: 1}, ""},
-		{"single-threaded with cpu 2.5", single, engine.RunnerConfig{Resources: engine.Resources{CPU: 2.5}}, engine.WorkerPlan{Workers: 2, Threads: 1}, ""},
-		{"multi-threaded: one worker, all cores", multi, engine.RunnerConfig{}, engine.WorkerPlan{Workers: 1, Threads: 8}, ""},
-		{"multi-threaded with cpu 3", multi, engine.RunnerConfig{Resources: engine.Resources{CPU: 3}}, engine.WorkerPlan{Workers: 1, Threads: 3}, ""},
-		{"explicit workers split threads", multi, engine.RunnerConfig{Workers: 2}, engine.WorkerPlan{Workers: 2, Threads: 4}, ""},
-		{"one per GPU", multi, engine.RunnerConfig{Resources: engine.Resources{GPU: 4}}, engine.WorkerPlan{Workers: 4, Threads: 1}, ""},
-		{"GPU on a CPU-only runnable", single, engine.RunnerConfig{Name: "r", Resources: engine.Resources{GPU: 1}}, engine.WorkerPlan{}, "supports only"},
+		{"single-threaded: one per core", single, engine.RunnerConfig{}, eight, engine.WorkerPlan{Workers: 8, Threads: 1}, nil, ""},
+		{"single-threaded with cpu 2.5", single, engine.RunnerConfig{Resources: engine.Resources{CPU: 2.5}}, eight, engine.WorkerPlan{Workers: 2, Threads: 1}, nil, ""},
+		{"multi-threaded: one worker, all cores", multi, engine.RunnerConfig{}, eight, engine.WorkerPlan{Workers: 1, Threads: 8}, nil, ""},
+		{"multi-threaded with cpu 3", multi, engine.RunnerConfig{Resources: engine.Resources{CPU: 3}}, eight, engine.WorkerPlan{Workers: 1, Threads: 3}, nil, ""},
+		{"explicit workers split threads", multi, engine.RunnerConfig{Workers: 2}, eight, engine.WorkerPlan{Workers: 2, Threads: 4}, nil, ""},
+		{"one per GPU", multi, engine.RunnerConfig{Resources: engine.Resources{GPU: 4}}, eight, engine.WorkerPlan{Workers: 4, Threads: 1}, [][]int{{0}, {1}, {2}, {3}}, ""},
+		{"two per GPU", multi, engine.RunnerConfig{Resources: engine.Resources{GPU: 2}, WorkersPerResource: 2}, eight, engine.WorkerPlan{Workers: 4, Threads: 1}, [][]int{{0}, {1}, {0}, {1}}, ""},
+		{"explicit device ids", multi, engine.RunnerConfig{Resources: engine.Resources{GPUIDs: []int{5, 7}}}, eight, engine.WorkerPlan{Workers: 2, Threads: 1}, [][]int{{5}, {7}}, ""},
+		{"GPU on a CPU-only runnable", single, engine.RunnerConfig{Name: "r", Resources: engine.Resources{GPU: 1}}, eight, engine.WorkerPlan{}, nil, "supports only [cpu]"},
+		{"more GPUs than visible", multi, engine.RunnerConfig{Name: "r", Resources: engine.Resources{GPU: 4}}, placement.Visible{Count: 2}, engine.WorkerPlan{}, nil, `runner "r" asks for 4 nvidia.com/gpu but 2 are visible`},
+		{"no GPU at all", multi, engine.RunnerConfig{Name: "r", Resources: engine.Resources{GPU: 1}}, placement.Visible{}, engine.WorkerPlan{}, nil, `runner "r" asks for 1 nvidia.com/gpu`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := engine.PlanWorkers(c.typ, c.cfg, 8)
+			got, err := engine.PlanWorkers(c.typ, c.cfg, 8, c.vis)
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("got %v, want error containing %q", err, c.wantErr)
 				}
 				return
 			}
-			if err != nil || got != c.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, c.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Workers != c.want.Workers || got.Threads != c.want.Threads {
+				t.Fatalf("got %d workers × %d threads, want %d × %d", got.Workers, got.Threads, c.want.Workers, c.want.Threads)
+			}
+			if c.gpus != nil && fmt.Sprint(got.GPUs.Workers) != fmt.Sprint(c.gpus) {
+				t.Fatalf("placement %v, want %v", got.GPUs.Workers, c.gpus)
 			}
 		})
 	}
@@ -608,6 +622,8 @@ func TestCrashLoopIsReportedAndClears(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	}
+	// The worker's goroutine records the loop just after the caller hears.
+	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).CrashLoop != "" })
 	st := r.Stats(engine.StatsOptions{})
 	if !strings.Contains(st.CrashLoop, "crashed 3 times in a row") || !strings.Contains(st.CrashLoop, "row -2 blew up") {
 		t.Fatalf("crash loop not reported: %q", st.CrashLoop)

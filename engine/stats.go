@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
@@ -18,7 +20,17 @@ type RunnerStats struct {
 	StartError string
 	// CrashLoop, when set, says workers keep dying right after they start.
 	CrashLoop string
-	Methods   []MethodStats
+	// WorkerList is every live worker: where it is placed, its process.
+	WorkerList []WorkerInfo
+	Methods    []MethodStats
+}
+
+// WorkerInfo is one worker of a runner.
+type WorkerInfo struct {
+	ID    int
+	Ready bool
+	GPUs  []int // device ids, visible numbering
+	PID   int   // of its process, 0 for an in-process worker
 }
 
 // MethodStats is one method's state and recent behaviour.
@@ -67,7 +79,11 @@ func (r *Runner) Stats(opts StatsOptions) RunnerStats {
 		st.StartError = r.startErr.Error()
 	}
 	st.CrashLoop = r.crashLoop
+	for _, w := range r.workers {
+		st.WorkerList = append(st.WorkerList, WorkerInfo{ID: w.id, Ready: w.ready, GPUs: slices.Clone(w.gpus), PID: w.pid})
+	}
 	r.mu.Unlock()
+	sort.Slice(st.WorkerList, func(i, j int) bool { return st.WorkerList[i].ID < st.WorkerList[j].ID })
 	now := time.Now()
 	for _, m := range r.order {
 		ms := MethodStats{

@@ -95,6 +95,17 @@ func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := m.runner.Stats(engine.StatsOptions{})
+	placement := make([]map[string]any, 0, len(st.WorkerList))
+	for _, wk := range st.WorkerList {
+		p := map[string]any{"worker": wk.ID, "ready": wk.Ready, "device": "cpu"}
+		if len(wk.GPUs) > 0 {
+			p["device"], p["gpus"] = "nvidia.com/gpu", wk.GPUs
+		}
+		if wk.PID > 0 {
+			p["pid"] = wk.PID
+		}
+		placement = append(placement, p)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name":     m.name,
 		"versions": []string{"1"},
@@ -103,7 +114,7 @@ func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
 		"outputs":  []v2TensorMeta{v2Meta(v2OutputName, m.spec.Output)},
 		"parameters": map[string]any{
 			"method": m.spec.Name, "batchable": m.spec.Batchable, "batch_dim": m.spec.BatchDim,
-			"workers": st.Workers, "workers_ready": st.Ready,
+			"workers": st.Workers, "workers_ready": st.Ready, "placement": placement,
 		},
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/gpu/placement"
 )
 
 // Config is one benchtop YAML file, decoded. Optional knobs are pointers so
@@ -81,6 +82,8 @@ type Runner struct {
 	Batching  Batching
 	Methods   map[string]Batching // methods.<name>.batching
 	Timeout   time.Duration
+	// WorkersPerResource: workers per GPU (or, below 1, GPUs per worker).
+	WorkersPerResource float64
 
 	// What actually runs, once Validate has resolved model and process.
 	runnable string
@@ -148,17 +151,25 @@ func (d *decoder) runner(n *yaml.Node, p string) Runner {
 	var r Runner
 	d.note(n, p)
 	d.mapping(n, p, map[string]func(*yaml.Node, string){
-		"name":     func(n *yaml.Node, p string) { r.Name = d.str(n, p) },
-		"runnable": func(n *yaml.Node, p string) { r.Runnable = d.str(n, p) },
-		"model":    func(n *yaml.Node, p string) { r.Model = d.str(n, p) },
-		"process":  func(n *yaml.Node, p string) { r.Process = d.process(n, p) },
-		"init":     func(n *yaml.Node, p string) { r.Init = d.anyValue(n, p) },
-		"workers":  func(n *yaml.Node, p string) { r.Workers = d.integer(n, p) },
-		"timeout":  func(n *yaml.Node, p string) { r.Timeout = d.duration(n, p) },
+		"name":                 func(n *yaml.Node, p string) { r.Name = d.str(n, p) },
+		"runnable":             func(n *yaml.Node, p string) { r.Runnable = d.str(n, p) },
+		"model":                func(n *yaml.Node, p string) { r.Model = d.str(n, p) },
+		"process":              func(n *yaml.Node, p string) { r.Process = d.process(n, p) },
+		"init":                 func(n *yaml.Node, p string) { r.Init = d.anyValue(n, p) },
+		"workers":              func(n *yaml.Node, p string) { r.Workers = d.integer(n, p) },
+		"timeout":              func(n *yaml.Node, p string) { r.Timeout = d.duration(n, p) },
+		"workers_per_resource": func(n *yaml.Node, p string) { r.WorkersPerResource = d.number(n, p) },
 		"resources": func(n *yaml.Node, p string) {
 			d.mapping(n, p, map[string]func(*yaml.Node, string){
-				"cpu":            func(n *yaml.Node, p string) { r.Resources.CPU = d.number(n, p) },
-				"nvidia.com/gpu": func(n *yaml.Node, p string) { r.Resources.GPU = d.integer(n, p) },
+				"cpu": func(n *yaml.Node, p string) { r.Resources.CPU = d.number(n, p) },
+				"nvidia.com/gpu": func(n *yaml.Node, p string) {
+					// A count, or a list of device ids.
+					if n.Kind == yaml.SequenceNode {
+						d.sequence(n, p, func(n *yaml.Node, p string) { r.Resources.GPUIDs = append(r.Resources.GPUIDs, d.integer(n, p)) })
+						return
+					}
+					r.Resources.GPU = d.integer(n, p)
+				},
 			})
 		},
 		"batching": func(n *yaml.Node, p string) { r.Batching = d.batching(n, p) },
@@ -293,6 +304,7 @@ func (c *Config) RunnerConfigs() []engine.RunnerConfig {
 		rc := engine.RunnerConfig{
 			Name: r.Name, Runnable: runnable, Params: params,
 			Workers: r.Workers, Resources: r.Resources, Batching: base, Timeout: r.Timeout,
+			WorkersPerResource: r.WorkersPerResource,
 		}
 		if len(r.Methods) > 0 {
 			rc.Methods = map[string]batcher.Config{}
@@ -379,7 +391,9 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 				add(p+".init", "%v", err)
 			}
 		}
-		if _, err := engine.PlanWorkers(typ, rcs[i], 1); err != nil && r.Resources.GPU > 0 {
+		// The GPU count is checked against the machine when the engine
+		// applies the config; here only whether the runnable can use one.
+		if _, err := engine.PlanWorkers(typ, rcs[i], 1, placement.Visible{Count: 1 << 10}); err != nil && (r.Resources.GPU > 0 || len(r.Resources.GPUIDs) > 0) {
 			add(p+".resources", "%v", err)
 		}
 		specs, err := typ.MethodsFor(r.params)

@@ -175,6 +175,9 @@ func (s *session) Call(ctx context.Context, method string, in engine.Value) (eng
 	if err := s.info.spec.Input.Check(in); err != nil {
 		return engine.Value{}, engine.InvalidInput(fmt.Errorf("input %s: %w", s.info.in.Name, err))
 	}
+	if err := ctx.Err(); err != nil {
+		return engine.Value{}, fmt.Errorf("onnx run not started: %w", err)
+	}
 	t := in.Tensor()
 	if t.Len() == 0 {
 		return engine.Value{}, engine.InvalidInput(fmt.Errorf("input %s: shape %v has no elements", s.info.in.Name, t.Shape()))

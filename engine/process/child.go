@@ -2,6 +2,7 @@ package process
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -237,27 +238,35 @@ func (c *child) readFrame() (header, []byte, error) {
 	return h, payload, nil
 }
 
+// startsWithMagic reports whether b (possibly shorter than the magic)
+// begins the way a frame does.
 func startsWithMagic(b []byte) bool {
-	return string(b) == string(magic[:min(len(b), len(magic))])
+	n := min(len(b), len(magic))
+	return string(b[:n]) == string(magic[:n])
 }
 
 // garbage collects what else the stray writer put on stdout, for the
 // message: what is buffered, plus whatever arrives within a moment.
 func (c *child) garbage(first []byte) string {
 	const show = 200
-	buf := append([]byte(nil), first...)
-	if n := c.out.Buffered(); n > 0 {
-		more, _ := c.out.Peek(min(n, show))
-		buf = append(buf, more...)
+	buf := append(make([]byte, 0, show), first...)
+	if n := min(c.out.Buffered(), show-len(buf)); n > 0 {
+		k, _ := c.out.Read(buf[len(buf) : len(buf)+n])
+		buf = buf[:len(buf)+k]
 	}
-	if len(buf) < show && !strings.Contains(string(buf), "\n") {
-		_ = c.stdout.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		more := make([]byte, show-len(buf))
-		n, _ := c.out.Read(more)
-		buf = append(buf, more[:n]...)
+	// The rest of the line may come in further writes.
+	_ = c.stdout.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	for len(buf) < show && !bytes.Contains(buf, []byte("\n")) {
+		k, err := c.out.Read(buf[len(buf):show])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			break
+		}
 	}
-	if len(buf) > show {
-		buf = buf[:show]
+	// A worker that prints and then answers puts a frame after the stray
+	// text; the message quotes only the text.
+	if i := bytes.Index(buf[1:], magic[:]); i >= 0 {
+		buf = buf[:i+1]
 	}
 	return string(buf)
 }

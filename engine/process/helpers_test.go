@@ -3,12 +3,10 @@ package process
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"golang.org/x/sys/unix"
 )
 
 // python finds a real interpreter, preferring the system one (a pyenv shim
@@ -163,18 +162,23 @@ func floats(t testing.TB, shape []int, data []float32) engine.Value {
 // reaped.
 func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
 
-// notRunning also accepts a zombie, for orphans that only init can reap.
-func notRunning(pid int) bool {
-	if gone(pid) {
-		return true
+// adoptOrphans makes the test process the reaper of its orphaned
+// descendants until the test ends, so that the test can reap them rather
+// than leave zombies to an init that may never reap them.
+func adoptOrphans(t testing.TB) {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("become a subreaper: %v", err)
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// The state follows the command name, which is in parentheses.
-	i := strings.LastIndexByte(string(stat), ')')
-	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+}
+
+// reaped reaps pid if it is an exited orphan adopted by adoptOrphans, and
+// reports whether it is gone.
+func reaped(pid int) bool {
+	var ws syscall.WaitStatus
+	_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	return gone(pid)
 }
 
 // eventually polls cond until it holds or a generous bound passes; it waits

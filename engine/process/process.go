@@ -83,8 +83,8 @@ func (r *runnable) describe(params engine.Params) ([]engine.MethodSpec, error) {
 	if ok && d.fingerprint == fp && time.Since(d.at) < describeReuse {
 		return slices.Clone(d.specs), nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.handshakeTimeout())
-	defer cancel()
+	// The handshake timeout bounds the probe; there is no caller to cancel it.
+	ctx := context.Background()
 	hello := helloMsg{Protocol: protocolVersion, Probe: true, Worker: -1, Threads: 1, GPUs: []int{}, Init: initOf(p)}
 	c, specs, err := r.start(ctx, p, hello, 1, nil, discardLogger())
 	if err != nil {
@@ -300,16 +300,18 @@ func diffSpecs(want, got []engine.MethodSpec) string {
 }
 
 func diffSpec(a, b engine.MethodSpec) string {
-	sig := func(s engine.MethodSpec) string {
-		if !s.Batchable {
-			return fmt.Sprintf("%s → %s, not batchable", s.Input, s.Output)
-		}
-		return fmt.Sprintf("%s → %s, batchable along dim %d → %d", s.Input, s.Output, s.BatchDim, s.OutputBatchDim)
-	}
-	if sa, sb := sig(a), sig(b); sa != sb {
+	if sa, sb := signature(a), signature(b); sa != sb {
 		return fmt.Sprintf("was %s, now %s", sa, sb)
 	}
 	return ""
+}
+
+// signature is what serving depends on in a method spec, in words.
+func signature(s engine.MethodSpec) string {
+	if !s.Batchable {
+		return fmt.Sprintf("%s → %s, not batchable", s.Input, s.Output)
+	}
+	return fmt.Sprintf("%s → %s, batchable along dim %d → %d", s.Input, s.Output, s.BatchDim, s.OutputBatchDim)
 }
 
 // shutdownGrace is how long a worker has to exit after SHUTDOWN before it

@@ -1,0 +1,184 @@
+package onnx_test
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/samples/models"
+)
+
+// direct is ONNX Runtime called without benchtop: one session with the
+// same threads as a runner's worker, tensors bound once, Run in a loop.
+type direct struct {
+	sess *ort.AdvancedSession
+	in   *ort.Tensor[float32]
+	out  *ort.Tensor[float32]
+}
+
+func newDirect(b *testing.B, path string, m *models.MLP, rows, threads int) *direct {
+	b.Helper()
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer so.Destroy()
+	so.SetIntraOpNumThreads(threads)
+	so.SetInterOpNumThreads(1)
+	in, err := ort.NewTensor(ort.NewShape(int64(rows), int64(m.In())), inputs(rows, m.In(), 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(rows), int64(m.Out())))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sess, err := ort.NewAdvancedSession(path, []string{m.Input}, []string{m.Output}, []ort.Value{in}, []ort.Value{out}, so)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &direct{sess: sess, in: in, out: out}
+	b.Cleanup(func() { sess.Destroy(); in.Destroy(); out.Destroy() })
+	return d
+}
+
+func (d *direct) run(b *testing.B) {
+	if err := d.sess.Run(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkLargeMLPSaturation: mlp-large through a runner (one worker with
+// every core, max batch 128) fed by 256 one-row callers, against ONNX
+// Runtime running full batches of 128 in a loop with as many threads.
+// of_direct is the ratio of the two rates within one run. "adaptive" is the
+// default policy; "fixed" holds batches until they are full, so both sides
+// run batches of exactly 128 and the ratio is the engine's own cost.
+func BenchmarkLargeMLPSaturation(b *testing.B) {
+	lib := library(b)
+	m := models.Large()
+	path := modelFile(b, m.ONNX)
+	const batch, callers = 128, 256
+	policies := []struct {
+		name string
+		cfg  batcher.Config
+	}{
+		{"adaptive", batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: batch, MaxLatency: 10 * time.Second}},
+		{"fixed", batcher.Config{Policy: batcher.Fixed, MaxBatchSize: batch, BatchWait: time.Second, MaxLatency: 10 * time.Second}},
+	}
+	for _, p := range policies {
+		b.Run(p.name, func(b *testing.B) {
+			d := newDirect(b, path, m, batch, runtime.NumCPU())
+			d.run(b) // warm up
+			r := startRunnerWith(b, newEngine(b, lib), engine.Params{"path": path}, 0, p.cfg)
+			row := tensor(b, []int{1, m.In()}, inputs(1, m.In(), 2))
+			// Rounds alternate the two sides, so a neighbour's load on a
+			// shared machine weighs on both alike.
+			const rounds = 4
+			perRound := max(callers, b.N/rounds)
+			var directT, engineT time.Duration
+			b.ResetTimer()
+			for range rounds {
+				t0 := time.Now()
+				for range perRound / batch {
+					d.run(b)
+				}
+				t1 := time.Now()
+				closedLoop(b, callers, perRound, func() error {
+					_, err := r.Run(context.Background(), "run", row)
+					return err
+				})
+				directT += t1.Sub(t0)
+				engineT += time.Since(t1)
+			}
+			b.StopTimer()
+			directRate := float64(rounds*(perRound/batch)*batch) / directT.Seconds()
+			engineRate := float64(rounds*perRound) / engineT.Seconds()
+			st := r.Stats(engine.StatsOptions{}).Methods[0]
+			b.ReportMetric(engineRate, "rows/s")
+			b.ReportMetric(directRate, "direct_rows/s")
+			b.ReportMetric(engineRate/directRate, "of_direct")
+			b.ReportMetric(meanBatch(st.BatchSizes), "rows/batch")
+		})
+	}
+}
+
+// closedLoop makes n calls from callers goroutines, each calling again as
+// soon as its last call returns.
+func closedLoop(b *testing.B, callers, n int, call func() error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func meanBatch(sizes map[int]uint64) float64 {
+	var n, rows uint64
+	for s, c := range sizes {
+		n += c
+		rows += uint64(s) * c
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(rows) / float64(n)
+}
+
+// BenchmarkLargeMLPOneCaller: the median latency of one caller sending one
+// row through a runner, against a direct batch-1 Run; the target is
+// p50 ≤ 1.1 × direct + 0.1 ms.
+func BenchmarkLargeMLPOneCaller(b *testing.B) {
+	lib := library(b)
+	m := models.Large()
+	path := modelFile(b, m.ONNX)
+	d := newDirect(b, path, m, 1, runtime.NumCPU())
+	d.run(b)
+	r := startRunner(b, newEngine(b, lib), engine.Params{"path": path}, 0, 128)
+	row := tensor(b, []int{1, m.In()}, inputs(1, m.In(), 3))
+	if _, err := r.Run(context.Background(), "run", row); err != nil {
+		b.Fatal(err)
+	}
+	viaEngine := make([]time.Duration, 0, b.N)
+	straight := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	// Interleaved, so both see the same machine.
+	for range b.N {
+		t0 := time.Now()
+		d.run(b)
+		t1 := time.Now()
+		if _, err := r.Run(context.Background(), "run", row); err != nil {
+			b.Fatal(err)
+		}
+		straight = append(straight, t1.Sub(t0))
+		viaEngine = append(viaEngine, time.Since(t1))
+	}
+	b.StopTimer()
+	p50, d50 := median(viaEngine), median(straight)
+	b.ReportMetric(float64(p50)/1e6, "p50_ms")
+	b.ReportMetric(float64(d50)/1e6, "direct_p50_ms")
+	b.ReportMetric(float64(p50)/float64(d50), "of_direct")
+	b.ReportMetric(float64(p50-d50)/1e6, "overhead_ms")
+	b.ReportMetric(float64(p50)/(1.1*float64(d50)+1e5), "of_target")
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}

@@ -1,0 +1,562 @@
+package onnx_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/onnx"
+	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
+	"github.com/benchtop/benchtop/samples/models"
+	"github.com/benchtop/benchtop/store"
+)
+
+// library loads ONNX Runtime or skips: it is a download, not a Go module.
+func library(t testing.TB) *onnx.Library {
+	t.Helper()
+	lib := onnx.Locate()
+	if err := lib.Load(); err != nil {
+		t.Skipf("ONNX Runtime is not installed, run scripts/install-onnxruntime.sh first: %v", err)
+	}
+	return lib
+}
+
+// modelFile writes an .onnx file for a test.
+func modelFile(t testing.TB, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "model.onnx")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newEngine(t testing.TB, lib *onnx.Library) *engine.Engine {
+	t.Helper()
+	reg := engine.NewRegistry()
+	if err := onnx.Register(reg, lib); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.Close(ctx)
+	})
+	return e
+}
+
+func startRunner(t testing.TB, e *engine.Engine, params engine.Params, workers, maxBatch int) *engine.Runner {
+	t.Helper()
+	return startRunnerWith(t, e, params, workers, batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: maxBatch, MaxLatency: 10 * time.Second})
+}
+
+func startRunnerWith(t testing.TB, e *engine.Engine, params engine.Params, workers int, bc batcher.Config) *engine.Runner {
+	t.Helper()
+	r, err := e.StartRunner(engine.RunnerConfig{Name: "mlp", Runnable: onnx.TypeName, Params: params, Workers: workers, Batching: bc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// inputs are rows of deterministic values in [-1, 1].
+func inputs(rows, width int, seed int) []float32 {
+	x := make([]float32, rows*width)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i*7+seed*13) * 0.37))
+	}
+	return x
+}
+
+func tensor(t testing.TB, shape []int, data []float32) engine.Value {
+	t.Helper()
+	v, err := engine.NewTensor(shape, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine.TensorValue(v)
+}
+
+// near compares probabilities: float32 accumulation in the runtime against
+// float64 in Go.
+func near(t testing.TB, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if d := math.Abs(float64(got[i] - want[i])); d > 1e-5 {
+			t.Fatalf("%s: value %d is %v, want %v (off by %g)", what, i, got[i], want[i], d)
+		}
+	}
+}
+
+// TestMLPThroughRunner: requests of 1 to 128 rows from concurrent callers,
+// batched by a real runner, each get exactly their own rows' outputs.
+func TestMLPThroughRunner(t *testing.T) {
+	lib := library(t)
+	cases := []struct {
+		m     *models.MLP
+		sizes []int
+	}{
+		{models.Small(), seq(1, 128)},
+		{models.Large(), []int{1, 2, 3, 17, 64, 127, 128}},
+	}
+	for _, c := range cases {
+		t.Run(c.m.Name, func(t *testing.T) {
+			e := newEngine(t, lib)
+			r := startRunner(t, e, engine.Params{"path": modelFile(t, c.m.ONNX)}, 2, 128)
+			spec, _ := r.Method("run")
+			if !spec.Batchable || spec.Input.String() != fmt.Sprintf("tensor float32[-1 %d]", c.m.In()) || spec.Output.String() != "tensor float32[-1 10]" {
+				t.Fatalf("method from the model: %+v", spec)
+			}
+			// One pool of rows and its reference, computed once; each request
+			// takes a window of it.
+			const pool = 128
+			x := inputs(pool, c.m.In(), 1)
+			want, err := c.m.Forward(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, len(c.sizes))
+			for i, rows := range c.sizes {
+				wg.Go(func() {
+					off := (i * 37) % (pool - rows + 1)
+					in := x[off*c.m.In() : (off+rows)*c.m.In()]
+					v, err := engine.NewTensor([]int{rows, c.m.In()}, in)
+					if err != nil {
+						errs <- err
+						return
+					}
+					out, err := r.Run(context.Background(), "run", engine.TensorValue(v))
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !slices.Equal(out.Tensor().Shape(), []int{rows, c.m.Out()}) {
+						errs <- fmt.Errorf("%d rows: output shape %v", rows, out.Tensor().Shape())
+						return
+					}
+					got := out.Tensor().Float32s()
+					ref := want[off*c.m.Out() : (off+rows)*c.m.Out()]
+					for j := range got {
+						if d := math.Abs(float64(got[j] - ref[j])); d > 1e-5 {
+							errs <- fmt.Errorf("%d rows at %d: value %d is %v, want %v", rows, off, j, got[j], ref[j])
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			st := r.Stats(engine.StatsOptions{}).Methods[0]
+			t.Logf("%d requests in batches of %v rows", len(c.sizes), sizes(st.BatchSizes))
+		})
+	}
+}
+
+func seq(from, to int) []int {
+	var s []int
+	for i := from; i <= to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+func sizes(m map[int]uint64) []int {
+	var s []int
+	for k := range m {
+		s = append(s, k)
+	}
+	slices.Sort(s)
+	return s
+}
+
+// TestEveryBatchSize calls one instance directly with each size 1..128.
+func TestEveryBatchSize(t *testing.T) {
+	lib := library(t)
+	m := models.Small()
+	inst := newInstance(t, lib, engine.Params{"path": modelFile(t, m.ONNX)}, nil)
+	x := inputs(128, m.In(), 2)
+	want, _ := m.Forward(x)
+	for rows := 1; rows <= 128; rows++ {
+		out, err := inst.Call(context.Background(), "run", tensor(t, []int{rows, m.In()}, x[:rows*m.In()]))
+		if err != nil {
+			t.Fatalf("%d rows: %v", rows, err)
+		}
+		near(t, fmt.Sprintf("%d rows", rows), out.Tensor().Float32s(), want[:rows*m.Out()])
+	}
+}
+
+func newInstance(t testing.TB, lib *onnx.Library, p engine.Params, logger *slog.Logger) engine.Instance {
+	t.Helper()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	inst, err := onnx.Type(lib).New(context.Background(), engine.Env{Runner: "t", Params: p, Threads: 2, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inst.(engine.Closer).Close() })
+	return inst
+}
+
+// TestStoredModelRunner: `model: mlp:latest` as the lead's config will
+// resolve it, through the store and ModelParams.
+func TestStoredModelRunner(t *testing.T) {
+	lib := library(t)
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ImportData(context.Background(), models.Small().ONNX, store.ImportOptions{Name: "mlp", Signature: &store.SignatureOptions{Method: "classify", Batchable: true}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Get("mlp:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := onnx.ModelParams(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRunner(t, newEngine(t, lib), params, 1, 32)
+	x := inputs(3, 64, 3)
+	out, err := r.Run(context.Background(), "classify", tensor(t, []int{3, 64}, x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := models.Small().Forward(x)
+	near(t, "stored model", out.Tensor().Float32s(), want)
+}
+
+// ortTestData holds models exported by PyTorch and scikit-learn that ship
+// with the onnxruntime_go module: models from outside benchtop.
+func ortTestData(t testing.TB) string {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/yalue/onnxruntime_go").Output()
+	dir := strings.TrimSpace(string(out))
+	if err != nil || dir == "" {
+		t.Skipf("the onnxruntime_go module is not in the module cache (go mod download github.com/yalue/onnxruntime_go): %v", err)
+	}
+	return filepath.Join(dir, "test_data")
+}
+
+func foreign(t testing.TB, name string) string {
+	p := filepath.Join(ortTestData(t), name)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s is not in this onnxruntime_go release", p)
+	}
+	return p
+}
+
+// TestForeignDynamicBatchModel: a PyTorch export (sum of each row,
+// input_vectors [batch, 10] → output_scalars [batch]) batches like ours.
+func TestForeignDynamicBatchModel(t *testing.T) {
+	lib := library(t)
+	path := foreign(t, "example_dynamic_axes.onnx")
+	r := startRunner(t, newEngine(t, lib), engine.Params{"path": path}, 1, 64)
+	var wg sync.WaitGroup
+	for rows := 1; rows <= 40; rows++ {
+		wg.Go(func() {
+			x := inputs(rows, 10, rows)
+			out, err := r.Run(context.Background(), "run", tensor(t, []int{rows, 10}, x))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			want := make([]float32, rows)
+			for i := range want {
+				var s float64
+				for _, v := range x[i*10 : (i+1)*10] {
+					s += float64(v)
+				}
+				want[i] = float32(s)
+			}
+			near(t, fmt.Sprintf("%d rows", rows), out.Tensor().Float32s(), want)
+		})
+	}
+	wg.Wait()
+}
+
+// TestReaderAgreesWithRuntime: for every model shipped with onnxruntime_go,
+// onnxpb reads the same inputs and outputs as ONNX Runtime itself.
+func TestReaderAgreesWithRuntime(t *testing.T) {
+	library(t)
+	files, _ := filepath.Glob(filepath.Join(ortTestData(t), "*.onnx"))
+	if len(files) == 0 {
+		t.Skip("no models in onnxruntime_go's test_data")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			ins, outs, err := ort.GetInputOutputInfo(f)
+			if err != nil {
+				t.Skipf("the runtime cannot read it either: %v", err)
+			}
+			m, err := onnxpb.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareIO(t, "inputs", m.Graph.GraphInputs(), ins)
+			compareIO(t, "outputs", m.Graph.Outputs, outs)
+		})
+	}
+}
+
+func compareIO(t *testing.T, what string, ours []onnxpb.ValueInfo, theirs []ort.InputOutputInfo) {
+	t.Helper()
+	if len(ours) != len(theirs) {
+		t.Fatalf("%s: %d, the runtime says %d", what, len(ours), len(theirs))
+	}
+	for i, o := range ours {
+		th := theirs[i]
+		if o.Name != th.Name {
+			t.Fatalf("%s %d: %q, the runtime says %q", what, i, o.Name, th.Name)
+		}
+		if o.Kind != onnxpb.KindTensor {
+			continue
+		}
+		if int(o.ElemType) != int(th.DataType) {
+			t.Errorf("%s %q: %s, the runtime says %v", what, o.Name, o.ElemType, th.DataType)
+		}
+		// The runtime infers shapes, so it may know a dim the file leaves
+		// symbolic; it must never contradict one the file fixes.
+		shape := o.Shape()
+		if len(shape) != len(th.Dimensions) {
+			t.Fatalf("%s %q: dims %v, the runtime says %v", what, o.Name, shape, th.Dimensions)
+		}
+		for j, d := range shape {
+			if d >= 0 && int64(d) != th.Dimensions[j] {
+				t.Errorf("%s %q: dims %v, the runtime says %v", what, o.Name, shape, th.Dimensions)
+			}
+		}
+	}
+}
+
+// TestWrongInputs: a wrong dtype, shape, kind or method is the caller's
+// error (ErrInvalidInput) with a message saying what to send.
+func TestWrongInputs(t *testing.T) {
+	lib := library(t)
+	m := models.Small()
+	r := startRunner(t, newEngine(t, lib), engine.Params{"path": modelFile(t, m.ONNX)}, 1, 16)
+	inst := newInstance(t, lib, engine.Params{"path": modelFile(t, m.ONNX)}, nil)
+	f64, _ := engine.NewTensor([]int{1, 64}, make([]float64, 64))
+	str, _ := engine.NewStringTensor([]int{1, 64}, make([]string, 64))
+	cases := []struct {
+		name   string
+		method string
+		in     engine.Value
+		want   string
+		is     error
+	}{
+		{"float64", "run", engine.TensorValue(f64), "dtype float64, want float32", engine.ErrInvalidInput},
+		{"string", "run", engine.TensorValue(str), "dtype string, want float32", engine.ErrInvalidInput},
+		{"width 63", "run", tensor(t, []int{2, 63}, make([]float32, 126)), "dim 1 is 63, want 64", engine.ErrInvalidInput},
+		{"rank 1", "run", tensor(t, []int{64}, make([]float32, 64)), "has 1 dims, want 2", engine.ErrInvalidInput},
+		{"rank 3", "run", tensor(t, []int{1, 1, 64}, make([]float32, 64)), "has 3 dims, want 2", engine.ErrInvalidInput},
+		{"text", "run", engine.TextValue("hello"), "want tensor float32[-1 64]", engine.ErrInvalidInput},
+		{"method", "predict", tensor(t, []int{1, 64}, make([]float32, 64)), `"predict"`, engine.ErrUnknownMethod},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, call := range []struct {
+				via string
+				run func() (engine.Value, error)
+			}{
+				{"runner", func() (engine.Value, error) { return r.Run(context.Background(), c.method, c.in) }},
+				{"instance", func() (engine.Value, error) { return inst.Call(context.Background(), c.method, c.in) }},
+			} {
+				_, err := call.run()
+				if err == nil || !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("via %s: got %v, want %v mentioning %q", call.via, err, c.is, c.want)
+				}
+			}
+		})
+	}
+	// The worker survived every bad call.
+	x := inputs(1, 64, 9)
+	out, err := r.Run(context.Background(), "run", tensor(t, []int{1, 64}, x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := m.Forward(x)
+	near(t, "after bad inputs", out.Tensor().Float32s(), want)
+}
+
+// TestModelsItCannotServe: what the runner refuses says why and what to do.
+func TestModelsItCannotServe(t *testing.T) {
+	fixed := (&onnxpb.Model{IRVersion: 8, OpsetImports: []onnxpb.OpsetID{{Version: 13}}, Graph: onnxpb.Graph{
+		Nodes:   []onnxpb.Node{{OpType: "Relu", Inputs: []string{"x"}, Outputs: []string{"y"}}},
+		Inputs:  []onnxpb.ValueInfo{onnxpb.TensorInfo("x", onnxpb.Float, onnxpb.FixedDim(1), onnxpb.FixedDim(4))},
+		Outputs: []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, onnxpb.FixedDim(1), onnxpb.FixedDim(4))},
+	}}).Marshal()
+	notONNX := modelFile(t, []byte("#!/bin/sh\necho not a model\n"))
+	small := modelFile(t, models.Small().ONNX)
+	dir := ortTestData(t)
+	cases := []struct {
+		name   string
+		params engine.Params
+		want   string
+	}{
+		{"no path", engine.Params{}, "path is required"},
+		{"unknown param", engine.Params{"path": small, "thread": 2}, `unknown field "thread"`},
+		{"missing file", engine.Params{"path": "/nonexistent/model.onnx"}, "no such file"},
+		{"not onnx", engine.Params{"path": notONNX}, "not a readable ONNX model"},
+		{"fixed batch dim", engine.Params{"path": modelFile(t, fixed)}, "fixes dim 0 at 1"},
+		{"batch dim past rank", engine.Params{"path": small, "batch_dim": 2}, "no dim 2"},
+		{"several inputs", engine.Params{"path": filepath.Join(dir, "example_several_inputs_and_outputs.onnx")}, "single-input models only"},
+		{"float16", engine.Params{"path": filepath.Join(dir, "example_float16.onnx")}, "float16, which benchtop tensors cannot carry"},
+		{"several outputs", engine.Params{"path": filepath.Join(dir, "sklearn_randomforest.onnx")}, "pick one with init param output"},
+		{"no such output", engine.Params{"path": filepath.Join(dir, "sklearn_randomforest.onnx"), "output": "nope"}, `output "nope" is not an output`},
+		{"sequence output", engine.Params{"path": filepath.Join(dir, "sklearn_randomforest.onnx"), "output": "output_probability"}, "is a sequence"},
+	}
+	typ := onnx.Type(onnx.Locate())
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := typ.MethodsFor(c.params)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error about %q", err, c.want)
+			}
+			if err := typ.Validate(c.params); err == nil {
+				t.Fatal("Validate passed it")
+			}
+		})
+	}
+	// The same fixed-batch model serves one request per call when told.
+	ms, err := typ.MethodsFor(engine.Params{"path": modelFile(t, fixed), "batchable": false, "method": "predict"})
+	if err != nil || ms[0].Batchable || ms[0].Name != "predict" {
+		t.Fatalf("batchable: false: %+v, %v", ms, err)
+	}
+}
+
+// TestPickOneOutput serves one output of a scikit-learn model with two.
+func TestPickOneOutput(t *testing.T) {
+	lib := library(t)
+	path := foreign(t, "sklearn_randomforest.onnx")
+	inst := newInstance(t, lib, engine.Params{"path": path, "output": "output_label"}, nil)
+	out, err := inst.Call(context.Background(), "run", tensor(t, []int{3, 4}, inputs(3, 4, 5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Tensor().DType() != engine.Int64 || !slices.Equal(out.Tensor().Shape(), []int{3}) {
+		t.Fatalf("output %v", out.Tensor())
+	}
+}
+
+// TestNoLibrary: without the runtime, an onnx runner fails to start and
+// says how to install it; describing the model still works.
+func TestNoLibrary(t *testing.T) {
+	missing := onnx.NewLibrary(filepath.Join(t.TempDir(), "libonnxruntime.so.1"))
+	typ := onnx.Type(missing)
+	params := engine.Params{"path": modelFile(t, models.Small().ONNX)}
+	if _, err := typ.MethodsFor(params); err != nil {
+		t.Fatalf("describe needs no runtime: %v", err)
+	}
+	_, err := typ.New(context.Background(), engine.Env{Params: params, Threads: 1})
+	if !errors.Is(err, onnx.ErrNoLibrary) || !strings.Contains(err.Error(), "scripts/install-onnxruntime.sh") {
+		t.Fatalf("got %v, want ErrNoLibrary saying how to install it", err)
+	}
+	t.Setenv(onnx.EnvLibrary, "/nonexistent/libonnxruntime.so")
+	if err := onnx.Locate().Load(); err == nil || !strings.Contains(err.Error(), onnx.EnvLibrary) {
+		t.Fatalf("a wrong %s: %v", onnx.EnvLibrary, err)
+	}
+}
+
+// TestGPUFallsBackToCPU: with a GPU assigned, the session tries CUDA and
+// the log says which provider it runs on. The npm build of the runtime has
+// no CUDA provider, so there it must fall back and still serve.
+func TestGPUFallsBackToCPU(t *testing.T) {
+	lib := library(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	m := models.Small()
+	inst, err := onnx.Type(lib).New(context.Background(), engine.Env{Params: engine.Params{"path": modelFile(t, m.ONNX)}, Threads: 1, GPUs: []int{0}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.(engine.Closer).Close()
+	mu.Lock()
+	text := logs.String()
+	mu.Unlock()
+	t.Log(text)
+	switch {
+	case strings.Contains(text, "provider=cuda:0"):
+	case strings.Contains(text, "CUDA execution provider unavailable") && strings.Contains(text, "provider=cpu"):
+	default:
+		t.Fatalf("the log does not say which provider runs the model:\n%s", text)
+	}
+	x := inputs(2, 64, 4)
+	out, err := inst.Call(context.Background(), "run", tensor(t, []int{2, 64}, x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := m.Forward(x)
+	near(t, "gpu fallback", out.Tensor().Float32s(), want)
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TestDeadlineInterruptsRun: a batch whose deadline passes mid-run stops
+// with an error wrapping the context's, and the session serves again.
+func TestDeadlineInterruptsRun(t *testing.T) {
+	lib := library(t)
+	m := models.Large()
+	inst := newInstance(t, lib, engine.Params{"path": modelFile(t, m.ONNX)}, nil)
+	// About 50 GFLOP: seconds of work on any CPU.
+	const rows = 20000
+	big := tensor(t, []int{rows, m.In()}, make([]float32, rows*m.In()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := inst.Call(ctx, "run", big); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	done, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if _, err := inst.Call(done, "run", big); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled call: %v", err)
+	}
+	x := inputs(1, m.In(), 6)
+	out, err := inst.Call(context.Background(), "run", tensor(t, []int{1, m.In()}, x))
+	if err != nil {
+		t.Fatalf("after an interrupted run: %v", err)
+	}
+	want, _ := m.Forward(x)
+	near(t, "after interrupt", out.Tensor().Float32s(), want)
+}
