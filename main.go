@@ -45,7 +45,7 @@ runs the embedded sample config.`,
 	}
 	f.register(root)
 	root.Flags().StringVar(&logPath, "log-file", "", "where the workbench logs (default ~/.benchtop/workbench.log)")
-	root.AddCommand(newServeCmd(), newRunnablesCmd(), newConfigCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd(), newRunnablesCmd(), newConfigCmd())
 	return root
 }
 

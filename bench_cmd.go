@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/benchtop/benchtop/bench"
+	"github.com/benchtop/benchtop/engine"
+)
+
+type benchFlags struct {
+	url, config, runner, method string
+	concurrency, rate, arrivals string
+	warmup, window, maxTime     time.Duration
+	latencyLimit, timeout       time.Duration
+	maxInFlight                 int
+	input, output               string
+	compare                     []string
+	seed                        uint64
+}
+
+func newBenchCmd() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure a runner's throughput and latency at a series of load levels",
+		Long: `Drive a runner method at a series of load levels and report, per level,
+requests/s, latency percentiles, errors by kind, and the batching the server
+did (batch sizes, time queued vs executing). See docs/BENCH.md.
+
+Targets: --url, an API (http://127.0.0.1:3000/predict) or a KServe v2 infer
+route (http://127.0.0.1:3000/v2/models/sim/infer) of a running benchtop; or,
+in process, --config FILE --runner NAME --method NAME, which starts only that
+runner. With neither: in process, the embedded sample config's sim runner.
+
+Load: --concurrency (closed loop: N callers, each sending when its last
+request answers) or --rate (open loop: requests sent on schedule whatever the
+answers; latency counts from each request's due time). Levels are a list
+(1,8,32,128) or a range (1:128:x2, 100:1000:+100).
+
+--compare runs the whole sweep once per batching setting, changed live on the
+runner (in process only), and prints the results side by side.`,
+		Example: `  benchtop bench --concurrency 1,16,64,256
+  benchtop bench --compare policy=none,fixed,adaptive --latency-limit 50ms
+  benchtop bench --url http://127.0.0.1:3000/predict --rate 200:1000:+200 --arrivals constant
+  benchtop bench --config my.yaml --runner mlp --method run -o json > mlp.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "url", "", "HTTP target: an API URL or a v2 .../v2/models/MODEL/infer URL")
+	fl.StringVarP(&f.config, "config", "c", "", "in process: the config holding the runner (default: the embedded sample config)")
+	fl.StringVar(&f.runner, "runner", "", "in process: the runner to load (default: sim, or the config's only runner)")
+	fl.StringVar(&f.method, "method", "", "in process: the method to call (default: the runner's first)")
+	fl.StringVar(&f.concurrency, "concurrency", "1,8,32,128", "closed-loop levels: callers, as a list or a range FROM:TO:xF / FROM:TO:+S")
+	fl.StringVar(&f.rate, "rate", "", "open-loop levels in requests/s, as a list or a range (instead of --concurrency)")
+	fl.StringVar(&f.arrivals, "arrivals", "poisson", "open-loop spacing: poisson or constant")
+	fl.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured load before each level")
+	fl.DurationVar(&f.window, "window", bench.DefaultWindow, "one measurement window; a level ends when the last 3 agree within 10%")
+	fl.DurationVar(&f.maxTime, "max-time", bench.DefaultMaxTime, "most measuring per level when it does not stabilise")
+	fl.DurationVar(&f.latencyLimit, "latency-limit", 0, "stop the sweep after a level whose p99 exceeds this (0: never)")
+	fl.DurationVar(&f.timeout, "timeout", bench.DefaultTimeout, "per-request timeout, counted as a timeout error")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", bench.DefaultMaxInFlight, "open loop: most requests awaiting an answer")
+	fl.StringVar(&f.input, "input", "", "a request body file (default: an example made from the method's signature)")
+	fl.StringArrayVar(&f.compare, "compare", nil, "KEY=V1,V2,… to compare, in process (keys: "+strings.Join(bench.CompareKeys, ", ")+"); repeat for every combination")
+	fl.StringVarP(&f.output, "output", "o", "table", "output: table, json or csv")
+	fl.Uint64Var(&f.seed, "seed", 0, "seed for Poisson arrivals (0: random)")
+	return cmd
+}
+
+func runBench(cmd *cobra.Command, f *benchFlags) error {
+	write, err := benchWriter(f.output)
+	if err != nil {
+		return err
+	}
+	levels, err := benchLevels(cmd, f)
+	if err != nil {
+		return err
+	}
+	if f.url != "" && (f.config != "" || f.runner != "" || f.method != "") {
+		return errors.New("--url targets a running server; --config, --runner and --method load a runner in process: give one or the other")
+	}
+	var variants []bench.Variant
+	if len(f.compare) > 0 {
+		if f.url != "" {
+			return bench.ErrCompareNeedsInProcess
+		}
+		if variants, err = bench.ParseCompare(f.compare); err != nil {
+			return err
+		}
+	}
+	ctx := cmd.Context()
+	opts := bench.Options{
+		Warmup: f.warmup, Window: f.window, MaxTime: f.maxTime, LatencyLimit: f.latencyLimit,
+		Timeout: f.timeout, MaxInFlight: f.maxInFlight, Seed: f.seed,
+	}
+	if opts.Warmup < 0 || opts.Window < 0 || opts.MaxTime < 0 || opts.LatencyLimit < 0 || opts.Timeout < 0 {
+		return errors.New("--warmup, --window, --max-time, --latency-limit and --timeout must not be negative")
+	}
+	var body []byte
+	if f.input != "" {
+		if body, err = os.ReadFile(f.input); err != nil {
+			return fmt.Errorf("read --input: %w", err)
+		}
+	}
+
+	var target bench.Target
+	if f.url != "" {
+		conns := f.maxInFlight
+		if !levels[0].Open() {
+			conns = slices.MaxFunc(levels, func(a, b bench.Level) int { return a.Concurrency - b.Concurrency }).Concurrency
+		}
+		h, err := bench.NewHTTP(ctx, bench.HTTPOptions{URL: f.url, Body: body, Conns: conns})
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		target = h
+	} else {
+		p, closeEngine, err := benchInProcess(ctx, f, body)
+		if err != nil {
+			return err
+		}
+		defer closeEngine()
+		target = p
+	}
+
+	stderr := cmd.ErrOrStderr()
+	if file, ok := stderr.(*os.File); ok && benchIsTerminal(file) {
+		opts.Progress = benchProgress(stderr)
+	}
+	report := bench.Report{Target: target.String()}
+	var runErr error
+	if variants != nil {
+		report.Sweeps, runErr = bench.Compare(ctx, target, variants, levels, opts)
+	} else {
+		var s bench.SweepResult
+		s, runErr = bench.Sweep(ctx, target, levels, opts)
+		report.Sweeps = []bench.SweepResult{s}
+	}
+	if opts.Progress != nil {
+		fmt.Fprint(stderr, "\r\x1b[K")
+	}
+	// Whatever was measured before an interrupt or a failure is shown.
+	if measured(report) {
+		if err := write(cmd.OutOrStdout(), report); err != nil {
+			return err
+		}
+	}
+	if runErr != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", runErr)
+	}
+	return runErr
+}
+
+func measured(r bench.Report) bool {
+	for _, s := range r.Sweeps {
+		if len(s.Levels) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func benchWriter(output string) (func(io.Writer, bench.Report) error, error) {
+	switch output {
+	case "table":
+		return bench.WriteTable, nil
+	case "json":
+		return bench.WriteJSON, nil
+	case "csv":
+		return bench.WriteCSV, nil
+	}
+	return nil, fmt.Errorf("-o %q: want table, json or csv", output)
+}
+
+func benchLevels(cmd *cobra.Command, f *benchFlags) ([]bench.Level, error) {
+	if f.rate == "" {
+		levels, err := bench.ConcurrencyLevels(f.concurrency)
+		if err != nil {
+			return nil, fmt.Errorf("--concurrency: %w", err)
+		}
+		return levels, nil
+	}
+	if cmd.Flags().Changed("concurrency") {
+		return nil, errors.New("--concurrency (closed loop) and --rate (open loop) are exclusive: give one")
+	}
+	var poisson bool
+	switch f.arrivals {
+	case "poisson":
+		poisson = true
+	case "constant":
+	default:
+		return nil, fmt.Errorf("--arrivals %q: want poisson or constant", f.arrivals)
+	}
+	levels, err := bench.RateLevels(f.rate, poisson)
+	if err != nil {
+		return nil, fmt.Errorf("--rate: %w", err)
+	}
+	return levels, nil
+}
+
+// benchInProcess starts the one runner under test from the config, in an
+// engine of its own, and returns the target with a function that drains it.
+func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InProcess, func(), error) {
+	cfg, err := loadConfig(f.config)
+	if err != nil {
+		return nil, nil, err
+	}
+	runners := cfg.RunnerConfigs()
+	names := make([]string, len(runners))
+	for i, rc := range runners {
+		names[i] = rc.Name
+	}
+	name := f.runner
+	switch {
+	case name != "":
+	case f.config == "":
+		name = "sim"
+	case len(runners) == 1:
+		name = runners[0].Name
+	default:
+		return nil, nil, fmt.Errorf("%s has %d runners: choose one with --runner (%s)", cfg.File, len(runners), strings.Join(names, ", "))
+	}
+	i := slices.IndexFunc(runners, func(rc engine.RunnerConfig) bool { return rc.Name == name })
+	if i < 0 {
+		return nil, nil, fmt.Errorf("%s has no runner %q (runners: %s)", cfg.File, name, strings.Join(names, ", "))
+	}
+	reg, err := registry()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Only warnings: the table is the output.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	eng, err := engine.New(engine.Options{Registry: reg, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	closeEngine := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), engine.DefaultDrainTimeout)
+		defer cancel()
+		eng.Close(ctx)
+	}
+	fail := func(err error) (*bench.InProcess, func(), error) {
+		closeEngine()
+		return nil, nil, err
+	}
+	r, err := eng.StartRunner(runners[i])
+	if err != nil {
+		return fail(err)
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, engine.DefaultReadyTimeout)
+	defer cancel()
+	if err := r.WaitReady(readyCtx); err != nil {
+		return fail(err)
+	}
+	methods := r.Methods()
+	method := f.method
+	if method == "" {
+		method = methods[0].Name
+	}
+	spec, ok := r.Method(method)
+	if !ok {
+		ms := make([]string, len(methods))
+		for i, m := range methods {
+			ms[i] = m.Name
+		}
+		return fail(fmt.Errorf("runner %q has no method %q (methods: %s)", name, method, strings.Join(ms, ", ")))
+	}
+	var in engine.Value
+	if body != nil {
+		if in, err = bench.DecodeInput(body, spec.Input); err != nil {
+			return fail(fmt.Errorf("--input for %s.%s (%s): %w", name, method, spec.Input, err))
+		}
+	}
+	p, err := bench.NewInProcess(eng, name, method, in)
+	if err != nil {
+		return fail(err)
+	}
+	return p, closeEngine, nil
+}
+
+func benchIsTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// benchProgress rewrites one status line on a terminal.
+func benchProgress(w io.Writer) func(bench.Progress) {
+	return func(p bench.Progress) {
+		label := ""
+		if p.Sweep != "" {
+			label = p.Sweep + " "
+		}
+		level := "concurrency " + p.Level.String()
+		if p.Level.Open() {
+			level = "rate " + p.Level.String()
+		}
+		line := fmt.Sprintf("%slevel %d/%d (%s): %s", label, p.Index, p.Count, level, p.Phase)
+		if p.Phase == "measure" {
+			line += fmt.Sprintf(", window %d, %.0f req/s", p.Window, p.Throughput)
+		}
+		fmt.Fprint(w, "\r\x1b[K"+line)
+	}
+}
