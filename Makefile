@@ -34,10 +34,10 @@ e2e:
 # Everything that must pass.
 test: vet unit e2e
 
-# Benchmarks are measurements, not gates: run them by hand and read the ratios.
+# Benchmarks are measurements, not gates: `make bench` writes
+# docs/PERFORMANCE.md (SOAK=10m by default sets the memory soak).
 bench:
-	$(GO) test -run '^$$' -bench 'Sim256|SimOneCaller|EngineOverhead' -benchtime=2s ./engine/
-	$(GO) test -run '^$$' -bench 'PolicySweep' -benchtime=1x ./engine/
+	scripts/bench.sh
 
 clean:
 	rm -rf bin
