@@ -13,6 +13,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/samples/models"
 )
 
@@ -72,7 +73,7 @@ func BenchmarkLargeMLPSaturation(b *testing.B) {
 		cfg  batcher.Config
 	}{
 		{"adaptive", batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: batch, MaxLatency: 10 * time.Second}},
-		{"fixed", batcher.Config{Policy: batcher.Fixed, MaxBatchSize: batch, BatchWait: time.Second, MaxLatency: 10 * time.Second}},
+		{"fixed", batcher.Config{Policy: batcher.Fixed, MaxBatchSize: batch, BatchWait: 20 * time.Millisecond, MaxLatency: 10 * time.Second}},
 	}
 	for _, p := range policies {
 		b.Run(p.name, func(b *testing.B) {
@@ -83,7 +84,9 @@ func BenchmarkLargeMLPSaturation(b *testing.B) {
 			// Rounds alternate the two sides, so a neighbour's load on a
 			// shared machine weighs on both alike.
 			const rounds = 4
-			perRound := max(callers, b.N/rounds)
+			// Whole batches, so that the fixed policy never waits out its
+			// batch_wait for the last rows of a round.
+			perRound := max(callers, b.N/rounds/batch*batch)
 			var directT, engineT time.Duration
 			b.ResetTimer()
 			for range rounds {
@@ -100,7 +103,7 @@ func BenchmarkLargeMLPSaturation(b *testing.B) {
 				engineT += time.Since(t1)
 			}
 			b.StopTimer()
-			directRate := float64(rounds*(perRound/batch)*batch) / directT.Seconds()
+			directRate := float64(rounds*perRound) / directT.Seconds()
 			engineRate := float64(rounds*perRound) / engineT.Seconds()
 			st := r.Stats(engine.StatsOptions{}).Methods[0]
 			b.ReportMetric(engineRate, "rows/s")
@@ -157,17 +160,25 @@ func BenchmarkLargeMLPOneCaller(b *testing.B) {
 	}
 	viaEngine := make([]time.Duration, 0, b.N)
 	straight := make([]time.Duration, 0, b.N)
+	// Alternating blocks, so both see the same machine; not single calls,
+	// since one session's threads spin a while after its run and would
+	// slow the other's.
+	const rounds = 8
+	perRound := max(1, b.N/rounds)
 	b.ResetTimer()
-	// Interleaved, so both see the same machine.
-	for range b.N {
-		t0 := time.Now()
-		d.run(b)
-		t1 := time.Now()
-		if _, err := r.Run(context.Background(), "run", row); err != nil {
-			b.Fatal(err)
+	for range rounds {
+		for range perRound {
+			t0 := time.Now()
+			d.run(b)
+			straight = append(straight, time.Since(t0))
 		}
-		straight = append(straight, t1.Sub(t0))
-		viaEngine = append(viaEngine, time.Since(t1))
+		for range perRound {
+			t0 := time.Now()
+			if _, err := r.Run(context.Background(), "run", row); err != nil {
+				b.Fatal(err)
+			}
+			viaEngine = append(viaEngine, time.Since(t0))
+		}
 	}
 	b.StopTimer()
 	p50, d50 := median(viaEngine), median(straight)
@@ -181,4 +192,49 @@ func BenchmarkLargeMLPOneCaller(b *testing.B) {
 func median(ds []time.Duration) time.Duration {
 	slices.Sort(ds)
 	return ds[len(ds)/2]
+}
+
+// BenchmarkLargeMLPInstance: the onnx runner's own cost, without the
+// engine: one instance called with ready batches of 128 rows (input passed
+// in place, output written into Go memory, a deadline armed), against the
+// direct loop. Blocks of each alternate; not single calls, since the
+// runtime's threads spin a while after a run and would slow the other
+// session's next one.
+func BenchmarkLargeMLPInstance(b *testing.B) {
+	lib := library(b)
+	m := models.Large()
+	path := modelFile(b, m.ONNX)
+	const batch, rounds = 128, 4
+	d := newDirect(b, path, m, batch, runtime.NumCPU())
+	d.run(b)
+	inst, err := onnx.Type(lib).New(context.Background(), engine.Env{Params: engine.Params{"path": path}, Threads: runtime.NumCPU()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer inst.(engine.Closer).Close()
+	in := tensor(b, []int{batch, m.In()}, inputs(batch, m.In(), 4))
+	perRound := max(1, b.N/rounds)
+	var directT, instT time.Duration
+	b.ResetTimer()
+	for range rounds {
+		t0 := time.Now()
+		for range perRound {
+			d.run(b)
+		}
+		t1 := time.Now()
+		for range perRound {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if _, err := inst.Call(ctx, "run", in); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+		}
+		directT += t1.Sub(t0)
+		instT += time.Since(t1)
+	}
+	b.StopTimer()
+	rows := float64(rounds * perRound * batch)
+	b.ReportMetric(rows/instT.Seconds(), "rows/s")
+	b.ReportMetric(rows/directT.Seconds(), "direct_rows/s")
+	b.ReportMetric(directT.Seconds()/instT.Seconds(), "of_direct")
 }

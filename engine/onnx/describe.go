@@ -27,6 +27,12 @@ type Params struct {
 	BatchDim  int   `json:"batch_dim,omitempty"`
 	// Output picks one output of a model that has several.
 	Output string `json:"output,omitempty"`
+	// Spinning (default true, the runtime's own default) keeps the
+	// runtime's threads spinning for a moment after each parallel section
+	// instead of sleeping: about 10% more throughput and lower latency on
+	// the MLP samples, at the price of cores busy-waiting, which other
+	// processes on a shared machine may want (false).
+	Spinning *bool `json:"spinning,omitempty"`
 }
 
 // ModelParams are the init params that run a stored model: its file and its
@@ -54,9 +60,12 @@ func decodeParams(p engine.Params) (Params, error) {
 	if out.Method == "" {
 		out.Method = "run"
 	}
+	t := true
 	if out.Batchable == nil {
-		t := true
 		out.Batchable = &t
+	}
+	if out.Spinning == nil {
+		out.Spinning = &t
 	}
 	if out.BatchDim < 0 {
 		return out, fmt.Errorf("init params: batch_dim %d: want 0 or more", out.BatchDim)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -39,10 +40,12 @@ type Library struct {
 }
 
 // Locate finds the library: $BENCHTOP_ONNXRUNTIME_LIB if set (and then only
-// there), else .cache/onnxruntime/ under the working directory or any of
-// its parents, then next to the executable or any of its parents, then
-// LD_LIBRARY_PATH and the system's library directories. Not finding it is
-// not an error yet: Load reports it, so that only onnx runners fail.
+// there), else .cache/onnxruntime/ in the working directory, in the project
+// root above it (the nearest parent holding go.mod, so tests and commands
+// run from a package folder find it), next to the executable and in its
+// parent (bin/..), then in LD_LIBRARY_PATH and the system's library
+// directories. Not finding it is not an error yet: Load reports it, so that
+// only onnx runners fail.
 func Locate() *Library {
 	if p := os.Getenv(EnvLibrary); p != "" {
 		if isFile(p) {
@@ -52,17 +55,23 @@ func Locate() *Library {
 	}
 	var dirs []string
 	if wd, err := os.Getwd(); err == nil {
-		dirs = appendAncestors(dirs, wd)
+		dirs = append(dirs, wd)
+		if root := projectRoot(wd); root != "" {
+			dirs = append(dirs, root)
+		}
 	}
 	if exe, err := os.Executable(); err == nil {
 		if real, err := filepath.EvalSymlinks(exe); err == nil {
 			exe = real
 		}
-		dirs = appendAncestors(dirs, filepath.Dir(exe))
+		dirs = append(dirs, filepath.Dir(exe), filepath.Dir(filepath.Dir(exe)))
 	}
 	var looked []string
 	for _, d := range dirs {
 		p := filepath.Join(d, CacheDir, libNames[0])
+		if slices.Contains(looked, p) {
+			continue
+		}
 		looked = append(looked, p)
 		if isFile(p) {
 			return &Library{path: p}
@@ -84,23 +93,26 @@ func Locate() *Library {
 	return &Library{looked: looked, err: ErrNoLibrary}
 }
 
+// projectRoot is the nearest ancestor of dir holding go.mod, "" if none.
+func projectRoot(dir string) string {
+	for {
+		if isFile(filepath.Join(dir, "go.mod")) {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
 // NewLibrary is a library at a known path.
 func NewLibrary(path string) *Library {
 	if !isFile(path) {
 		return &Library{looked: []string{path}, err: fmt.Errorf("%w: %s is not a file", ErrNoLibrary, path)}
 	}
 	return &Library{path: path}
-}
-
-func appendAncestors(dirs []string, dir string) []string {
-	for {
-		dirs = append(dirs, dir)
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return dirs
-		}
-		dir = parent
-	}
 }
 
 func isFile(p string) bool {

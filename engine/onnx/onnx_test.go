@@ -560,3 +560,25 @@ func TestDeadlineInterruptsRun(t *testing.T) {
 	want, _ := m.Forward(x)
 	near(t, "after interrupt", out.Tensor().Float32s(), want)
 }
+
+func TestStoreResolver(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := onnx.StoreResolver{Store: s}
+	if _, _, err := r.ResolveModel("mlp:latest"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a missing model: %v", err)
+	}
+	m, err := s.ImportData(context.Background(), models.Small().ONNX, store.ImportOptions{Name: "mlp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnable, params, err := r.ResolveModel("mlp:latest")
+	if err != nil || runnable != onnx.TypeName || params["path"] != m.Path() || params["method"] != "run" || params["batchable"] != true {
+		t.Fatalf("resolved to %s %v, %v", runnable, params, err)
+	}
+	if dirs := r.WatchDirs(); len(dirs) != 1 || dirs[0] != s.Dir() || filepath.Dir(s.LatestFile("mlp")) != filepath.Join(s.Dir(), "mlp") {
+		t.Fatalf("watch dirs %v", dirs)
+	}
+}

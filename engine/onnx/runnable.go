@@ -145,6 +145,11 @@ func newORTSession(info *modelInfo, threads int, gpu *int) (*ort.DynamicAdvanced
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, err
 	}
+	if !*info.params.Spinning {
+		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, err
+		}
+	}
 	if gpu != nil {
 		cuda, err := ort.NewCUDAProviderOptions()
 		if err != nil {

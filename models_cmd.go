@@ -1,0 +1,510 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/benchtop/benchtop/samples/models"
+	"github.com/benchtop/benchtop/store"
+)
+
+func newModelsCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "models",
+		Short: "Manage the model store: list, get, import, export, delete",
+		Long: `The model store keeps versioned models with their signatures, so that a
+config can run one by its tag (model: mlp:latest). It lives in
+$BENCHTOP_HOME/models, by default ~/.benchtop/models.
+
+Tags are name (the latest version), name:latest, name:version, or
+name:PREFIX for a version prefix that is unique.`,
+	}
+	cmd.PersistentFlags().StringVar(&dir, "store", "", "model store directory (default $BENCHTOP_HOME/models, else ~/.benchtop/models)")
+	open := func() (*store.Store, error) {
+		d := dir
+		if d == "" {
+			var err error
+			if d, err = store.DefaultDir(); err != nil {
+				return nil, err
+			}
+		}
+		return store.Open(d)
+	}
+	cmd.AddCommand(
+		newModelsListCmd(open),
+		newModelsGetCmd(open),
+		newModelsImportCmd(open),
+		newModelsExportCmd(open),
+		newModelsDeleteCmd(open),
+		newModelsSamplesCmd(open),
+	)
+	return cmd
+}
+
+type openStore func() (*store.Store, error)
+
+// modelView is a stored model as the commands print it: model.yaml plus
+// where it is and whether it is the latest.
+type modelView struct {
+	store.Model `yaml:",inline"`
+	Tag         string `yaml:"tag" json:"tag"`
+	Path        string `yaml:"path" json:"path"`
+	Latest      bool   `yaml:"latest" json:"latest"`
+}
+
+func view(m *store.Model) modelView {
+	return modelView{Model: *m, Tag: m.Tag(), Path: m.Path(), Latest: m.Latest}
+}
+
+func writeAs(w io.Writer, format string, v any) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		return enc.Close()
+	}
+	return fmt.Errorf("output format %q: want table, json or yaml", format)
+}
+
+func newModelsListCmd(open openStore) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List stored models, newest version of each name first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			all, err := s.List()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if format != "table" {
+				views := make([]modelView, len(all))
+				for i, m := range all {
+					views[i] = view(m)
+				}
+				return writeAs(out, format, views)
+			}
+			if len(all) == 0 {
+				fmt.Fprintf(out, "no models in %s: add one with benchtop models import FILE.onnx --name NAME (or benchtop models samples)\n", s.Dir())
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TAG\tLATEST\tFRAMEWORK\tSIGNATURE\tSIZE\tCREATED")
+			for _, m := range all {
+				latest := ""
+				if m.Latest {
+					latest = "*"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Tag(), latest, m.Framework, signature(m), humanBytes(m.Size), m.Created.Local().Format("2006-01-02 15:04:05"))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
+	return cmd
+}
+
+// signature is a one-line summary: "run(x float32[-1 64]) → probs float32[-1 10], batch dim 0".
+func signature(m *store.Model) string {
+	var parts []string
+	for _, name := range m.Methods() {
+		sig := m.Signatures[name]
+		ins := make([]string, len(sig.Inputs))
+		for i, t := range sig.Inputs {
+			ins[i] = t.String()
+		}
+		outs := make([]string, len(sig.Outputs))
+		for i, t := range sig.Outputs {
+			outs[i] = t.String()
+		}
+		s := fmt.Sprintf("%s(%s) → %s", name, strings.Join(ins, ", "), strings.Join(outs, ", "))
+		if sig.Batchable {
+			s += fmt.Sprintf(", batch dim %d", sig.BatchDim)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func newModelsGetCmd(open openStore) *cobra.Command {
+	var format string
+	var verify bool
+	cmd := &cobra.Command{
+		Use:   "get TAG",
+		Short: "Show one stored model: its signature, files, checksums, labels and where it is",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			get := s.Get
+			if verify {
+				get = s.Verify
+			}
+			m, err := get(args[0])
+			if err != nil {
+				return err
+			}
+			return writeAs(cmd.OutOrStdout(), format, view(m))
+		},
+	}
+	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "output format: yaml or json")
+	cmd.Flags().BoolVar(&verify, "verify", false, "recompute the files' checksums")
+	return cmd
+}
+
+var defaultNameRE = regexp.MustCompile(`[^a-z0-9._-]+`)
+
+// defaultName derives a model name from a file name: "MLP Small.onnx" →
+// "mlp-small"; "" when nothing valid is left.
+func defaultName(path string) string {
+	base := strings.ToLower(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)))
+	name := strings.Trim(defaultNameRE.ReplaceAllString(base, "-"), "-._")
+	if store.ValidName(name) {
+		return name
+	}
+	return ""
+}
+
+// isArchive tells a tar.gz from an .onnx file by its gzip magic number.
+func isArchive(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var magic [2]byte
+	n, _ := io.ReadFull(f, magic[:])
+	return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b, nil
+}
+
+func newModelsImportCmd(open openStore) *cobra.Command {
+	var (
+		name, version, method string
+		batchable             bool
+		batchDim              int
+		labels                []string
+	)
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Add an ONNX model (FILE.onnx) or an exported archive (FILE.tar.gz) to the store",
+		Long: `Import an ONNX model as a new version of --name (default: the file's name),
+reading its inputs and outputs from the model itself. The new version becomes
+the latest, so runners of name:latest reload onto it.
+
+An archive made by benchtop models export is imported as it is, checksums
+verified; the flags describing a model do not apply to it.`,
+		Example: `  benchtop models import mlp.onnx --name mlp
+  benchtop models import mlp.onnx --name mlp --version v2 --label team=search
+  benchtop models import detector.onnx --name detector --batchable=false
+  benchtop models import mlp-20251125-150405-a1b2c3.tar.gz`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			archive, err := isArchive(path)
+			if err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			bar := newProgressBar(cmd, "importing "+filepath.Base(path))
+			var m *store.Model
+			if archive {
+				for _, f := range []string{"name", "version", "method", "batchable", "batch-dim", "label"} {
+					if cmd.Flags().Changed(f) {
+						return fmt.Errorf("import %s: it is an archive, which carries its own %s: drop --%s", path, f, f)
+					}
+				}
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("import: %w", err)
+				}
+				defer f.Close()
+				st, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				m, err = s.ImportArchive(cmd.Context(), bufio.NewReader(f), store.ArchiveOptions{Size: st.Size(), Progress: bar.update})
+				bar.done()
+				if err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+			} else {
+				if name == "" {
+					if name = defaultName(path); name == "" {
+						return fmt.Errorf("import %s: give the model a name with --name (lower-case letters, digits and -._)", path)
+					}
+				}
+				lbls, err := parseLabels(labels)
+				if err != nil {
+					return err
+				}
+				m, err = s.Import(cmd.Context(), path, store.ImportOptions{
+					Name:      name,
+					Version:   version,
+					Signature: &store.SignatureOptions{Method: method, Batchable: batchable, BatchDim: batchDim},
+					Labels:    lbls,
+					Progress:  bar.update,
+				})
+				bar.done()
+				if err != nil {
+					return err
+				}
+			}
+			latest := ""
+			if m.Latest {
+				latest = ", now " + m.Name + ":latest"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s%s)\n  %s\n", m.Tag(), humanBytes(m.Size), latest, signature(m))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&name, "name", "", "model name (default: from the file name)")
+	fl.StringVar(&version, "version", "", "version (default: generated, time-sortable and unique)")
+	fl.StringVar(&method, "method", "run", "name of the method runners serve")
+	fl.BoolVar(&batchable, "batchable", true, "batch callers' rows along --batch-dim (the model must leave that dim dynamic)")
+	fl.IntVar(&batchDim, "batch-dim", 0, "the batch dimension of the input and output")
+	fl.StringArrayVar(&labels, "label", nil, "a label key=value (repeatable)")
+	return cmd
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newModelsExportCmd(open openStore) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "export TAG [FILE]",
+		Short: "Write one model version to a tar.gz (default NAME-VERSION.tar.gz; - for stdout)",
+		Long: `Export a model version with its model.yaml into a single tar.gz, which
+benchtop models import FILE.tar.gz adds to another store with every checksum
+verified.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			m, err := s.Get(args[0])
+			if err != nil {
+				return err
+			}
+			dest := m.Name + "-" + m.Version + ".tar.gz"
+			if len(args) == 2 {
+				dest = args[1]
+			}
+			if dest == "-" {
+				_, err := s.Export(cmd.Context(), m.Tag(), cmd.OutOrStdout(), nil)
+				return err
+			}
+			bar := newProgressBar(cmd, "exporting "+m.Tag())
+			err = writeFileAtomic(dest, func(w io.Writer) error {
+				_, err := s.Export(cmd.Context(), m.Tag(), w, bar.update)
+				return err
+			})
+			bar.done()
+			if err != nil {
+				return err
+			}
+			st, err := os.Stat(dest)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %s to %s (%s)\n", m.Tag(), dest, humanBytes(st.Size()))
+			return nil
+		},
+	}
+	return cmd
+}
+
+// writeFileAtomic writes path through a temp file renamed into place, so
+// an interrupted export never leaves a truncated archive under its name.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+func newModelsDeleteCmd(open openStore) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete TAG...",
+		Short: "Delete model versions; latest moves to the newest version left",
+		Long: `Delete the version each tag resolves to (a bare name means its latest
+version). Runners of name:latest reload onto the newest version left; when
+none is left the name is gone and they fail their next reload.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, tag := range args {
+				m, err := s.Delete(tag)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				now := "no version of " + m.Name + " is left"
+				if latest, err := s.Get(m.Name); err == nil {
+					now = m.Name + ":latest is " + latest.Tag()
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s (%s)\n", m.Tag(), now)
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+func newModelsSamplesCmd(open openStore) *cobra.Command {
+	return &cobra.Command{
+		Use:   "samples",
+		Short: "Import the sample models mlp-small and mlp-large, unless they are there",
+		Long: `Generate the sample MLP classifiers (deterministic weights, softmax over 10
+classes) and import each one whose name has no version yet:
+
+  mlp-small  float32 [N, 64]  → 256 → 256 → 10
+  mlp-large  float32 [N, 256] → 1024 → 1024 → 10`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			ms, err := models.EnsureSamples(cmd.Context(), s)
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\n  %s\n", m.Tag(), humanBytes(m.Size), signature(m))
+			}
+			return nil
+		},
+	}
+}
+
+// progressBar draws on stderr while stdout and stderr are both terminals;
+// piped or redirected, the commands stay quiet.
+type progressBar struct {
+	w     io.Writer
+	label string
+	last  time.Time
+	drawn bool
+}
+
+func newProgressBar(cmd *cobra.Command, label string) *progressBar {
+	if !isTerminal(cmd.OutOrStdout()) || !isTerminal(cmd.ErrOrStderr()) {
+		return &progressBar{}
+	}
+	return &progressBar{w: cmd.ErrOrStderr(), label: label}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+const barWidth = 30
+
+func (p *progressBar) update(done, total int64) {
+	if p.w == nil {
+		return
+	}
+	// Ten frames a second is smooth; more would cost more than the copy.
+	if now := time.Now(); now.Sub(p.last) < 100*time.Millisecond && done != total {
+		return
+	} else {
+		p.last = now
+	}
+	p.drawn = true
+	if total <= 0 {
+		fmt.Fprintf(p.w, "\r\033[K%s  %s", p.label, humanBytes(done))
+		return
+	}
+	frac := min(1, float64(done)/float64(total))
+	full := int(frac * barWidth)
+	bar := strings.Repeat("█", full) + strings.Repeat("░", barWidth-full)
+	fmt.Fprintf(p.w, "\r\033[K%s  %s %3.0f%%  %s / %s", p.label, bar, frac*100, humanBytes(done), humanBytes(total))
+}
+
+// done clears the bar's line, so the command's own output starts clean.
+func (p *progressBar) done() {
+	if p.w != nil && p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
