@@ -5,16 +5,21 @@ export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
 GO      ?= go
 BIN     := bin/benchtop
 
-.PHONY: all build run test vet unit e2e bench clean
+.PHONY: all build run test vet unit e2e bench clean onnxruntime
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) .
 
+# ONNX Runtime's shared library, from the npm registry, checksum verified,
+# into .cache/onnxruntime (a no-op once there).
+onnxruntime:
+	scripts/install-onnxruntime.sh
+
 # Open the workbench on the embedded sample config (also serving
 # http://127.0.0.1:3000). `./bin/benchtop serve` runs the same headless.
-run: build
+run: onnxruntime build
 	./$(BIN)
 
 vet:
@@ -22,11 +27,11 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-unit:
+unit: onnxruntime
 	$(GO) test -race -count=1 ./...
 
 # End-to-end: the real binary (race-enabled) driven over real sockets.
-e2e:
+e2e: onnxruntime
 	$(GO) build -race -o bin/benchtop-race .
 	scripts/e2e-serve.sh bin/benchtop-race
 	scripts/e2e-tui.sh bin/benchtop-race
@@ -36,7 +41,7 @@ test: vet unit e2e
 
 # Benchmarks are measurements, not gates: `make bench` writes
 # docs/PERFORMANCE.md (SOAK=10m by default sets the memory soak).
-bench:
+bench: onnxruntime
 	scripts/bench.sh
 
 clean:

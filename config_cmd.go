@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/samples/models"
+	"github.com/benchtop/benchtop/store"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -24,7 +28,11 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := watcher.LoadAndValidate(args[0], reg, os.Getenv)
+			models, err := openModels(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			cfg, err := watcher.LoadAndValidate(args[0], reg, os.Getenv, watcher.WithModels(models))
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return fmt.Errorf("%s is not valid", args[0])
@@ -62,8 +70,32 @@ func loadConfig(path string) (*watcher.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if path == "" {
-		return watcher.ParseAndValidate(samples.ConfigName, samples.Config, reg, os.Getenv)
+	models, err := openModels(context.Background(), path == "")
+	if err != nil {
+		return nil, err
 	}
-	return watcher.LoadAndValidate(path, reg, os.Getenv)
+	if path == "" {
+		return watcher.ParseAndValidate(samples.ConfigName, samples.Config, reg, os.Getenv, watcher.WithModels(models))
+	}
+	return watcher.LoadAndValidate(path, reg, os.Getenv, watcher.WithModels(models))
+}
+
+// openModels opens the model store for `model:` runners. The embedded
+// sample config runs the sample MLPs, which are generated and imported on
+// first use.
+func openModels(ctx context.Context, withSamples bool) (onnx.StoreResolver, error) {
+	dir, err := store.DefaultDir()
+	if err != nil {
+		return onnx.StoreResolver{}, err
+	}
+	s, err := store.Open(dir)
+	if err != nil {
+		return onnx.StoreResolver{}, fmt.Errorf("open the model store: %w", err)
+	}
+	if withSamples {
+		if _, err := models.EnsureSamples(ctx, s); err != nil {
+			return onnx.StoreResolver{}, fmt.Errorf("import the sample models: %w", err)
+		}
+	}
+	return onnx.StoreResolver{Store: s}, nil
 }

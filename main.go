@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/samples"
 )
 
@@ -45,7 +46,7 @@ runs the embedded sample config.`,
 	}
 	f.register(root)
 	root.Flags().StringVar(&logPath, "log-file", "", "where the workbench logs (default ~/.benchtop/workbench.log)")
-	root.AddCommand(newServeCmd(), newBenchCmd(), newRunnablesCmd(), newConfigCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd(), newModelsCmd(), newRunnablesCmd(), newConfigCmd())
 	return root
 }
 
@@ -53,6 +54,12 @@ runs the embedded sample config.`,
 func registry() (*engine.Registry, error) {
 	reg := engine.NewRegistry()
 	if err := samples.Register(reg); err != nil {
+		return nil, err
+	}
+	// The ONNX runtime library is looked up now and loaded when a model
+	// runner first starts; without it only ONNX runners fail, saying how
+	// to install it.
+	if err := onnx.Register(reg, onnx.Locate()); err != nil {
 		return nil, err
 	}
 	return reg, nil

@@ -99,7 +99,11 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger) (*stac
 		}
 		return os.Getenv(k)
 	}
-	st.reloader, err = watcher.NewReloader(eng, f.config, samples.Config, samples.ConfigName, watcher.Options{Getenv: getenv})
+	models, err := openModels(ctx, f.config == "")
+	if err != nil {
+		return fail(err)
+	}
+	st.reloader, err = watcher.NewReloader(eng, f.config, samples.Config, samples.ConfigName, watcher.Options{Getenv: getenv, Models: models})
 	if err != nil {
 		return fail(err)
 	}

@@ -106,9 +106,11 @@ const DefaultDrainTimeout = 30 * time.Second
 // Apply makes the engine serve exactly runners and apis, changing as little
 // as it can: batching knobs, worker counts and timeouts change in place; a
 // runner whose runnable, init params or resources changed is started anew
-// beside the old one, takes over once ready, and the old one drains. Nothing
-// changes unless every new runner starts (until ctx ends): a failed Apply
-// leaves the engine exactly as it was.
+// beside the old one, takes over once ready, and the old one drains. An
+// invalid config, or a replacement that cannot start, changes nothing: a
+// failed Apply leaves the engine exactly as it was. A brand-new runner whose
+// workers fail to start is added anyway, retrying, so that one broken model
+// does not keep every other runner from serving; the result says so.
 func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISpec) (ApplyResult, error) {
 	e.applyMu.Lock()
 	defer e.applyMu.Unlock()
@@ -216,9 +218,24 @@ func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISp
 		}
 		started = append(started, r)
 	}
-	for _, r := range started {
-		if err := r.WaitReady(ctx); err != nil {
-			return abort(err)
+	// A replacement must be ready before it takes over, or the old
+	// generation keeps serving. A brand-new runner that cannot start
+	// (a missing library, a broken worker command) must not hold the
+	// others hostage: it is added, keeps retrying, and says why in its
+	// stats, /readyz and the events.
+	var failing []string
+	for i, r := range started {
+		if starts[i].old != nil {
+			if err := r.WaitReady(ctx); err != nil {
+				return abort(err)
+			}
+			continue
+		}
+		if err := r.waitStarted(ctx); err != nil {
+			if ctx.Err() != nil {
+				return abort(err)
+			}
+			failing = append(failing, fmt.Sprintf("%s: not ready, retrying: %v", r.name, err))
 		}
 	}
 
@@ -254,6 +271,7 @@ func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISp
 		}
 		res.Changes = append(res.Changes, changes...)
 	}
+	res.Changes = append(res.Changes, failing...)
 	sort.Strings(res.Changes)
 	for _, r := range retire {
 		e.bg.Add(1)

@@ -27,6 +27,8 @@ var (
 	ErrWorkerCrashed = errors.New("worker crashed")
 	// ErrRunnerClosed: the runner was removed or the engine is shutting down.
 	ErrRunnerClosed = errors.New("runner closed")
+	// ErrNotReady: no worker of the runner could start (the error says why).
+	ErrNotReady = errors.New("runner not ready")
 )
 
 // InvalidInput wraps err so that callers see ErrInvalidInput. Runnables use it

@@ -45,7 +45,9 @@ type Runner struct {
 	// crashLoop says why workers keep dying; cleared by a successful batch.
 	crashLoop string
 	looping   atomic.Bool
+	readyN    atomic.Int32  // mirrors ready for the hot path
 	readyCh   chan struct{} // closed when the first worker is ready
+	startedCh chan struct{} // closed when the first worker is ready or has failed to start
 	closing   bool
 }
 
@@ -161,16 +163,17 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 		return nil, err
 	}
 	r := &Runner{
-		name:    cfg.Name,
-		typ:     typ,
-		deps:    deps,
-		cfg:     cfg,
-		plan:    plan,
-		methods: map[string]*method{},
-		work:    make(chan *batcher.Batch[*call], 2*MaxWorkers),
-		custom:  custom,
-		workers: map[int]*worker{},
-		readyCh: make(chan struct{}),
+		name:      cfg.Name,
+		typ:       typ,
+		deps:      deps,
+		cfg:       cfg,
+		plan:      plan,
+		methods:   map[string]*method{},
+		work:      make(chan *batcher.Batch[*call], 2*MaxWorkers),
+		custom:    custom,
+		workers:   map[int]*worker{},
+		readyCh:   make(chan struct{}),
+		startedCh: make(chan struct{}),
 	}
 	r.b = batcher.New(batcher.Options[*call]{
 		Dispatch: func(bt *batcher.Batch[*call]) { r.work <- bt },
@@ -274,6 +277,17 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 	if err := ctx.Err(); err != nil {
 		m.count(statusCancelled)
 		return Value{}, CallInfo{}, err
+	}
+	if r.readyN.Load() == 0 {
+		// No worker, and the last attempt to start one failed: say why
+		// now rather than let the request wait out its latency bound.
+		r.mu.Lock()
+		startErr := r.startErr
+		r.mu.Unlock()
+		if startErr != nil {
+			m.count(statusError)
+			return Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrNotReady, startErr)}
+		}
 	}
 	start := time.Now()
 	c := &call{m: m, in: in, rows: rows, done: make(chan callResult, 1)}
@@ -426,6 +440,30 @@ func (r *Runner) WaitReady(ctx context.Context) error {
 	}
 }
 
+func (r *Runner) markStartedLocked() {
+	select {
+	case <-r.startedCh:
+	default:
+		close(r.startedCh)
+	}
+}
+
+// waitStarted blocks until a worker is ready (nil) or the first attempt to
+// start one has failed (its error), or ctx ends.
+func (r *Runner) waitStarted(ctx context.Context) error {
+	select {
+	case <-r.startedCh:
+	case <-ctx.Done():
+		return fmt.Errorf("runner %q not ready: %w", r.name, ctx.Err())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ready > 0 {
+		return nil
+	}
+	return r.startErr
+}
+
 // Ready reports whether at least one worker can serve.
 func (r *Runner) Ready() bool {
 	r.mu.Lock()
@@ -485,6 +523,7 @@ func (r *Runner) retireLocked(w *worker) {
 
 func (r *Runner) setReadyLocked(n int) {
 	r.ready = n
+	r.readyN.Store(int32(n))
 	r.b.SetSlots(n)
 	if n > 0 {
 		select {
@@ -492,6 +531,7 @@ func (r *Runner) setReadyLocked(n int) {
 		default:
 			close(r.readyCh)
 		}
+		r.markStartedLocked()
 	}
 }
 
@@ -519,6 +559,7 @@ func (r *Runner) runWorker(w *worker) {
 			}
 			r.mu.Lock()
 			r.startErr = err
+			r.markStartedLocked()
 			r.mu.Unlock()
 			r.deps.events.Add(slog.LevelError, r.name, fmt.Sprintf("worker %d failed to start (retry in %v): %v", w.id, backoff, err))
 			select {

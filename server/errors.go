@@ -32,7 +32,7 @@ func statusFor(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, engine.ErrUnknownRunner), errors.Is(err, engine.ErrUnknownMethod):
 		return http.StatusNotFound
-	case errors.Is(err, engine.ErrOverloaded), errors.Is(err, engine.ErrRunnerClosed):
+	case errors.Is(err, engine.ErrOverloaded), errors.Is(err, engine.ErrRunnerClosed), errors.Is(err, engine.ErrNotReady):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, engine.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

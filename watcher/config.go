@@ -521,12 +521,17 @@ func (c *Config) resolve(i int, models ModelResolver) error {
 		if models == nil {
 			return fmt.Errorf("model %q: no model store is available here", r.Model)
 		}
-		if len(r.Init) > 0 {
-			return fmt.Errorf("init does not apply to a stored model (model %q): remove it", r.Model)
-		}
 		runnable, params, err := models.ResolveModel(r.Model)
 		if err != nil {
 			return fmt.Errorf("model: %w", err)
+		}
+		// init tunes how the model runs (which output, batch dim…);
+		// where it lives is the store's business.
+		for k, v := range r.Init {
+			if k == "path" {
+				return fmt.Errorf("init.path: a stored model's file comes from the store (model %q): remove it", r.Model)
+			}
+			params[k] = v
 		}
 		r.runnable, r.params = runnable, params
 		// A new version behind the same tag must not look like an

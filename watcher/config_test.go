@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,7 +11,10 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/samples/models"
+	"github.com/benchtop/benchtop/store"
 )
 
 func registry(t testing.TB) *engine.Registry {
@@ -132,7 +136,18 @@ runners:
 // the docs must be a valid config, so what users copy works.
 func TestShippedConfigsValidate(t *testing.T) {
 	reg := registry(t)
-	if _, err := ParseAndValidate(samples.ConfigName, samples.Config, reg, noEnv); err != nil {
+	// The sample config names the sample models: give it a store that has
+	// them, as the first run does.
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := models.EnsureSamples(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	withStore := WithModels(onnx.StoreResolver{Store: s})
+	reg.Register(onnx.Type(onnx.NewLibrary("/nonexistent")))
+	if _, err := ParseAndValidate(samples.ConfigName, samples.Config, reg, noEnv, withStore); err != nil {
 		t.Fatalf("embedded sample config: %v", err)
 	}
 	block := regexp.MustCompile("(?s)```yaml\n(.*?)```")
@@ -146,7 +161,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 				continue // a fragment, not a whole config
 			}
 			name := filepath.Base(doc) + "#" + string(rune('1'+i))
-			if _, err := ParseAndValidate(name, m[1], reg, noEnv); err != nil {
+			if _, err := ParseAndValidate(name, m[1], reg, noEnv, withStore); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
 		}

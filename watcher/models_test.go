@@ -66,7 +66,7 @@ runners:
 		{"none", "runners:\n  - name: x\n", "say what it runs"},
 		{"two", "runners:\n  - name: x\n    runnable: sim\n    model: mlp\n", "alternatives: keep one"},
 		{"missing model", "runners:\n  - name: x\n    model: nope:latest\n", `model "nope:latest" is not in the store`},
-		{"init on a model", "runners:\n  - name: x\n    model: mlp\n    init: {a: 1}\n", "init does not apply to a stored model"},
+		{"init.path on a model", "runners:\n  - name: x\n    model: mlp\n    init: {path: /etc/x}\n", "file comes from the store"},
 		{"empty command", "runners:\n  - name: x\n    process: {command: []}\n", "process.command: required"},
 	}
 	for _, c := range cases {
