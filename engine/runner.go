@@ -289,16 +289,16 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 			return Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrNotReady, startErr)}
 		}
 	}
-	start := time.Now()
 	c := &call{m: m, in: in, rows: rows, done: make(chan callResult, 1)}
 	it, err := m.q.Submit(c, rows)
 	if err != nil {
 		if errors.Is(err, batcher.ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
 		}
-		m.record(start, rows, callResult{err: err})
+		m.record(time.Now(), rows, callResult{err: err})
 		return Value{}, CallInfo{}, &MethodError{r.name, method, err}
 	}
+	start := it.Enqueued() // the batcher's clock reading, not a second one
 	select {
 	case res := <-c.done:
 		m.record(start, rows, res)
@@ -377,7 +377,7 @@ func (m *method) recordBatch(now time.Time, rows, requests int, exec time.Durati
 	m.metrics.exec.Observe(exec.Seconds())
 	m.metrics.bsz.Observe(float64(rows))
 	m.window.recordBatch(now, rows, requests, exec)
-	m.window.recordQueueDepth(now, m.q.Stats().Depth)
+	m.window.recordQueueDepth(now, m.q.Depth())
 	m.cum.execNs.Add(uint64(exec))
 	m.cum.executions.Add(1)
 	m.sizesMu.Lock()
