@@ -13,6 +13,7 @@ import (
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
+	"github.com/benchtop/benchtop/engine/process"
 	"github.com/benchtop/benchtop/samples"
 )
 
@@ -56,6 +57,11 @@ func registry() (*engine.Registry, error) {
 	if err := samples.Register(reg); err != nil {
 		return nil, err
 	}
+	// Worker processes (a Python worker among them) declare their methods
+	// at their handshake.
+	if err := reg.Register(process.Type()); err != nil {
+		return nil, err
+	}
 	// The ONNX runtime library is looked up now and loaded when a model
 	// runner first starts; without it only ONNX runners fail, saying how
 	// to install it.
@@ -86,6 +92,9 @@ func newRunnablesCmd() *cobra.Command {
 					threads = "multi-threaded"
 				}
 				fmt.Fprintf(out, "%s — %s (%s)\n", t.Name, t.Doc, threads)
+				if t.Describe != nil && len(t.Methods) == 0 {
+					fmt.Fprintln(out, "  (methods come from each runner's model or worker handshake)")
+				}
 				for _, m := range t.Methods {
 					batch := "not batchable"
 					if m.Batchable {

@@ -97,16 +97,28 @@ func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 	}
+	exists := func() bool { _, dup := e.runners[cfg.Name]; return dup }
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if _, dup := e.runners[cfg.Name]; dup {
+	if exists() {
+		e.mu.Unlock()
 		return nil, fmt.Errorf("runner %q already exists", cfg.Name)
 	}
-	r, err := newRunner(e.deps, typ, cfg, e.customLocked(cfg.Name))
+	custom := e.customLocked(cfg.Name)
+	e.mu.Unlock()
+	// Building the runner may describe its runnable (a worker's probe,
+	// reading a model): not under the lock that every lookup takes.
+	r, err := newRunner(e.deps, typ, cfg, custom)
 	if err != nil {
 		return nil, err
 	}
+	e.mu.Lock()
+	if exists() {
+		e.mu.Unlock()
+		r.Close(context.Background())
+		return nil, fmt.Errorf("runner %q already exists", cfg.Name)
+	}
 	e.runners[cfg.Name] = r
+	e.mu.Unlock()
 	e.deps.events.Add(slog.LevelInfo, cfg.Name, fmt.Sprintf("runner started: runnable %s, %d worker(s)", typ.Name, r.plan.Workers))
 	return r, nil
 }

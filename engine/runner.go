@@ -674,10 +674,20 @@ func closeInstance(inst Instance) {
 }
 
 func (r *Runner) serve(w *worker, inst Instance) outcome {
+	// An instance backed by a process says when it dies, so that a worker
+	// killed while idle (the OOM killer, a stray kill) is replaced before
+	// a batch is lost to it.
+	var died <-chan struct{}
+	if d, ok := inst.(interface{ Done() <-chan struct{} }); ok {
+		died = d.Done()
+	}
 	for {
 		select {
 		case <-w.quit:
 			return outcomeOK
+		case <-died:
+			w.lastCrash = "its process exited while idle"
+			return outcomeCrashed
 		case bt := <-r.work:
 			if out := r.execute(w, inst, bt); out != outcomeOK {
 				return out

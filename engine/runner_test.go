@@ -502,7 +502,11 @@ func TestStopRunnerDrainsQueuedRequests(t *testing.T) {
 			errs <- err
 		})
 	}
-	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth >= 5 })
+	// Every request accepted (queued, running or done) before the stop.
+	waitFor(t, func() bool {
+		m := r.Stats(engine.StatsOptions{}).Methods[0]
+		return m.Queue.Depth+m.Queue.InFlight+int(m.Totals["ok"]) == 10 && m.Queue.Depth >= 5
+	})
 	if err := e.StopRunner(context.Background(), "sim"); err != nil {
 		t.Fatal(err)
 	}

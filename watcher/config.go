@@ -46,6 +46,8 @@ type Process struct {
 	Command []string
 	Env     map[string]string
 	Dir     string
+	// HandshakeTimeout bounds a worker's start-up, model loading included.
+	HandshakeTimeout time.Duration
 }
 
 // Option adjusts how a config is validated.
@@ -215,7 +217,8 @@ func (d *decoder) process(n *yaml.Node, p string) *Process {
 				pr.Env[n.Content[i].Value] = d.str(n.Content[i+1], join(p, n.Content[i].Value))
 			}
 		},
-		"dir": func(n *yaml.Node, p string) { pr.Dir = d.str(n, p) },
+		"dir":               func(n *yaml.Node, p string) { pr.Dir = d.str(n, p) },
+		"handshake_timeout": func(n *yaml.Node, p string) { pr.HandshakeTimeout = d.duration(n, p) },
 	})
 	return pr
 }
@@ -512,6 +515,9 @@ func (c *Config) resolve(i int, models ModelResolver) error {
 		}
 		if r.Process.Dir != "" {
 			params["dir"] = r.Process.Dir
+		}
+		if r.Process.HandshakeTimeout > 0 {
+			params["handshake_timeout_ms"] = r.Process.HandshakeTimeout.Milliseconds()
 		}
 		if len(r.Init) > 0 {
 			params["init"] = r.Init

@@ -12,6 +12,7 @@ import (
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
+	"github.com/benchtop/benchtop/engine/process"
 	"github.com/benchtop/benchtop/samples"
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
@@ -147,12 +148,15 @@ func TestShippedConfigsValidate(t *testing.T) {
 	}
 	withStore := WithModels(onnx.StoreResolver{Store: s})
 	reg.Register(onnx.Type(onnx.NewLibrary("/nonexistent")))
+	reg.Register(process.Type())
+	// The sample's worker command is relative to the repository root.
+	t.Chdir("..")
 	if _, err := ParseAndValidate(samples.ConfigName, samples.Config, reg, noEnv, withStore); err != nil {
 		t.Fatalf("embedded sample config: %v", err)
 	}
 	block := regexp.MustCompile("(?s)```yaml\n(.*?)```")
 	for _, doc := range []string{"../README.md", "../docs/CONFIG.md"} {
-		data, err := os.ReadFile(doc)
+		data, err := os.ReadFile(strings.TrimPrefix(doc, "../"))
 		if err != nil {
 			t.Fatal(err)
 		}

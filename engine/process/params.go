@@ -132,10 +132,11 @@ var threadEnv = []string{
 const protocolEnv = "BENCHTOP_WORKER_PROTOCOL"
 
 // workerEnv builds a worker's environment: benchtop's own, then the thread
-// counts, then the user's env, then CUDA_VISIBLE_DEVICES for its GPUs.
-// The assigned GPU indices are positions in whatever CUDA_VISIBLE_DEVICES
-// the user set (so "2,3" with GPU 1 gives "3"), as CUDA itself numbers them.
-func workerEnv(parent []string, p Params, threads int, gpus []int) ([]string, error) {
+// counts, then the user's env, then CUDA_VISIBLE_DEVICES for its GPUs. cvd
+// is the engine's value for the GPUs (engine.Env.CUDAVisibleDevices); when
+// it is empty the GPU indices are mapped through benchtop's own
+// CUDA_VISIBLE_DEVICES, as CUDA numbers them (with "2,3", GPU 1 is "3").
+func workerEnv(parent []string, p Params, threads int, gpus []int, cvd string) ([]string, error) {
 	env := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -150,6 +151,18 @@ func workerEnv(parent []string, p Params, threads int, gpus []int) ([]string, er
 			set(k, v)
 		}
 	}
+	if len(gpus) > 0 {
+		if _, ok := p.Env["CUDA_VISIBLE_DEVICES"]; ok {
+			return nil, fmt.Errorf("env sets CUDA_VISIBLE_DEVICES while benchtop places this worker on GPUs %v: "+
+				"choose GPUs with resources (nvidia.com/gpu: [ids]) and drop the variable", gpus)
+		}
+		if cvd == "" {
+			var err error
+			if cvd, err = visibleDevices(env, gpus); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if threads > 0 {
 		for _, k := range threadEnv {
 			set(k, strconv.Itoa(threads))
@@ -162,12 +175,8 @@ func workerEnv(parent []string, p Params, threads int, gpus []int) ([]string, er
 		}
 		set(k, v)
 	}
-	if len(gpus) > 0 {
-		devs, err := visibleDevices(env, gpus)
-		if err != nil {
-			return nil, err
-		}
-		set("CUDA_VISIBLE_DEVICES", devs)
+	if cvd != "" {
+		set("CUDA_VISIBLE_DEVICES", cvd)
 	}
 	set(protocolEnv, strconv.Itoa(protocolVersion))
 	out := make([]string, len(order))

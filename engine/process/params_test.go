@@ -78,6 +78,7 @@ func TestWorkerEnv(t *testing.T) {
 		env     map[string]any
 		threads int
 		gpus    []int
+		cvd     string
 		want    map[string]string // "" means unset
 		err     string
 	}{
@@ -102,8 +103,16 @@ func TestWorkerEnv(t *testing.T) {
 			want: map[string]string{"CUDA_VISIBLE_DEVICES": "6"},
 		},
 		{
-			name: "gpus through the params' restriction", parent: []string{"CUDA_VISIBLE_DEVICES=0,1"}, env: map[string]any{"CUDA_VISIBLE_DEVICES": "GPU-x, GPU-y"}, gpus: []int{1},
-			want: map[string]string{"CUDA_VISIBLE_DEVICES": "GPU-y"},
+			name: "the engine's placement wins", parent: []string{"CUDA_VISIBLE_DEVICES=4,5,6"}, gpus: []int{2}, cvd: "GPU-x",
+			want: map[string]string{"CUDA_VISIBLE_DEVICES": "GPU-x"},
+		},
+		{
+			name: "a runner's own restriction conflicts with placement", env: map[string]any{"CUDA_VISIBLE_DEVICES": "GPU-x, GPU-y"}, gpus: []int{1},
+			err: "env sets CUDA_VISIBLE_DEVICES while benchtop places this worker on GPUs [1]",
+		},
+		{
+			name: "a runner's own restriction without placement", env: map[string]any{"CUDA_VISIBLE_DEVICES": "1"},
+			want: map[string]string{"CUDA_VISIBLE_DEVICES": "1"},
 		},
 		{
 			name: "a gpu beyond the restriction", parent: []string{"CUDA_VISIBLE_DEVICES=3"}, gpus: []int{1},
@@ -120,7 +129,7 @@ func TestWorkerEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env, err := workerEnv(tt.parent, Params{Env: tt.env}, tt.threads, tt.gpus)
+			env, err := workerEnv(tt.parent, Params{Env: tt.env}, tt.threads, tt.gpus, tt.cvd)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want %q", err, tt.err)

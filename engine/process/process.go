@@ -86,7 +86,7 @@ func (r *runnable) describe(params engine.Params) ([]engine.MethodSpec, error) {
 	// The handshake timeout bounds the probe; there is no caller to cancel it.
 	ctx := context.Background()
 	hello := helloMsg{Protocol: protocolVersion, Probe: true, Worker: -1, Threads: 1, GPUs: []int{}, Init: initOf(p)}
-	c, specs, err := r.start(ctx, p, hello, 1, nil, discardLogger())
+	c, specs, err := r.start(ctx, p, hello, engine.Env{Threads: 1}, discardLogger())
 	if err != nil {
 		return nil, fmt.Errorf("start a worker to read its methods: %w", err)
 	}
@@ -144,7 +144,7 @@ func (r *runnable) new(ctx context.Context, env engine.Env) (engine.Instance, er
 		Protocol: protocolVersion, Runner: env.Runner, Worker: env.Worker,
 		Threads: env.Threads, GPUs: gpus, Init: initOf(p),
 	}
-	c, specs, err := r.start(ctx, p, hello, env.Threads, env.GPUs, logger)
+	c, specs, err := r.start(ctx, p, hello, env, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -162,9 +162,10 @@ func (r *runnable) new(ctx context.Context, env engine.Env) (engine.Instance, er
 }
 
 // start starts a process and completes its handshake; on failure the
-// process is gone and the error says why, with its stderr.
-func (r *runnable) start(ctx context.Context, p Params, hello helloMsg, threads int, gpus []int, logger *slog.Logger) (*child, []engine.MethodSpec, error) {
-	env, err := workerEnv(os.Environ(), p, threads, gpus)
+// process is gone and the error says why, with its stderr. where gives the
+// threads and GPUs the process may use.
+func (r *runnable) start(ctx context.Context, p Params, hello helloMsg, where engine.Env, logger *slog.Logger) (*child, []engine.MethodSpec, error) {
+	env, err := workerEnv(os.Environ(), p, where.Threads, where.GPUs, where.CUDAVisibleDevices)
 	if err != nil {
 		return nil, nil, fmt.Errorf("worker environment: %w", err)
 	}
@@ -192,7 +193,7 @@ func (c *child) handshake(ctx context.Context, hello helloMsg, timeout time.Dura
 	frame := append(appendHeader(nil, msgHello, 0, len(payload)), payload...)
 	deadline := time.Now().Add(timeout)
 	_ = c.stdin.SetWriteDeadline(deadline)
-	_ = c.stdout.SetReadDeadline(deadline)
+	c.stdout.setDeadline(deadline)
 	stop := context.AfterFunc(ctx, c.kill)
 	defer stop()
 	if err := c.writeFrame(frame); err != nil {
@@ -214,7 +215,7 @@ func (c *child) handshake(ctx context.Context, hello helloMsg, timeout time.Dura
 		}
 		if ctx.Err() == nil {
 			_ = c.stdin.SetWriteDeadline(time.Time{})
-			_ = c.stdout.SetReadDeadline(time.Time{})
+			c.stdout.setDeadline(time.Time{})
 		}
 		return specs, nil
 	case msgError:
@@ -348,7 +349,7 @@ func (c *child) shutdown(grace time.Duration) error {
 		t2.Stop()
 	}
 	t.Stop()
-	_ = c.stdout.Close()
+	_ = c.stdout.f.Close()
 	c.stopStderr()
 	return err
 }

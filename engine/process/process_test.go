@@ -263,9 +263,8 @@ func TestStderrLinesGoToTheLogger(t *testing.T) {
 func TestWorkerEnvironment(t *testing.T) {
 	typ, _ := testType()
 	p := params(t, "worker.py", nil)
-	p["env"].(map[string]any)["CUDA_VISIBLE_DEVICES"] = "GPU-a,GPU-b,GPU-c"
 	p["env"].(map[string]any)["MY_SETTING"] = 42.0
-	w := newWorker(t, typ, p, engine.Env{Runner: "envtest", Worker: 7, Threads: 3, GPUs: []int{2, 0}})
+	w := newWorker(t, typ, p, engine.Env{Runner: "envtest", Worker: 7, Threads: 3, GPUs: []int{2, 0}, CUDAVisibleDevices: "GPU-c,GPU-a"})
 	out := call(t, w, "env", engine.JSONValue([]any{"OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "CUDA_VISIBLE_DEVICES", "MY_SETTING", protocolEnv}))
 	got := fmt.Sprint(out.JSON())
 	want := "map[context:map[gpus:[2 0] runner:envtest threads:3 worker:7] env:map[BENCHTOP_WORKER_PROTOCOL:1 CUDA_VISIBLE_DEVICES:GPU-c,GPU-a MY_SETTING:42 OMP_NUM_THREADS:3 TF_NUM_INTRAOP_THREADS:3]]"
@@ -762,5 +761,23 @@ func TestPythonSDKUnitTests(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("python unit tests: %v\n%s", err, out)
+	}
+}
+
+// A worker killed between calls (the OOM killer, a user's kill) is noticed:
+// Done closes at once, and the next call reports how it died.
+func TestWorkerDiesWhileIdle(t *testing.T) {
+	typ, _ := testType()
+	w := newWorker(t, typ, params(t, "worker.py", nil), engine.Env{})
+	if err := syscall.Kill(w.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-w.Done()
+	_, err := w.Call(context.Background(), "pid", engine.JSONValue(nil))
+	if !errors.Is(err, engine.ErrWorkerCrashed) || !strings.Contains(err.Error(), "killed by signal 9") {
+		t.Fatalf("error %v, want ErrWorkerCrashed with the signal", err)
+	}
+	if !gone(w.PID()) {
+		t.Errorf("worker %d was not reaped", w.PID())
 	}
 }
