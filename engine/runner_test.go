@@ -632,13 +632,14 @@ func TestCrashLoopIsReportedAndClears(t *testing.T) {
 	if !strings.Contains(st.CrashLoop, "crashed 3 times in a row") || !strings.Contains(st.CrashLoop, "row -2 blew up") {
 		t.Fatalf("crash loop not reported: %q", st.CrashLoop)
 	}
-	found := false
-	for _, ev := range e.Events().Since(0) {
-		found = found || strings.Contains(ev.Message, "3 in a row")
-	}
-	if !found {
-		t.Fatal("no crash-loop event")
-	}
+	waitFor(t, func() bool { // the event follows the state by a moment
+		for _, ev := range e.Events().Since(0) {
+			if strings.Contains(ev.Message, "3 in a row") {
+				return true
+			}
+		}
+		return false
+	})
 	if _, err := r.Run(ctx, "run", one(1)); err != nil {
 		t.Fatal(err)
 	}
