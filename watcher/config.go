@@ -357,15 +357,7 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 	rcs := c.RunnerConfigs()
 	for i, r := range c.Runners {
 		p := fmt.Sprintf("runners[%d]", i)
-		switch {
-		case r.Name == "":
-			add(p, "name: required")
-		case !engine.ValidName(r.Name):
-			add(p+".name", "%q: use lower-case letters, digits and -._ (at most 63, starting and ending with a letter or digit)", r.Name)
-		case names[r.Name]:
-			add(p+".name", "%q is used by another runner", r.Name)
-		}
-		names[r.Name] = true
+		checkName("runner", p, r.Name, names, add)
 		if r.Workers < 0 || r.Workers > engine.MaxWorkers {
 			add(p+".workers", "%d: want 1 to %d, or leave it out to size the pool from resources", r.Workers, engine.MaxWorkers)
 		}
@@ -409,7 +401,7 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 			mp := p + ".methods." + m
 			spec, ok := findMethod(specs, m)
 			if !ok {
-				add(mp, "runnable %q has no method %q (methods: %s)", r.Runnable, m, methodList(specs))
+				add(mp, "runnable %q has no method %q (methods: %s)", r.runnable, m, methodList(specs))
 				continue
 			}
 			if !spec.Batchable {
@@ -422,15 +414,7 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 	apiNames := map[string]bool{}
 	for i, a := range c.APIs {
 		p := fmt.Sprintf("apis[%d]", i)
-		switch {
-		case a.Name == "":
-			add(p, "name: required")
-		case !engine.ValidName(a.Name):
-			add(p+".name", "%q: use lower-case letters, digits and -._", a.Name)
-		case apiNames[a.Name]:
-			add(p+".name", "%q is used by another api", a.Name)
-		}
-		apiNames[a.Name] = true
+		checkName("api", p, a.Name, apiNames, add)
 		in, errIn := engine.ParseIOKind(a.Input)
 		if errIn != nil {
 			add(p+".input", "%q: want json, text or ndarray", a.Input)
@@ -467,6 +451,19 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 		return ps
 	}
 	return nil
+}
+
+// checkName reports a missing, malformed or repeated name of a runner or api.
+func checkName(kind, path, name string, seen map[string]bool, add func(path, format string, args ...any)) {
+	switch {
+	case name == "":
+		add(path, "name: required")
+	case !engine.ValidName(name):
+		add(path+".name", "%q: use lower-case letters, digits and -._ (at most 63, starting and ending with a letter or digit)", name)
+	case seen[name]:
+		add(path+".name", "%q is used by another %s", name, kind)
+	}
+	seen[name] = true
 }
 
 func checkBatching(b batcher.Config, path string, add func(path, format string, args ...any)) {
