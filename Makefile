@@ -40,7 +40,7 @@ e2e: onnxruntime
 test: vet unit e2e
 
 # Benchmarks are measurements, not gates: `make bench` writes
-# docs/PERFORMANCE.md (SOAK=10m by default sets the memory soak).
+# docs/PERFORMANCE.md (SOAK_SECONDS=600 by default sets the memory soak).
 bench: onnxruntime
 	scripts/bench.sh
 

@@ -112,7 +112,9 @@ func (bt *Batch[T]) Done(exec time.Duration, ok bool) {
 	if ok {
 		bt.Queue.cost.observe(bt.Rows, exec)
 	}
-	out, rejected := b.scheduleLocked()
+	now := b.clock.Now()
+	bt.Queue.returnStart(now, bt.Rows)
+	out, rejected := b.scheduleAtLocked(now)
 	b.mu.Unlock()
 	b.emit(out, rejected)
 }
@@ -127,14 +129,19 @@ type Queue[T any] struct {
 	count    int // queued items with rows left to dispatch
 	rows     int // rows left to dispatch
 	inflight int // batches executing
-	// waitStart is when the policy first chose to wait with a worker free;
-	// time spent queued behind busy workers is not a choice and does not
-	// count against the ski-rental bound.
-	waitStart time.Time
-	// lastArrival and burst (arrivals since waitStart) tell a burst of
-	// arrivals in progress from a lone request.
-	lastArrival time.Time
-	burst       int
+	// The return burst after a batch finishes (see decideAdaptiveLocked):
+	// chainEnd is its last moment (the finish, then each arrival within
+	// burstGap of the one before), chainRows the rows it brought, chainBase
+	// the rows of the batch that finished. returnRatio learns what share of
+	// a batch's rows comes straight back: about 1 for closed-loop callers,
+	// about 0 for open-loop traffic. expectRows is how many rows would wait
+	// if the whole batch came back; 0 once a batch has taken them.
+	chainEnd    time.Time
+	chainOpen   bool
+	chainRows   int
+	chainBase   int
+	returnRatio float64
+	expectRows  int
 	cost        costModel
 	rate        rateEstimator
 }
@@ -216,9 +223,13 @@ func (q *Queue[T]) Submit(payload T, rows int) (*Item[T], error) {
 	q.count++
 	q.rows += rows
 	q.rate.add(now, rows)
-	q.lastArrival = now
-	if !q.waitStart.IsZero() {
-		q.burst++
+	if q.chainOpen {
+		if now.Sub(q.chainEnd) <= burstGap(q.cost.a) {
+			q.chainEnd = now
+			q.chainRows += rows
+		} else {
+			q.chainOpen = false // the pause ended the burst
+		}
 	}
 	out, rejected := b.scheduleAtLocked(now)
 	b.mu.Unlock()
@@ -421,7 +432,6 @@ func (b *Batcher[T]) scheduleAtLocked(now time.Time) (out []*Batch[T], rejected 
 			if b.busy >= b.slots {
 				// No slot: only a deadline can change anything before a
 				// batch finishes.
-				q.waitStart, q.burst = time.Time{}, 0
 				wake = earliest(wake, q.rejectAtLocked(head))
 				continue
 			}
@@ -507,13 +517,22 @@ func (q *Queue[T]) decideLocked(now time.Time, head *Item[T]) (bool, time.Time) 
 // that time is spared waiting for this batch to finish, about a + b·n. So
 // waiting pays while λ·(a + b·n) > n, i.e. while n < n* = λa / (1 − λb), the
 // size at which a batch is as large as what arrives during its own execution.
-// Two bounds keep it honest: the wait never exceeds the fixed cost a (past
-// that, paying a again is cheaper: the ski-rental argument), counted from
-// when a worker became free, and never pushes the oldest request past its
-// deadline. Counting from the free worker matters for closed-loop callers:
-// the one request that arrived while a big batch ran must not leave alone
-// just before that batch's callers come back. At low load λa < 1, so a lone
+// Two bounds keep it honest: the oldest request never waits longer than the
+// fixed cost a (past that, paying a again is cheaper: the ski-rental
+// argument), and never past its deadline. At low load λa < 1, so a lone
 // request goes at once.
+//
+// One pattern the rate cannot foresee: closed-loop callers (a client
+// waiting for each answer before it sends again) come back in a burst
+// microseconds after their batch returns. A batch formed at the start of
+// that burst would carry one request and leave the rest to ride behind it,
+// halving throughput. So where batches have been seen to come straight back
+// (the learnt return ratio), right after a batch of k rows finishes and
+// while fewer rows wait than the k plus those already queued, the policy
+// lets the burst finish: it waits while arrivals keep coming less than a
+// small gap apart. Open-loop traffic never teaches that ratio, and never
+// pays the wait: which matters, because a timer that short really fires
+// about a millisecond late when the process is otherwise idle.
 func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, time.Time) {
 	m := &q.cost
 	if !m.trained() || m.a <= 0 {
@@ -521,13 +540,18 @@ func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, tim
 	}
 	n := q.rows
 	max := q.cfg.MaxBatchSize
-	if q.waitStart.IsZero() {
-		q.waitStart = now
-	}
-	wake := q.waitStart.Add(time.Duration(m.a * float64(time.Second)))
+	var bound time.Time // never wait past this: the deadline allows no more
 	if !head.deadline.IsZero() {
-		wake = earliest(wake, head.deadline.Add(-m.estimate(max)))
+		bound = head.deadline.Add(-m.estimate(max))
 	}
+	gap := burstGap(m.a)
+	if q.returnRatio >= 0.5 && q.chainOpen && n < min(q.expectRows, max) && now.Sub(q.chainEnd) < gap {
+		at := earliest(q.chainEnd.Add(gap), bound)
+		if now.Before(at) {
+			return false, at
+		}
+	}
+	wake := earliest(head.enqueued.Add(time.Duration(m.a*float64(time.Second))), bound)
 	if !now.Before(wake) {
 		return true, time.Time{}
 	}
@@ -541,23 +565,27 @@ func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, tim
 	if target >= float64(n+1) {
 		return false, wake
 	}
-	// Past n*, keep collecting while a burst is still arriving (several
-	// arrivals since the wait began, the last one just now): closed-loop
-	// callers whose batch just returned come back within microseconds,
-	// and a batch cut in the middle of their burst would leave the rest to
-	// ride alone behind it.
-	gap := burstGap(m.a)
-	if q.burst >= 1 && now.Sub(q.lastArrival) < gap {
-		return false, earliest(wake, q.lastArrival.Add(gap))
-	}
 	return true, time.Time{}
 }
 
-// burstGap is the pause in arrivals that ends a burst: a small fraction of
-// the fixed cost, so that waiting for it is always cheap.
+// returnStart closes the last return burst's account and opens the next
+// one, for a batch of rows that just finished.
+func (q *Queue[T]) returnStart(now time.Time, rows int) {
+	if q.chainBase > 0 {
+		back := math.Min(1, float64(q.chainRows)/float64(q.chainBase))
+		q.returnRatio = 0.7*q.returnRatio + 0.3*back
+	}
+	q.chainEnd, q.chainOpen, q.chainRows, q.chainBase = now, true, 0, rows
+	q.expectRows = q.rows + rows
+}
+
+// burstGap is the pause in arrivals that ends a return burst. Closed-loop
+// callers woken by one batch come back a few microseconds apart; open-loop
+// arrivals are rarely that close, so a short gap tells the two apart and
+// costs open-loop traffic next to nothing.
 func burstGap(a float64) time.Duration {
 	g := time.Duration(a / 16 * float64(time.Second))
-	return min(max(g, 20*time.Microsecond), time.Millisecond)
+	return min(max(g, 10*time.Microsecond), 50*time.Microsecond)
 }
 
 // formLocked takes up to MaxBatchSize rows from the head, FIFO. A request
@@ -566,7 +594,7 @@ func burstGap(a float64) time.Duration {
 // not two.
 func (q *Queue[T]) formLocked(now time.Time) *Batch[T] {
 	max := q.cfg.MaxBatchSize
-	q.waitStart, q.burst = time.Time{}, 0
+	q.expectRows = 0 // whatever burst there was rides in this batch
 	bt := &Batch[T]{Queue: q, Formed: now, b: q.b}
 	for {
 		it := q.peekLocked()

@@ -498,6 +498,29 @@ func TestConcurrentSubmitCancel(t *testing.T) {
 	}
 }
 
+// finishBig runs one batch of rows rows to completion, so that the queue
+// has just returned that many callers' results.
+func finishBig(t *testing.T, h *harness, q *Queue[int], rows int, exec time.Duration, queuedMeanwhile int, learnt float64) {
+	t.Helper()
+	h.b.SetSlots(0)
+	for id := range rows {
+		h.submit(q, 1000+id, 1)
+	}
+	h.b.SetSlots(1)
+	bs := h.take()
+	if len(bs) != 1 || bs[0].Rows != rows {
+		t.Fatalf("setup: want one batch of %d rows", rows)
+	}
+	for id := range queuedMeanwhile {
+		h.submit(q, 2000+id, 1) // arrived while the big batch ran
+	}
+	h.clock.Advance(exec)
+	h.b.mu.Lock()
+	q.returnRatio = learnt // as past batches taught it
+	h.b.mu.Unlock()
+	bs[0].Done(exec, true)
+}
+
 // TestAdaptiveCollectsAClosedLoopBurst: when a big batch returns, its
 // callers come back within microseconds. The request that waited behind
 // that batch must not leave alone just before them.
@@ -506,12 +529,7 @@ func TestAdaptiveCollectsAClosedLoopBurst(t *testing.T) {
 	h := newHarness(t, 0)
 	q := h.queue(cfg(Adaptive, 16))
 	train(h, q, a, b)
-	h.submit(q, 0, 1) // arrived while the worker was busy
-	h.clock.Advance(8 * time.Millisecond)
-	h.b.mu.Lock()
-	q.rate = rateEstimator{value: 4000, at: h.clock.Now()}
-	h.b.mu.Unlock()
-	h.b.SetSlots(1) // the big batch returned
+	finishBig(t, h, q, 15, 3500*time.Microsecond, 1, 1)
 	if n := len(h.take()); n != 0 {
 		t.Fatal("dispatched one request while its peers were about to return")
 	}
@@ -530,12 +548,8 @@ func TestAdaptiveBurstEndsWhenArrivalsPause(t *testing.T) {
 	h := newHarness(t, 0)
 	q := h.queue(cfg(Adaptive, 64))
 	train(h, q, a, b)
-	h.b.mu.Lock()
-	q.rate = rateEstimator{value: 4000, at: h.clock.Now()} // n* ≈ 13
-	h.b.mu.Unlock()
-	h.b.SetSlots(1)
-	h.submit(q, 0, 1)
-	for id := 1; id < 20; id++ {
+	finishBig(t, h, q, 30, 5*time.Millisecond, 0, 1)
+	for id := range 20 { // only 20 of the 30 come back
 		h.clock.Advance(5 * time.Microsecond)
 		h.submit(q, id, 1)
 	}
@@ -546,6 +560,42 @@ func TestAdaptiveBurstEndsWhenArrivalsPause(t *testing.T) {
 	bs := h.take()
 	if len(bs) != 1 || bs[0].Rows != 20 {
 		t.Fatalf("after the burst paused: %d batches (%d rows), want one of 20", len(bs), rowsOf(bs))
+	}
+}
+
+// TestAdaptiveOpenLoopDoesNotWaitForReturns: traffic whose batches never
+// come back (the ratio stays 0) is dispatched at once when a batch ends.
+func TestAdaptiveOpenLoopDoesNotWaitForReturns(t *testing.T) {
+	const a, b = 2 * time.Millisecond, 100 * time.Microsecond
+	h := newHarness(t, 0)
+	q := h.queue(cfg(Adaptive, 64))
+	train(h, q, a, b)
+	h.b.mu.Lock()
+	q.rate = rateEstimator{value: 100, at: h.clock.Now()} // n* < 1: no reason to wait
+	h.b.mu.Unlock()
+	finishBig(t, h, q, 30, 5*time.Millisecond, 3, 0)
+	if bs := h.take(); len(bs) != 1 || bs[0].Rows != 3 {
+		t.Fatalf("got %d batches (%d rows), want the 3 waiting rows at once", len(bs), rowsOf(bs))
+	}
+}
+
+// TestReturnRatioIsLearnt: batches whose callers come straight back teach
+// the ratio; a pause teaches nothing.
+func TestReturnRatioIsLearnt(t *testing.T) {
+	h := newHarness(t, 1)
+	q := h.queue(cfg(Adaptive, 8))
+	for round := range 6 {
+		for id := range 8 { // the callers come back 5 µs apart
+			h.clock.Advance(5 * time.Microsecond)
+			h.submit(q, round*100+id, 1)
+		}
+		for _, bt := range h.take() {
+			h.clock.Advance(time.Millisecond)
+			bt.Done(time.Millisecond, true)
+		}
+	}
+	if s := q.Stats(); q.returnRatio < 0.5 {
+		t.Fatalf("return ratio %.2f after closed-loop rounds (%+v), want ≥ 0.5", q.returnRatio, s)
 	}
 }
 
