@@ -734,18 +734,19 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 	if err == nil {
 		outs, err = split(m.spec, out, bt)
 	}
+	if err == nil && r.looping.Load() {
+		// A good batch ends a crash loop; say so before the callers hear.
+		r.mu.Lock()
+		r.crashLoop = ""
+		r.looping.Store(false)
+		r.mu.Unlock()
+	}
 	bt.Done(exec, err == nil)
 	m.recordBatch(time.Now(), bt.Rows, len(bt.Parts), exec)
 	deliver(bt, outs, err, start, exec)
 	if crashed {
 		w.lastCrash = firstLine(err.Error())
 		return outcomeCrashed
-	}
-	if err == nil && r.looping.Load() {
-		r.mu.Lock()
-		r.crashLoop = ""
-		r.looping.Store(false)
-		r.mu.Unlock()
 	}
 	return outcomeOK
 }
