@@ -39,19 +39,21 @@ func fixedSnapshot() Snapshot {
 	}
 	var sizes [14]uint64
 	sizes[3], sizes[4], sizes[5] = 10, 20, 970
-	sim := engine.RunnerStats{Name: "sim", Runnable: "sim", Workers: 1, Ready: 1, Threads: 1, Methods: []engine.MethodStats{{
-		Spec:     predict,
-		Batching: batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 64, MaxLatency: 100 * time.Millisecond},
-		Queue:    batcher.Stats{Depth: 41},
-		Totals:   map[string]uint64{"ok": 90000, "overloaded": 3},
-		Window: engine.WindowStats{
-			RequestsPerS: 7512, ErrorsPerS: 0.6, MeanBatchRows: 58.3, MeanBatchRequests: 58.3, BatchSizes: sizes,
-			E2E:     engine.Percentiles{P50: 8100 * time.Microsecond, P90: 10200 * time.Microsecond, P99: 12400 * time.Microsecond},
-			Queue:   engine.Percentiles{P50: 4 * time.Millisecond, P90: 5900 * time.Microsecond, P99: 7700 * time.Microsecond},
-			Exec:    engine.Percentiles{P50: 8400 * time.Microsecond, P90: 8500 * time.Microsecond, P99: 8700 * time.Microsecond},
-			History: hist,
-		},
-	}}}
+	sim := engine.RunnerStats{Name: "sim", Runnable: "sim", Workers: 1, Ready: 1, Threads: 1,
+		WorkerList: []engine.WorkerInfo{{ID: 0, Ready: true, GPUs: []int{0, 1}, PID: 4242}, {ID: 1}},
+		Methods: []engine.MethodStats{{
+			Spec:     predict,
+			Batching: batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 64, MaxLatency: 100 * time.Millisecond},
+			Queue:    batcher.Stats{Depth: 41},
+			Totals:   map[string]uint64{"ok": 90000, "overloaded": 3},
+			Window: engine.WindowStats{
+				RequestsPerS: 7512, ErrorsPerS: 0.6, MeanBatchRows: 58.3, MeanBatchRequests: 58.3, BatchSizes: sizes,
+				E2E:     engine.Percentiles{P50: 8100 * time.Microsecond, P90: 10200 * time.Microsecond, P99: 12400 * time.Microsecond},
+				Queue:   engine.Percentiles{P50: 4 * time.Millisecond, P90: 5900 * time.Microsecond, P99: 7700 * time.Microsecond},
+				Exec:    engine.Percentiles{P50: 8400 * time.Microsecond, P90: 8500 * time.Microsecond, P99: 8700 * time.Microsecond},
+				History: hist,
+			},
+		}}}
 	sentiment := engine.RunnerStats{Name: "sentiment", Runnable: "sentiment", Workers: 2, Ready: 2, Threads: 1, Methods: []engine.MethodStats{{
 		Spec: isPositive, Batching: batcher.Config{Policy: batcher.None, MaxBatchSize: 1},
 		Totals: map[string]uint64{"ok": 120}, Window: engine.WindowStats{RequestsPerS: 120, E2E: engine.Percentiles{P50: 200 * time.Microsecond, P99: 900 * time.Microsecond}},

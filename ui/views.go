@@ -213,6 +213,27 @@ func (m Model) viewBatches(r engine.RunnerStats, ms engine.MethodStats, w, h int
 	return m.box(title, strings.Join(lines, "\n"), w, h)
 }
 
+// workerStates lists each worker: "#0 ready gpu 1 pid 4242 · #1 starting".
+func workerStates(ws []engine.WorkerInfo) string {
+	parts := make([]string, 0, len(ws))
+	for _, w := range ws {
+		p := fmt.Sprintf("#%d ", w.ID)
+		if w.Ready {
+			p += "ready"
+		} else {
+			p += "starting"
+		}
+		if len(w.GPUs) > 0 {
+			p += fmt.Sprintf(" gpu %s", strings.Trim(strings.Join(strings.Fields(fmt.Sprint(w.GPUs)), ","), "[]"))
+		}
+		if w.PID > 0 {
+			p += fmt.Sprintf(" pid %d", w.PID)
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " · ")
+}
+
 func batchBucketOf(rows int) int {
 	i := 0
 	for rows > 1 {
@@ -245,6 +266,9 @@ func (m Model) viewLatency(r engine.RunnerStats, ms engine.MethodStats, w, h int
 		m.st.dim.Render(fmt.Sprintf("last %d s · workers %d/%d ready · %d threads · restarts %d · errors/s %s",
 			n, r.Ready, r.Workers, r.Threads, r.Restarts, humanRate(win.ErrorsPerS))),
 	)
+	if len(r.WorkerList) > 0 {
+		lines = append(lines, "workers "+workerStates(r.WorkerList))
+	}
 	if r.StartError != "" {
 		lines = append(lines, m.st.bad.Render("✗ "+r.StartError))
 	}
