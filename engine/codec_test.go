@@ -11,33 +11,13 @@ import (
 	"unicode/utf8"
 )
 
-// codecWantErr fails unless err contains every substring.
-func codecWantErr(t *testing.T, err error, subs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want one containing %q", subs)
-	}
-	for _, s := range subs {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("error %q does not contain %q", err, s)
-		}
-	}
-}
-
-func codecMust(x *Tensor, err error) *Tensor {
-	if err != nil {
-		panic(err)
-	}
-	return x
-}
-
-func tf32(shape []int, v ...float32) *Tensor { return codecMust(NewTensor(shape, v)) }
-func tf64(shape []int, v ...float64) *Tensor { return codecMust(NewTensor(shape, v)) }
-func ti32(shape []int, v ...int32) *Tensor   { return codecMust(NewTensor(shape, v)) }
-func ti64(shape []int, v ...int64) *Tensor   { return codecMust(NewTensor(shape, v)) }
-func tu8(shape []int, v ...uint8) *Tensor    { return codecMust(NewTensor(shape, v)) }
-func tbool(shape []int, v ...bool) *Tensor   { return codecMust(NewTensor(shape, v)) }
-func tstr(shape []int, v ...string) *Tensor  { return codecMust(NewStringTensor(shape, v)) }
+func tf32(shape []int, v ...float32) *Tensor { return must(NewTensor(shape, v)) }
+func tf64(shape []int, v ...float64) *Tensor { return must(NewTensor(shape, v)) }
+func ti32(shape []int, v ...int32) *Tensor   { return must(NewTensor(shape, v)) }
+func ti64(shape []int, v ...int64) *Tensor   { return must(NewTensor(shape, v)) }
+func tu8(shape []int, v ...uint8) *Tensor    { return must(NewTensor(shape, v)) }
+func tbool(shape []int, v ...bool) *Tensor   { return must(NewTensor(shape, v)) }
+func tstr(shape []int, v ...string) *Tensor  { return must(NewStringTensor(shape, v)) }
 
 func tensorSpec(dt DType, shape ...int) IOSpec {
 	return IOSpec{Kind: KindTensor, DType: dt, Shape: shape}
@@ -208,7 +188,7 @@ func TestDecodeNDArrayErrors(t *testing.T) {
 				}
 				return
 			}
-			codecWantErr(t, err, strings.Split(tt.want, "|")...)
+			wantErr(t, err, strings.Split(tt.want, "|")...)
 			if !strings.HasPrefix(err.Error(), "ndarray: ") {
 				t.Errorf("error %q does not start with ndarray: ", err)
 			}
@@ -220,7 +200,7 @@ func TestDecodeNDArrayErrors(t *testing.T) {
 func TestDecodeNDArrayDoesNotAliasInput(t *testing.T) {
 	for _, body := range []string{`["abc", "d\"ef"]`, `[1.5, 2]`, `[[1, 2]]`} {
 		b := []byte(body)
-		got := codecMust(DecodeNDArray(b, anySpec))
+		got := must(DecodeNDArray(b, anySpec))
 		want := AppendNDArray(nil, got)
 		for i := range b {
 			b[i] = 'x'
@@ -287,7 +267,7 @@ func TestDecodeTensorDataErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := DecodeTensorData([]byte(tt.body), tt.dt, tt.shape)
-			codecWantErr(t, err, tt.want)
+			wantErr(t, err, tt.want)
 		})
 	}
 }
@@ -351,7 +331,7 @@ func codecRandString(r *rand.Rand) string {
 // codecRandTensor fills a tensor of dt and shape with values that cover
 // each dtype's range, special values included.
 func codecRandTensor(r *rand.Rand, dt DType, shape []int) *Tensor {
-	x := codecMust(Zeros(dt, shape))
+	x := must(Zeros(dt, shape))
 	switch dt {
 	case Float32:
 		xs := x.Float32s()
@@ -428,7 +408,7 @@ func TestNDArrayRoundTrip(t *testing.T) {
 				if zero := slices.Index(shape, 0); zero >= 0 && zero < len(shape)-1 {
 					// Nested lists cannot show the dims after an empty
 					// one: [2 0 3] is written [[],[]], which reads as [2 0].
-					codecWantErr(t, err, "dims, want")
+					wantErr(t, err, "dims, want")
 				} else if err != nil {
 					t.Fatalf("%s: %v", body, err)
 				} else if !got.Equal(x) {
@@ -481,7 +461,7 @@ func TestNDArrayStringsMatchEncodingJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := codecMust(DecodeNDArray(body, tensorSpec(String)))
+	got := must(DecodeNDArray(body, tensorSpec(String)))
 	if !slices.Equal(got.Strings(), back) {
 		t.Fatalf("decoding encoding/json's output disagrees with encoding/json")
 	}
@@ -528,8 +508,8 @@ func TestDecodeFloatsMatchStrconv(t *testing.T) {
 		lits = append(lits, strconv.FormatFloat(mid, 'f', -1, 64))
 	}
 	body := []byte("[" + strings.Join(lits, ",") + "]")
-	f32 := codecMust(DecodeNDArray(body, tensorSpec(Float32))).Float32s()
-	f64 := codecMust(DecodeNDArray(body, tensorSpec(Float64))).Float64s()
+	f32 := must(DecodeNDArray(body, tensorSpec(Float32))).Float32s()
+	f64 := must(DecodeNDArray(body, tensorSpec(Float64))).Float64s()
 	for i, s := range lits {
 		w64, err := strconv.ParseFloat(s, 64)
 		if err != nil {
