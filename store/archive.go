@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -115,7 +116,9 @@ type ArchiveOptions struct {
 // ImportArchive adds the version in a tar.gz made by Export. Every file must
 // match the checksum in its model.yaml and sit under name/version/; links,
 // absolute paths, "..", unexpected or missing files refuse the archive
-// before anything is visible in the store. An existing version is never
+// before anything is visible in the store. model.yaml comes first, and a
+// file it does not list or whose size does not fit the size it declares is
+// refused before any of it is written. An existing version is never
 // replaced (ErrExists). latest moves to it only if it is the newest.
 func (s *Store) ImportArchive(ctx context.Context, r io.Reader, opts ArchiveOptions) (*Model, error) {
 	m, err := s.importArchive(ctx, r, opts)
@@ -159,8 +162,9 @@ func (s *Store) importArchive(ctx context.Context, r io.Reader, opts ArchiveOpti
 
 	var name, version string
 	var manifest []byte
+	var m *Model // from model.yaml, which comes first
 	sums := map[string]string{}
-	sizes := map[string]int64{}
+	var written int64 // bytes of the files extracted so far
 	for entries := 0; ; entries++ {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -194,43 +198,39 @@ func (s *Store) importArchive(ctx context.Context, r io.Reader, opts ArchiveOpti
 			if manifest, err = io.ReadAll(io.LimitReader(tr, maxManifest)); err != nil {
 				return nil, fmt.Errorf("read %s: %w", h.Name, err)
 			}
+			if m, err = archiveManifest(manifest, name, version); err != nil {
+				return nil, err
+			}
 			continue
 		}
-		sum, size, err := copyFile(ctx, filepath.Join(sc.dir, file), tr, h.Size, nil)
+		if m == nil {
+			return nil, fmt.Errorf("entry %q comes before %s: an archive starts with its %s, which says what the files that follow are; export the model again with benchtop models export, or rebuild the tar with %s first", h.Name, ManifestFile, ManifestFile, ManifestFile)
+		}
+		// Everything about the file is checked against model.yaml before a
+		// byte of it is written: a small archive must not fill the disk.
+		if err := checkDeclared(m, file, h.Size, written, len(sums)); err != nil {
+			return nil, err
+		}
+		sum, size, err := copyFile(ctx, filepath.Join(sc.dir, file), io.LimitReader(tr, h.Size), h.Size, nil)
 		if err != nil {
 			return nil, fmt.Errorf("extract %s: %w", h.Name, err)
 		}
-		sums[file], sizes[file] = sum, size
+		if size != h.Size {
+			return nil, fmt.Errorf("extract %s: the archive ends after %d of its %d bytes: it is truncated", h.Name, size, h.Size)
+		}
+		sums[file] = sum
+		written += size
 	}
-	if manifest == nil {
+	if m == nil {
 		return nil, errors.New("no model.yaml: not an archive made by benchtop models export")
-	}
-	m, err := parseManifest(manifest)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ManifestFile, err)
-	}
-	if m.Name != name || m.Version != version {
-		return nil, fmt.Errorf("%s says %s but the archive holds %s:%s", ManifestFile, m.Tag(), name, version)
 	}
 	if err := checkSums(m, sums); err != nil {
 		return nil, err
 	}
-	// The manifest's description must be the model's own, so that a runner
-	// built from the signature matches the file.
-	if m.Framework != FrameworkONNX {
-		return nil, fmt.Errorf("framework %q: only %q models can be imported", m.Framework, FrameworkONNX)
-	}
-	var size int64
-	for _, sz := range sizes {
-		size += sz
-	}
-	if size != m.Size {
-		return nil, fmt.Errorf("%s says the files are %d bytes, but they are %d", ManifestFile, m.Size, size)
+	if written != m.Size {
+		return nil, fmt.Errorf("%s says the files are %d bytes, but they are %d", ManifestFile, m.Size, written)
 	}
 	for method, sig := range m.Signatures {
-		if !ValidName(method) {
-			return nil, fmt.Errorf("method %q: %s", method, nameRule)
-		}
 		got, _, err := describeONNX(filepath.Join(sc.dir, m.File), SignatureOptions{Method: method, Batchable: sig.Batchable, BatchDim: sig.BatchDim})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.File, err)
@@ -243,6 +243,55 @@ func (s *Store) importArchive(ctx context.Context, r io.Reader, opts ArchiveOpti
 		return nil, err
 	}
 	return s.installArchive(m, sc)
+}
+
+// archiveManifest parses an archive's model.yaml and checks what can be
+// checked before any file is extracted.
+func archiveManifest(raw []byte, name, version string) (*Model, error) {
+	m, err := parseManifest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ManifestFile, err)
+	}
+	if m.Name != name || m.Version != version {
+		return nil, fmt.Errorf("%s says %s but the archive holds %s:%s", ManifestFile, m.Tag(), name, version)
+	}
+	// The manifest's description must be the model's own, so that a runner
+	// built from the signature matches the file; the signatures are compared
+	// with the model once it is extracted.
+	if m.Framework != FrameworkONNX {
+		return nil, fmt.Errorf("framework %q: only %q models can be imported", m.Framework, FrameworkONNX)
+	}
+	if m.Size < 0 {
+		return nil, fmt.Errorf("%s says the files are %d bytes: want 0 or more", ManifestFile, m.Size)
+	}
+	for method := range m.Signatures {
+		if !ValidName(method) {
+			return nil, fmt.Errorf("method %q: %s", method, nameRule)
+		}
+	}
+	return m, nil
+}
+
+// checkDeclared refuses a file that model.yaml does not list, or whose size
+// in its tar header does not fit the size model.yaml declares. That size is
+// the bytes of all the files together: a file may have at most what is left
+// of it after the extracted files before it (written bytes), and the last
+// listed file exactly that, which for a model of one file is its size.
+func checkDeclared(m *Model, file string, size, written int64, extracted int) error {
+	if _, ok := m.SHA256[file]; !ok {
+		return fmt.Errorf("%s is in the archive but not in %s, which lists the files of the model (%s): the archive was changed; export the model again", file, ManifestFile, strings.Join(slices.Sorted(maps.Keys(m.SHA256)), ", "))
+	}
+	left := m.Size - written
+	last := extracted+1 == len(m.SHA256)
+	switch {
+	case last && size != left && extracted == 0:
+		return fmt.Errorf("%s is %d bytes in the archive, but %s says it is %d: the archive was changed or damaged (nothing of it was written); export the model again", file, size, ManifestFile, left)
+	case last && size != left:
+		return fmt.Errorf("%s is %d bytes in the archive, but %s leaves it %d (size %d, less %d in the files before it): the archive was changed or damaged (nothing of it was written); export the model again", file, size, ManifestFile, left, m.Size, written)
+	case size > left:
+		return fmt.Errorf("%s is %d bytes in the archive, more than the %d %s leaves for it (size %d, less %d in the files before it): the archive was changed or damaged (nothing of it was written); export the model again", file, size, left, ManifestFile, m.Size, written)
+	}
+	return nil
 }
 
 func checkSums(m *Model, sums map[string]string) error {

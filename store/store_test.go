@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -430,6 +431,17 @@ type entry struct {
 	name, link string
 	typ        byte
 	body       []byte
+	// zeros, if set, is the body instead: that many zero bytes, which
+	// gzip shrinks about a thousandfold.
+	zeros int64
+}
+
+// zeroReader reads zero bytes without end.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 func makeArchive(t *testing.T, entries []entry) []byte {
@@ -442,10 +454,18 @@ func makeArchive(t *testing.T, entries []entry) []byte {
 		if typ == 0 {
 			typ = tar.TypeReg
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Linkname: e.link, Typeflag: typ, Mode: 0o644, Size: int64(len(e.body))}); err != nil {
+		var body io.Reader = bytes.NewReader(e.body)
+		size := int64(len(e.body))
+		if e.zeros > 0 {
+			body, size = io.LimitReader(zeroReader{}, e.zeros), e.zeros
+		}
+		if typ != tar.TypeReg {
+			size = 0
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Linkname: e.link, Typeflag: typ, Mode: 0o644, Size: size}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tw.Write(e.body); err != nil {
+		if _, err := io.CopyN(tw, body, size); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,7 +498,9 @@ func TestArchiveRefused(t *testing.T) {
 		{name: "tampered model", entries: []entry{{name: "mlp/v1/model.yaml", body: manifest}, {name: "mlp/v1/model.onnx", body: tampered}}, want: "sha256"},
 		{name: "missing model", entries: []entry{{name: "mlp/v1/model.yaml", body: manifest}}, want: "lacks"},
 		{name: "extra file", entries: []entry{{name: "mlp/v1/model.yaml", body: manifest}, {name: "mlp/v1/model.onnx", body: model}, {name: "mlp/v1/run.sh", body: []byte("rm -rf /")}}, want: "not in model.yaml"},
-		{name: "no manifest", entries: []entry{{name: "mlp/v1/model.onnx", body: model}}, want: "no model.yaml"},
+		{name: "no manifest", entries: []entry{{name: "mlp/v1/", typ: tar.TypeDir}}, want: "no model.yaml"},
+		{name: "model before the manifest", entries: []entry{{name: "mlp/v1/model.onnx", body: model}, {name: "mlp/v1/model.yaml", body: manifest}}, want: `entry "mlp/v1/model.onnx" comes before model.yaml`},
+		{name: "directories before the manifest", entries: []entry{{name: "mlp/", typ: tar.TypeDir}, {name: "mlp/v1/", typ: tar.TypeDir}, {name: "mlp/v1/model.onnx", body: model}, {name: "mlp/v1/model.yaml", body: manifest}}, want: "comes before model.yaml"},
 		{name: "dot dot", entries: []entry{{name: "mlp/v1/../../../evil", body: []byte("x")}}, want: "clean relative path"},
 		{name: "absolute", entries: []entry{{name: "/etc/cron.d/evil", body: []byte("x")}}, want: "clean relative path"},
 		{name: "hostile name", entries: []entry{{name: "../v1/model.yaml", body: manifest}}, want: "model name"},
@@ -487,7 +509,8 @@ func TestArchiveRefused(t *testing.T) {
 		{name: "hard link", entries: []entry{{name: "mlp/v1/model.onnx", typ: tar.TypeLink, link: "mlp/v1/model.yaml"}}, want: "only regular files"},
 		{name: "two versions", entries: []entry{{name: "mlp/v1/model.yaml", body: manifest}, {name: "mlp/v2/model.onnx", body: model}}, want: "one model version"},
 		{name: "manifest of another version", entries: []entry{{name: "mlp/v1/model.yaml", body: otherVersion}, {name: "mlp/v1/model.onnx", body: model}}, want: "says mlp:v2"},
-		{name: "manifest size lies", entries: []entry{{name: "mlp/v1/model.yaml", body: wrongSize}, {name: "mlp/v1/model.onnx", body: model}}, want: "bytes, but they are"},
+		{name: "manifest size lies", entries: []entry{{name: "mlp/v1/model.yaml", body: wrongSize}, {name: "mlp/v1/model.onnx", body: model}}, want: fmt.Sprintf("model.onnx is %d bytes in the archive, but model.yaml says it is 1", len(model))},
+		{name: "model shorter than declared", entries: []entry{{name: "mlp/v1/model.yaml", body: manifest}, {name: "mlp/v1/model.onnx", body: model[:len(model)-100]}}, want: fmt.Sprintf("model.onnx is %d bytes in the archive, but model.yaml says it is %d", len(model)-100, len(model))},
 		{name: "not gzip", raw: []byte("plain text"), want: "not a tar.gz"},
 	}
 	for _, c := range cases {
@@ -507,6 +530,107 @@ func TestArchiveRefused(t *testing.T) {
 			assertNoTemp(t, b)
 			if _, err := os.Stat(filepath.Join(filepath.Dir(b.Dir()), "evil")); err == nil {
 				t.Fatal("an entry escaped the store")
+			}
+		})
+	}
+}
+
+// storeWatcher reads an archive for ImportArchive and, at every read,
+// notes how many bytes the store's files hold: the most seen is what the
+// import had written so far, at its peak.
+type storeWatcher struct {
+	t    *testing.T
+	r    io.Reader
+	dir  string
+	peak int64
+}
+
+func (w *storeWatcher) Read(p []byte) (int, error) {
+	w.peak = max(w.peak, storeBytes(w.t, w.dir))
+	return w.r.Read(p)
+}
+
+// storeBytes is the size of every file under dir.
+func storeBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestHostileArchiveWritesNothingLarge(t *testing.T) {
+	// A small gzip whose tar header declares a large file must be refused
+	// from the header and model.yaml alone: not one byte of the file may
+	// reach the store's .tmp (the import once wrote all of it, then
+	// refused the checksum).
+	const huge = 64 << 20 // zeros: about 64 KiB of gzip
+	a := open(t)
+	src := importSmall(t, a, "mlp", "v1")
+	manifest, err := os.ReadFile(filepath.Join(src.Dir, "model.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := models.Small().ONNX
+	// A manifest of two files, 10 bytes for extra.bin.
+	twoFiles := bytes.Replace(manifest, []byte("sha256:\n"), []byte("sha256:\n    extra.bin: "+strings.Repeat("0", 64)+"\n"), 1)
+	twoFiles = bytes.Replace(twoFiles, []byte(fmt.Sprintf("size: %d", len(model))), []byte(fmt.Sprintf("size: %d", len(model)+10)), 1)
+	if bytes.Equal(twoFiles, manifest) {
+		t.Fatal("could not add a file to the manifest")
+	}
+	yamlEntry := func(body []byte) entry { return entry{name: "mlp/v1/model.yaml", body: body} }
+	cases := []struct {
+		name    string
+		entries []entry
+		want    string
+	}{
+		{"model larger than declared", []entry{yamlEntry(manifest), {name: "mlp/v1/model.onnx", zeros: huge}},
+			fmt.Sprintf("model.onnx is %d bytes in the archive, but model.yaml says it is %d", huge, len(model))},
+		{"first of two files larger than both", []entry{yamlEntry(twoFiles), {name: "mlp/v1/extra.bin", zeros: huge}},
+			fmt.Sprintf("extra.bin is %d bytes in the archive, more than the %d model.yaml leaves for it", huge, len(model)+10)},
+		{"second of two files larger than what is left", []entry{yamlEntry(twoFiles), {name: "mlp/v1/model.onnx", body: model}, {name: "mlp/v1/extra.bin", zeros: huge}},
+			fmt.Sprintf("extra.bin is %d bytes in the archive, but model.yaml leaves it 10", huge)},
+		{"a file model.yaml does not list", []entry{yamlEntry(manifest), {name: "mlp/v1/model.onnx", body: model}, {name: "mlp/v1/big.bin", zeros: huge}},
+			"big.bin is in the archive but not in model.yaml"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw := makeArchive(t, c.entries)
+			if len(raw) > 1<<20 {
+				t.Fatalf("the hostile archive is %d bytes: want a small one", len(raw))
+			}
+			b := open(t)
+			w := &storeWatcher{t: t, r: bytes.NewReader(raw), dir: b.Dir()}
+			_, err := b.ImportArchive(ctx, w, store.ArchiveOptions{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			// The model itself (333 KiB) may be written before a later
+			// file is refused; the large file may not.
+			if w.peak > 1<<20 {
+				t.Fatalf("the store held %d bytes while importing an archive that declares a %d-byte file against model.yaml: it was written before being refused (%v)", w.peak, huge, err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error about %q", err, c.want)
+			}
+			assertNoTemp(t, b)
+			if n := storeBytes(t, b.Dir()); n != 0 {
+				t.Fatalf("%d bytes left in the store after the refusal", n)
 			}
 		})
 	}
