@@ -358,7 +358,9 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 	for i, r := range c.Runners {
 		p := fmt.Sprintf("runners[%d]", i)
 		checkName("runner", p, r.Name, names, add)
-		if r.Workers < 0 || r.Workers > engine.MaxWorkers {
+		// 0 is how the engine hears "size the pool from resources", so a
+		// workers key the file spells out must be 1 or more.
+		if _, given := c.pos[p+".workers"]; r.Workers < 0 || r.Workers > engine.MaxWorkers || (r.Workers == 0 && given) {
 			add(p+".workers", "%d: want 1 to %d, or leave it out to size the pool from resources", r.Workers, engine.MaxWorkers)
 		}
 		if r.Resources.CPU < 0 {

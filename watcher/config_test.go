@@ -85,6 +85,17 @@ apis:
 			`c.yaml:17:36: apis[2].method: runner "sim" has no method "run" (methods: predict)`,
 			`c.yaml:17:65: apis[2].output: "csv": want json, text or ndarray`,
 		}},
+		{"workers out of range, an explicit 0 included", `
+runners:
+  - {name: a, runnable: sim, workers: 0}
+  - {name: b, runnable: sim, workers: 257}
+  - {name: c, runnable: sim, workers: -1}
+  - {name: d, runnable: sim}
+`, []string{
+			`c.yaml:2:39: runners[0].workers: 0: want 1 to 256, or leave it out to size the pool from resources`,
+			`c.yaml:3:39: runners[1].workers: 257: want 1 to 256, or leave it out to size the pool from resources`,
+			`c.yaml:4:39: runners[2].workers: -1: want 1 to 256, or leave it out to size the pool from resources`,
+		}},
 		{"syntax error", "runners: [\n", []string{`c.yaml: line 1: did not find expected node content`}},
 		{"empty", "", []string{`c.yaml: config is empty: it needs at least runners:`}},
 	}
