@@ -216,6 +216,12 @@ func isArchive(path string) (bool, error) {
 	return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b, nil
 }
 
+// archiveName says whether a file is named like a tar.gz.
+func archiveName(path string) bool {
+	p := strings.ToLower(path)
+	return strings.HasSuffix(p, ".tar.gz") || strings.HasSuffix(p, ".tgz")
+}
+
 func newModelsImportCmd(open openStore) *cobra.Command {
 	var (
 		name, version, method string
@@ -242,6 +248,9 @@ verified; the flags describing a model do not apply to it.`,
 			archive, err := isArchive(path)
 			if err != nil {
 				return fmt.Errorf("import: %w", err)
+			}
+			if !archive && archiveName(path) {
+				return fmt.Errorf("import %s: not a gzip archive, though the name says so (it does not start with gzip's bytes 1f 8b): import the tar.gz that benchtop models export wrote, or an ONNX model named .onnx", path)
 			}
 			s, err := open()
 			if err != nil {

@@ -40,6 +40,10 @@ func TestModelsCommands(t *testing.T) {
 	if err := os.WriteFile(notes, []byte("not a model"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	fakeArchive := filepath.Join(work, "fake.tar.gz")
+	if err := os.WriteFile(fakeArchive, []byte("not an archive"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	steps := []struct {
 		name string
 		args []string
@@ -53,6 +57,7 @@ func TestModelsCommands(t *testing.T) {
 		{"same version twice", []string{"import", src, "--name", "mlp", "--version", "v2"}, nil, "already exists"},
 		{"bad label", []string{"import", src, "--name", "mlp", "--label", "novalue"}, nil, "want key=value"},
 		{"not a model", []string{"import", notes, "--name", "notes"}, nil, "only ONNX models"},
+		{"not gzip, though named .tar.gz", []string{"import", fakeArchive}, nil, "fake.tar.gz: not a gzip archive"},
 		{"list", []string{"list"}, []string{"TAG", "mlp:v2", "mlp:v1", "mlp-small:", "*"}, ""},
 		{"get", []string{"get", "mlp:v1", "--verify"}, []string{"name: mlp", "version: v1", "team: ml", "latest: false", "batchable: true"}, ""},
 		{"get hostile tag", []string{"get", "../etc"}, nil, "model name"},
