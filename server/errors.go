@@ -58,9 +58,10 @@ func errorf(status int, format string, args ...any) error {
 // on overload so that well-behaved clients back off.
 func writeError(w http.ResponseWriter, err error) int {
 	status := statusFor(err)
-	if status == http.StatusRequestEntityTooLarge {
-		var mbe *http.MaxBytesError
-		errors.As(err, &mbe)
+	if n, ok := w.(interface{ noteError(error) }); ok {
+		n.noteError(err)
+	}
+	if mbe := (*http.MaxBytesError)(nil); status == http.StatusRequestEntityTooLarge && errors.As(err, &mbe) {
 		err = fmt.Errorf("request body is larger than %d bytes: send less, or raise the server's --max-body-mb", mbe.Limit)
 	}
 	if status == http.StatusServiceUnavailable {

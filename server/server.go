@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,29 @@ type Options struct {
 	AccessLog bool
 	Logger    *slog.Logger
 	Version   string
+
+	// BodyTimeout bounds how long one request body may take to arrive
+	// (408 beyond); 0 means DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxInflightBytes bounds the request bodies held at once, by their
+	// Content-Length or, without one, by the bytes read (503 beyond, at
+	// once); 0 means DefaultMaxInflightBytes.
+	MaxInflightBytes int64
+	// MaxConnections caps the connections open at once; 0 derives it from
+	// the open-file limit, leaving a reserve for everything else.
+	MaxConnections int
+	// BindHost is the address the listener is bound to. Bound to loopback
+	// (or left empty: the default is 127.0.0.1), requests must name this
+	// machine in Host (localhost, a loopback IP) or one of AllowedHosts;
+	// bound elsewhere, Host is checked only if AllowedHosts is set.
+	BindHost     string
+	AllowedHosts []string
+	// AllowedOrigins are web origins (scheme://host[:port]) whose pages may
+	// POST here; other cross-origin POSTs are refused (403).
+	AllowedOrigins []string
+	// OverloadLogInterval is how often, at most, one route's 503s are
+	// summarised in the log; 0 means DefaultOverloadLogInterval.
+	OverloadLogInterval time.Duration
 }
 
 // DefaultMaxBodyBytes is large enough for a batch of images as ndarrays.
@@ -36,11 +60,17 @@ const DefaultMaxBodyBytes = 16 << 20
 
 // Server serves one engine over HTTP.
 type Server struct {
-	eng      *engine.Engine
-	opts     Options
-	handler  http.Handler
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	eng       *engine.Engine
+	opts      Options
+	handler   http.Handler
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	refused   *prometheus.CounterVec
+	guard     hostGuard
+	inflight  *inflight
+	overloads *overloadLog
+	conns     atomic.Int64 // open, counted by the listener Serve wraps
+	connCap   atomic.Int64 // its cap, once Serve has set it
 }
 
 // New builds the handler and registers the API metrics on the engine's
@@ -58,9 +88,21 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if opts.OverloadLogInterval <= 0 {
+		opts.OverloadLogInterval = DefaultOverloadLogInterval
+	}
 	s := &Server{
-		eng:  eng,
-		opts: opts,
+		eng:       eng,
+		opts:      opts,
+		guard:     newHostGuard(opts.BindHost, opts.AllowedHosts, opts.AllowedOrigins),
+		inflight:  &inflight{limit: opts.MaxInflightBytes},
+		overloads: newOverloadLog(opts.Logger, opts.OverloadLogInterval, time.Now),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "benchtop_api_requests_total",
 			Help: "HTTP requests by API (or route) and status code.",
@@ -70,8 +112,33 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 			Help:    "HTTP request duration by API (or route), body transfer included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20),
 		}, []string{"api"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "benchtop_http_refused_total",
+			Help: "Requests the front end refused before they reached a runner, by reason: host (403, Host not allowed), origin (403, cross-origin POST), inflight_bytes (503 or 413, server.max_inflight_mb), body_timeout (408, server.body_timeout).",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{s.requests, s.duration} {
+	for _, reason := range []string{"host", "origin", "inflight_bytes", "body_timeout"} {
+		s.refused.WithLabelValues(reason)
+	}
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "benchtop_http_inflight_body_bytes",
+			Help: "Bytes of request bodies held by requests in flight (declared Content-Length, or bytes read).",
+		}, func() float64 { return float64(s.inflight.used.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "benchtop_http_inflight_body_limit_bytes",
+			Help: "server.max_inflight_mb, in bytes: beyond it requests are refused (503).",
+		}, func() float64 { return float64(s.inflight.limit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "benchtop_http_connections",
+			Help: "HTTP connections open.",
+		}, func() float64 { return float64(s.conns.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "benchtop_http_connections_limit",
+			Help: "Most HTTP connections open at once (below the open-file limit); beyond it new ones wait in the kernel's backlog.",
+		}, func() float64 { return float64(s.connCap.Load()) }),
+	}
+	for _, c := range append([]prometheus.Collector{s.requests, s.duration, s.refused}, gauges...) {
 		if err := eng.Registerer().Register(c); err != nil {
 			return nil, fmt.Errorf("register api metrics: %w", err)
 		}
@@ -108,16 +175,26 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve answers on ln until ctx ends, then stops accepting, lets in-flight
-// requests finish (up to DrainTimeout) and returns nil.
+// requests finish (up to DrainTimeout) and returns nil. It caps the
+// connections open at once (MaxConnections) and summarises 503s in the log.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	maxConns := s.opts.MaxConnections
+	if maxConns <= 0 {
+		maxConns = s.connectionsFromFileLimit()
+	}
+	s.connCap.Store(int64(maxConns))
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
+	logCtx, stopLog := context.WithCancel(context.Background())
+	logDone := make(chan struct{})
+	go func() { defer close(logDone); s.overloads.run(logCtx) }()
+	defer func() { stopLog(); <-logDone }()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(newLimitListener(ln, maxConns, &s.conns)) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -133,6 +210,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("drain in-flight requests: %w", err)
 	}
 	return nil
+}
+
+// connectionsFromFileLimit caps connections below RLIMIT_NOFILE, which Go
+// has already raised to the hard limit, and says so in the log.
+func (s *Server) connectionsFromFileLimit() int {
+	soft, hard, err := fileLimit()
+	if err != nil {
+		n := connectionCap(4096)
+		s.opts.Logger.Warn("open-file limit unknown: capping connections at a guess", "max_connections", n, "err", err)
+		return n
+	}
+	n := connectionCap(soft)
+	s.opts.Logger.Info("open-file limit", "soft", soft, "hard", hard, "max_connections", n)
+	return n
 }
 
 type ctxKey int
@@ -163,7 +254,10 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	err    error // what writeError answered, for the log
 }
+
+func (w *statusWriter) noteError(err error) { w.err = err }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
@@ -181,13 +275,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// instrument records metrics and logs for one route. The label keeps the
-// metric's cardinality bounded: configured names only, never raw paths.
+// instrument admits (see admit), records metrics and logs for one route.
+// The label keeps the metric's cardinality bounded: configured names only,
+// never raw paths. A 503 is expected under overload: it is counted and
+// summarised (overloadLog), not logged one by one; other 5xx are errors.
 func (s *Server) instrument(label func(*http.Request) string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		h.ServeHTTP(sw, r)
+		s.serveAdmitted(sw, r, h)
 		if r.Context().Err() != nil && sw.status == 0 {
 			sw.status = statusClientClosed
 		}
@@ -199,14 +295,38 @@ func (s *Server) instrument(label func(*http.Request) string, h http.Handler) ht
 		s.requests.WithLabelValues(api, fmt.Sprint(sw.status)).Inc()
 		s.duration.WithLabelValues(api).Observe(d.Seconds())
 		level := slog.LevelInfo
-		if sw.status >= 500 {
+		switch {
+		case sw.status == http.StatusServiceUnavailable:
+			if sw.err != nil { // not /readyz saying "not yet"
+				s.overloads.add(api, sw.err)
+			}
+			if !s.opts.AccessLog {
+				return
+			}
+		case sw.status >= 500:
 			level = slog.LevelError
-		} else if !s.opts.AccessLog {
+		case !s.opts.AccessLog:
 			return
 		}
-		s.opts.Logger.Log(r.Context(), level, "request", "request_id", RequestID(r.Context()),
-			"method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", d, "api", api)
+		attrs := []any{"request_id", RequestID(r.Context()),
+			"method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", d, "api", api}
+		if sw.err != nil {
+			attrs = append(attrs, "error", sw.err.Error())
+		}
+		s.opts.Logger.Log(r.Context(), level, "request", attrs...)
 	})
+}
+
+// serveAdmitted runs h if admit lets the request in, and answers admit's
+// refusal otherwise.
+func (s *Server) serveAdmitted(w *statusWriter, r *http.Request, h http.Handler) {
+	release, err := s.admit(w, r)
+	defer release()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	h.ServeHTTP(w, r)
 }
 
 func v2Label(route string) func(*http.Request) string {
@@ -269,10 +389,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, want ...string
 			return nil, errorf(http.StatusUnsupportedMediaType, "content type %q: send %s (curl: -H 'Content-Type: %s')", mt, strings.Join(want, " or "), want[0])
 		}
 	}
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		// Refused unread: no point receiving what will not be used.
+		return nil, &http.MaxBytesError{Limit: s.opts.MaxBodyBytes}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var he *httpError
+		if errors.As(err, &mbe) || errors.As(err, &he) {
 			return nil, err
 		}
 		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)

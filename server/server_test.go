@@ -60,10 +60,17 @@ apis:
 type fixture struct {
 	t   *testing.T
 	eng *engine.Engine
+	srv *server.Server
 	url string
 }
 
 func newFixture(t *testing.T, opts server.Options) *fixture {
+	t.Helper()
+	return newFixtureConfig(t, testConfig, opts)
+}
+
+// newFixtureConfig serves config with httptest (see serveReal for Serve).
+func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture {
 	t.Helper()
 	reg := engine.NewRegistry()
 	if err := samples.Register(reg); err != nil {
@@ -73,7 +80,7 @@ func newFixture(t *testing.T, opts server.Options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := watcher.ParseAndValidate("test.yaml", []byte(testConfig), reg, func(string) string { return "" })
+	cfg, err := watcher.ParseAndValidate("test.yaml", []byte(config), reg, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +100,7 @@ func newFixture(t *testing.T, opts server.Options) *fixture {
 		defer cancel()
 		eng.Close(ctx)
 	})
-	return &fixture{t: t, eng: eng, url: ts.URL}
+	return &fixture{t: t, eng: eng, srv: srv, url: ts.URL}
 }
 
 type response struct {
