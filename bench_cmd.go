@@ -43,7 +43,8 @@ in process, --config FILE --runner NAME --method NAME, which starts only that
 runner. With neither: in process, the embedded sample config's sim runner.
 
 Load: --concurrency (closed loop: N callers, each sending when its last
-request answers) or --rate (open loop: requests sent on schedule whatever the
+request answers, or after a refusal (503) when the server's Retry-After has
+about passed) or --rate (open loop: requests sent on schedule whatever the
 answers; latency counts from each request's due time). Levels are a list
 (1,8,32,128) or a range (1:128:x2, 100:1000:+100).
 

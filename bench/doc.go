@@ -5,8 +5,9 @@
 // A Target is one endpoint: an HTTP URL (a service API or a KServe v2 infer
 // route) or a runner method called in process through the engine. A sweep
 // drives it at a series of load levels, either closed loop (N callers, each
-// sending its next request when the last one answers) or open loop (requests
-// due at a constant or Poisson rate, sent on time whatever the answers do).
+// sending its next request when the last one answers, and backing off as
+// the server asks when it is refused) or open loop (requests due at a
+// constant or Poisson rate, sent on time whatever the answers do).
 // Open loop measures each latency from the request's intended send time, so
 // a stall that delays sending is charged to the requests it delayed instead
 // of disappearing (coordinated omission).

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -290,7 +291,7 @@ func (h *HTTP) Call(ctx context.Context) error {
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		io.Copy(io.Discard, resp.Body)
-		return &StatusError{Code: resp.StatusCode, Message: snippet(msg)}
+		return &StatusError{Code: resp.StatusCode, Message: snippet(msg), RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		return fmt.Errorf("read answer: %w", err)
@@ -330,6 +331,29 @@ func (h *HTTP) ServerStats(ctx context.Context) (ServerStats, error) {
 	}
 	return s, nil
 }
+
+// retryAfter reads a Retry-After header: a number of seconds, or an HTTP
+// date (RFC 9110, 10.2.3). 0 when absent, unreadable or past.
+func retryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, maxRetryAfter)) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil && at.After(now) {
+		return min(at.Sub(now), maxRetryAfter*time.Second)
+	}
+	return 0
+}
+
+// maxRetryAfter bounds a Retry-After in seconds, so that a huge one cannot
+// overflow a Duration; a level never runs that long anyway.
+const maxRetryAfter = 24 * 60 * 60
 
 // snippet is the readable start of an error body: the "error" field of a
 // JSON error, else the text itself, on one line.

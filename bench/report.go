@@ -114,16 +114,16 @@ func WriteTable(w io.Writer, r Report) error {
 }
 
 func writeSweep(tw io.Writer, header string, s SweepResult) {
-	fmt.Fprintf(tw, "%s\treq/s\tp50\tp90\tp99\tmax\terrors\tbatch\tqueue\texec\tstable\t\n", header)
+	fmt.Fprintf(tw, "%s\treq/s\tp50\tp90\tp99\tmax\terrors\trefused/s\trefused\tbatch\tqueue\texec\tstable\t\n", header)
 	for _, l := range s.Levels {
 		batch, queue, exec := "-", "-", "-"
 		if b := l.Server; b != nil {
 			batch = strconv.FormatFloat(b.MeanRows, 'f', 1, 64)
 			queue, exec = fmtDuration(b.MeanQueue), fmtDuration(b.MeanExec)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", l.Level, fmtRate(l.Throughput),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", l.Level, fmtRate(l.Throughput),
 			fmtDuration(l.P50), fmtDuration(l.P90), fmtDuration(l.P99), fmtDuration(l.Max),
-			l.ErrorCount(), batch, queue, exec, yesNo(l.Stable))
+			l.ErrorCount(), fmtRate(l.RefusedRate()), fmtShare(l.RefusedShare()), batch, queue, exec, yesNo(l.Stable))
 	}
 }
 
@@ -140,7 +140,7 @@ func writeSideBySide(w io.Writer, r Report) {
 			}
 		}
 	}
-	sub := []string{"req/s", "p99", "errors", "batch"}
+	sub := []string{"req/s", "p99", "errors", "refused/s", "batch"}
 	// cells[g][row][col]: g 0 is the level column, then one per sweep;
 	// row 0 is the column names.
 	cells := [][][]string{{{r.levelHeader()}}}
@@ -151,7 +151,7 @@ func writeSideBySide(w io.Writer, r Report) {
 		g := [][]string{sub}
 		for i := range levels {
 			if i >= len(s.Levels) {
-				g = append(g, []string{"-", "-", "-", "-"})
+				g = append(g, []string{"-", "-", "-", "-", "-"})
 				continue
 			}
 			l := s.Levels[i]
@@ -159,7 +159,7 @@ func writeSideBySide(w io.Writer, r Report) {
 			if l.Server != nil {
 				batch = strconv.FormatFloat(l.Server.MeanRows, 'f', 1, 64)
 			}
-			g = append(g, []string{fmtRate(l.Throughput), fmtDuration(l.P99), strconv.FormatUint(l.ErrorCount(), 10), batch})
+			g = append(g, []string{fmtRate(l.Throughput), fmtDuration(l.P99), strconv.FormatUint(l.ErrorCount(), 10), fmtRate(l.RefusedRate()), batch})
 		}
 		cells = append(cells, g)
 	}
@@ -291,6 +291,9 @@ type jsonLevel struct {
 	LatencyMS    jsonLatency       `json:"latency_ms"`
 	Errors       map[string]uint64 `json:"errors"`
 	ErrorSamples map[string]string `json:"error_samples,omitempty"`
+	Refused      uint64            `json:"refused"`
+	RefusedRate  float64           `json:"refused_per_s"`
+	RefusedShare float64           `json:"refused_share"`
 	Server       *jsonServer       `json:"server,omitempty"`
 	ServerError  string            `json:"server_error,omitempty"`
 }
@@ -330,6 +333,7 @@ func toJSON(r Report) jsonReport {
 				Requests: l.Requests, OK: l.OK, Throughput: l.Throughput,
 				LatencyMS: jsonLatency{ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), ms(l.Mean)},
 				Errors:    l.Errors, ErrorSamples: l.ErrorSamples, ServerError: l.ServerError,
+				Refused: l.Refused, RefusedRate: l.RefusedRate(), RefusedShare: l.RefusedShare(),
 			}
 			if l.Level.Open() {
 				jl.Rate = l.Level.Rate
@@ -363,6 +367,7 @@ var CSVHeader = []string{
 	"label", "concurrency", "rate", "arrivals", "stable", "span_s", "requests", "ok", "throughput_rps",
 	"p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms", "errors", "error_kinds",
 	"batches", "mean_batch_rows", "mean_queue_ms", "mean_exec_ms", "batch_sizes",
+	"refused", "refused_per_s", "refused_share",
 }
 
 // WriteCSV writes one row per level of every sweep. error_kinds and
@@ -398,6 +403,7 @@ func WriteCSV(w io.Writer, r Report) error {
 				f(l.LatencyMS.P50), f(l.LatencyMS.P90), f(l.LatencyMS.P99), f(l.LatencyMS.Max), f(l.LatencyMS.Mean),
 				strconv.FormatUint(errs, 10), strings.Join(kinds, ";"),
 				batches, mean, queue, exec, sizes,
+				strconv.FormatUint(l.Refused, 10), f(l.RefusedRate), f(l.RefusedShare),
 			}
 			if err := cw.Write(row); err != nil {
 				return err

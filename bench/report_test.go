@@ -27,6 +27,7 @@ func sampleReport(labels ...string) Report {
 				P50: 6 * time.Millisecond, P90: 9 * time.Millisecond, P99: 60 * time.Millisecond, Max: 80 * time.Millisecond, Mean: 7 * time.Millisecond,
 				Errors:       map[string]uint64{"http_503": 10},
 				ErrorSamples: map[string]string{"http_503": "http 503: overloaded: queue full"},
+				Refused:      10,
 				Server: &Batching{Batches: 1000, MeanRows: 24, MeanQueue: 3 * time.Millisecond, MeanExec: 4 * time.Millisecond,
 					Sizes: []SizeBucket{{9, 16, 400}, {17, 32, 600}}},
 			},
@@ -58,6 +59,7 @@ func TestWriteJSON(t *testing.T) {
 		"concurrency": 8.0, "throughput_rps": 1199.0, "stable": false,
 		"latency_ms": map[string]any{"p50": 6.0, "p90": 9.0, "p99": 60.0, "max": 80.0, "mean": 7.0},
 		"errors":     map[string]any{"http_503": 10.0},
+		"refused":    10.0, "refused_per_s": 1.0, "refused_share": 10.0 / 12000,
 		"server": map[string]any{"batches": 1000.0, "mean_batch_rows": 24.0, "mean_queue_ms": 3.0, "mean_exec_ms": 4.0,
 			"batch_sizes": []any{map[string]any{"min": 9.0, "max": 16.0, "batches": 400.0}, map[string]any{"min": 17.0, "max": 32.0, "batches": 600.0}}},
 	}
@@ -91,6 +93,7 @@ func TestWriteCSV(t *testing.T) {
 	checks := map[string]string{
 		"label": "policy=adaptive", "concurrency": "8", "p99_ms": "60", "errors": "10",
 		"error_kinds": "http_503=10", "mean_batch_rows": "24", "batch_sizes": "9-16=400;17-32=600",
+		"refused": "10", "refused_per_s": "1", "refused_share": "0.0008333333333333334",
 	}
 	for k, want := range checks {
 		if r[col[k]] != want {
@@ -106,13 +109,14 @@ func TestWriteTable(t *testing.T) {
 		want   []string
 	}{
 		{"one sweep", sampleReport(""), []string{
-			"concurrency  req/s", "p99", "batch", "queue", "exec", "stable",
+			"concurrency  req/s", "p99", "errors  refused/s  refused  batch", "queue", "exec", "stable",
+			"     10        1.0      <1%",
 			"batch sizes (share of batches)", "9-16  17-32", "40%", "60%",
 			"concurrency 8: 10 × http_503, e.g. http 503: overloaded: queue full",
 			"sweep stopped: p99 60ms passed",
 		}},
 		{"side by side", sampleReport("policy=none", "policy=adaptive"), []string{
-			"policy=none", "policy=adaptive", "req/s     p99  errors  batch",
+			"policy=none", "policy=adaptive", "req/s     p99  errors  refused/s  batch",
 			"policy=adaptive: batch sizes", "policy=none: sweep stopped",
 		}},
 	}

@@ -108,6 +108,10 @@ type LevelResult struct {
 	// message of each kind.
 	Errors       map[string]uint64
 	ErrorSamples map[string]string
+	// Refused counts the failures that were the server refusing the
+	// request to protect its latency or queue (see Refused): http_503,
+	// http_429 and in process overloaded. They are in Errors too.
+	Refused uint64
 	// Server is the serving side's batching over the span; nil if unknown.
 	// ServerError says why reading it failed, if it did.
 	Server      *Batching
@@ -116,6 +120,22 @@ type LevelResult struct {
 
 // ErrorCount is the number of failed requests.
 func (r LevelResult) ErrorCount() uint64 { return r.Requests - r.OK }
+
+// RefusedRate is refusals per second of the span.
+func (r LevelResult) RefusedRate() float64 {
+	if r.Span <= 0 {
+		return 0
+	}
+	return float64(r.Refused) / r.Span.Seconds()
+}
+
+// RefusedShare is the fraction of the answered attempts that were refused.
+func (r LevelResult) RefusedShare() float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(r.Refused) / float64(r.Requests)
+}
 
 // SweepResult is a series of levels against one target and setting.
 type SweepResult struct {
@@ -209,8 +229,9 @@ func runLevel(ctx context.Context, t Target, l Level, opts Options, progress fun
 	if l.Open() {
 		wg.Go(func() { openLoop(loadCtx, t, l, opts, rec, &wg) })
 	} else {
-		for range l.Concurrency {
-			wg.Go(func() { closedLoop(loadCtx, t, opts.Timeout, rec) })
+		for i := range l.Concurrency {
+			rng := rand.New(rand.NewPCG(opts.Seed, uint64(i)))
+			wg.Go(func() { closedLoop(loadCtx, t, opts.Timeout, rec, rng) })
 		}
 	}
 
@@ -294,14 +315,52 @@ func Stable(rates []float64, n int, tol float64) bool {
 	return true
 }
 
-func closedLoop(ctx context.Context, t Target, timeout time.Duration, rec *recorder) {
+// closedLoop sends one request after the other. After a refusal it waits
+// as the server asked (Backoff) before it sends again, as a well-behaved
+// client does; retrying at once would only spin, and in process take the
+// CPU the runner needs.
+func closedLoop(ctx context.Context, t Target, timeout time.Duration, rec *recorder, rng *rand.Rand) {
+	refusals := 0 // in a row
 	for ctx.Err() == nil {
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		err := t.Call(rctx)
 		cancel()
 		rec.record(time.Since(start), err)
+		refused, hint := Refused(err)
+		if !refused {
+			refusals = 0
+			continue
+		}
+		refusals++
+		wait := Backoff(hint, refusals, rng)
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl))
+		}
+		_ = sleep(ctx, wait) // ends with the level, whatever is left of wait
 	}
+}
+
+// Back-off after a refusal that says nothing of when to come back: from
+// BackoffMin, doubling with each refusal in a row up to BackoffMax, which is
+// what benchtop's server sends as its shortest Retry-After.
+const (
+	BackoffMin = time.Millisecond
+	BackoffMax = time.Second
+)
+
+// Backoff is how long a closed-loop caller waits after its n-th refusal in
+// a row (n from 1): a random time between half of ceiling and all of it,
+// where ceiling is retryAfter when the server gave one, else the doubling
+// BackoffMin..BackoffMax. Never more than the server's retryAfter, and the
+// jitter keeps callers refused together from coming back together.
+func Backoff(retryAfter time.Duration, n int, rng *rand.Rand) time.Duration {
+	ceiling := retryAfter
+	if ceiling <= 0 {
+		ceiling = min(BackoffMin<<min(max(n-1, 0), 30), BackoffMax)
+	}
+	half := ceiling / 2
+	return half + time.Duration(rng.Int64N(int64(ceiling-half)+1))
 }
 
 // openLoop sends requests on schedule, each in its own goroutine, and
@@ -366,6 +425,7 @@ type window struct {
 	start, end time.Time
 	latencies  []time.Duration // successes only
 	answered   uint64
+	refused    uint64 // of the errors
 	errors     map[string]uint64
 	samples    map[string]string
 }
@@ -412,8 +472,10 @@ func (r *recorder) stop() {
 
 func (r *recorder) record(lat time.Duration, err error) {
 	var kind string
+	var refused bool
 	if err != nil {
 		kind = ErrorKind(err)
+		refused, _ = Refused(err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -427,6 +489,9 @@ func (r *recorder) record(lat time.Duration, err error) {
 		return
 	}
 	w.errors[kind]++
+	if refused {
+		w.refused++
+	}
 	if _, ok := w.samples[kind]; !ok {
 		w.samples[kind] = err.Error()
 	}
@@ -439,6 +504,7 @@ func summarise(l Level, ws []*window) LevelResult {
 	for _, w := range ws {
 		res.Span += w.end.Sub(w.start)
 		res.Requests += w.answered
+		res.Refused += w.refused
 		lat = append(lat, w.latencies...)
 		for k, n := range w.errors {
 			res.Errors[k] += n

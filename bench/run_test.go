@@ -2,12 +2,17 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
 )
 
 func TestClosedLoopLatency(t *testing.T) {
@@ -294,5 +299,157 @@ func TestSweepCancelled(t *testing.T) {
 	}
 	if len(res.Levels) != 1 {
 		t.Errorf("%d levels done, want 1", len(res.Levels))
+	}
+}
+
+// refusingTarget refuses every call with err, counting the calls.
+type refusingTarget struct {
+	calls atomic.Int64
+	err   error
+}
+
+func (f *refusingTarget) Call(context.Context) error { f.calls.Add(1); return f.err }
+
+func (f *refusingTarget) ServerStats(context.Context) (ServerStats, error) {
+	return ServerStats{}, ErrNoServerStats
+}
+
+func (f *refusingTarget) String() string { return "refusing" }
+
+// oneSecond measures one window of one second, with no warm-up.
+func oneSecond() Options {
+	return Options{Window: time.Second, MaxTime: time.Second, StableWindows: 1, Timeout: 5 * time.Second, Seed: 1}
+}
+
+func TestClosedLoopHonoursRetryAfter(t *testing.T) {
+	// Against a server that refuses everything with Retry-After, closed-loop
+	// callers wait before they come back: over one second, a few attempts
+	// each, not thousands. A Retry-After longer than the level holds them
+	// until it ends, and not longer.
+	for _, tc := range []struct {
+		retryAfter  string
+		most        int64 // attempts by 4 callers
+		longestWall time.Duration
+	}{
+		// Each caller: at once, then after 0.5–1 s, perhaps once more.
+		{"1", 4 * 3, 3 * time.Second},
+		{"3600", 4 * 1, 3 * time.Second},
+	} {
+		t.Run("Retry-After: "+tc.retryAfter, func(t *testing.T) {
+			var posts atomic.Int64
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost {
+					posts.Add(1)
+				}
+				w.Header().Set("Retry-After", tc.retryAfter)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte(`{"error": "overloaded: queue full"}`))
+			}))
+			defer ts.Close()
+			start := time.Now()
+			res, err := RunLevel(context.Background(), rawTarget(t, ts, 4), Level{Concurrency: 4}, oneSecond())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wall := time.Since(start)
+			t.Logf("%d attempts in %v", posts.Load(), wall)
+			if n := posts.Load(); n < 4 || n > tc.most {
+				t.Fatalf("4 callers made %d attempts in %v against Retry-After: %s, want 4 to %d", n, wall, tc.retryAfter, tc.most)
+			}
+			if wall > tc.longestWall {
+				t.Errorf("the level took %v: a back-off outlasted it", wall)
+			}
+			if res.OK != 0 || res.Refused != res.Requests || res.Errors["http_503"] != res.Requests {
+				t.Errorf("ok %d, refused %d, errors %v of %d: want every attempt refused", res.OK, res.Refused, res.Errors, res.Requests)
+			}
+		})
+	}
+}
+
+func TestClosedLoopBacksOffInProcess(t *testing.T) {
+	// In process the engine's overload error carries its own RetryAfter;
+	// an overload without one backs off from 1 ms, doubling, up to 1 s.
+	tests := []struct {
+		name        string
+		err         error
+		least, most int64 // attempts by 4 callers in one second
+	}{
+		// 50–100 ms apart: 10 to 21 attempts each.
+		{"OverloadError with RetryAfter", fmt.Errorf("runner %q method %q: %w", "sim", "predict", &batcher.OverloadError{Reason: "queue full", RetryAfter: 100 * time.Millisecond}), 4 * 5, 4 * 22},
+		// 0.5+1+2+…+512 ms halves and wholes: about 12 each.
+		{"overloaded without a hint", fmt.Errorf("runner: %w", engine.ErrOverloaded), 4 * 5, 4 * 16},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			target := &refusingTarget{err: tc.err}
+			res, err := RunLevel(context.Background(), target, Level{Concurrency: 4}, oneSecond())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d attempts", target.calls.Load())
+			if n := target.calls.Load(); n < tc.least || n > tc.most {
+				t.Fatalf("4 callers made %d attempts in one second, want %d to %d", n, tc.least, tc.most)
+			}
+			if res.Errors[KindOverloaded] != res.Requests || res.Refused != res.Requests {
+				t.Errorf("errors %v, refused %d of %d: want every attempt refused as overloaded", res.Errors, res.Refused, res.Requests)
+			}
+			if res.RefusedShare() != 1 {
+				t.Errorf("refused share %v, want 1", res.RefusedShare())
+			}
+			if want := float64(res.Refused) / res.Span.Seconds(); res.RefusedRate() != want {
+				t.Errorf("refused rate %v, want %v", res.RefusedRate(), want)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tests := []struct {
+		name       string
+		retryAfter time.Duration
+		n          int
+		lo, hi     time.Duration
+	}{
+		{"the server's hint", time.Second, 1, 500 * time.Millisecond, time.Second},
+		{"the hint, however many refusals", 2 * time.Second, 40, time.Second, 2 * time.Second},
+		{"no hint, first refusal", 0, 1, BackoffMin / 2, BackoffMin},
+		{"no hint, fourth refusal", 0, 4, 4 * BackoffMin, 8 * BackoffMin},
+		{"no hint, many refusals", 0, 1000, BackoffMax / 2, BackoffMax},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[time.Duration]bool{}
+			for range 1000 {
+				d := Backoff(tc.retryAfter, tc.n, rng)
+				if d < tc.lo || d > tc.hi {
+					t.Fatalf("Backoff(%v, %d) = %v, want within [%v, %v]", tc.retryAfter, tc.n, d, tc.lo, tc.hi)
+				}
+				seen[d] = true
+			}
+			if len(seen) < 100 {
+				t.Errorf("%d distinct waits in 1000: not jittered", len(seen))
+			}
+		})
+	}
+}
+
+func TestRetryAfterHeader(t *testing.T) {
+	now := time.Date(2025, 11, 25, 15, 0, 0, 0, time.UTC)
+	tests := map[string]time.Duration{
+		"":                              0,
+		"1":                             time.Second,
+		" 30 ":                          30 * time.Second,
+		"0":                             0,
+		"-5":                            0,
+		"soon":                          0,
+		"99999999999999999":             maxRetryAfter * time.Second,
+		"Tue, 25 Nov 2025 15:00:10 GMT": 10 * time.Second,
+		"Tue, 25 Nov 2025 14:00:00 GMT": 0,
+	}
+	for h, want := range tests {
+		if got := retryAfter(h, now); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", h, got, want)
+		}
 	}
 }

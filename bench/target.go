@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
+	"time"
 
+	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 )
 
@@ -31,6 +34,9 @@ type StatusError struct {
 	Code int
 	// Message is the start of the body, usually the server's JSON error.
 	Message string
+	// RetryAfter is the answer's Retry-After header: how long the server
+	// asks a refused client to wait; 0 when it sent none.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -49,6 +55,27 @@ const (
 	KindCrashed    = "crashed"    // in process: the worker died with the batch
 	KindOther      = "error"
 )
+
+// Refused reports whether err is the server refusing a request it could
+// not serve in time, which a caller may retry later: HTTP 503 or 429, or in
+// process the engine's overload error. retryAfter is when the server said
+// to come back (Retry-After, or the engine's OverloadError.RetryAfter); 0
+// when it did not say.
+func Refused(err error) (refused bool, retryAfter time.Duration) {
+	var se *StatusError
+	var oe *batcher.OverloadError
+	switch {
+	case err == nil:
+		return false, 0
+	case errors.As(err, &se):
+		return se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests, se.RetryAfter
+	case errors.As(err, &oe):
+		return true, oe.RetryAfter
+	case errors.Is(err, engine.ErrOverloaded):
+		return true, 0
+	}
+	return false, 0
+}
 
 // ErrorKind sorts a failed request: "http_503" for a status, else one of
 // the Kind constants. HTTP statuses are kept apart because a 503 (shed
