@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -60,16 +61,29 @@ type options struct {
 // WithModels lets runners name stored models (`model: mlp:latest`).
 func WithModels(m ModelResolver) Option { return func(o *options) { o.models = m } }
 
-// Server is the HTTP front end's settings.
+// Server is the HTTP front end's settings, read at start.
 type Server struct {
 	Host string
 	Port int
+	// BodyTimeout bounds how long one request body may take to arrive.
+	BodyTimeout time.Duration
+	// MaxInflightMB bounds the request bodies held at once, in MiB.
+	MaxInflightMB int
+	// AllowedHosts are Host names served besides localhost and loopback
+	// IPs (a name, or name:port).
+	AllowedHosts []string
+	// AllowedOrigins are web origins (scheme://host[:port]) whose pages
+	// may POST.
+	AllowedOrigins []string
 }
 
-// Default server address: loopback, so nothing is exposed by accident.
+// Server defaults: loopback, so nothing is exposed by accident, and bounds
+// sized for a laptop.
 const (
-	DefaultHost = "127.0.0.1"
-	DefaultPort = 3000
+	DefaultHost          = "127.0.0.1"
+	DefaultPort          = 3000
+	DefaultBodyTimeout   = 30 * time.Second
+	DefaultMaxInflightMB = 256
 )
 
 // Runner is one entry of runners:.
@@ -119,7 +133,9 @@ func Load(path string) (*Config, error) {
 // Parse decodes data, reporting every syntax and type problem at once.
 func Parse(file string, data []byte) (*Config, error) {
 	sum := sha256.Sum256(data)
-	c := &Config{File: file, Hash: hex.EncodeToString(sum[:]), Server: Server{Host: DefaultHost, Port: DefaultPort}}
+	c := &Config{File: file, Hash: hex.EncodeToString(sum[:]), Server: Server{
+		Host: DefaultHost, Port: DefaultPort, BodyTimeout: DefaultBodyTimeout, MaxInflightMB: DefaultMaxInflightMB,
+	}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Problems{{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
@@ -131,8 +147,16 @@ func Parse(file string, data []byte) (*Config, error) {
 	d.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
 		"server": func(n *yaml.Node, p string) {
 			d.mapping(n, p, map[string]func(*yaml.Node, string){
-				"host": func(n *yaml.Node, p string) { c.Server.Host = d.str(n, p) },
-				"port": func(n *yaml.Node, p string) { c.Server.Port = d.integer(n, p) },
+				"host":            func(n *yaml.Node, p string) { c.Server.Host = d.str(n, p) },
+				"port":            func(n *yaml.Node, p string) { c.Server.Port = d.integer(n, p) },
+				"body_timeout":    func(n *yaml.Node, p string) { c.Server.BodyTimeout = d.duration(n, p) },
+				"max_inflight_mb": func(n *yaml.Node, p string) { c.Server.MaxInflightMB = d.integer(n, p) },
+				"allowed_hosts": func(n *yaml.Node, p string) {
+					d.sequence(n, p, func(n *yaml.Node, p string) { c.Server.AllowedHosts = append(c.Server.AllowedHosts, d.str(n, p)) })
+				},
+				"allowed_origins": func(n *yaml.Node, p string) {
+					d.sequence(n, p, func(n *yaml.Node, p string) { c.Server.AllowedOrigins = append(c.Server.AllowedOrigins, d.str(n, p)) })
+				},
 			})
 		},
 		"runners": func(n *yaml.Node, p string) {
@@ -349,6 +373,7 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 	if c.Server.Host == "" {
 		add("server.host", "empty: want an address such as 127.0.0.1")
 	}
+	checkServerBounds(c.Server, add)
 	if len(c.Runners) == 0 {
 		add("runners", "no runners: add at least one")
 	}
@@ -453,6 +478,28 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 		return ps
 	}
 	return nil
+}
+
+// checkServerBounds reports server keys that would refuse everything or
+// could never match.
+func checkServerBounds(s Server, add func(path, format string, args ...any)) {
+	if s.BodyTimeout <= 0 {
+		add("server.body_timeout", "%s: want a duration above 0, such as 30s", s.BodyTimeout)
+	}
+	if s.MaxInflightMB < 1 {
+		add("server.max_inflight_mb", "%d: want at least 1 (MiB)", s.MaxInflightMB)
+	}
+	for i, h := range s.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ \t") {
+			add(fmt.Sprintf("server.allowed_hosts[%d]", i), "%q: want a host name or address, optionally with :port (bench.lan, bench.lan:3000, [fd00::1])", h)
+		}
+	}
+	for i, o := range s.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil {
+			add(fmt.Sprintf("server.allowed_origins[%d]", i), "%q: want an origin, scheme://host[:port] (https://app.example, http://localhost:8080)", o)
+		}
+	}
 }
 
 // checkName reports a missing, malformed or repeated name of a runner or api.
@@ -640,13 +687,19 @@ func (c *Config) Effective() ([]byte, error) {
 	}
 	var out struct {
 		Server struct {
-			Host string `yaml:"host"`
-			Port int    `yaml:"port"`
+			Host           string   `yaml:"host"`
+			Port           int      `yaml:"port"`
+			BodyTimeout    string   `yaml:"body_timeout"`
+			MaxInflightMB  int      `yaml:"max_inflight_mb"`
+			AllowedHosts   []string `yaml:"allowed_hosts,omitempty"`
+			AllowedOrigins []string `yaml:"allowed_origins,omitempty"`
 		} `yaml:"server"`
 		Runners []runnerOut `yaml:"runners"`
 		APIs    []apiOut    `yaml:"apis,omitempty"`
 	}
 	out.Server.Host, out.Server.Port = c.Server.Host, c.Server.Port
+	out.Server.BodyTimeout, out.Server.MaxInflightMB = c.Server.BodyTimeout.String(), c.Server.MaxInflightMB
+	out.Server.AllowedHosts, out.Server.AllowedOrigins = c.Server.AllowedHosts, c.Server.AllowedOrigins
 	for i, rc := range c.RunnerConfigs() {
 		ro := runnerOut{
 			Name: rc.Name, Runnable: rc.Runnable, Init: c.Runners[i].Init, Workers: rc.Workers,

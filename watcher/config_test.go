@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -96,6 +97,22 @@ runners:
 			`c.yaml:3:39: runners[1].workers: 257: want 1 to 256, or leave it out to size the pool from resources`,
 			`c.yaml:4:39: runners[2].workers: -1: want 1 to 256, or leave it out to size the pool from resources`,
 		}},
+		{"server bounds", `
+server:
+  body_timeout: 0s
+  max_inflight_mb: 0
+  allowed_hosts: [bench.lan, "http://bench.lan"]
+  allowed_origins: [https://app.example, app.example, "http://localhost:8080/page"]
+runners:
+  - name: sim
+    runnable: sim
+`, []string{
+			`c.yaml:2:17: server.body_timeout: 0s: want a duration above 0, such as 30s`,
+			`c.yaml:3:20: server.max_inflight_mb: 0: want at least 1 (MiB)`,
+			`c.yaml:4:30: server.allowed_hosts[1]: "http://bench.lan": want a host name or address, optionally with :port (bench.lan, bench.lan:3000, [fd00::1])`,
+			`c.yaml:5:42: server.allowed_origins[1]: "app.example": want an origin, scheme://host[:port] (https://app.example, http://localhost:8080)`,
+			`c.yaml:5:55: server.allowed_origins[2]: "http://localhost:8080/page": want an origin, scheme://host[:port] (https://app.example, http://localhost:8080)`,
+		}},
 		{"syntax error", "runners: [\n", []string{`c.yaml: line 1: did not find expected node content`}},
 		{"empty", "", []string{`c.yaml: config is empty: it needs at least runners:`}},
 	}
@@ -127,8 +144,8 @@ runners:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Server.Host != DefaultHost || cfg.Server.Port != 4000 {
-		t.Fatalf("server %+v: want default host, env port", cfg.Server)
+	if cfg.Server.Host != DefaultHost || cfg.Server.Port != 4000 || cfg.Server.BodyTimeout != 30*time.Second || cfg.Server.MaxInflightMB != 256 {
+		t.Fatalf("server %+v: want default host and bounds, env port", cfg.Server)
 	}
 	rc := cfg.RunnerConfigs()[0]
 	want := batcher.Config{Policy: batcher.Fixed, MaxBatchSize: 16, MaxLatency: 30 * time.Millisecond, BatchWait: 1500 * time.Microsecond, MaxQueueSize: batcher.DefaultMaxQueueSize}
@@ -139,7 +156,32 @@ runners:
 		t.Fatalf("timeout %v", rc.Timeout)
 	}
 	out, err := cfg.Effective()
-	if err != nil || !strings.Contains(string(out), "batch_wait_ms: 1.5") || !strings.Contains(string(out), "port: 4000") {
+	if err != nil || !strings.Contains(string(out), "batch_wait_ms: 1.5") || !strings.Contains(string(out), "port: 4000") ||
+		!strings.Contains(string(out), "body_timeout: 30s") || !strings.Contains(string(out), "max_inflight_mb: 256") {
+		t.Fatalf("effective config:\n%s\n%v", out, err)
+	}
+}
+
+func TestServerKeys(t *testing.T) {
+	cfg, err := ParseAndValidate("c.yaml", []byte(`
+server:
+  body_timeout: 2s
+  max_inflight_mb: 8
+  allowed_hosts: [bench.lan, "gpu-box:3000"]
+  allowed_origins: [https://app.example]
+runners:
+  - {name: sim, runnable: sim}
+`), registry(t), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Server{Host: DefaultHost, Port: DefaultPort, BodyTimeout: 2 * time.Second, MaxInflightMB: 8,
+		AllowedHosts: []string{"bench.lan", "gpu-box:3000"}, AllowedOrigins: []string{"https://app.example"}}
+	if fmt.Sprint(cfg.Server) != fmt.Sprint(want) {
+		t.Fatalf("server %+v, want %+v", cfg.Server, want)
+	}
+	out, err := cfg.Effective()
+	if err != nil || !strings.Contains(string(out), "allowed_hosts:\n    - bench.lan\n    - gpu-box:3000\n") || !strings.Contains(string(out), "body_timeout: 2s") {
 		t.Fatalf("effective config:\n%s\n%v", out, err)
 	}
 }
