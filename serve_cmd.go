@@ -110,20 +110,36 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger) (*stac
 	if err := st.reloader.Reload(ctx); err != nil {
 		return fail(fmt.Errorf("load config:\n%w", err))
 	}
-	st.srv, err = server.New(eng, server.Options{
-		MaxBodyBytes: int64(f.maxBodyMB) << 20, DrainTimeout: f.drainTimeout,
-		AccessLog: f.accessLog, Logger: logger, Version: version,
-	})
-	if err != nil {
-		return fail(err)
-	}
+	// The server section is read once, here: changing it takes a restart.
 	cfg := st.reloader.Current()
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	st.ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w (another benchtop? try --port 0)", addr, err))
 	}
+	st.srv, err = server.New(eng, server.Options{
+		MaxBodyBytes: int64(f.maxBodyMB) << 20, DrainTimeout: f.drainTimeout,
+		AccessLog: f.accessLog, Logger: logger, Version: version,
+		BodyTimeout: cfg.Server.BodyTimeout, MaxInflightBytes: int64(cfg.Server.MaxInflightMB) << 20,
+		// What was bound, not what was asked: a name that resolves to
+		// 127.0.0.1 is loopback too.
+		BindHost:     boundHost(st.ln),
+		AllowedHosts: cfg.Server.AllowedHosts, AllowedOrigins: cfg.Server.AllowedOrigins,
+	})
+	if err != nil {
+		st.ln.Close()
+		return fail(err)
+	}
 	return st, nil
+}
+
+// boundHost is the IP a listener is bound to.
+func boundHost(ln net.Listener) string {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	return host
 }
 
 // URL is where the stack serves.
