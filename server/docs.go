@@ -134,7 +134,7 @@ func (s *Server) openAPI(base string) obj {
 			"tags":        []string{"apis"},
 			"requestBody": obj{"required": true, "content": obj{inCT: media}},
 			"responses": withOK(obj{"description": "the method's output", "content": obj{outCT: obj{"schema": outSchema}}},
-				errorResponses(400, 404, 413, 415, 500, 503, 504)),
+				errorResponses(400, 403, 404, 408, 413, 415, 500, 503, 504)),
 		}}
 	}
 	jsonOK := func(desc string) obj {
@@ -172,7 +172,7 @@ func (s *Server) openAPI(base string) obj {
 				"outputs": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"name": obj{"type": "string"}}}},
 			},
 		}}}},
-		"responses": withOK(jsonOK("model_name, id, outputs"), errorResponses(400, 404, 413, 415, 500, 503, 504)),
+		"responses": withOK(jsonOK("model_name, id, outputs"), errorResponses(400, 403, 404, 408, 413, 415, 500, 503, 504)),
 	}}
 	paths["/livez"] = obj{"get": obj{"operationId": "livez", "summary": "Liveness", "tags": []string{"health"}, "responses": obj{"200": jsonOK("live")}}}
 	paths["/readyz"] = obj{"get": obj{"operationId": "readyz", "summary": "Readiness, with each runner's state", "tags": []string{"health"},
