@@ -34,6 +34,7 @@ unit: onnxruntime
 e2e: onnxruntime
 	$(GO) build -race -o bin/benchtop-race .
 	scripts/e2e-serve.sh bin/benchtop-race
+	scripts/e2e-overload.sh bin/benchtop-race
 	scripts/e2e-tui.sh bin/benchtop-race
 
 # Everything that must pass.
