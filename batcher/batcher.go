@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ type Batcher[T any] struct {
 
 	mu       sync.Mutex
 	queues   []*Queue[T]
+	running  []*Batch[T] // executing, for the admission forecast
 	slots    int
 	busy     int
 	closed   bool
@@ -56,14 +58,34 @@ func New[T any](opts Options[T]) *Batcher[T] {
 	return &Batcher[T]{clock: opts.Clock, dispatch: opts.Dispatch, reject: opts.Reject, slots: opts.Slots}
 }
 
+// Request is what the batcher needs to know of a request besides its
+// payload.
+type Request struct {
+	// Rows is the size of the request along the batch dim, at least 1.
+	Rows int
+	// Bytes is the size of its data. Where rows vary in size (texts,
+	// variable-length tensors) the cost of a batch follows bytes as much
+	// as rows; 0 if unknown.
+	Bytes int64
+	// Key groups requests that may share a batch: only requests with equal
+	// keys are batched together (for tensors, the same dtype and the same
+	// non-batch dims). The empty key is a group like any other.
+	Key string
+}
+
 // Item is one caller's request while the batcher holds it.
 type Item[T any] struct {
 	Payload  T
 	rows     int
+	bytes    int64
 	taken    int // rows already dispatched: > 0 only for a request being split
 	enqueued time.Time
 	deadline time.Time // zero: no bound
+	group    *group[T]
 	state    itemState
+	// probe: admitted to an idle method although the forecast said no, so
+	// that the forecast learns from it; it goes at once and never expires.
+	probe bool
 }
 
 type itemState uint8
@@ -93,9 +115,12 @@ type Batch[T any] struct {
 	Queue  *Queue[T]
 	Parts  []Part[T]
 	Rows   int
+	Bytes  int64
 	Formed time.Time
-	b      *Batcher[T]
-	done   atomic.Bool
+	// Forecast is when the batch is expected to finish.
+	Forecast time.Time
+	b        *Batcher[T]
+	done     atomic.Bool
 }
 
 // Done releases the batch's slot. A successful batch teaches the cost model
@@ -109,26 +134,36 @@ func (bt *Batch[T]) Done(exec time.Duration, ok bool) {
 	b.mu.Lock()
 	b.busy--
 	bt.Queue.inflight--
-	if ok {
-		bt.Queue.cost.observe(bt.Rows, exec)
+	if i := slices.Index(b.running, bt); i >= 0 {
+		last := len(b.running) - 1
+		b.running[i] = b.running[last]
+		b.running[last] = nil
+		b.running = b.running[:last]
 	}
 	now := b.clock.Now()
+	if ok {
+		bt.Queue.cost.observe(now, bt.Rows, bt.Bytes, exec)
+	}
 	bt.Queue.returnStart(now, bt.Rows)
 	out, rejected := b.scheduleAtLocked(now)
 	b.mu.Unlock()
 	b.emit(out, rejected)
 }
 
-// Queue is the FIFO of one method.
+// Queue is the FIFO of one method. Requests wait in groups by key (see
+// Request.Key): a batch takes rows of one group only, and the group whose
+// oldest request is oldest goes first, so arrival order holds across
+// shapes.
 type Queue[T any] struct {
 	b        *Batcher[T]
 	name     string
 	cfg      Config
-	items    []*Item[T]
-	head     int
-	count    int // queued items with rows left to dispatch
-	rows     int // rows left to dispatch
-	inflight int // batches executing
+	groups   []*group[T] // those with requests waiting
+	count    int         // queued items with rows left to dispatch
+	rows     int         // rows left to dispatch
+	bytes    int64       // bytes left to dispatch
+	vBatches int         // batches the waiting rows will make (see group)
+	inflight int         // batches executing
 	// The return burst after a batch finishes (see decideAdaptiveLocked):
 	// chainEnd is its last moment (the finish, then each arrival within
 	// burstGap of the one before), chainRows the rows it brought, chainBase
@@ -144,6 +179,28 @@ type Queue[T any] struct {
 	expectRows  int
 	cost        costModel
 	rate        rateEstimator
+	avgRows     float64 // rows per request, recent
+}
+
+// group is the FIFO of one key within a queue.
+//
+// It also keeps the batches its waiting rows will be cut into, the way
+// formLocked will cut them (greedy, FIFO, a request that does not fit
+// starts the next batch, one larger than a batch is split): vBatches of
+// them, the last holding tailRows rows and tailBytes bytes. That is what
+// the admission forecast prices, so requests of mixed sizes, which leave
+// batches part empty, are priced as they will really run.
+type group[T any] struct {
+	key       string
+	items     []*Item[T]
+	head      int
+	count     int
+	rows      int
+	bytes     int64
+	vBatches  int
+	tailRows  int
+	tailBytes int64
+	stale     bool // a request left from the middle: recount the batches
 }
 
 // AddQueue adds the queue of one method.
@@ -177,16 +234,26 @@ func (q *Queue[T]) SetConfig(cfg Config) error {
 	b := q.b
 	b.mu.Lock()
 	q.cfg = cfg
+	for _, g := range q.groups {
+		g.stale = true // the batch size may have changed
+	}
 	out, rejected := b.scheduleLocked()
 	b.mu.Unlock()
 	b.emit(out, rejected)
 	return nil
 }
 
-// Submit queues a request of rows rows. It fails at once with an
-// OverloadError when the queue is full or the request cannot be served
-// within MaxLatency, and with ErrClosed after Close.
-func (q *Queue[T]) Submit(payload T, rows int) (*Item[T], error) {
+// Submit queues a request. It fails at once with an OverloadError when the
+// queue is full or the request is forecast to miss MaxLatency, and with
+// ErrClosed after Close.
+//
+// A request that fits in one batch and finds its method idle (nothing
+// queued, a worker free) is never refused by the forecast: it runs, and
+// the forecast learns from it. Without that rule a forecast spoiled by one
+// slow request would refuse everything after it, and nothing refused can
+// correct it.
+func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
+	rows := req.Rows
 	if rows < 1 {
 		return nil, fmt.Errorf("submit to %q: request has %d rows, want at least 1", q.name, rows)
 	}
@@ -200,28 +267,46 @@ func (q *Queue[T]) Submit(payload T, rows int) (*Item[T], error) {
 	cfg := q.cfg
 	if cfg.MaxQueueSize > 0 && q.count >= cfg.MaxQueueSize {
 		err := &OverloadError{
+			Cause:      CauseQueueFull,
 			Reason:     fmt.Sprintf("queue of %q is full (%d requests waiting, max_queue_size %d)", q.name, q.count, cfg.MaxQueueSize),
-			RetryAfter: q.retryAfterLocked(),
+			RetryAfter: q.retryAfterLocked(b.backlogLocked(now) / time.Duration(max(1, b.slots))),
+			Bound:      cfg.MaxLatency,
 		}
 		b.mu.Unlock()
 		return nil, err
 	}
-	it := &Item[T]{Payload: payload, rows: rows, enqueued: now}
-	if cfg.MaxLatency > 0 {
-		it.deadline = now.Add(cfg.MaxLatency)
-		if wait := q.predictedWaitLocked(); q.cost.trained() && wait+q.cost.estimate(min(rows, cfg.MaxBatchSize)) > cfg.MaxLatency {
-			err := &OverloadError{
-				Reason: fmt.Sprintf("%q cannot serve it within max_latency %v (about %v of work queued ahead)",
-					q.name, cfg.MaxLatency, wait.Round(time.Millisecond/10)),
-				RetryAfter: q.retryAfterLocked(),
-			}
-			b.mu.Unlock()
-			return nil, err
-		}
+	if q.avgRows == 0 {
+		q.avgRows = float64(rows)
 	}
-	q.items = append(q.items, it)
-	q.count++
-	q.rows += rows
+	q.avgRows += 0.1 * (float64(rows) - q.avgRows)
+	g := q.groupLocked(req.Key)
+	it := &Item[T]{Payload: payload, rows: rows, bytes: max(0, req.Bytes), enqueued: now, group: g}
+	if cfg.MaxLatency > 0 && q.cost.trained() {
+		it.deadline = now.Add(cfg.MaxLatency)
+		// Admit only what the forecast gives some slack, since a batch
+		// rarely ends exactly on its forecast: what is let in should
+		// finish in time, not be refused after waiting.
+		if forecast := q.forecastLocked(now, g, rows, it.bytes); forecast > cfg.MaxLatency-cfg.MaxLatency/admitSlack {
+			if q.count == 0 && b.busy < b.slots && rows <= cfg.MaxBatchSize {
+				it.probe = true
+			} else {
+				err := &OverloadError{
+					Cause: CausePredicted,
+					Reason: fmt.Sprintf("%q cannot serve it within max_latency %v (forecast %v: %d requests queued, %d of %d workers busy)",
+						q.name, cfg.MaxLatency, forecast.Round(time.Millisecond/10), q.count, b.busy, b.slots),
+					RetryAfter: q.retryAfterLocked(forecast - cfg.MaxLatency),
+					Forecast:   forecast,
+					Bound:      cfg.MaxLatency,
+				}
+				q.dropIfEmptyLocked(g)
+				b.mu.Unlock()
+				return nil, err
+			}
+		}
+	} else if cfg.MaxLatency > 0 {
+		it.deadline = now.Add(cfg.MaxLatency)
+	}
+	q.appendLocked(g, it)
 	q.rate.add(now, rows)
 	if q.chainOpen {
 		if now.Sub(q.chainEnd) <= burstGap(q.cost.a) {
@@ -237,29 +322,159 @@ func (q *Queue[T]) Submit(payload T, rows int) (*Item[T], error) {
 	return it, nil
 }
 
-// predictedWaitLocked is a lower bound on how long a new request waits before
-// its batch starts: the full batches ahead of it, spread over all slots.
-// Being a lower bound, a refusal based on it is never premature.
-func (q *Queue[T]) predictedWaitLocked() time.Duration {
-	if q.count == 0 && q.b.busy < q.b.slots {
-		return 0
+// admitSlack: the forecast of an admitted request must leave 1/admitSlack
+// of max_latency free.
+const admitSlack = 20
+
+// groupLocked finds or makes the group of key.
+func (q *Queue[T]) groupLocked(key string) *group[T] {
+	for _, g := range q.groups {
+		if g.key == key {
+			return g
+		}
 	}
-	// Batches ahead, and the rows in each: with policy none every request
-	// is a batch of its own.
-	batches, rowsPer := q.rows/q.cfg.MaxBatchSize, q.cfg.MaxBatchSize
-	if q.cfg.Policy == None && q.count > 0 {
-		batches, rowsPer = q.count, max(1, q.rows/q.count)
-	}
-	slots := max(1, q.b.slots)
-	return time.Duration(float64(batches) * float64(q.cost.estimate(rowsPer)) / float64(slots))
+	g := &group[T]{key: key}
+	q.groups = append(q.groups, g)
+	return g
 }
 
-func (q *Queue[T]) retryAfterLocked() time.Duration {
-	d := q.cost.estimate(q.cfg.MaxBatchSize)
-	if d < time.Second {
-		return time.Second
+// dropIfEmptyLocked forgets a group with nothing waiting, so that the
+// groups a queue walks are only those in use.
+func (q *Queue[T]) dropIfEmptyLocked(g *group[T]) {
+	if g.count > 0 {
+		return
+	}
+	if i := slices.Index(q.groups, g); i >= 0 {
+		q.groups = slices.Delete(q.groups, i, i+1)
+	}
+}
+
+func (q *Queue[T]) appendLocked(g *group[T], it *Item[T]) {
+	g.items = append(g.items, it)
+	g.count++
+	g.rows += it.rows
+	g.bytes += it.bytes
+	q.count++
+	q.rows += it.rows
+	q.bytes += it.bytes
+	if g.stale {
+		q.recountLocked(g)
+		return
+	}
+	before := g.vBatches
+	g.pack(q.cfg, it.rows, it.bytes)
+	q.vBatches += g.vBatches - before
+}
+
+// pack adds a request of rows and bytes to the group's planned batches by
+// formLocked's rule.
+func (g *group[T]) pack(cfg Config, rows int, bytes int64) {
+	m := cfg.MaxBatchSize
+	room := 0
+	if g.vBatches > 0 && cfg.Policy != None {
+		room = m - g.tailRows
+	}
+	switch {
+	case rows <= room:
+		g.tailRows += rows
+		g.tailBytes += bytes
+	case rows <= m:
+		g.vBatches++
+		g.tailRows, g.tailBytes = rows, bytes
+	default:
+		rest := rows
+		if room > 0 {
+			rest -= room // it fills the last batch first, then runs on
+		}
+		g.vBatches += (rest + m - 1) / m
+		g.tailRows = rest - (rest-1)/m*m
+		g.tailBytes = int64(float64(bytes) * float64(g.tailRows) / float64(rows))
+	}
+}
+
+// recountLocked plans the group's batches again from its head.
+func (q *Queue[T]) recountLocked(g *group[T]) {
+	q.vBatches -= g.vBatches
+	g.vBatches, g.tailRows, g.tailBytes, g.stale = 0, 0, 0, false
+	for _, it := range g.items[g.head:] {
+		if it.state != itemQueued {
+			continue
+		}
+		left := it.rows - it.taken
+		g.pack(q.cfg, left, int64(float64(it.bytes)*float64(left)/float64(it.rows)))
+	}
+	q.vBatches += g.vBatches
+}
+
+// forecastLocked is how long a new request of rows and bytes in group g
+// would take from now to its answer: the work of the batches running and
+// queued ahead of it (every queue of the batcher: what waits in them is
+// older), spread over the slots, then its own batch — the one it would
+// join, or its last chunk if it is split.
+func (q *Queue[T]) forecastLocked(now time.Time, g *group[T], rows int, bytes int64) time.Duration {
+	b := q.b
+	for _, o := range b.queues {
+		for _, og := range o.groups {
+			if og.stale {
+				o.recountLocked(og)
+			}
+		}
+	}
+	ahead := b.backlogLocked(now)
+	m := q.cfg.MaxBatchSize
+	room := 0
+	if g.vBatches > 0 && q.cfg.Policy != None {
+		room = m - g.tailRows
+	}
+	var own time.Duration
+	var lastRows int
+	var lastBytes int64
+	if rows <= room {
+		// It joins the last planned batch, already counted ahead.
+		ahead -= q.cost.estimate(g.tailRows, g.tailBytes)
+		lastRows, lastBytes = g.tailRows+rows, g.tailBytes+bytes
+	} else {
+		plan := group[T]{vBatches: g.vBatches, tailRows: g.tailRows}
+		plan.pack(q.cfg, rows, bytes)
+		lastRows = plan.tailRows
+		lastBytes = int64(float64(bytes) * float64(lastRows) / float64(rows))
+		own = q.cost.work(plan.vBatches-g.vBatches, rows, bytes) - q.cost.estimate(lastRows, lastBytes)
+	}
+	start := (ahead + own) / time.Duration(max(1, b.slots))
+	// Requests that arrive before its batch starts join it and make it
+	// longer: as many as the arrival rate brings in that time, in
+	// requests of the usual size, while they fit.
+	if q.cfg.Policy != None && start > 0 && lastRows < m && q.avgRows >= 1 {
+		arriving := math.Min(q.rate.rate(now)*start.Seconds(), float64(m-lastRows))
+		joining := math.Floor(arriving/q.avgRows) * q.avgRows
+		lastBytes += int64(joining * float64(lastBytes) / float64(lastRows))
+		lastRows += int(joining)
+	}
+	return start + q.cost.estimate(lastRows, lastBytes)
+}
+
+// backlogLocked is the work the slots have before them: what is left of
+// the running batches and every queued batch.
+func (b *Batcher[T]) backlogLocked(now time.Time) time.Duration {
+	var d time.Duration
+	for _, bt := range b.running {
+		if left := bt.Forecast.Sub(now); left > 0 {
+			d += left
+		}
+	}
+	for _, o := range b.queues {
+		if o.count > 0 {
+			d += o.cost.work(o.vBatches, o.rows, o.bytes)
+		}
 	}
 	return d
+}
+
+// retryAfterLocked is the wait to suggest to a refused caller: how long
+// the excess work takes to clear, and never less than one full batch, so
+// that refused callers do not come straight back into the same backlog.
+func (q *Queue[T]) retryAfterLocked(excess time.Duration) time.Duration {
+	return max(excess, q.cost.estimate(q.cfg.MaxBatchSize, 0), time.Millisecond)
 }
 
 // Cancel withdraws a request whose caller gave up. It reports whether the
@@ -274,11 +489,35 @@ func (q *Queue[T]) Cancel(it *Item[T]) bool {
 		return false
 	}
 	untouched := it.taken == 0
-	q.count--
-	q.rows -= it.rows - it.taken
+	q.forgetLocked(it)
 	it.state = itemCancelled // left in the slice; peekLocked skips it
+	it.group.stale = true
+	q.dropIfEmptyLocked(it.group)
 	b.checkDrainedLocked()
 	return untouched
+}
+
+// forgetLocked takes a queued item's remaining rows out of the counts.
+func (q *Queue[T]) forgetLocked(it *Item[T]) {
+	g := it.group
+	left := it.rows - it.taken
+	leftBytes := it.bytes
+	if it.taken > 0 {
+		leftBytes = int64(float64(it.bytes) * float64(left) / float64(it.rows))
+	}
+	g.count--
+	g.rows -= left
+	g.bytes -= leftBytes
+	q.count--
+	q.rows -= left
+	q.bytes -= leftBytes
+	if q.count == 0 {
+		q.bytes = 0 // shares of split requests are rounded: no drift
+	}
+	if g.count == 0 {
+		q.vBatches -= g.vBatches
+		g.vBatches, g.tailRows, g.tailBytes, g.stale, g.bytes = 0, 0, 0, false, 0
+	}
 }
 
 // Depth is how many requests are waiting (cheaper than Stats).
@@ -292,10 +531,12 @@ func (q *Queue[T]) Depth() int {
 type Stats struct {
 	Depth       int     // requests waiting
 	Rows        int     // rows waiting
+	Groups      int     // distinct shapes waiting
 	InFlight    int     // batches executing
 	ArrivalRate float64 // rows per second, recent
 	CostFixed   time.Duration
 	CostPerRow  time.Duration
+	CostPerMiB  time.Duration
 	Trained     bool
 }
 
@@ -307,10 +548,12 @@ func (q *Queue[T]) Stats() Stats {
 	return Stats{
 		Depth:       q.count,
 		Rows:        q.rows,
+		Groups:      len(q.groups),
 		InFlight:    q.inflight,
 		ArrivalRate: q.rate.rate(b.clock.Now()),
-		CostFixed:   time.Duration(q.cost.a * float64(time.Second)),
-		CostPerRow:  time.Duration(q.cost.b * float64(time.Second)),
+		CostFixed:   seconds(q.cost.a),
+		CostPerRow:  seconds(q.cost.b),
+		CostPerMiB:  seconds(q.cost.c),
 		Trained:     q.cost.trained(),
 	}
 }
@@ -360,15 +603,17 @@ func (b *Batcher[T]) Drain(ctx context.Context) error {
 	var rejected []T
 	b.mu.Lock()
 	for _, q := range b.queues {
-		for it := q.peekLocked(); it != nil; it = q.peekLocked() {
-			if it.taken > 0 {
-				// Part of it already runs; its owner sees that batch's
-				// outcome, so withdraw only the rest.
-				q.removeHeadLocked(it, itemCancelled)
-				continue
+		for _, g := range slices.Clone(q.groups) {
+			for it := g.peekLocked(); it != nil; it = g.peekLocked() {
+				if it.taken > 0 {
+					// Part of it already runs; its owner sees that batch's
+					// outcome, so withdraw only the rest.
+					q.removeHeadLocked(it, itemCancelled)
+					continue
+				}
+				q.removeHeadLocked(it, itemRejected)
+				rejected = append(rejected, it.Payload)
 			}
-			q.removeHeadLocked(it, itemRejected)
-			rejected = append(rejected, it.Payload)
 		}
 	}
 	b.stopTimerLocked()
@@ -423,37 +668,61 @@ func (b *Batcher[T]) scheduleAtLocked(now time.Time) (out []*Batch[T], rejected 
 	var wake time.Time
 	for {
 		var pick *Queue[T]
+		var pickGroup *group[T]
+		var pickHead *Item[T]
+		free := b.freeAtLocked(now)
 		for _, q := range b.queues {
-			rejected = q.rejectExpiredLocked(now, rejected)
-			head := q.peekLocked()
+			if q.count == 0 {
+				continue
+			}
+			rejected = q.rejectExpiredLocked(now, free, rejected)
+			g, head := q.headLocked()
 			if head == nil {
 				continue
 			}
 			if b.busy >= b.slots {
 				// No slot: only a deadline can change anything before a
 				// batch finishes.
-				wake = earliest(wake, q.rejectAtLocked(head))
+				wake = earliest(wake, q.rejectAtLocked(g, head))
 				continue
 			}
-			go_, at := q.decideLocked(now, head)
+			go_, at := q.decideLocked(now, g, head)
 			if !go_ {
 				wake = earliest(wake, at)
 				continue
 			}
-			if pick == nil || head.enqueued.Before(pick.peekLocked().enqueued) {
-				pick = q
+			if pick == nil || head.enqueued.Before(pickHead.enqueued) {
+				pick, pickGroup, pickHead = q, g, head
 			}
 		}
 		if pick == nil {
 			break
 		}
-		out = append(out, pick.formLocked(now))
+		bt := pick.formLocked(now, pickGroup)
+		out = append(out, bt)
+		b.running = append(b.running, bt)
 		b.busy++
 		wake = time.Time{} // recomputed on the next pass with one slot fewer
 	}
 	b.armTimerLocked(wake)
 	b.checkDrainedLocked()
 	return out, rejected
+}
+
+// freeAtLocked is when the next slot is forecast to be free: now if one
+// is, else the earliest forecast end of a running batch.
+func (b *Batcher[T]) freeAtLocked(now time.Time) time.Time {
+	if b.busy < b.slots {
+		return now
+	}
+	var at time.Time
+	for _, bt := range b.running {
+		at = earliest(at, bt.Forecast)
+	}
+	if at.Before(now) {
+		return now
+	}
+	return at
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -463,38 +732,74 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
-// rejectAtLocked is when the head stops being servable in time.
-func (q *Queue[T]) rejectAtLocked(head *Item[T]) time.Time {
-	if head.deadline.IsZero() || head.taken > 0 {
-		return time.Time{}
+// headLocked is the oldest waiting request of the queue and its group.
+func (q *Queue[T]) headLocked() (*group[T], *Item[T]) {
+	var pg *group[T]
+	var ph *Item[T]
+	for _, g := range q.groups {
+		if h := g.peekLocked(); h != nil && (ph == nil || h.enqueued.Before(ph.enqueued)) {
+			pg, ph = g, h
+		}
 	}
-	return head.deadline.Add(-q.cost.estimate(1))
+	return pg, ph
 }
 
-func (q *Queue[T]) rejectExpiredLocked(now time.Time, rejected []rejection[T]) []rejection[T] {
-	for {
-		head := q.peekLocked()
+// batchOfLocked is the rows and bytes of the batch the head of g would
+// go in if it were formed now.
+func (g *group[T]) batchOfLocked(max int) (int, int64) {
+	if g.rows <= max {
+		return g.rows, g.bytes
+	}
+	return max, int64(float64(g.bytes) * float64(max) / float64(g.rows))
+}
+
+// rejectAtLocked is when the head stops being servable in time: when its
+// batch, started then, would end past the deadline.
+func (q *Queue[T]) rejectAtLocked(g *group[T], head *Item[T]) time.Time {
+	if head.deadline.IsZero() || head.taken > 0 || head.probe {
+		return time.Time{}
+	}
+	return head.deadline.Add(-q.cost.estimate(g.batchOfLocked(q.cfg.MaxBatchSize)))
+}
+
+// rejectExpiredLocked refuses the heads that can no longer make their
+// deadline even if a batch took them the moment a slot is free.
+func (q *Queue[T]) rejectExpiredLocked(now, free time.Time, rejected []rejection[T]) []rejection[T] {
+	for i := 0; i < len(q.groups); {
+		g := q.groups[i]
+		head := g.peekLocked()
 		if head == nil {
-			return rejected
+			i++
+			continue
 		}
-		at := q.rejectAtLocked(head)
-		if at.IsZero() || now.Before(at) {
-			return rejected
+		at := q.rejectAtLocked(g, head)
+		if at.IsZero() || free.Before(at) {
+			i++
+			continue
 		}
+		waited := now.Sub(head.enqueued)
+		late := free.Sub(at)
 		q.removeHeadLocked(head, itemRejected)
 		rejected = append(rejected, rejection[T]{head.Payload, &OverloadError{
-			Reason: fmt.Sprintf("%q could not start it within max_latency %v (waited %v)",
-				q.name, q.cfg.MaxLatency, now.Sub(head.enqueued).Round(time.Millisecond/10)),
-			RetryAfter: q.retryAfterLocked(),
+			Cause: CauseExpired,
+			Reason: fmt.Sprintf("%q could not start it in time for max_latency %v (waited %v in the queue)",
+				q.name, q.cfg.MaxLatency, waited.Round(time.Millisecond/10)),
+			RetryAfter: q.retryAfterLocked(late),
+			Forecast:   free.Sub(head.enqueued) + q.cost.estimate(g.batchOfLocked(q.cfg.MaxBatchSize)),
+			Bound:      q.cfg.MaxLatency,
 		}})
+		if g.count == 0 {
+			continue // removeHeadLocked dropped it: the same index is the next group
+		}
 	}
+	return rejected
 }
 
 // decideLocked applies the queue's policy with a free slot at hand: dispatch
 // now, or wait until the returned time (or the next event).
-func (q *Queue[T]) decideLocked(now time.Time, head *Item[T]) (bool, time.Time) {
+func (q *Queue[T]) decideLocked(now time.Time, g *group[T], head *Item[T]) (bool, time.Time) {
 	cfg := q.cfg
-	if q.rows >= cfg.MaxBatchSize || cfg.Policy == None {
+	if g.rows >= cfg.MaxBatchSize || cfg.Policy == None || head.probe {
 		return true, time.Time{}
 	}
 	switch cfg.Policy {
@@ -503,11 +808,11 @@ func (q *Queue[T]) decideLocked(now time.Time, head *Item[T]) (bool, time.Time) 
 		if !head.deadline.IsZero() {
 			// A batch_wait longer than the latency bound must not turn
 			// every lone request into a rejection.
-			at = earliest(at, head.deadline.Add(-q.cost.estimate(q.rows)))
+			at = earliest(at, head.deadline.Add(-q.cost.estimate(g.rows, g.bytes)))
 		}
 		return !now.Before(at), at
 	default:
-		return q.decideAdaptiveLocked(now, head)
+		return q.decideAdaptiveLocked(now, g, head)
 	}
 }
 
@@ -533,16 +838,17 @@ func (q *Queue[T]) decideLocked(now time.Time, head *Item[T]) (bool, time.Time) 
 // small gap apart. Open-loop traffic never teaches that ratio, and never
 // pays the wait: which matters, because a timer that short really fires
 // about a millisecond late when the process is otherwise idle.
-func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, time.Time) {
+func (q *Queue[T]) decideAdaptiveLocked(now time.Time, g *group[T], head *Item[T]) (bool, time.Time) {
 	m := &q.cost
 	if !m.trained() || m.a <= 0 {
 		return true, time.Time{}
 	}
-	n := q.rows
+	n := g.rows
 	max := q.cfg.MaxBatchSize
 	var bound time.Time // never wait past this: the deadline allows no more
 	if !head.deadline.IsZero() {
-		bound = head.deadline.Add(-m.estimate(max))
+		perRow := float64(g.bytes) / float64(g.rows)
+		bound = head.deadline.Add(-m.estimate(max, int64(perRow*float64(max))))
 	}
 	gap := burstGap(m.a)
 	if q.returnRatio >= 0.5 && q.chainOpen && n < min(q.expectRows, max) && now.Sub(q.chainEnd) < gap {
@@ -551,7 +857,7 @@ func (q *Queue[T]) decideAdaptiveLocked(now time.Time, head *Item[T]) (bool, tim
 			return false, at
 		}
 	}
-	wake := earliest(head.enqueued.Add(time.Duration(m.a*float64(time.Second))), bound)
+	wake := earliest(head.enqueued.Add(seconds(m.a)), bound)
 	if !now.Before(wake) {
 		return true, time.Time{}
 	}
@@ -584,20 +890,20 @@ func (q *Queue[T]) returnStart(now time.Time, rows int) {
 // arrivals are rarely that close, so a short gap tells the two apart and
 // costs open-loop traffic next to nothing.
 func burstGap(a float64) time.Duration {
-	g := time.Duration(a / 16 * float64(time.Second))
+	g := seconds(a / 16)
 	return min(max(g, 10*time.Microsecond), 50*time.Microsecond)
 }
 
-// formLocked takes up to MaxBatchSize rows from the head, FIFO. A request
-// that alone exceeds the limit is cut; a request that merely does not fit
-// waits for the next batch whole, so that its caller waits for one batch,
-// not two.
-func (q *Queue[T]) formLocked(now time.Time) *Batch[T] {
+// formLocked takes up to MaxBatchSize rows from the head of group g, FIFO.
+// A request that alone exceeds the limit is cut; a request that merely
+// does not fit waits for the next batch whole, so that its caller waits
+// for one batch, not two.
+func (q *Queue[T]) formLocked(now time.Time, g *group[T]) *Batch[T] {
 	max := q.cfg.MaxBatchSize
 	q.expectRows = 0 // whatever burst there was rides in this batch
 	bt := &Batch[T]{Queue: q, Formed: now, b: q.b}
 	for {
-		it := q.peekLocked()
+		it := g.peekLocked()
 		if it == nil {
 			break
 		}
@@ -605,54 +911,77 @@ func (q *Queue[T]) formLocked(now time.Time) *Batch[T] {
 		room := max - bt.Rows
 		if left > room {
 			if left > max && room > 0 {
+				share := int64(float64(it.bytes) * float64(room) / float64(it.rows))
 				bt.Parts = append(bt.Parts, Part[T]{Item: it, Offset: it.taken, Rows: room})
 				it.taken += room
+				g.rows -= room
+				g.bytes -= share
 				q.rows -= room
+				q.bytes -= share
 				bt.Rows += room
+				bt.Bytes += share
 			}
 			break
 		}
+		share := it.bytes
+		if it.taken > 0 {
+			share = int64(float64(it.bytes) * float64(left) / float64(it.rows))
+		}
 		bt.Parts = append(bt.Parts, Part[T]{Item: it, Offset: it.taken, Rows: left})
+		bt.Rows += left
+		bt.Bytes += share
 		q.removeHeadLocked(it, itemDispatched)
 		it.taken = it.rows
-		bt.Rows += left
 		if q.cfg.Policy == None {
 			break
 		}
 	}
+	// The batch is the first one planned; the rest keep their plan.
+	if g.count > 0 && !g.stale {
+		g.vBatches--
+		q.vBatches--
+		if g.vBatches < 1 {
+			g.stale = true
+		}
+	}
 	q.inflight++
+	bt.Forecast = now.Add(q.cost.estimate(bt.Rows, bt.Bytes))
 	return bt
 }
 
 // peekLocked returns the oldest item with rows left, discarding cancelled ones.
-func (q *Queue[T]) peekLocked() *Item[T] {
-	for q.head < len(q.items) {
-		it := q.items[q.head]
+func (g *group[T]) peekLocked() *Item[T] {
+	for g.head < len(g.items) {
+		it := g.items[g.head]
 		if it.state == itemQueued {
 			return it
 		}
-		q.items[q.head] = nil
-		q.head++
+		g.items[g.head] = nil
+		g.head++
 	}
-	q.items, q.head = q.items[:0], 0
+	g.items, g.head = g.items[:0], 0
 	return nil
 }
 
-// removeHeadLocked takes the head item (it must be the head) out of the
-// queue and its counts, leaving it in state.
+// removeHeadLocked takes the head item of its group (it must be the head)
+// out of the queue and its counts, leaving it in state.
 func (q *Queue[T]) removeHeadLocked(it *Item[T], state itemState) {
+	g := it.group
 	if it.state == itemQueued {
-		q.count--
-		q.rows -= it.rows - it.taken
+		q.forgetLocked(it)
+		if state != itemDispatched {
+			g.stale = true
+		}
 	}
 	it.state = state
-	q.items[q.head] = nil
-	q.head++
-	if q.head > 64 && q.head*2 > len(q.items) {
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
+	g.items[g.head] = nil
+	g.head++
+	if g.head > 64 && g.head*2 > len(g.items) {
+		n := copy(g.items, g.items[g.head:])
+		clear(g.items[n:])
+		g.items, g.head = g.items[:n], 0
 	}
+	q.dropIfEmptyLocked(g)
 }
 
 func (b *Batcher[T]) armTimerLocked(at time.Time) {

@@ -53,7 +53,7 @@ func (h *harness) queue(cfg Config) *Queue[int] {
 
 func (h *harness) submit(q *Queue[int], id, rows int) *Item[int] {
 	h.t.Helper()
-	it, err := q.Submit(id, rows)
+	it, err := q.Submit(id, Request{Rows: rows})
 	if err != nil {
 		h.t.Fatalf("submit %d: %v", id, err)
 	}
@@ -93,7 +93,7 @@ func cfg(p Policy, max int) Config {
 func train(h *harness, q *Queue[int], a, b time.Duration) {
 	h.b.mu.Lock()
 	for _, n := range []int{1, 8, 2, 16, 4, 32, 3, 12} {
-		q.cost.observe(n, a+time.Duration(n)*b)
+		q.cost.observe(h.clock.Now(), n, 0, a+time.Duration(n)*b)
 	}
 	h.b.mu.Unlock()
 }
@@ -292,14 +292,14 @@ func TestDeadlineRejection(t *testing.T) {
 	t.Run("submit refuses what the queue ahead makes impossible", func(t *testing.T) {
 		h := newHarness(t, 1)
 		c := cfg(Adaptive, 64)
-		c.MaxLatency = 26 * time.Millisecond
+		c.MaxLatency = 27 * time.Millisecond
 		q := h.queue(c)
 		train(h, q, 2*time.Millisecond, 100*time.Microsecond)
 		h.b.SetSlots(0)
 		for id := range 3 { // three full batches ahead: 25.2 ms of work, then 2.1 ms of its own
 			h.submit(q, id, 64)
 		}
-		_, err := q.Submit(99, 1)
+		_, err := q.Submit(99, Request{Rows: 1})
 		if !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("got %v, want an immediate overload error", err)
 		}
@@ -311,7 +311,7 @@ func TestDeadlineRejection(t *testing.T) {
 		q := h.queue(c)
 		h.submit(q, 1, 1)
 		h.submit(q, 2, 1)
-		_, err := q.Submit(3, 1)
+		_, err := q.Submit(3, Request{Rows: 1})
 		if !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("got %v, want overload on a full queue", err)
 		}
@@ -374,7 +374,7 @@ func TestDrain(t *testing.T) {
 	go func() { done <- h.b.Drain(ctx) }()
 	// Wait until Drain has closed the batcher.
 	for {
-		if _, err := q.Submit(4, 1); errors.Is(err, ErrClosed) {
+		if _, err := q.Submit(4, Request{Rows: 1}); errors.Is(err, ErrClosed) {
 			break
 		}
 		time.Sleep(time.Millisecond)
@@ -416,14 +416,14 @@ func TestCostModelRecoversLinearCost(t *testing.T) {
 	var m costModel
 	for i := range 40 {
 		n := 1 + i%17
-		m.observe(n, 3*time.Millisecond+time.Duration(n)*250*time.Microsecond)
+		m.observe(t0, n, 0, 3*time.Millisecond+time.Duration(n)*250*time.Microsecond)
 	}
-	if got := m.estimate(10); got < 5400*time.Microsecond || got > 5600*time.Microsecond {
+	if got := m.estimate(10, 0); got < 5400*time.Microsecond || got > 5600*time.Microsecond {
 		t.Fatalf("estimate(10) = %v, want 5.5ms", got)
 	}
 	var flat costModel
 	for range 10 {
-		flat.observe(1, time.Millisecond)
+		flat.observe(t0, 1, 0, time.Millisecond)
 	}
 	if flat.a != 0 {
 		t.Fatalf("one batch size seen: fixed cost should be unknown (0), got %v", flat.a)
@@ -471,7 +471,7 @@ func TestConcurrentSubmitCancel(t *testing.T) {
 			for i := range 200 {
 				id := c*1000 + i
 				rows := 1 + rng.IntN(20)
-				it, err := q.Submit(id, rows)
+				it, err := q.Submit(id, Request{Rows: rows})
 				if err != nil {
 					t.Errorf("submit: %v", err)
 					return

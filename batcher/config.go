@@ -108,10 +108,38 @@ var ErrClosed = errors.New("batcher closed")
 // OverloadError says a request was refused so that it would not wait past its
 // latency bound or grow the queue without limit. Front ends map it to 503.
 type OverloadError struct {
-	Reason     string
+	Cause  Cause
+	Reason string
+	// RetryAfter is how long the backlog is expected to take to shrink
+	// enough for a request like this one to be served in time.
 	RetryAfter time.Duration
+	// Forecast is the time the request was expected to take (CausePredicted,
+	// CauseExpired); Bound is the max_latency it had to meet.
+	Forecast, Bound time.Duration
 }
 
 func (e *OverloadError) Error() string { return "overloaded: " + e.Reason }
 
 func (e *OverloadError) Is(target error) bool { return target == ErrOverloaded }
+
+// Cause says which rule refused a request.
+type Cause uint8
+
+const (
+	// CausePredicted: refused at submit, its forecast time past max_latency.
+	CausePredicted Cause = iota
+	// CauseQueueFull: refused at submit, max_queue_size requests waiting.
+	CauseQueueFull
+	// CauseExpired: accepted, then refused while queued when its batch
+	// could no longer start in time (the forecast was too hopeful).
+	CauseExpired
+)
+
+var causeNames = [...]string{CausePredicted: "predicted", CauseQueueFull: "queue_full", CauseExpired: "expired"}
+
+func (c Cause) String() string {
+	if int(c) < len(causeNames) {
+		return causeNames[c]
+	}
+	return fmt.Sprintf("cause(%d)", c)
+}

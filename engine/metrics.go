@@ -4,6 +4,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/benchtop/benchtop/batcher"
 )
 
 // Request outcomes, the status label of benchtop_runner_requests_total.
@@ -34,6 +36,7 @@ type metrics struct {
 	exec      *prometheus.HistogramVec
 	batchSize *prometheus.HistogramVec
 	restarts  *prometheus.CounterVec
+	refusals  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, state stateFunc) (*metrics, error) {
@@ -66,8 +69,12 @@ func newMetrics(reg prometheus.Registerer, state stateFunc) (*metrics, error) {
 			Name: "benchtop_runner_worker_restarts_total",
 			Help: "Workers replaced after a panic, a crash or a hung call.",
 		}, []string{"runner"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "benchtop_runner_refusals_total",
+			Help: "Requests refused as overloaded, by cause: predicted (at submit, forecast past max_latency), queue_full (max_queue_size), expired (accepted, then could not start in time).",
+		}, []string{"runner", "method", "cause"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.e2e, m.queue, m.exec, m.batchSize, m.restarts, &stateCollector{state}} {
+	for _, c := range []prometheus.Collector{m.requests, m.e2e, m.queue, m.exec, m.batchSize, m.restarts, m.refusals, &stateCollector{state}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -80,6 +87,7 @@ func newMetrics(reg prometheus.Registerer, state stateFunc) (*metrics, error) {
 type methodMetrics struct {
 	byStatus              map[string]prometheus.Counter
 	e2e, queue, exec, bsz prometheus.Observer
+	refused               map[batcher.Cause]prometheus.Counter
 }
 
 func (m *metrics) forMethod(runner, method string) *methodMetrics {
@@ -93,6 +101,10 @@ func (m *metrics) forMethod(runner, method string) *methodMetrics {
 	for _, s := range allStatuses {
 		mm.byStatus[s] = m.requests.WithLabelValues(runner, method, s)
 	}
+	mm.refused = map[batcher.Cause]prometheus.Counter{}
+	for _, c := range []batcher.Cause{batcher.CausePredicted, batcher.CauseQueueFull, batcher.CauseExpired} {
+		mm.refused[c] = m.refusals.WithLabelValues(runner, method, c.String())
+	}
 	return mm
 }
 
@@ -105,6 +117,7 @@ func (m *metrics) forget(runner string) {
 	m.exec.DeletePartialMatch(l)
 	m.batchSize.DeletePartialMatch(l)
 	m.restarts.DeletePartialMatch(l)
+	m.refusals.DeletePartialMatch(l)
 }
 
 // stateCollector reads queue depth, in-flight batches and workers at scrape

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,7 +69,11 @@ func (d runnerDeps) visible() placement.Visible {
 }
 
 type method struct {
-	spec    MethodSpec
+	spec MethodSpec
+	// variableShape: the signature leaves the input's dtype or a non-batch
+	// dim open, so requests group by their actual shape.
+	variableShape bool
+	refusals      refusalLog
 	q       *batcher.Queue[*call]
 	metrics *methodMetrics
 	window  window
@@ -182,6 +187,7 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 				// It never ran: Engine.Run may retry it on a new generation.
 				err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
 			}
+			r.noteRefusal(c.m, err)
 			c.finish(callResult{err: err})
 		},
 	})
@@ -190,7 +196,7 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 		if err != nil {
 			return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 		}
-		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]*batchSizeTotals{}}
+		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]*batchSizeTotals{}, variableShape: s.Input.variableBeside(s.BatchDim)}
 		r.methods[s.Name] = m
 		r.order = append(r.order, m)
 	}
@@ -290,11 +296,12 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 		}
 	}
 	c := &call{m: m, in: in, rows: rows, done: make(chan callResult, 1)}
-	it, err := m.q.Submit(c, rows)
+	it, err := m.q.Submit(c, batcher.Request{Rows: rows, Bytes: sizeOf(in), Key: m.groupKey(in)})
 	if err != nil {
 		if errors.Is(err, batcher.ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
 		}
+		r.noteRefusal(m, err)
 		m.record(time.Now(), rows, callResult{err: err})
 		return Value{}, CallInfo{}, &MethodError{r.name, method, err}
 	}
@@ -313,6 +320,76 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 		m.count(statusCancelled)
 		return Value{}, CallInfo{}, ctx.Err()
 	}
+}
+
+// groupKey says which requests may share a batch: tensors concatenate
+// only when their dtype and every non-batch dim agree (Triton's rule), so
+// where the signature leaves those open the key spells them out; where
+// it fixes them every valid request has the same key, the empty one.
+func (m *method) groupKey(in Value) string {
+	if !m.spec.Batchable || in.Kind() != KindTensor || !m.variableShape {
+		return ""
+	}
+	t := in.Tensor()
+	key := make([]byte, 0, 32)
+	key = append(key, byte(t.DType()))
+	for i, d := range t.Shape() {
+		if i == m.spec.BatchDim {
+			d = -1
+		}
+		key = strconv.AppendInt(append(key, ','), int64(d), 10)
+	}
+	return string(key)
+}
+
+// sizeOf is the bytes of data a value carries, for the batcher's cost
+// model: where rows differ in size, cost follows bytes.
+func sizeOf(v Value) int64 {
+	switch v.Kind() {
+	case KindTensor:
+		t := v.Tensor()
+		if t == nil {
+			return 0
+		}
+		n := int64(len(t.raw))
+		for _, s := range t.strs {
+			n += int64(len(s))
+		}
+		return n
+	case KindText:
+		return int64(len(v.Text()))
+	case KindJSON:
+		return jsonSize(v.JSON(), 0)
+	}
+	return 0
+}
+
+// jsonSize approximates the bytes of a decoded JSON value: strings by
+// their length, anything else by a word, nesting followed a few levels.
+func jsonSize(x any, depth int) int64 {
+	switch x := x.(type) {
+	case string:
+		return int64(len(x))
+	case []any:
+		if depth > 4 {
+			return int64(8 * len(x))
+		}
+		var n int64
+		for _, e := range x {
+			n += jsonSize(e, depth+1)
+		}
+		return n
+	case map[string]any:
+		if depth > 4 {
+			return int64(16 * len(x))
+		}
+		var n int64
+		for k, e := range x {
+			n += int64(len(k)) + jsonSize(e, depth+1)
+		}
+		return n
+	}
+	return 8
 }
 
 func (m *method) rowsOf(in Value) (int, error) {
@@ -856,6 +933,11 @@ func deliver(bt *batcher.Batch[*call], outs []Value, err error, start time.Time,
 		c := p.Item.Payload
 		info := CallInfo{BatchRows: bt.Rows, BatchRequests: len(bt.Parts), Queued: start.Sub(p.Item.Enqueued()), Exec: exec}
 		if err != nil {
+			if p.Offset != 0 || p.Rows != c.rows {
+				// One chunk of a split request failed: the caller has
+				// its answer, so its chunks still queued must not run.
+				bt.Queue.Cancel(p.Item)
+			}
 			c.finish(callResult{err: err, info: info})
 			continue
 		}

@@ -1004,6 +1004,24 @@ type IOSpec struct {
 	Shape []int // tensors only; nil = any shape; -1 = any size in that dim
 }
 
+// variableBeside reports whether tensors that meet the spec may differ in
+// dtype or in a dim other than batchDim, so that two of them may not
+// concatenate along batchDim.
+func (s IOSpec) variableBeside(batchDim int) bool {
+	if s.Kind != KindTensor && s.Kind != KindInvalid {
+		return false
+	}
+	if s.DType == DTypeInvalid || s.Shape == nil {
+		return true
+	}
+	for i, d := range s.Shape {
+		if i != batchDim && d < 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // String is the spec as users write it, e.g. "tensor float32[-1 4]",
 // "tensor any[2]" (any dtype), "tensor" (anything), "text", "json".
 func (s IOSpec) String() string {
