@@ -74,13 +74,13 @@ type method struct {
 	// dim open, so requests group by their actual shape.
 	variableShape bool
 	refusals      refusalLog
-	q       *batcher.Queue[*call]
-	metrics *methodMetrics
-	window  window
-	totals  [6]atomic.Uint64 // indexed by statusIndex
-	cum     cumulative
-	sizesMu sync.Mutex
-	sizes   map[int]*batchSizeTotals // by exact rows per batch, since start
+	q             *batcher.Queue[*call]
+	metrics       *methodMetrics
+	window        window
+	totals        [6]atomic.Uint64 // indexed by statusIndex
+	cum           cumulative
+	sizesMu       sync.Mutex
+	sizes         map[int]*batchSizeTotals // by exact rows per batch, since start
 }
 
 // cumulative sums since start, for Triton-style statistics.
