@@ -151,7 +151,7 @@ func TestShapesBatchApart(t *testing.T) {
 	h := newHarness(t, 0)
 	q := h.queue(cfg(Fixed, 64))
 	for id, key := range []string{"w2", "w16", "w2", "w1", "w16"} {
-		if _, err := q.Submit(id, Request{Rows: 1, Key: key}); err != nil {
+		if _, err := q.Submit(id, Request{Rows: 1, Key: []byte(key)}); err != nil {
 			t.Fatal(err)
 		}
 	}

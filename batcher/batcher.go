@@ -69,8 +69,9 @@ type Request struct {
 	Bytes int64
 	// Key groups requests that may share a batch: only requests with equal
 	// keys are batched together (for tensors, the same dtype and the same
-	// non-batch dims). The empty key is a group like any other.
-	Key string
+	// non-batch dims). The empty key is a group like any other. The batcher
+	// does not keep the slice: a caller may build it in a reused buffer.
+	Key []byte
 }
 
 // Item is one caller's request while the batcher holds it.
@@ -327,26 +328,29 @@ func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
 const admitSlack = 20
 
 // groupLocked finds or makes the group of key.
-func (q *Queue[T]) groupLocked(key string) *group[T] {
+func (q *Queue[T]) groupLocked(key []byte) *group[T] {
 	for _, g := range q.groups {
-		if g.key == key {
+		if g.key == string(key) {
 			return g
 		}
 	}
-	g := &group[T]{key: key}
+	g := &group[T]{key: string(key)}
 	q.groups = append(q.groups, g)
 	return g
 }
 
-// dropIfEmptyLocked forgets a group with nothing waiting, so that the
-// groups a queue walks are only those in use.
+// keptGroups is how many groups a queue keeps once empty: the shapes in
+// steady use stay, so that their requests cost no allocation, while a
+// burst of one-off shapes does not leave the queue walking dead groups.
+const keptGroups = 4
+
+// dropIfEmptyLocked forgets groups with nothing waiting once there are
+// more than keptGroups.
 func (q *Queue[T]) dropIfEmptyLocked(g *group[T]) {
-	if g.count > 0 {
+	if g != nil && g.count > 0 || len(q.groups) <= keptGroups {
 		return
 	}
-	if i := slices.Index(q.groups, g); i >= 0 {
-		q.groups = slices.Delete(q.groups, i, i+1)
-	}
+	q.groups = slices.DeleteFunc(q.groups, func(g *group[T]) bool { return g.count == 0 })
 }
 
 func (q *Queue[T]) appendLocked(g *group[T], it *Item[T]) {
@@ -540,6 +544,16 @@ type Stats struct {
 	Trained     bool
 }
 
+func (q *Queue[T]) waitingGroupsLocked() int {
+	n := 0
+	for _, g := range q.groups {
+		if g.count > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // Stats returns the current queue state.
 func (q *Queue[T]) Stats() Stats {
 	b := q.b
@@ -548,7 +562,7 @@ func (q *Queue[T]) Stats() Stats {
 	return Stats{
 		Depth:       q.count,
 		Rows:        q.rows,
-		Groups:      len(q.groups),
+		Groups:      q.waitingGroupsLocked(),
 		InFlight:    q.inflight,
 		ArrivalRate: q.rate.rate(b.clock.Now()),
 		CostFixed:   seconds(q.cost.a),
@@ -704,6 +718,11 @@ func (b *Batcher[T]) scheduleAtLocked(now time.Time) (out []*Batch[T], rejected 
 		b.busy++
 		wake = time.Time{} // recomputed on the next pass with one slot fewer
 	}
+	for _, q := range b.queues {
+		if len(q.groups) > keptGroups {
+			q.dropIfEmptyLocked(nil)
+		}
+	}
 	b.armTimerLocked(wake)
 	b.checkDrainedLocked()
 	return out, rejected
@@ -788,9 +807,6 @@ func (q *Queue[T]) rejectExpiredLocked(now, free time.Time, rejected []rejection
 			Forecast:   free.Sub(head.enqueued) + q.cost.estimate(g.batchOfLocked(q.cfg.MaxBatchSize)),
 			Bound:      q.cfg.MaxLatency,
 		}})
-		if g.count == 0 {
-			continue // removeHeadLocked dropped it: the same index is the next group
-		}
 	}
 	return rejected
 }
@@ -981,7 +997,8 @@ func (q *Queue[T]) removeHeadLocked(it *Item[T], state itemState) {
 		clear(g.items[n:])
 		g.items, g.head = g.items[:n], 0
 	}
-	q.dropIfEmptyLocked(g)
+	// Empty groups are pruned by scheduleAtLocked, not here: callers may
+	// be walking q.groups.
 }
 
 func (b *Batcher[T]) armTimerLocked(at time.Time) {

@@ -23,6 +23,7 @@ import (
 type costModel struct {
 	samples int
 	last    time.Time // of the latest observation, for the time decay
+	fitAt   time.Time // of the latest refit
 	// Decayed sums of the normal equations over x = (1, rows, mb):
 	// xx[i][j] = Σw·xi·xj, xt[i] = Σw·xi·t, tt = Σw·t².
 	xx [3][3]float64
@@ -40,6 +41,7 @@ const (
 	costDecay      = 0.95 // weight of the history at each new batch (~20 batches of memory)
 	costHalfLife   = 30 * time.Second
 	costMinSamples = 4
+	costRefitEvery = time.Millisecond
 	// An ordinary-sized batch counts as at most outlierFactor times its
 	// forecast plus outlierFloor: a worker stopped for seconds, a GC pause
 	// or a swap storm says nothing about the next batch, and one such
@@ -82,7 +84,13 @@ func (m *costModel) observe(now time.Time, rows int, bytes int64, d time.Duratio
 	}
 	m.tt = m.tt*w + t*t
 	m.samples++
-	m.refit()
+	// Refitting tries seven term sets; for batches of microseconds, once
+	// a millisecond follows the model just as well at a fraction of the
+	// cost.
+	if m.samples < 2*costMinSamples || now.Sub(m.fitAt) >= costRefitEvery || now.Before(m.fitAt) {
+		m.fitAt = now
+		m.refit()
+	}
 }
 
 // costSubsets are the term sets the fit tries, simplest last; on a tie the

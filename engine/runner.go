@@ -296,7 +296,8 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 		}
 	}
 	c := &call{m: m, in: in, rows: rows, done: make(chan callResult, 1)}
-	it, err := m.q.Submit(c, batcher.Request{Rows: rows, Bytes: sizeOf(in), Key: m.groupKey(in)})
+	var keyBuf [48]byte
+	it, err := m.q.Submit(c, batcher.Request{Rows: rows, Bytes: sizeOf(in), Key: m.groupKey(keyBuf[:0], in)})
 	if err != nil {
 		if errors.Is(err, batcher.ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
@@ -326,12 +327,11 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 // only when their dtype and every non-batch dim agree (Triton's rule), so
 // where the signature leaves those open the key spells them out; where
 // it fixes them every valid request has the same key, the empty one.
-func (m *method) groupKey(in Value) string {
+func (m *method) groupKey(key []byte, in Value) []byte {
 	if !m.spec.Batchable || in.Kind() != KindTensor || !m.variableShape {
-		return ""
+		return key
 	}
 	t := in.Tensor()
-	key := make([]byte, 0, 32)
 	key = append(key, byte(t.DType()))
 	for i, d := range t.Shape() {
 		if i == m.spec.BatchDim {
@@ -339,7 +339,7 @@ func (m *method) groupKey(in Value) string {
 		}
 		key = strconv.AppendInt(append(key, ','), int64(d), 10)
 	}
-	return string(key)
+	return key
 }
 
 // sizeOf is the bytes of data a value carries, for the batcher's cost

@@ -166,4 +166,54 @@ expect 200 'hi' -X POST "$url/echo-text" -H "Origin: $url" -H 'Content-Type: tex
 expect 200 'hi' -X POST "$url/echo-text" -H 'Content-Type: text/plain' -d 'hi'
 stop_server
 
+# --- Runner admission (batcher): a slow request does not lock a method
+# out; a request too large to meet max_latency is refused at once; under
+# twice the load a runner serves, refusals come at once, are counted by
+# cause and summarised, and nothing is logged at ERROR.
+start_server admission 'runners:
+  - {name: sim, runnable: sim, init: {fixed_ms: 2, per_row_ms: 0.1}, workers: 1,
+     batching: {max_batch_size: 64, max_latency_ms: 100}}
+  - {name: sentiment, runnable: sentiment, workers: 1, batching: {max_latency_ms: 100}}
+apis:
+  - {name: predict, runner: sim, method: predict, input: ndarray, output: ndarray}
+  - {name: analysis, runner: sentiment, method: is_positive, input: text, output: json}'
+for t in 'I love it' 'so bad' 'fine' 'great stuff' 'love love'; do
+	expect 200 '' -X POST "$url/analysis" -H 'Content-Type: text/plain' -d "$t"
+done
+# One text of 3 MB takes far longer than max_latency: it is served (the
+# method was idle), and the short texts after it are too.
+head -c 3000000 /dev/zero | tr '\0' 'l' > "$tmp/big.txt"
+expect 200 '' -X POST "$url/analysis" -H 'Content-Type: text/plain' --data-binary @"$tmp/big.txt"
+for t in 'I love it' 'so bad' 'fine'; do
+	expect 200 '' -X POST "$url/analysis" -H 'Content-Type: text/plain' -d "$t"
+done
+ok "no lock-out after a slow request"
+# 100,000 rows cannot meet 100 ms on one sim worker (~13 s): refused at once.
+for n in 1 4 16 64 2 8 32; do
+	printf '[%s[1]]' "$(yes '[1],' | head -n $((n - 1)) | tr -d '\n')" > "$tmp/rows$n.json"
+	expect 200 '' -X POST "$url/predict" -H 'Content-Type: application/json' --data-binary @"$tmp/rows$n.json"
+done
+printf '[%s[1]]' "$(yes '[1],' | head -n 99999 | tr -d '\n')" > "$tmp/100k.json"
+t0=$(date +%s%N)
+out=$(curl -s -m 10 -D - -o "$tmp/100k.out" -X POST "$url/predict" -H 'Content-Type: application/json' --data-binary @"$tmp/100k.json")
+ms=$((($(date +%s%N) - t0) / 1000000))
+[[ "$out" == "HTTP/1.1 503"* ]] || fail "100,000 rows: $out $(cat "$tmp/100k.out")"
+grep -q 'max_latency 100ms' "$tmp/100k.out" || fail "the 503 does not name the bound: $(cat "$tmp/100k.out")"
+[ "$ms" -lt 2000 ] || fail "100,000 rows refused after ${ms}ms, want at once"
+ok "100,000 rows refused in ${ms}ms: $(cat "$tmp/100k.out")"
+expect 200 '[[2.0]]' -X POST "$url/predict" -H 'Content-Type: application/json' -d '[[1]]'
+# Twice what one sim worker serves (64 rows / 8.4 ms = 7,600 rows/s), one
+# row per request, for 3 s.
+"$bin" bench --url "$url/predict" --input "$tmp/rows1.json" --rate 15000 --warmup 1s --window 1s --max-time 3s -o json > "$tmp/bench.json" 2> "$tmp/bench.err" ||
+	fail "bench: $(cat "$tmp/bench.err")"
+predicted=$(metric 'benchtop_runner_refusals_total{cause="predicted",method="predict",runner="sim"}')
+[ -n "$predicted" ] && [ "${predicted%%.*}" -gt 0 ] 2>/dev/null || fail "no refusals counted as predicted under 2x load (got '$predicted'): $(cat "$tmp/bench.json")"
+ok "refusals by forecast under 2x load: $predicted"
+grep -q 'level=WARN.*refusing requests as overloaded (forecast' "$log" || fail "no event says the forecast refuses requests"
+ok "the refusals are summarised as an event"
+if grep -q 'level=ERROR' "$log"; then fail "ERROR lines under overload: $(grep -m3 level=ERROR "$log")"; fi
+ok "no ERROR lines under overload"
+expect 200 '[[2.0]]' -X POST "$url/predict" -H 'Content-Type: application/json' -d '[[1]]'
+stop_server
+
 echo "e2e-overload: $passed passed, 0 failed"
