@@ -778,7 +778,9 @@ func (q *Queue[T]) rejectAtLocked(g *group[T], head *Item[T]) time.Time {
 	if head.deadline.IsZero() || head.taken > 0 || head.probe {
 		return time.Time{}
 	}
-	return head.deadline.Add(-q.cost.estimate(g.batchOfLocked(q.cfg.MaxBatchSize)))
+	// A request already waited for is served a little late rather than
+	// refused late: up to the admission slack past its bound.
+	return head.deadline.Add(q.cfg.MaxLatency/admitSlack - q.cost.estimate(g.batchOfLocked(q.cfg.MaxBatchSize)))
 }
 
 // rejectExpiredLocked refuses the heads that can no longer make their

@@ -271,14 +271,14 @@ func TestDeadlineRejection(t *testing.T) {
 		h.submit(q, 1, 4) // occupies the only worker
 		running := h.take()
 		h.submit(q, 2, 1)
-		h.clock.Advance(9 * time.Millisecond)
+		h.clock.Advance(10 * time.Millisecond)
 		if len(h.rejected) != 0 {
-			t.Fatal("rejected before its deadline")
+			t.Fatal("rejected before its deadline and the 5% slack")
 		}
-		h.clock.Advance(time.Millisecond)
+		h.clock.Advance(time.Millisecond / 2)
 		err := h.rejected[2]
 		if !errors.Is(err, ErrOverloaded) {
-			t.Fatalf("request 2: got %v, want an overload error the moment its deadline passed", err)
+			t.Fatalf("request 2: got %v, want an overload error the moment its deadline and slack passed", err)
 		}
 		var oe *OverloadError
 		if !errors.As(err, &oe) || oe.RetryAfter <= 0 {

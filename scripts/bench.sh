@@ -36,6 +36,8 @@ section "Batching on sim (2 ms + 0.1 ms per row, max batch 64, one worker; ideal
 run engine go test -run '^$' -bench 'Sim256Callers|SimOneCaller|EngineOverhead' -benchtime=2s ./engine/
 section "Policies across load (open-loop Poisson, 10% to 100% of saturation; latency from intended send time)"
 run policies go test -run '^$' -bench 'PolicySweep' -benchtime=1x ./engine/
+section "Overload: twice the saturating load on sim (open-loop Poisson; one-row and 1-32-row requests; max_latency 100 ms)"
+run overload go test -run '^$' -bench 'Overload2x' -benchtime=1x ./engine/
 section "Policies side by side with benchtop bench (closed loop, in process)"
 run compare "$bin" bench --runner sim --method predict --concurrency 1,8,32,128 --compare policy=none,fixed,adaptive --max-time 6s
 section "HTTP (sim at 128 connections and at one; echo API vs a bare net/http handler doing the same JSON work)"
