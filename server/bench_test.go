@@ -114,6 +114,26 @@ func BenchmarkHTTPSim128Connections(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99_ms")
 }
 
+// BenchmarkHTTPSimClosedLoop: c keep-alive connections, one row each,
+// each sending when its last answer arrives. The closed-loop ideal is one
+// batch of c rows per its own cost: c / (2 ms + c × 0.1 ms). Run with
+// -benchtime=1x: each level is a 2 s warm-up and a 4 s measurement.
+func BenchmarkHTTPSimClosedLoop(b *testing.B) {
+	body := []byte(`[[0.1, 0.2, 0.3, 0.4]]`)
+	for _, conns := range []int{8, 16, 32, 64} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			url := benchServer(b) + "/predict"
+			load(b, url, body, conns, 1<<30, 2*time.Second)
+			rate, lat, errs := load(b, url, body, conns, 1<<30, 4*time.Second)
+			ideal := float64(conns) / (0.002 + float64(conns)*0.0001)
+			b.ReportMetric(rate, "req/s")
+			b.ReportMetric(rate/ideal, "of_closed_loop_ideal")
+			b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50_ms")
+			b.ReportMetric(float64(errs), "errors")
+		})
+	}
+}
+
 func BenchmarkHTTPSimOneConnection(b *testing.B) {
 	url := benchServer(b) + "/predict"
 	body := []byte(`[[0.1, 0.2, 0.3, 0.4]]`)
