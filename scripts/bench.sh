@@ -43,6 +43,7 @@ run compare "$bin" bench --runner sim --method predict --concurrency 1,8,32,128 
 section "HTTP (sim at 128 connections and at one; echo API vs a bare net/http handler doing the same JSON work)"
 run http go test -run '^$' -bench 'HTTPSim128Connections' -benchtime=20000x ./server/
 run http1 go test -run '^$' -bench 'HTTPSimOneConnection' -benchtime=2000x ./server/
+run httpclosed go test -run '^$' -bench 'HTTPSimClosedLoop' -benchtime=1x ./server/
 run noop go test -run '^$' -bench 'EchoAPIVsBareHandler' -benchtime=1x ./server/
 if [ -f .cache/onnxruntime/libonnxruntime.so.1 ]; then
 	section "ONNX MLP (large: [N,256] → 1024 → 1024 → 10) through the engine vs ONNX Runtime directly"
