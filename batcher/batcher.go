@@ -282,8 +282,10 @@ func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
 	q.avgRows += 0.1 * (float64(rows) - q.avgRows)
 	g := q.groupLocked(req.Key)
 	it := &Item[T]{Payload: payload, rows: rows, bytes: max(0, req.Bytes), enqueued: now, group: g}
-	if cfg.MaxLatency > 0 && q.cost.trained() {
+	if cfg.MaxLatency > 0 {
 		it.deadline = now.Add(cfg.MaxLatency)
+	}
+	if cfg.MaxLatency > 0 && q.cost.trained() {
 		// Admit only what the forecast gives some slack, since a batch
 		// rarely ends exactly on its forecast: what is let in should
 		// finish in time, not be refused after waiting.
@@ -304,8 +306,6 @@ func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
 				return nil, err
 			}
 		}
-	} else if cfg.MaxLatency > 0 {
-		it.deadline = now.Add(cfg.MaxLatency)
 	}
 	q.appendLocked(g, it)
 	q.rate.add(now, rows)
@@ -786,17 +786,21 @@ func (q *Queue[T]) rejectAtLocked(g *group[T], head *Item[T]) time.Time {
 // rejectExpiredLocked refuses the heads that can no longer make their
 // deadline even if a batch took them the moment a slot is free.
 func (q *Queue[T]) rejectExpiredLocked(now, free time.Time, rejected []rejection[T]) []rejection[T] {
-	for i := 0; i < len(q.groups); {
-		g := q.groups[i]
+	for _, g := range q.groups {
+		rejected = q.rejectExpiredGroupLocked(g, now, free, rejected)
+	}
+	return rejected
+}
+
+func (q *Queue[T]) rejectExpiredGroupLocked(g *group[T], now, free time.Time, rejected []rejection[T]) []rejection[T] {
+	for {
 		head := g.peekLocked()
 		if head == nil {
-			i++
-			continue
+			return rejected
 		}
 		at := q.rejectAtLocked(g, head)
 		if at.IsZero() || free.Before(at) {
-			i++
-			continue
+			return rejected
 		}
 		waited := now.Sub(head.enqueued)
 		late := free.Sub(at)
@@ -810,7 +814,6 @@ func (q *Queue[T]) rejectExpiredLocked(now, free time.Time, rejected []rejection
 			Bound:      q.cfg.MaxLatency,
 		}})
 	}
-	return rejected
 }
 
 // decideLocked applies the queue's policy with a free slot at hand: dispatch

@@ -93,9 +93,24 @@ func (m *costModel) observe(now time.Time, rows int, bytes int64, d time.Duratio
 	}
 }
 
+// The terms of the fit, as bits of a term set.
+const (
+	termFixed = 1 << iota // a
+	termRows              // b·rows
+	termBytes             // c·MiB
+)
+
 // costSubsets are the term sets the fit tries, simplest last; on a tie the
-// later one wins. Each lists indexes into (1, rows, mb).
-var costSubsets = [...][]int{{0, 1, 2}, {1, 2}, {0, 2}, {0, 1}, {2}, {0}, {1}}
+// later one wins.
+var costSubsets = [...]int{
+	termFixed | termRows | termBytes,
+	termRows | termBytes,
+	termFixed | termBytes,
+	termFixed | termRows,
+	termBytes,
+	termFixed,
+	termRows,
+}
 
 func (m *costModel) refit() {
 	s0 := m.xx[0][0]
@@ -107,22 +122,12 @@ func (m *costModel) refit() {
 	best, bestSSE := [3]float64{}, math.Inf(1)
 	found := false
 	for _, set := range costSubsets {
-		has := func(i int) bool {
-			for _, j := range set {
-				if j == i {
-					return true
-				}
-			}
-			return false
-		}
-		// A fixed cost beside a per-unit one needs that unit to vary.
-		if has(0) && has(1) && !rowsVary || has(0) && has(2) && !bytesVary {
-			continue
-		}
-		if has(1) && has(2) && !(rowsVary && bytesVary) {
-			continue
-		}
-		if has(2) && meanB == 0 {
+		// A term beside another is separable only where its unit varies;
+		// a bytes term needs bytes at all.
+		switch {
+		case set&termRows != 0 && set != termRows && !rowsVary,
+			set&termBytes != 0 && set != termBytes && !bytesVary,
+			set&termBytes != 0 && meanB == 0:
 			continue
 		}
 		coef, ok := m.solve(set)
@@ -142,7 +147,13 @@ func sq(x float64) float64 { return x * x }
 
 // solve is least squares restricted to the terms in set; it fails when the
 // system is singular or any coefficient comes out negative.
-func (m *costModel) solve(set []int) ([3]float64, bool) {
+func (m *costModel) solve(terms int) ([3]float64, bool) {
+	var set []int
+	for i := range 3 {
+		if terms&(1<<i) != 0 {
+			set = append(set, i)
+		}
+	}
 	n := len(set)
 	var a [3][4]float64
 	for r, i := range set {

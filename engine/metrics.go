@@ -87,7 +87,7 @@ func newMetrics(reg prometheus.Registerer, state stateFunc) (*metrics, error) {
 type methodMetrics struct {
 	byStatus              map[string]prometheus.Counter
 	e2e, queue, exec, bsz prometheus.Observer
-	refused               map[batcher.Cause]prometheus.Counter
+	refused               [batcher.CauseExpired + 1]prometheus.Counter // by cause
 }
 
 func (m *metrics) forMethod(runner, method string) *methodMetrics {
@@ -101,7 +101,6 @@ func (m *metrics) forMethod(runner, method string) *methodMetrics {
 	for _, s := range allStatuses {
 		mm.byStatus[s] = m.requests.WithLabelValues(runner, method, s)
 	}
-	mm.refused = map[batcher.Cause]prometheus.Counter{}
 	for _, c := range []batcher.Cause{batcher.CausePredicted, batcher.CauseQueueFull, batcher.CauseExpired} {
 		mm.refused[c] = m.refusals.WithLabelValues(runner, method, c.String())
 	}
