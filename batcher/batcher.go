@@ -145,7 +145,7 @@ func (bt *Batch[T]) Done(exec time.Duration, ok bool) {
 	if ok {
 		bt.Queue.cost.observe(now, bt.Rows, bt.Bytes, exec)
 	}
-	bt.Queue.returnStart(now, bt.Rows)
+	bt.Queue.burst.finished(now, bt.Rows, bt.Queue.rows)
 	out, rejected := b.scheduleAtLocked(now)
 	b.mu.Unlock()
 	b.emit(out, rejected)
@@ -165,22 +165,10 @@ type Queue[T any] struct {
 	bytes    int64       // bytes left to dispatch
 	vBatches int         // batches the waiting rows will make (see group)
 	inflight int         // batches executing
-	// The return burst after a batch finishes (see decideAdaptiveLocked):
-	// chainEnd is its last moment (the finish, then each arrival within
-	// burstGap of the one before), chainRows the rows it brought, chainBase
-	// the rows of the batch that finished. returnRatio learns what share of
-	// a batch's rows comes straight back: about 1 for closed-loop callers,
-	// about 0 for open-loop traffic. expectRows is how many rows would wait
-	// if the whole batch came back; 0 once a batch has taken them.
-	chainEnd    time.Time
-	chainOpen   bool
-	chainRows   int
-	chainBase   int
-	returnRatio float64
-	expectRows  int
-	cost        costModel
-	rate        rateEstimator
-	avgRows     float64 // rows per request, recent
+	burst    returnBurst // closed-loop callers coming back (see burst.go)
+	cost     costModel
+	rate     rateEstimator
+	avgRows  float64 // rows per request, recent
 }
 
 // group is the FIFO of one key within a queue.
@@ -209,7 +197,7 @@ func (b *Batcher[T]) AddQueue(name string, cfg Config) (*Queue[T], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("batching for %q: %w", name, err)
 	}
-	q := &Queue[T]{b: b, name: name, cfg: cfg}
+	q := &Queue[T]{b: b, name: name, cfg: cfg, burst: newReturnBurst()}
 	b.mu.Lock()
 	b.queues = append(b.queues, q)
 	b.mu.Unlock()
@@ -309,14 +297,7 @@ func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
 	}
 	q.appendLocked(g, it)
 	q.rate.add(now, rows)
-	if q.chainOpen {
-		if now.Sub(q.chainEnd) <= burstGap(q.cost.a) {
-			q.chainEnd = now
-			q.chainRows += rows
-		} else {
-			q.chainOpen = false // the pause ended the burst
-		}
-	}
+	q.burst.arrived(now, rows, q.rate.rate(now))
 	out, rejected := b.scheduleAtLocked(now)
 	b.mu.Unlock()
 	b.emit(out, rejected)
@@ -849,34 +830,37 @@ func (q *Queue[T]) decideLocked(now time.Time, g *group[T], head *Item[T]) (bool
 // request goes at once.
 //
 // One pattern the rate cannot foresee: closed-loop callers (a client
-// waiting for each answer before it sends again) come back in a burst
-// microseconds after their batch returns. A batch formed at the start of
-// that burst would carry one request and leave the rest to ride behind it,
-// halving throughput. So where batches have been seen to come straight back
-// (the learnt return ratio), right after a batch of k rows finishes and
-// while fewer rows wait than the k plus those already queued, the policy
-// lets the burst finish: it waits while arrivals keep coming less than a
-// small gap apart. Open-loop traffic never teaches that ratio, and never
-// pays the wait: which matters, because a timer that short really fires
-// about a millisecond late when the process is otherwise idle.
+// waiting for each answer before it sends again) come back in a burst after
+// their batch returns. A batch formed at the start of that burst would carry
+// those who already waited and leave the rest to ride behind it, halving
+// throughput. So where bursts have been seen to come back (returnBurst),
+// right after a batch finishes and while fewer rows wait than would if its
+// callers all came back, the policy waits for them, for about as long as a
+// burst has taken. Open-loop traffic never looks like that, and never pays
+// the wait.
 func (q *Queue[T]) decideAdaptiveLocked(now time.Time, g *group[T], head *Item[T]) (bool, time.Time) {
 	m := &q.cost
-	if !m.trained() || m.a <= 0 {
+	if !m.trained() {
 		return true, time.Time{}
 	}
 	n := g.rows
 	max := q.cfg.MaxBatchSize
+	perRow := float64(g.bytes) / float64(g.rows)
 	var bound time.Time // never wait past this: the deadline allows no more
 	if !head.deadline.IsZero() {
-		perRow := float64(g.bytes) / float64(g.rows)
 		bound = head.deadline.Add(-m.estimate(max, int64(perRow*float64(max))))
 	}
-	gap := burstGap(m.a)
-	if q.returnRatio >= 0.5 && q.chainOpen && n < min(q.expectRows, max) && now.Sub(q.chainEnd) < gap {
-		at := earliest(q.chainEnd.Add(gap), bound)
-		if now.Before(at) {
+	// Batches of one size alone cannot tell a fixed cost from a cost per
+	// row, and a closed loop of few callers runs nothing else; the cost of
+	// one more batch of one row bounds the fixed cost from above.
+	fixed := m.estimate(1, int64(perRow))
+	if at, ok := q.burst.waitFor(n, max, fixed); ok {
+		if at = earliest(at, bound); now.Before(at) {
 			return false, at
 		}
+	}
+	if m.a <= 0 {
+		return true, time.Time{}
 	}
 	wake := earliest(head.enqueued.Add(seconds(m.a)), bound)
 	if !now.Before(wake) {
@@ -895,33 +879,13 @@ func (q *Queue[T]) decideAdaptiveLocked(now time.Time, g *group[T], head *Item[T
 	return true, time.Time{}
 }
 
-// returnStart closes the last return burst's account and opens the next
-// one, for a batch of rows that just finished.
-func (q *Queue[T]) returnStart(now time.Time, rows int) {
-	if q.chainBase > 0 {
-		back := math.Min(1, float64(q.chainRows)/float64(q.chainBase))
-		q.returnRatio = 0.7*q.returnRatio + 0.3*back
-	}
-	q.chainEnd, q.chainOpen, q.chainRows, q.chainBase = now, true, 0, rows
-	q.expectRows = q.rows + rows
-}
-
-// burstGap is the pause in arrivals that ends a return burst. Closed-loop
-// callers woken by one batch come back a few microseconds apart; open-loop
-// arrivals are rarely that close, so a short gap tells the two apart and
-// costs open-loop traffic next to nothing.
-func burstGap(a float64) time.Duration {
-	g := seconds(a / 16)
-	return min(max(g, 10*time.Microsecond), 50*time.Microsecond)
-}
-
 // formLocked takes up to MaxBatchSize rows from the head of group g, FIFO.
 // A request that alone exceeds the limit is cut; a request that merely
 // does not fit waits for the next batch whole, so that its caller waits
 // for one batch, not two.
 func (q *Queue[T]) formLocked(now time.Time, g *group[T]) *Batch[T] {
 	max := q.cfg.MaxBatchSize
-	q.expectRows = 0 // whatever burst there was rides in this batch
+	q.burst.taken()
 	bt := &Batch[T]{Queue: q, Formed: now, b: q.b}
 	for {
 		it := g.peekLocked()

@@ -500,7 +500,10 @@ func TestConcurrentSubmitCancel(t *testing.T) {
 
 // finishBig runs one batch of rows rows to completion, so that the queue
 // has just returned that many callers' results.
-func finishBig(t *testing.T, h *harness, q *Queue[int], rows int, exec time.Duration, queuedMeanwhile int, learnt float64) {
+//
+// backPerRow is how fast past bursts taught that callers come back, per
+// row; 0 means they have not been seen to come back at all (open loop).
+func finishBig(t *testing.T, h *harness, q *Queue[int], rows int, exec time.Duration, queuedMeanwhile int, backPerRow time.Duration) {
 	t.Helper()
 	h.b.SetSlots(0)
 	for id := range rows {
@@ -516,7 +519,9 @@ func finishBig(t *testing.T, h *harness, q *Queue[int], rows int, exec time.Dura
 	}
 	h.clock.Advance(exec)
 	h.b.mu.Lock()
-	q.returnRatio = learnt // as past batches taught it
+	if backPerRow > 0 {
+		q.burst.tightness, q.burst.perRow, q.burst.timed = 0.1, backPerRow.Seconds(), true
+	}
 	h.b.mu.Unlock()
 	bs[0].Done(exec, true)
 }
@@ -529,7 +534,7 @@ func TestAdaptiveCollectsAClosedLoopBurst(t *testing.T) {
 	h := newHarness(t, 0)
 	q := h.queue(cfg(Adaptive, 16))
 	train(h, q, a, b)
-	finishBig(t, h, q, 15, 3500*time.Microsecond, 1, 1)
+	finishBig(t, h, q, 15, 3500*time.Microsecond, 1, 5*time.Microsecond)
 	if n := len(h.take()); n != 0 {
 		t.Fatal("dispatched one request while its peers were about to return")
 	}
@@ -543,12 +548,14 @@ func TestAdaptiveCollectsAClosedLoopBurst(t *testing.T) {
 	}
 }
 
-func TestAdaptiveBurstEndsWhenArrivalsPause(t *testing.T) {
+// TestAdaptiveBurstWaitIsBounded: callers that do not all come back are
+// not waited for past the span a burst has taken.
+func TestAdaptiveBurstWaitIsBounded(t *testing.T) {
 	const a, b = 2 * time.Millisecond, 100 * time.Microsecond
 	h := newHarness(t, 0)
 	q := h.queue(cfg(Adaptive, 64))
 	train(h, q, a, b)
-	finishBig(t, h, q, 30, 5*time.Millisecond, 0, 1)
+	finishBig(t, h, q, 30, 5*time.Millisecond, 0, 5*time.Microsecond)
 	for id := range 20 { // only 20 of the 30 come back
 		h.clock.Advance(5 * time.Microsecond)
 		h.submit(q, id, 1)
@@ -556,10 +563,24 @@ func TestAdaptiveBurstEndsWhenArrivalsPause(t *testing.T) {
 	if n := len(h.take()); n != 0 {
 		t.Fatal("cut the batch in the middle of a burst")
 	}
-	h.clock.Advance(burstGap(a.Seconds()))
+	h.clock.Advance(500 * time.Microsecond) // 30 rows at 5 µs: 150 µs, ×1.5 + 50 µs
 	bs := h.take()
 	if len(bs) != 1 || bs[0].Rows != 20 {
-		t.Fatalf("after the burst paused: %d batches (%d rows), want one of 20", len(bs), rowsOf(bs))
+		t.Fatalf("after the burst's span: %d batches (%d rows), want one of 20", len(bs), rowsOf(bs))
+	}
+}
+
+// TestAdaptiveCostlyReturnsAlternate: where bringing every caller back
+// would cost more than a batch's fixed cost, the waiting rows go at once,
+// to run while the others come back.
+func TestAdaptiveCostlyReturnsAlternate(t *testing.T) {
+	const a, b = 2 * time.Millisecond, 100 * time.Microsecond
+	h := newHarness(t, 0)
+	q := h.queue(cfg(Adaptive, 64))
+	train(h, q, a, b)
+	finishBig(t, h, q, 16, 3600*time.Microsecond, 16, 90*time.Microsecond) // 32 back in 2.9 ms > a
+	if bs := h.take(); len(bs) != 1 || bs[0].Rows != 16 {
+		t.Fatalf("got %d batches (%d rows), want the 16 waiting rows at once", len(bs), rowsOf(bs))
 	}
 }
 
@@ -579,23 +600,37 @@ func TestAdaptiveOpenLoopDoesNotWaitForReturns(t *testing.T) {
 	}
 }
 
-// TestReturnRatioIsLearnt: batches whose callers come straight back teach
-// the ratio; a pause teaches nothing.
-func TestReturnRatioIsLearnt(t *testing.T) {
-	h := newHarness(t, 1)
-	q := h.queue(cfg(Adaptive, 8))
-	for round := range 6 {
-		for id := range 8 { // the callers come back 5 µs apart
-			h.clock.Advance(5 * time.Microsecond)
-			h.submit(q, round*100+id, 1)
-		}
-		for _, bt := range h.take() {
-			h.clock.Advance(time.Millisecond)
-			bt.Done(time.Millisecond, true)
-		}
-	}
-	if s := q.Stats(); q.returnRatio < 0.5 {
-		t.Fatalf("return ratio %.2f after closed-loop rounds (%+v), want ≥ 0.5", q.returnRatio, s)
+// TestClosedLoopIsLearnt: callers that come back soon after their batch
+// are told from open-loop arrivals that come at the same average rate.
+func TestClosedLoopIsLearnt(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		spread time.Duration // between one batch's callers coming back
+		closed bool
+	}{
+		{"closed", 20 * time.Microsecond, true},
+		{"open", 250 * time.Microsecond, false}, // 8 rows over the whole 2 ms cycle
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, 1)
+			q := h.queue(cfg(Adaptive, 8))
+			for round := range 40 {
+				for id := range 8 {
+					h.clock.Advance(tc.spread)
+					h.submit(q, round*100+id, 1)
+				}
+				h.clock.Advance(time.Millisecond) // a timer may cut the batch
+				for _, bt := range h.take() {
+					bt.Done(time.Millisecond, true)
+				}
+			}
+			h.b.mu.Lock()
+			tightness := q.burst.tightness
+			h.b.mu.Unlock()
+			if got := tightness < closedLoop; got != tc.closed {
+				t.Fatalf("tightness %.2f: closed loop %v, want %v", tightness, got, tc.closed)
+			}
+		})
 	}
 }
 

@@ -16,6 +16,11 @@
 // never refused by the forecast, so a spoiled forecast always gets evidence
 // to correct itself.
 //
+// The adaptive policy waits while waiting is expected to pay off: for
+// arrivals at the rate it measures, and — where it has learnt that callers
+// come back as soon as they are answered (burst.go) — for the rest of the
+// callers of the batch that just finished.
+//
 // Requests carry a key: only requests with equal keys share a batch (for
 // tensors, the same dtype and non-batch dims), oldest first across keys.
 //
