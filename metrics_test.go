@@ -50,20 +50,25 @@ func TestMetricsOverHTTP(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := startStack(ctx, &f, logger)
-	if err != nil {
+	up := make(chan *stack)
+	done := make(chan error, 1)
+	go func() {
+		done <- runStack(ctx, &f, logger, func(ctx context.Context, st *stack) error {
+			up <- st
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	var st *stack
+	select {
+	case st = <-up:
+	case err := <-done:
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- st.run(runCtx) }()
 	t.Cleanup(func() {
-		stop()
+		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
-		}
-		if err := st.close(); err != nil {
-			t.Errorf("close: %v", err)
 		}
 	})
 	url := st.URL()

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -47,47 +49,92 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 }
 
-// stack is a running engine with its config reloader and HTTP front end.
+// stack is a running engine with its GPU monitor, config reloader and HTTP
+// front end.
 type stack struct {
 	gpus     *gpu.Monitor
-	stopGPU  func()
 	eng      *engine.Engine
 	reloader *watcher.Reloader
 	srv      *server.Server
 	ln       net.Listener
-	logger   *slog.Logger
-	drain    time.Duration
 }
 
-// startStack loads the config, starts its runners, and binds the port. The
-// caller runs it with run and must call close.
-func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger) (*stack, error) {
+// newMetricsRegistry is the one Prometheus registry of the process: the GPU
+// monitor, the engine, the reloader and the server register on it, /metrics
+// gathers it.
+func newMetricsRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("register go collector: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("register process collector: %w", err)
+	}
+	return reg, nil
+}
+
+// runStack builds the stack in its natural order — metrics registry, GPU
+// monitor, engine, config reloader, HTTP server — and runs it in one
+// errgroup: the monitor from the start (runners are placed on the GPUs it
+// finds), then, once the config is applied and the port bound, the server,
+// the reloader and front, which is handed the running stack. When ctx ends,
+// front returns or any of them fails, all stop; then the runners drain (up
+// to --drain-timeout). The first failure is the error.
+func runStack(ctx context.Context, f *engineFlags, logger *slog.Logger, front func(context.Context, *stack) error) (err error) {
+	prom, err := newMetricsRegistry()
+	if err != nil {
+		return err
+	}
 	reg, err := registry()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// The GPU monitor comes first: runners are placed on the GPUs it finds.
-	// Without a driver it says so once and reports no GPU.
-	var mon *gpu.Monitor
-	eng, err := engine.New(engine.Options{Registry: reg, Logger: logger,
+	// Without a driver the monitor says so once and reports no GPU.
+	mon, err := gpu.New(gpu.Options{Registerer: prom, Logger: logger})
+	if err != nil {
+		return err
+	}
+	eng, err := engine.New(engine.Options{Registry: reg, Logger: logger, Registerer: prom,
 		GPUs: func() placement.Visible { return mon.Snapshot().Visible(os.LookupEnv) }})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	mon, err = gpu.New(gpu.Options{Registerer: eng.Registerer(), Logger: logger})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+		defer cancel()
+		if cerr := eng.Close(ctx); err == nil {
+			err = cerr
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mon.Run(ctx) })
+	st, err := startStack(ctx, f, logger, prom, mon, eng)
 	if err != nil {
-		return nil, err
+		cancel()
+		g.Wait()
+		return err
 	}
-	monCtx, monStop := context.WithCancel(context.Background())
-	monDone := make(chan error, 1)
-	go func() { monDone <- mon.Run(monCtx) }()
-	st := &stack{gpus: mon, stopGPU: func() { monStop(); <-monDone }, eng: eng, logger: logger, drain: f.drainTimeout}
-	fail := func(err error) (*stack, error) {
-		st.close()
-		return nil, err
+	g.Go(func() error { return st.srv.Serve(ctx, st.ln) })
+	g.Go(func() error { return st.reloader.Run(ctx) })
+	g.Go(func() error {
+		defer cancel()
+		return front(ctx, st)
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
 	}
+	return nil
+}
+
+// startStack waits for the first GPU reading, loads the config, starts its
+// runners, binds the port and builds the server.
+func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger, prom *prometheus.Registry, mon *gpu.Monitor, eng *engine.Engine) (*stack, error) {
+	st := &stack{gpus: mon, eng: eng}
 	if _, err := mon.Ready(ctx); err != nil {
-		return fail(fmt.Errorf("gpu monitor: %w", err))
+		return nil, fmt.Errorf("gpu monitor: %w", err)
 	}
 	getenv := func(k string) string {
 		// Flags beat the environment, which beats the file.
@@ -101,21 +148,22 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger) (*stac
 	}
 	models, err := openModels(ctx, f.config == "")
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	st.reloader, err = watcher.NewReloader(eng, f.config, samples.Config, samples.ConfigName, watcher.Options{Getenv: getenv, Models: models})
+	st.reloader, err = watcher.NewReloader(eng, f.config, samples.Config, samples.ConfigName,
+		watcher.Options{Getenv: getenv, Models: models, Registerer: prom})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if err := st.reloader.Reload(ctx); err != nil {
-		return fail(fmt.Errorf("load config:\n%w", err))
+		return nil, fmt.Errorf("load config:\n%w", err)
 	}
 	// The server section is read once, here: changing it takes a restart.
 	cfg := st.reloader.Current()
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	st.ln, err = net.Listen("tcp", addr)
 	if err != nil {
-		return fail(fmt.Errorf("listen on %s: %w (another benchtop? try --port 0)", addr, err))
+		return nil, fmt.Errorf("listen on %s: %w (another benchtop? try --port 0)", addr, err)
 	}
 	st.srv, err = server.New(eng, server.Options{
 		MaxBodyBytes: int64(f.maxBodyMB) << 20, DrainTimeout: f.drainTimeout,
@@ -125,10 +173,11 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger) (*stac
 		// 127.0.0.1 is loopback too.
 		BindHost:     boundHost(st.ln),
 		AllowedHosts: cfg.Server.AllowedHosts, AllowedOrigins: cfg.Server.AllowedOrigins,
+		Registerer: prom, Gatherer: prom,
 	})
 	if err != nil {
 		st.ln.Close()
-		return fail(err)
+		return nil, err
 	}
 	return st, nil
 }
@@ -144,23 +193,6 @@ func boundHost(ln net.Listener) string {
 
 // URL is where the stack serves.
 func (st *stack) URL() string { return "http://" + st.ln.Addr().String() }
-
-// run serves and watches the config until ctx ends.
-func (st *stack) run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return st.srv.Serve(ctx, st.ln) })
-	g.Go(func() error { return st.reloader.Run(ctx) })
-	return g.Wait()
-}
-
-// close drains the runners and stops the GPU monitor.
-func (st *stack) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), st.drain)
-	defer cancel()
-	err := st.eng.Close(ctx)
-	st.stopGPU()
-	return err
-}
 
 func newLogger(format string, level slog.Level) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
@@ -188,22 +220,16 @@ config file. SIGINT or SIGTERM stop accepting, let in-flight requests finish
 			if err != nil {
 				return err
 			}
-			st, err := startStack(cmd.Context(), &f, logger)
-			if err != nil {
-				return err
-			}
-			source := f.config
-			if source == "" {
-				source = samples.ConfigName
-			}
-			logger.Info("benchtop serving", "url", st.URL(), "config", source, "version", version)
-			runErr := st.run(cmd.Context())
-			logger.Info("shutting down: draining runners")
-			closeErr := st.close()
-			if runErr != nil && !errors.Is(runErr, context.Canceled) {
-				return runErr
-			}
-			return closeErr
+			return runStack(cmd.Context(), &f, logger, func(ctx context.Context, st *stack) error {
+				source := f.config
+				if source == "" {
+					source = samples.ConfigName
+				}
+				logger.Info("benchtop serving", "url", st.URL(), "config", source, "version", version)
+				<-ctx.Done()
+				logger.Info("shutting down: draining runners")
+				return nil
+			})
 		},
 	}
 	f.register(cmd)

@@ -27,26 +27,16 @@ func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string) error {
 	}
 	defer logFile.Close()
 	logger := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	st, err := startStack(cmd.Context(), f, logger)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(cmd.Context())
-	runErr := make(chan error, 1)
-	go func() { runErr <- st.run(ctx) }()
-	backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL(),
-		GPU: func() ui.GPUInfo { return gpuInfo(st.gpus, st.eng) }}
-	_, uiErr := tea.NewProgram(ui.New(backend), tea.WithAltScreen(), tea.WithContext(ctx)).Run()
-	cancel()
-	serveErr := <-runErr
-	closeErr := st.close()
-	if uiErr != nil && !errors.Is(uiErr, tea.ErrProgramKilled) && !errors.Is(uiErr, context.Canceled) {
-		return fmt.Errorf("workbench: %w", uiErr)
-	}
-	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
-		return serveErr
-	}
-	return closeErr
+	return runStack(cmd.Context(), f, logger, func(ctx context.Context, st *stack) error {
+		backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL(),
+			GPU: func() ui.GPUInfo { return gpuInfo(st.gpus, st.eng) }}
+		_, err := tea.NewProgram(ui.New(backend), tea.WithAltScreen(), tea.WithContext(ctx)).Run()
+		// Killed: the stack is stopping (ctx ended), and says why.
+		if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("workbench: %w", err)
+		}
+		return nil
+	})
 }
 
 func openLog(path string) (*os.File, error) {
