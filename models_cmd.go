@@ -18,6 +18,7 @@ import (
 
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
+	"github.com/benchtop/benchtop/store/atomicfile"
 )
 
 func newModelsCmd() *cobra.Command {
@@ -359,7 +360,7 @@ verified.`,
 				return err
 			}
 			bar := newProgressBar(cmd, "exporting "+m.Tag())
-			err = writeFileAtomic(dest, func(w io.Writer) error {
+			err = atomicfile.Write(dest, func(w io.Writer) error {
 				_, err := s.Export(cmd.Context(), m.Tag(), w, bar.update)
 				return err
 			})
@@ -376,33 +377,6 @@ verified.`,
 		},
 	}
 	return cmd
-}
-
-// writeFileAtomic writes path through a temp file renamed into place, so
-// an interrupted export never leaves a truncated archive under its name.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 func newModelsDeleteCmd(open openStore) *cobra.Command {
