@@ -19,6 +19,7 @@ import (
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
 	"github.com/benchtop/benchtop/store/atomicfile"
+	"github.com/benchtop/benchtop/store/names"
 )
 
 func newModelsCmd() *cobra.Command {
@@ -282,7 +283,7 @@ verified; the flags describing a model do not apply to it.`,
 			} else {
 				if name == "" {
 					if name = defaultName(path); name == "" {
-						return fmt.Errorf("import %s: give the model a name with --name (lower-case letters, digits and -._)", path)
+						return fmt.Errorf("import %s: give the model a name with --name: %s", path, names.Rule)
 					}
 				}
 				lbls, err := parseLabels(labels)
