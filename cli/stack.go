@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -23,9 +23,6 @@ import (
 	"github.com/benchtop/benchtop/watcher"
 )
 
-// version is set at build time (-ldflags "-X main.version=...").
-var version = "dev"
-
 // engineFlags are shared by the workbench and serve: the same engine, with
 // or without a screen.
 type engineFlags struct {
@@ -36,6 +33,8 @@ type engineFlags struct {
 	drainTimeout time.Duration
 	accessLog    bool
 	logFormat    string
+
+	version string // not a flag: the binary's, for /v2 and the log
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -167,7 +166,7 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger, prom *
 	}
 	st.srv, err = server.New(eng, server.Options{
 		MaxBodyBytes: int64(f.maxBodyMB) << 20, DrainTimeout: f.drainTimeout,
-		AccessLog: f.accessLog, Logger: logger, Version: version,
+		AccessLog: f.accessLog, Logger: logger, Version: f.version,
 		BodyTimeout: cfg.Server.BodyTimeout, MaxInflightBytes: int64(cfg.Server.MaxInflightMB) << 20,
 		// What was bound, not what was asked: a name that resolves to
 		// 127.0.0.1 is loopback too.
@@ -193,45 +192,3 @@ func boundHost(ln net.Listener) string {
 
 // URL is where the stack serves.
 func (st *stack) URL() string { return "http://" + st.ln.Addr().String() }
-
-func newLogger(format string, level slog.Level) (*slog.Logger, error) {
-	opts := &slog.HandlerOptions{Level: level}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-func newServeCmd() *cobra.Command {
-	var f engineFlags
-	cmd := &cobra.Command{
-		Use:   "serve",
-		Short: "Run the engine headless: the config's runners and APIs over HTTP",
-		Long: `Run the engine without the workbench: the runners and APIs of the config,
-served on a local port (default http://127.0.0.1:3000), live-reloading the
-config file. SIGINT or SIGTERM stop accepting, let in-flight requests finish
-(up to --drain-timeout), then exit 0.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger(f.logFormat, slog.LevelInfo)
-			if err != nil {
-				return err
-			}
-			return runStack(cmd.Context(), &f, logger, func(ctx context.Context, st *stack) error {
-				source := f.config
-				if source == "" {
-					source = samples.ConfigName
-				}
-				logger.Info("benchtop serving", "url", st.URL(), "config", source, "version", version)
-				<-ctx.Done()
-				logger.Info("shutting down: draining runners")
-				return nil
-			})
-		},
-	}
-	f.register(cmd)
-	return cmd
-}
