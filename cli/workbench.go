@@ -9,18 +9,18 @@ import (
 	"path/filepath"
 
 	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/gpu"
 	"github.com/benchtop/benchtop/ui"
+	"github.com/benchtop/benchtop/ui/console"
 )
 
 // runWorkbench starts the engine and its HTTP port, and opens the terminal
 // UI over them. Logs go to a file: the screen is the UI's.
 func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string) error {
-	if !term.IsTerminal(os.Stdout.Fd()) {
+	if !console.IsTerminal(os.Stdout) {
 		return errors.New("the workbench needs a terminal; to run headless use `benchtop serve`")
 	}
 	logFile, err := openLog(logPath)
