@@ -199,8 +199,7 @@ func TestCompareWorkers(t *testing.T) {
 }
 
 func TestCompareNeedsInProcess(t *testing.T) {
-	eng := simEngine(t, adaptive())
-	ts := serve(t, eng)
+	_, ts := simServed(t, adaptive())
 	h, err := NewHTTP(context.Background(), HTTPOptions{URL: ts.URL + "/predict"})
 	if err != nil {
 		t.Fatal(err)

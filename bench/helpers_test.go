@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/samples"
@@ -22,11 +24,17 @@ func quick() Options {
 // API "predict", as the embedded config does, but with a 1 ms batch cost.
 func simEngine(t *testing.T, cfg batcher.Config) *engine.Engine {
 	t.Helper()
+	return simEngineOn(t, cfg, nil)
+}
+
+// simEngineOn is simEngine with its metrics on prom.
+func simEngineOn(t *testing.T, cfg batcher.Config, prom prometheus.Registerer) *engine.Engine {
+	t.Helper()
 	reg := engine.NewRegistry()
 	if err := samples.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Options{Registry: reg})
+	eng, err := engine.New(engine.Options{Registry: reg, Registerer: prom})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,16 +55,19 @@ func simEngine(t *testing.T, cfg batcher.Config) *engine.Engine {
 	return eng
 }
 
-// serve puts the real HTTP front end in front of eng.
-func serve(t *testing.T, eng *engine.Engine) *httptest.Server {
+// simServed is simEngine behind the real HTTP front end, both on one
+// metrics registry as main has them, so /metrics shows the runner's.
+func simServed(t *testing.T, cfg batcher.Config) (*engine.Engine, *httptest.Server) {
 	t.Helper()
-	srv, err := server.New(eng, server.Options{})
+	prom := prometheus.NewRegistry()
+	eng := simEngineOn(t, cfg, prom)
+	srv, err := server.New(eng, server.Options{Registerer: prom, Gatherer: prom})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return ts
+	return eng, ts
 }
 
 // rawTarget is an HTTP target for a plain test server: a fixed body and no

@@ -11,8 +11,7 @@ import (
 func TestMetricsDiffFromEngine(t *testing.T) {
 	// Ten requests one after another through the real front end: ten
 	// batches of the example's two rows, whichever way they are read.
-	eng := simEngine(t, adaptive())
-	ts := serve(t, eng)
+	_, ts := simServed(t, adaptive())
 	ctx := context.Background()
 	for _, path := range []string{"/predict", "/v2/models/sim/infer", "/v2/models/sim.predict/infer"} {
 		t.Run(path, func(t *testing.T) {
@@ -57,8 +56,7 @@ func TestMetricsDiffFromEngine(t *testing.T) {
 }
 
 func TestHTTPSweepHasBatching(t *testing.T) {
-	eng := simEngine(t, adaptive())
-	ts := serve(t, eng)
+	_, ts := simServed(t, adaptive())
 	h, err := NewHTTP(context.Background(), HTTPOptions{URL: ts.URL + "/predict", Conns: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -79,8 +77,7 @@ func TestHTTPSweepHasBatching(t *testing.T) {
 }
 
 func TestNewHTTPErrors(t *testing.T) {
-	eng := simEngine(t, adaptive())
-	ts := serve(t, eng)
+	_, ts := simServed(t, adaptive())
 	tests := []struct{ name, url, want string }{
 		{"not a url", "localhost:3000", "want http://"},
 		{"unknown api", ts.URL + "/nope", "no API at POST /nope"},

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 )
@@ -92,7 +94,8 @@ func (slowOnce) Call(ctx context.Context, _ string, in engine.Value) (engine.Val
 // until it serves a queue again (issue 12, item 1: 503 forever on an idle
 // server).
 func TestSlowRequestsDoNotLockAMethodOut(t *testing.T) {
-	e := newEngine(t, slowType())
+	prom := prometheus.NewPedanticRegistry()
+	e := newEngineOn(t, prom, slowType())
 	r := start(t, e, engine.RunnerConfig{Name: "slow", Runnable: "slow", Workers: 1, Batching: batching(batcher.Adaptive, 8, 100*time.Millisecond)})
 	ctx := context.Background()
 	for range 4 {
@@ -113,7 +116,7 @@ func TestSlowRequestsDoNotLockAMethodOut(t *testing.T) {
 	if err := <-running; err != nil {
 		t.Fatal(err)
 	}
-	if got := refusals(t, e, "slow", "run", "predicted"); got != 1 {
+	if got := refusals(t, prom, "slow", "run", "predicted"); got != 1 {
 		t.Fatalf("benchtop_runner_refusals_total{cause=predicted} = %v, want 1", got)
 	}
 	found := false
@@ -226,9 +229,9 @@ func TestFailedChunkWithdrawsTheRest(t *testing.T) {
 	}
 }
 
-func refusals(t *testing.T, e *engine.Engine, runner, method, cause string) float64 {
+func refusals(t *testing.T, g prometheus.Gatherer, runner, method, cause string) float64 {
 	t.Helper()
-	mf := gather(t, e)["benchtop_runner_refusals_total"]
+	mf := gather(t, g)["benchtop_runner_refusals_total"]
 	for _, m := range mf.GetMetric() {
 		l := labelsOf(m)
 		if l["runner"] == runner && l["method"] == method && l["cause"] == cause {

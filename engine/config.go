@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"regexp"
 	"slices"
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/gpu/placement"
+	"github.com/benchtop/benchtop/store/names"
 )
 
 // Resources is what a runner asks for, as in BentoML's runner resources.
@@ -59,17 +59,15 @@ const DefaultTimeout = 60 * time.Second
 // MaxWorkers caps a pool so that a typo cannot fork a thousand processes.
 const MaxWorkers = 256
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether s can name a runner or API: lower-case letters,
-// digits and "-._", at most 63 characters, starting and ending alphanumeric.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// ValidName reports whether s can name a runner or API: the rule of
+// package names, the one model names follow too.
+func ValidName(s string) bool { return names.Valid(s) }
 
 // Validate reports every problem with c that can be seen without the registry.
 func (c RunnerConfig) Validate() error {
 	var errs []error
 	if !ValidName(c.Name) {
-		errs = append(errs, fmt.Errorf("name %q: use lower-case letters, digits and -._ (at most 63)", c.Name))
+		errs = append(errs, fmt.Errorf("name %q: use %s", c.Name, names.Rule))
 	}
 	if c.Runnable == "" {
 		errs = append(errs, fmt.Errorf("runnable: required"))

@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/benchtop/benchtop/gpu/placement"
 )
@@ -28,12 +27,16 @@ type Options struct {
 	// GPUs reports the GPUs visible to the process, for placing workers;
 	// nil means none (a GPU runner then fails to plan with a clear error).
 	GPUs func() placement.Visible
+	// Registerer gets the runner metrics and what runnables register,
+	// labelled per runner; a runner's series leave with it. nil keeps them
+	// on a registry of the engine's own that nothing gathers.
+	Registerer prometheus.Registerer
 }
 
-// Engine owns the runners, their metrics registry and the event log.
+// Engine owns the runners, their metrics and the event log.
 type Engine struct {
 	registry *Registry
-	prom     *prometheus.Registry
+	prom     prometheus.Registerer
 	deps     runnerDeps
 
 	applyMu sync.Mutex     // one Apply at a time
@@ -47,9 +50,8 @@ type Engine struct {
 	custom map[string]*runnerRegisterer
 }
 
-// New returns an engine with no runners. Its Prometheus registry carries the
-// runner metrics, the Go runtime and process collectors, and whatever the
-// runnables register.
+// New returns an engine with no runners, its runner metrics registered on
+// opts.Registerer.
 func New(opts Options) (*Engine, error) {
 	if opts.Registry == nil {
 		opts.Registry = NewRegistry()
@@ -60,15 +62,12 @@ func New(opts Options) (*Engine, error) {
 	if opts.NumCPU <= 0 {
 		opts.NumCPU = runtime.NumCPU()
 	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
 	e := &Engine{
-		registry: opts.Registry, prom: prometheus.NewRegistry(),
+		registry: opts.Registry, prom: opts.Registerer,
 		runners: map[string]*Runner{}, apis: map[string]APISpec{}, custom: map[string]*runnerRegisterer{},
-	}
-	if err := e.prom.Register(collectors.NewGoCollector()); err != nil {
-		return nil, fmt.Errorf("register go collector: %w", err)
-	}
-	if err := e.prom.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return nil, fmt.Errorf("register process collector: %w", err)
 	}
 	m, err := newMetrics(e.prom, e.collectState)
 	if err != nil {
@@ -80,12 +79,6 @@ func New(opts Options) (*Engine, error) {
 
 // Registry is the engine's runnable registry.
 func (e *Engine) Registry() *Registry { return e.registry }
-
-// Gatherer is what /metrics serves.
-func (e *Engine) Gatherer() prometheus.Gatherer { return e.prom }
-
-// Registerer lets front ends add their own metrics to the same registry.
-func (e *Engine) Registerer() prometheus.Registerer { return e.prom }
 
 // Events is the engine's event log.
 func (e *Engine) Events() *EventLog { return e.deps.events }

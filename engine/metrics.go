@@ -28,7 +28,7 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 20)
 var batchSizeBuckets = prometheus.ExponentialBuckets(1, 2, 14)
 
 // metrics are the engine's Prometheus collectors, registered once on the
-// engine's own registry and labelled per runner and method.
+// engine's Registerer and labelled per runner and method.
 type metrics struct {
 	requests  *prometheus.CounterVec
 	e2e       *prometheus.HistogramVec

@@ -109,7 +109,7 @@ type Env struct {
 	GPUs               []int
 	CUDAVisibleDevices string
 	// Metrics registers the runnable's own collectors on the engine's
-	// registry, labelled runner="<name>", and removes them with the runner.
+	// Registerer, labelled runner="<name>", and removes them with the runner.
 	// Every worker of a runner shares them: use RegisterOrReuse.
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/gpu/placement"
@@ -19,6 +21,12 @@ import (
 )
 
 func newEngine(t testing.TB, extra ...*engine.RunnableType) *engine.Engine {
+	t.Helper()
+	return newEngineOn(t, nil, extra...)
+}
+
+// newEngineOn is newEngine with its metrics on prom.
+func newEngineOn(t testing.TB, prom prometheus.Registerer, extra ...*engine.RunnableType) *engine.Engine {
 	t.Helper()
 	reg := engine.NewRegistry()
 	if err := samples.Register(reg); err != nil {
@@ -29,7 +37,7 @@ func newEngine(t testing.TB, extra ...*engine.RunnableType) *engine.Engine {
 			t.Fatal(err)
 		}
 	}
-	e, err := engine.New(engine.Options{Registry: reg, NumCPU: 2})
+	e, err := engine.New(engine.Options{Registry: reg, NumCPU: 2, Registerer: prom})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,14 @@ type Options struct {
 	// OverloadLogInterval is how often, at most, one route's 503s are
 	// summarised in the log; 0 means DefaultOverloadLogInterval.
 	OverloadLogInterval time.Duration
+
+	// Registerer gets the front end's own metrics (benchtop_api_*,
+	// benchtop_http_*); nil keeps them on a registry of the server's own.
+	// Gatherer is what GET /metrics serves, normally the registry that the
+	// engine, the reloader and the GPU monitor register on too; nil serves
+	// that own registry when Registerer is nil as well, else nothing.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
 }
 
 // DefaultMaxBodyBytes is large enough for a batch of images as ndarrays.
@@ -73,8 +81,7 @@ type Server struct {
 	connCap   atomic.Int64 // its cap, once Serve has set it
 }
 
-// New builds the handler and registers the API metrics on the engine's
-// registry, next to the runner metrics.
+// New builds the handler and registers the API metrics on opts.Registerer.
 func New(eng *engine.Engine, opts Options) (*Server, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -96,6 +103,16 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 	}
 	if opts.OverloadLogInterval <= 0 {
 		opts.OverloadLogInterval = DefaultOverloadLogInterval
+	}
+	if opts.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		opts.Registerer = reg
+		if opts.Gatherer == nil {
+			opts.Gatherer = reg
+		}
+	}
+	if opts.Gatherer == nil {
+		opts.Gatherer = prometheus.Gatherers{}
 	}
 	s := &Server{
 		eng:       eng,
@@ -139,7 +156,7 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 		}, func() float64 { return float64(s.connCap.Load()) }),
 	}
 	for _, c := range append([]prometheus.Collector{s.requests, s.duration, s.refused}, gauges...) {
-		if err := eng.Registerer().Register(c); err != nil {
+		if err := opts.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("register api metrics: %w", err)
 		}
 	}
@@ -152,7 +169,7 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 	route("GET /readyz", "readyz", s.handleReady)
 	route("GET /docs.json", "docs", s.handleOpenAPI)
 	mux.Handle("GET /metrics", s.instrument(func(*http.Request) string { return "metrics" },
-		promhttp.HandlerFor(eng.Gatherer(), promhttp.HandlerOpts{ErrorLog: slogPrinter{opts.Logger}})))
+		promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{opts.Logger}})))
 	route("GET /v2", "v2", s.handleV2Server)
 	route("GET /v2/health/live", "v2.live", s.handleLive)
 	route("GET /v2/health/ready", "v2.ready", s.handleReady)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -76,9 +77,14 @@ func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture
 	if err := samples.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Options{Registry: reg})
+	// One registry, as main has: the engine's metrics and the server's.
+	prom := prometheus.NewPedanticRegistry()
+	eng, err := engine.New(engine.Options{Registry: reg, Registerer: prom})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.Registerer == nil && opts.Gatherer == nil {
+		opts.Registerer, opts.Gatherer = prom, prom
 	}
 	cfg, err := watcher.ParseAndValidate("test.yaml", []byte(config), reg, func(string) string { return "" })
 	if err != nil {
@@ -319,7 +325,7 @@ func TestHealthIndexMetricsAndDocs(t *testing.T) {
 	if !found["predict/200"] || !found["unknown/404"] {
 		t.Fatalf("api metrics %v", found)
 	}
-	for _, name := range []string{"benchtop_runner_batch_size", "benchtop_api_request_duration_seconds", "sentiment_polarity_total", "go_goroutines"} {
+	for _, name := range []string{"benchtop_runner_batch_size", "benchtop_api_request_duration_seconds", "sentiment_polarity_total"} {
 		if mfs[name] == nil && !(name == "sentiment_polarity_total") {
 			t.Errorf("metric %s missing", name)
 		}

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/benchtop/benchtop/store/atomicfile"
 )
 
 // An archive is a tar.gz of one version: name/version/model.yaml first, then
@@ -239,7 +241,7 @@ func (s *Store) importArchive(ctx context.Context, r io.Reader, opts ArchiveOpti
 			return nil, fmt.Errorf("%s does not describe %s: its inputs or outputs differ from the model's", ManifestFile, m.File)
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(sc.dir, ManifestFile), manifest); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(sc.dir, ManifestFile), manifest); err != nil {
 		return nil, err
 	}
 	return s.installArchive(m, sc)
@@ -375,7 +377,7 @@ func (s *Store) installArchive(m *Model, sc *scratch) (*Model, error) {
 		}
 		return nil, err
 	}
-	if err := syncDir(filepath.Join(s.dir, m.Name)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Join(s.dir, m.Name)); err != nil {
 		return nil, err
 	}
 	if err := s.updateLatestLocked(m.Name); err != nil {

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
+	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
 // relu is a one-node model; the samples package imports store, so an

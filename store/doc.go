@@ -16,7 +16,7 @@
 // <name>/) sees a version appear behind name:latest as one Create event on
 // <name>/latest. Leftovers of crashed imports are removed by the next Open.
 //
-// Names and versions are lower-case letters, digits and "-._", at most 63
-// characters, starting and ending with a letter or digit, so no tag can
-// reach outside the store.
+// Names and versions follow the rule of package names (lower-case letters,
+// digits and "-._", 1 to 63 characters, starting and ending with a letter
+// or digit), so no tag can reach outside the store.
 package store

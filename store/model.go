@@ -11,7 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
+	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
 // ManifestFile is the description every version directory holds.

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/benchtop/benchtop/store/atomicfile"
 )
 
 // Errors callers can match with errors.Is.
@@ -350,8 +352,8 @@ func (s *Store) updateLatestLocked(name string) error {
 	if err != nil {
 		return err
 	}
-	// Leftovers of a crash in writeFileAtomic: writers hold this lock.
-	stale, _ := filepath.Glob(filepath.Join(s.dir, name, "."+latestDir+"-*"))
+	// Leftovers of a crash in atomicfile.WriteFile: writers hold this lock.
+	stale, _ := atomicfile.Leftovers(s.LatestFile(name))
 	for _, f := range stale {
 		_ = os.Remove(f)
 	}
@@ -365,42 +367,7 @@ func (s *Store) updateLatestLocked(name string) error {
 	if raw, err := os.ReadFile(s.LatestFile(name)); err == nil && strings.TrimSpace(string(raw)) == want {
 		return nil
 	}
-	return writeFileAtomic(s.LatestFile(name), []byte(want+"\n"))
-}
-
-// writeFileAtomic replaces path by renaming a synced temp file over it.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(s.LatestFile(name), []byte(want+"\n"))
 }
 
 // Progress reports bytes done out of total (-1 when unknown).
@@ -562,7 +529,7 @@ func (s *Store) install(m *Model, sc *scratch, generated, keepExisting bool) (*M
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(filepath.Join(sc.dir, ManifestFile), raw); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(sc.dir, ManifestFile), raw); err != nil {
 			return nil, err
 		}
 		final := filepath.Join(s.dir, m.Name, m.Version)
@@ -580,7 +547,7 @@ func (s *Store) install(m *Model, sc *scratch, generated, keepExisting bool) (*M
 			return nil, fmt.Errorf("%w: %s (delete it first or pick another --version)", ErrExists, m.Tag())
 		}
 	}
-	if err := syncDir(filepath.Join(s.dir, m.Name)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Join(s.dir, m.Name)); err != nil {
 		return nil, err
 	}
 	if err := s.updateLatestLocked(m.Name); err != nil {

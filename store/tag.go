@@ -7,25 +7,25 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/benchtop/benchtop/store/names"
 )
 
 // Latest is the version word that means "the newest version".
 const Latest = "latest"
 
-var (
-	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
-	// A version prefix may stop anywhere, "20251125-" included.
-	prefixRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-)
+// A version prefix may stop anywhere, "20251125-" included.
+var prefixRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
-const nameRule = "use lower-case letters, digits and -._ (1 to 63 characters, starting and ending with a letter or digit)"
+const nameRule = "use " + names.Rule
 
-// ValidName reports whether s can name a model.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// ValidName reports whether s can name a model (or a model's method): the
+// rule of package names, the one runners and APIs follow too.
+func ValidName(s string) bool { return names.Valid(s) }
 
 // ValidVersion reports whether s can be a model version: the rule of names,
 // and not the word "latest".
-func ValidVersion(s string) bool { return nameRE.MatchString(s) && s != Latest }
+func ValidVersion(s string) bool { return names.Valid(s) && s != Latest }
 
 func checkName(s string) error {
 	if !ValidName(s) {

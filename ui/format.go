@@ -51,20 +51,6 @@ func humanDur(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-// humanBytes shows a size in binary units: "1.2 GiB".
-func humanBytes(b uint64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := uint64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
-}
-
 // msString shows a latency bound in ms as typed in the config.
 func msString(d time.Duration) string {
 	if d <= 0 {

@@ -8,6 +8,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/ui/console"
 )
 
 // View renders the whole screen from the snapshot and the UI state.
@@ -358,7 +359,7 @@ func (m Model) viewGPU(w, h int) string {
 		}
 		lines = append(lines, fmt.Sprintf("%d %s", d.Index, d.Name))
 		lines = append(lines, fmt.Sprintf("  util %s %3.0f%%  %s", bar(d.Util, barW), d.Util*100, sparkline(d.UtilHist)))
-		lines = append(lines, fmt.Sprintf("  mem  %s %s / %s  %s", bar(memFrac, barW), humanBytes(d.MemUsed), humanBytes(d.MemTotal), sparkline(d.MemHist)))
+		lines = append(lines, fmt.Sprintf("  mem  %s %s / %s  %s", bar(memFrac, barW), console.Bytes(int64(d.MemUsed)), console.Bytes(int64(d.MemTotal)), sparkline(d.MemHist)))
 		var extra []string
 		if d.TempC > 0 {
 			extra = append(extra, fmt.Sprintf("%.0f°C", d.TempC))

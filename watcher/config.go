@@ -17,6 +17,7 @@ import (
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/gpu/placement"
+	"github.com/benchtop/benchtop/store/names"
 )
 
 // Config is one benchtop YAML file, decoded. Optional knobs are pointers so
@@ -508,7 +509,7 @@ func checkName(kind, path, name string, seen map[string]bool, add func(path, for
 	case name == "":
 		add(path, "name: required")
 	case !engine.ValidName(name):
-		add(path+".name", "%q: use lower-case letters, digits and -._ (at most 63, starting and ending with a letter or digit)", name)
+		add(path+".name", "%q: use %s", name, names.Rule)
 	case seen[name]:
 		add(path+".name", "%q is used by another %s", name, kind)
 	}

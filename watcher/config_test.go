@@ -79,7 +79,7 @@ apis:
 			`c.yaml:6:11: runners[1].init: init params: unknown field "fixd_ms"`,
 			`c.yaml:7:32: runners[1].batching.max_batch_size: 0: want at least 1`,
 			`c.yaml:9:7: runners[1].methods.forecast: runnable "sim" has no method "forecast" (methods: predict)`,
-			`c.yaml:10:11: runners[2].name: "Bad_Name": use lower-case letters, digits and -._ (at most 63, starting and ending with a letter or digit)`,
+			`c.yaml:10:11: runners[2].name: "Bad_Name": use lower-case letters, digits and -._ (1 to 63 characters, starting and ending with a letter or digit)`,
 			`c.yaml:13:7: runners[2].methods.is_positive: method "is_positive" is not batchable, so it has no batching to set`,
 			`c.yaml:15:5: apis[0]: api "a": input text does not fit sim.predict, which takes tensor float32[-1 -1] (use ndarray)`,
 			`c.yaml:16:23: apis[1].runner: "nope" is not a runner in this config (runners: Bad_Name, sim)`,

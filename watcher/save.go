@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/store/atomicfile"
 )
 
 // Tweak is a change made in the workbench that the user wants to keep.
@@ -25,8 +25,8 @@ type Tweak struct {
 
 // SaveTweak writes t into the config file at path, editing the YAML node
 // tree so the user's comments, order and layout survive. The file is
-// replaced atomically (temp file + rename), so the watcher never reads half
-// a file.
+// replaced atomically and durably (package atomicfile), so the watcher
+// never reads half a file.
 func SaveTweak(path string, t Tweak) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -85,7 +85,10 @@ func SaveTweak(path string, t Tweak) error {
 	if err := enc.Encode(&root); err != nil {
 		return fmt.Errorf("save to config: %w", err)
 	}
-	return writeAtomic(path, buf.Bytes())
+	if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
+		return fmt.Errorf("save to config: %w", err)
+	}
+	return nil
 }
 
 func ms(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
@@ -130,31 +133,4 @@ func setNode(m *yaml.Node, key string, v *yaml.Node) {
 		}
 	}
 	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
-}
-
-func writeAtomic(path string, data []byte) error {
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("save to config: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save to config: %w", err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save to config: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save to config: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("save to config: %w", err)
-	}
-	return nil
 }

@@ -60,6 +60,9 @@ type Options struct {
 	Getenv func(string) string
 	// Models resolves `model:` tags; its WatchDirs are watched too.
 	Models ModelResolver
+	// Registerer gets the benchtop_config_* metrics; nil keeps them on a
+	// registry of the reloader's own.
+	Registerer prometheus.Registerer
 }
 
 // NewReloader prepares to load path into eng; an empty path means the
@@ -73,6 +76,9 @@ func NewReloader(eng *engine.Engine, path string, embedded []byte, embeddedName 
 	}
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
 	}
 	r := &Reloader{
 		eng: eng, data: embedded, name: embeddedName, getenv: opts.Getenv, models: opts.Models,
@@ -104,7 +110,7 @@ func NewReloader(eng *engine.Engine, path string, embedded []byte, embeddedName 
 	}
 	r.status.Path = r.name
 	for _, c := range []prometheus.Collector{r.reloads, r.lastOK, r.lastOKTime, r.info} {
-		if err := eng.Registerer().Register(c); err != nil {
+		if err := opts.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("register reload metrics: %w", err)
 		}
 	}

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/benchtop/benchtop/engine"
-	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
 	"github.com/benchtop/benchtop/store"
+	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
 // TypeName is the runnable's name in configs.

@@ -21,9 +21,9 @@ import (
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
-	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
+	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
 // library loads ONNX Runtime or skips: it is a download, not a Go module.

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
 	"github.com/benchtop/benchtop/store"
+	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
 // MLP is a generated multi-layer perceptron classifier and its ONNX form.

@@ -9,9 +9,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
+	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
 func TestSamplesDescribeThemselves(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/benchtop/benchtop/engine/onnx/onnxpb"
+	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
 func sample() *onnxpb.Model {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -130,36 +130,17 @@ func TestDefaultName(t *testing.T) {
 	}
 }
 
-func TestProgressBar(t *testing.T) {
-	cases := []struct {
-		name        string
-		done, total int64
-		want        string
-	}{
-		{"half", 512 << 10, 1 << 20, " 50%  512.0 KiB / 1.0 MiB"},
-		{"complete", 1 << 20, 1 << 20, "100%  1.0 MiB / 1.0 MiB"},
-		{"unknown total", 3 << 20, -1, "copying  3.0 MiB"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			p := &progressBar{w: &buf, label: "copying"}
-			p.update(c.done, c.total)
-			p.done()
-			out := buf.String()
-			if !strings.Contains(out, c.want) || !strings.HasSuffix(out, "\r\033[K") {
-				t.Fatalf("drew %q, want %q and a cleared line at the end", out, c.want)
-			}
-		})
-	}
-	// Not a terminal: nothing at all.
+// TestProgressBarStaysOffPipes: piped or redirected, the commands draw no
+// bar (what a bar draws is tested in package console).
+func TestProgressBarStaysOffPipes(t *testing.T) {
 	cmd := newModelsCmd()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
 	p := newProgressBar(cmd, "x")
-	p.update(1, 2)
-	p.done()
+	p.Update(1, 2)
+	p.Update(2, 2)
+	p.Done()
 	if out.Len() != 0 {
 		t.Fatalf("drew %q on a pipe", out.String())
 	}

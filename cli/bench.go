@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/benchtop/benchtop/bench"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/ui/console"
 )
 
 type benchFlags struct {
@@ -136,7 +137,7 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	}
 
 	stderr := cmd.ErrOrStderr()
-	if file, ok := stderr.(*os.File); ok && benchIsTerminal(file) {
+	if console.IsTerminal(stderr) {
 		opts.Progress = benchProgress(stderr)
 	}
 	report := bench.Report{Target: target.String()}
@@ -288,11 +289,6 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 		return fail(err)
 	}
 	return p, closeEngine, nil
-}
-
-func benchIsTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // benchProgress rewrites one status line on a terminal.

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -11,13 +11,15 @@ import (
 	"regexp"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
+	"github.com/benchtop/benchtop/store/atomicfile"
+	"github.com/benchtop/benchtop/store/names"
+	"github.com/benchtop/benchtop/ui/console"
 )
 
 func newModelsCmd() *cobra.Command {
@@ -120,7 +122,7 @@ func newModelsListCmd(open openStore) *cobra.Command {
 				if m.Latest {
 					latest = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Tag(), latest, m.Framework, signature(m), humanBytes(m.Size), m.Created.Local().Format("2006-01-02 15:04:05"))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Tag(), latest, m.Framework, signature(m), console.Bytes(m.Size), m.Created.Local().Format("2006-01-02 15:04:05"))
 			}
 			return tw.Flush()
 		},
@@ -149,18 +151,6 @@ func signature(m *store.Model) string {
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, "; ")
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func newModelsGetCmd(open openStore) *cobra.Command {
@@ -273,15 +263,15 @@ verified; the flags describing a model do not apply to it.`,
 				if err != nil {
 					return err
 				}
-				m, err = s.ImportArchive(cmd.Context(), bufio.NewReader(f), store.ArchiveOptions{Size: st.Size(), Progress: bar.update})
-				bar.done()
+				m, err = s.ImportArchive(cmd.Context(), bufio.NewReader(f), store.ArchiveOptions{Size: st.Size(), Progress: bar.Update})
+				bar.Done()
 				if err != nil {
 					return fmt.Errorf("%s: %w", path, err)
 				}
 			} else {
 				if name == "" {
 					if name = defaultName(path); name == "" {
-						return fmt.Errorf("import %s: give the model a name with --name (lower-case letters, digits and -._)", path)
+						return fmt.Errorf("import %s: give the model a name with --name: %s", path, names.Rule)
 					}
 				}
 				lbls, err := parseLabels(labels)
@@ -293,9 +283,9 @@ verified; the flags describing a model do not apply to it.`,
 					Version:   version,
 					Signature: &store.SignatureOptions{Method: method, Batchable: batchable, BatchDim: batchDim},
 					Labels:    lbls,
-					Progress:  bar.update,
+					Progress:  bar.Update,
 				})
-				bar.done()
+				bar.Done()
 				if err != nil {
 					return err
 				}
@@ -304,7 +294,7 @@ verified; the flags describing a model do not apply to it.`,
 			if m.Latest {
 				latest = ", now " + m.Name + ":latest"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s%s)\n  %s\n", m.Tag(), humanBytes(m.Size), latest, signature(m))
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s%s)\n  %s\n", m.Tag(), console.Bytes(m.Size), latest, signature(m))
 			return nil
 		},
 	}
@@ -359,11 +349,11 @@ verified.`,
 				return err
 			}
 			bar := newProgressBar(cmd, "exporting "+m.Tag())
-			err = writeFileAtomic(dest, func(w io.Writer) error {
-				_, err := s.Export(cmd.Context(), m.Tag(), w, bar.update)
+			err = atomicfile.Write(dest, func(w io.Writer) error {
+				_, err := s.Export(cmd.Context(), m.Tag(), w, bar.Update)
 				return err
 			})
-			bar.done()
+			bar.Done()
 			if err != nil {
 				return err
 			}
@@ -371,38 +361,11 @@ verified.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "exported %s to %s (%s)\n", m.Tag(), dest, humanBytes(st.Size()))
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %s to %s (%s)\n", m.Tag(), dest, console.Bytes(st.Size()))
 			return nil
 		},
 	}
 	return cmd
-}
-
-// writeFileAtomic writes path through a temp file renamed into place, so
-// an interrupted export never leaves a truncated archive under its name.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 func newModelsDeleteCmd(open openStore) *cobra.Command {
@@ -456,64 +419,18 @@ classes) and import each one whose name has no version yet:
 				return err
 			}
 			for _, m := range ms {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\n  %s\n", m.Tag(), humanBytes(m.Size), signature(m))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\n  %s\n", m.Tag(), console.Bytes(m.Size), signature(m))
 			}
 			return nil
 		},
 	}
 }
 
-// progressBar draws on stderr while stdout and stderr are both terminals;
-// piped or redirected, the commands stay quiet.
-type progressBar struct {
-	w     io.Writer
-	label string
-	last  time.Time
-	drawn bool
-}
-
-func newProgressBar(cmd *cobra.Command, label string) *progressBar {
-	if !isTerminal(cmd.OutOrStdout()) || !isTerminal(cmd.ErrOrStderr()) {
-		return &progressBar{}
+// newProgressBar draws on stderr while stdout and stderr are both
+// terminals; piped or redirected, the commands stay quiet.
+func newProgressBar(cmd *cobra.Command, label string) *console.Bar {
+	if !console.IsTerminal(cmd.OutOrStdout()) || !console.IsTerminal(cmd.ErrOrStderr()) {
+		return console.NewBar(nil, label)
 	}
-	return &progressBar{w: cmd.ErrOrStderr(), label: label}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-const barWidth = 30
-
-func (p *progressBar) update(done, total int64) {
-	if p.w == nil {
-		return
-	}
-	// Ten frames a second is smooth; more would cost more than the copy.
-	if now := time.Now(); now.Sub(p.last) < 100*time.Millisecond && done != total {
-		return
-	} else {
-		p.last = now
-	}
-	p.drawn = true
-	if total <= 0 {
-		fmt.Fprintf(p.w, "\r\033[K%s  %s", p.label, humanBytes(done))
-		return
-	}
-	frac := min(1, float64(done)/float64(total))
-	full := int(frac * barWidth)
-	bar := strings.Repeat("█", full) + strings.Repeat("░", barWidth-full)
-	fmt.Fprintf(p.w, "\r\033[K%s  %s %3.0f%%  %s / %s", p.label, bar, frac*100, humanBytes(done), humanBytes(total))
-}
-
-// done clears the bar's line, so the command's own output starts clean.
-func (p *progressBar) done() {
-	if p.w != nil && p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
+	return console.NewBar(cmd.ErrOrStderr(), label)
 }

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/benchtop/benchtop/samples"
+)
+
+func newLogger(format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func newServeCmd(version string) *cobra.Command {
+	f := engineFlags{version: version}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the engine headless: the config's runners and APIs over HTTP",
+		Long: `Run the engine without the workbench: the runners and APIs of the config,
+served on a local port (default http://127.0.0.1:3000), live-reloading the
+config file. SIGINT or SIGTERM stop accepting, let in-flight requests finish
+(up to --drain-timeout), then exit 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(f.logFormat, slog.LevelInfo)
+			if err != nil {
+				return err
+			}
+			return runStack(cmd.Context(), &f, logger, func(ctx context.Context, st *stack) error {
+				source := f.config
+				if source == "" {
+					source = samples.ConfigName
+				}
+				logger.Info("benchtop serving", "url", st.URL(), "config", source, "version", version)
+				<-ctx.Done()
+				logger.Info("shutting down: draining runners")
+				return nil
+			})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
