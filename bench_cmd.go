@@ -15,6 +15,7 @@ import (
 
 	"github.com/benchtop/benchtop/bench"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 type benchFlags struct {
@@ -277,7 +278,7 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 		}
 		return fail(fmt.Errorf("runner %q has no method %q (methods: %s)", name, method, strings.Join(ms, ", ")))
 	}
-	var in engine.Value
+	var in tensor.Value
 	if body != nil {
 		if in, err = bench.DecodeInput(body, spec.Input); err != nil {
 			return fail(fmt.Errorf("--input for %s.%s (%s): %w", name, method, spec.Input, err))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // InProcess is a runner method called through the engine, with no HTTP in
@@ -16,12 +17,12 @@ import (
 type InProcess struct {
 	eng            *engine.Engine
 	runner, method string
-	in             engine.Value
+	in             tensor.Value
 }
 
 // NewInProcess targets runner.method of eng with input in; the zero Value
 // means engine.ExampleValue of the method's input.
-func NewInProcess(eng *engine.Engine, runner, method string, in engine.Value) (*InProcess, error) {
+func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*InProcess, error) {
 	r, err := eng.Runner(runner)
 	if err != nil {
 		return nil, err
@@ -30,7 +31,7 @@ func NewInProcess(eng *engine.Engine, runner, method string, in engine.Value) (*
 	if !ok {
 		return nil, fmt.Errorf("runner %q: %w %q", runner, engine.ErrUnknownMethod, method)
 	}
-	if in.Kind() == engine.KindInvalid {
+	if in.Kind() == tensor.KindInvalid {
 		in = engine.ExampleValue(spec.Input)
 	}
 	if err := spec.Input.Check(in); err != nil {
@@ -42,26 +43,26 @@ func NewInProcess(eng *engine.Engine, runner, method string, in engine.Value) (*
 // DecodeInput reads a request body (--input FILE) as the value a method
 // takes: an ndarray (JSON nested list) for a tensor, the text itself for
 // text, a JSON document for JSON.
-func DecodeInput(data []byte, spec engine.IOSpec) (engine.Value, error) {
-	var v engine.Value
+func DecodeInput(data []byte, spec tensor.IOSpec) (tensor.Value, error) {
+	var v tensor.Value
 	switch spec.Kind {
-	case engine.KindText:
-		v = engine.TextValue(string(data))
-	case engine.KindJSON:
+	case tensor.KindText:
+		v = tensor.TextValue(string(data))
+	case tensor.KindJSON:
 		var doc any
 		if err := json.Unmarshal(data, &doc); err != nil {
-			return engine.Value{}, fmt.Errorf("input is not JSON: %w", err)
+			return tensor.Value{}, fmt.Errorf("input is not JSON: %w", err)
 		}
-		v = engine.JSONValue(doc)
+		v = tensor.JSONValue(doc)
 	default:
 		t, err := engine.DecodeNDArray(data, spec)
 		if err != nil {
-			return engine.Value{}, fmt.Errorf("input is not an ndarray (a JSON nested list): %w", err)
+			return tensor.Value{}, fmt.Errorf("input is not an ndarray (a JSON nested list): %w", err)
 		}
-		v = engine.TensorValue(t)
+		v = tensor.TensorValue(t)
 	}
 	if err := spec.Check(v); err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
 	return v, nil
 }

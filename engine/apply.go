@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // IOKind is how an API reads its request body and writes its response.
@@ -32,14 +33,14 @@ func ParseIOKind(s string) (IOKind, error) {
 }
 
 // valueKind is the Value kind an IO kind carries.
-func (k IOKind) valueKind() Kind {
+func (k IOKind) valueKind() tensor.Kind {
 	switch k {
 	case IOText:
-		return KindText
+		return tensor.KindText
 	case IONDArray:
-		return KindTensor
+		return tensor.KindTensor
 	default:
-		return KindJSON
+		return tensor.KindJSON
 	}
 }
 
@@ -71,20 +72,20 @@ func (e *Engine) API(name string) (APISpec, bool) {
 
 // CheckAPI reports whether api fits the method it calls.
 func CheckAPI(api APISpec, m MethodSpec) error {
-	if got, want := api.Input.valueKind(), m.Input.Kind; want != KindInvalid && got != want {
+	if got, want := api.Input.valueKind(), m.Input.Kind; want != tensor.KindInvalid && got != want {
 		return fmt.Errorf("api %q: input %s does not fit %s.%s, which takes %s (use %s)", api.Name, api.Input, api.Runner, api.Method, m.Input, ioKindFor(want))
 	}
-	if got, want := api.Output.valueKind(), m.Output.Kind; want != KindInvalid && got != want {
+	if got, want := api.Output.valueKind(), m.Output.Kind; want != tensor.KindInvalid && got != want {
 		return fmt.Errorf("api %q: output %s does not fit %s.%s, which returns %s (use %s)", api.Name, api.Output, api.Runner, api.Method, m.Output, ioKindFor(want))
 	}
 	return nil
 }
 
-func ioKindFor(k Kind) IOKind {
+func ioKindFor(k tensor.Kind) IOKind {
 	switch k {
-	case KindText:
+	case tensor.KindText:
 		return IOText
-	case KindTensor:
+	case tensor.KindTensor:
 		return IONDArray
 	}
 	return IOJSON

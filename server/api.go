@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // handleAPI serves POST /{api}: decode the body by the API's input kind,
@@ -71,46 +72,46 @@ func (s *Server) methodSpec(runner, method string) (engine.MethodSpec, error) {
 	return spec, nil
 }
 
-func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) (engine.Value, error) {
+func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) (tensor.Value, error) {
 	switch api.Input {
 	case engine.IOText:
 		body, err := s.readBody(w, r, "text/plain")
 		if err != nil {
-			return engine.Value{}, err
+			return tensor.Value{}, err
 		}
 		if !utf8.Valid(body) {
-			return engine.Value{}, errorf(http.StatusBadRequest, "body is not valid UTF-8 text")
+			return tensor.Value{}, errorf(http.StatusBadRequest, "body is not valid UTF-8 text")
 		}
-		return engine.TextValue(string(body)), nil
+		return tensor.TextValue(string(body)), nil
 	case engine.IONDArray:
 		body, err := s.readBody(w, r, "application/json")
 		if err != nil {
-			return engine.Value{}, err
+			return tensor.Value{}, err
 		}
 		t, err := engine.DecodeNDArray(body, spec.Input)
 		if err != nil {
-			return engine.Value{}, errorf(http.StatusBadRequest, "%v (this api takes %s as a JSON nested list)", err, spec.Input)
+			return tensor.Value{}, errorf(http.StatusBadRequest, "%v (this api takes %s as a JSON nested list)", err, spec.Input)
 		}
-		return engine.TensorValue(t), nil
+		return tensor.TensorValue(t), nil
 	default:
 		body, err := s.readBody(w, r, "application/json")
 		if err != nil {
-			return engine.Value{}, err
+			return tensor.Value{}, err
 		}
 		var v any
 		if err := json.Unmarshal(body, &v); err != nil {
-			return engine.Value{}, errorf(http.StatusBadRequest, "body is not valid JSON: %v", err)
+			return tensor.Value{}, errorf(http.StatusBadRequest, "body is not valid JSON: %v", err)
 		}
-		return engine.JSONValue(v), nil
+		return tensor.JSONValue(v), nil
 	}
 }
 
-func writeValue(w http.ResponseWriter, kind engine.IOKind, v engine.Value) {
+func writeValue(w http.ResponseWriter, kind engine.IOKind, v tensor.Value) {
 	switch kind {
 	case engine.IOText:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
-		if v.Kind() == engine.KindText {
+		if v.Kind() == tensor.KindText {
 			w.Write([]byte(v.Text()))
 		} else {
 			w.Write([]byte(v.String()))
@@ -127,9 +128,9 @@ func writeValue(w http.ResponseWriter, kind engine.IOKind, v engine.Value) {
 	default:
 		var payload any = v.JSON()
 		switch v.Kind() {
-		case engine.KindText:
+		case tensor.KindText:
 			payload = v.Text()
-		case engine.KindTensor:
+		case tensor.KindTensor:
 			payload = json.RawMessage(engine.AppendNDArray(nil, v.Tensor()))
 		}
 		writeJSON(w, http.StatusOK, payload)

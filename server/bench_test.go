@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server"
 	"github.com/benchtop/benchtop/watcher"
 )
@@ -149,7 +150,7 @@ func BenchmarkHTTPSimOneConnection(b *testing.B) {
 // echo API, at the same concurrency, and reports the ratio of their rates.
 func BenchmarkEchoAPIVsBareHandler(b *testing.B) {
 	body := []byte(`[[0.1, 0.2, 0.3, 0.4]]`)
-	spec := engine.IOSpec{Kind: engine.KindTensor}
+	spec := tensor.IOSpec{Kind: tensor.KindTensor}
 	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(r.Body)
 		if err != nil {

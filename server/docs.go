@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // handleIndex lists the APIs with a curl example each: the first thing a
@@ -32,7 +33,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 // exampleBody is a valid request body for an API, with its content type.
-func exampleBody(kind engine.IOKind, spec engine.IOSpec) (contentType, body string) {
+func exampleBody(kind engine.IOKind, spec tensor.IOSpec) (contentType, body string) {
 	v := engine.ExampleValue(spec)
 	switch kind {
 	case engine.IOText:
@@ -69,18 +70,18 @@ func withOK(ok obj, errs obj) obj {
 }
 
 // schemaFor describes a value of kind io as the given IO kind carries it.
-func schemaFor(kind engine.IOKind, io engine.IOSpec) (contentType string, schema obj) {
+func schemaFor(kind engine.IOKind, io tensor.IOSpec) (contentType string, schema obj) {
 	switch kind {
 	case engine.IOText:
 		return "text/plain", obj{"type": "string"}
 	case engine.IONDArray:
 		item := obj{"type": "number"}
 		switch io.DType {
-		case engine.Int32, engine.Int64, engine.Uint8:
+		case tensor.Int32, tensor.Int64, tensor.Uint8:
 			item = obj{"type": "integer"}
-		case engine.Bool:
+		case tensor.Bool:
 			item = obj{"type": "boolean"}
-		case engine.String:
+		case tensor.String:
 			item = obj{"type": "string"}
 		}
 		if io.Shape == nil {

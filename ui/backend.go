@@ -10,6 +10,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -177,11 +178,11 @@ func (b *EngineBackend) Targets() []Target {
 	return out
 }
 
-func ioKindOf(k engine.Kind) engine.IOKind {
+func ioKindOf(k tensor.Kind) engine.IOKind {
 	switch k {
-	case engine.KindText:
+	case tensor.KindText:
 		return engine.IOText
-	case engine.KindTensor:
+	case tensor.KindTensor:
 		return engine.IONDArray
 	}
 	return engine.IOJSON
@@ -203,31 +204,31 @@ func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result 
 }
 
 // DecodeBody reads a test input as the target's input kind.
-func DecodeBody(t Target, body string) (engine.Value, error) {
+func DecodeBody(t Target, body string) (tensor.Value, error) {
 	switch t.Input {
 	case engine.IOText:
-		return engine.TextValue(body), nil
+		return tensor.TextValue(body), nil
 	case engine.IONDArray:
 		tt, err := engine.DecodeNDArray([]byte(body), t.Spec.Input)
 		if err != nil {
-			return engine.Value{}, fmt.Errorf("%w: %w", engine.ErrInvalidInput, err)
+			return tensor.Value{}, fmt.Errorf("%w: %w", engine.ErrInvalidInput, err)
 		}
-		return engine.TensorValue(tt), nil
+		return tensor.TensorValue(tt), nil
 	}
 	var v any
 	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		return engine.Value{}, fmt.Errorf("%w: not valid JSON: %w", engine.ErrInvalidInput, err)
+		return tensor.Value{}, fmt.Errorf("%w: not valid JSON: %w", engine.ErrInvalidInput, err)
 	}
-	return engine.JSONValue(v), nil
+	return tensor.JSONValue(v), nil
 }
 
 // formatValue renders an output for the panel: pretty JSON, the text, or a
 // tensor's summary and its first values.
-func formatValue(v engine.Value) string {
+func formatValue(v tensor.Value) string {
 	switch v.Kind() {
-	case engine.KindText:
+	case tensor.KindText:
 		return v.Text()
-	case engine.KindTensor:
+	case tensor.KindTensor:
 		t := v.Tensor()
 		body := string(engine.AppendNDArray(nil, t))
 		if len(body) > 600 {

@@ -1,4 +1,4 @@
-package engine
+package tensor
 
 import (
 	"bytes"
@@ -77,6 +77,15 @@ func (d DType) V2() string {
 	return ""
 }
 
+// Validate reports whether d is one of the dtypes, with an error that lists
+// them.
+func (d DType) Validate() error {
+	if d.Size() == 0 && d != String {
+		return fmt.Errorf("dtype %s is not valid, want one of %s", d, dtypeNames)
+	}
+	return nil
+}
+
 // ParseDType accepts both the names String returns and the KServe v2
 // names, ignoring case, so configs and wire requests can use either.
 func ParseDType(s string) (DType, error) {
@@ -149,8 +158,10 @@ type Tensor struct {
 // 16 bytes per element, a string header) cannot overflow an int.
 const maxElems = math.MaxInt / 16
 
-// elemCount is the product of shape, rejecting negative dims and overflow.
-func elemCount(shape []int) (int, error) {
+// ElemCount is the number of elements of a tensor of that shape: the
+// product of its dims, rejecting negative dims and products too large for
+// any tensor to hold.
+func ElemCount(shape []int) (int, error) {
 	n := 1
 	for i, d := range shape {
 		if d < 0 {
@@ -205,7 +216,7 @@ func allocElems(dt DType, n int) []byte {
 // NewTensor wraps data without copying: the tensor's bytes are a view of
 // data, so data must not be modified afterwards. shape is copied.
 func NewTensor[T Numeric](shape []int, data []T) (*Tensor, error) {
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("new tensor: %w", err)
 	}
@@ -219,7 +230,7 @@ func NewTensor[T Numeric](shape []int, data []T) (*Tensor, error) {
 // NewStringTensor wraps data without copying; data must not be modified
 // afterwards. shape is copied.
 func NewStringTensor(shape []int, data []string) (*Tensor, error) {
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("new string tensor: %w", err)
 	}
@@ -242,7 +253,7 @@ func NewTensorFromBytes(dt DType, shape []int, raw []byte) (*Tensor, error) {
 		}
 		return nil, fmt.Errorf("new tensor from bytes: dtype %s is not valid, want one of %s", dt, dtypeNames)
 	}
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("new tensor from bytes: %w", err)
 	}
@@ -269,7 +280,7 @@ func NewTensorFromBytes(dt DType, shape []int, raw []byte) (*Tensor, error) {
 
 // Zeros returns a tensor of zero values (empty strings for String).
 func Zeros(dt DType, shape []int) (*Tensor, error) {
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("zeros: %w", err)
 	}
@@ -1002,24 +1013,6 @@ type IOSpec struct {
 	Kind  Kind
 	DType DType // tensors only; DTypeInvalid = any dtype
 	Shape []int // tensors only; nil = any shape; -1 = any size in that dim
-}
-
-// variableBeside reports whether tensors that meet the spec may differ in
-// dtype or in a dim other than batchDim, so that two of them may not
-// concatenate along batchDim.
-func (s IOSpec) variableBeside(batchDim int) bool {
-	if s.Kind != KindTensor && s.Kind != KindInvalid {
-		return false
-	}
-	if s.DType == DTypeInvalid || s.Shape == nil {
-		return true
-	}
-	for i, d := range s.Shape {
-		if i != batchDim && d < 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // String is the spec as users write it, e.g. "tensor float32[-1 4]",
