@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // HTTPOptions describe an HTTP target.
@@ -175,12 +175,12 @@ func v2Example(name, datatype string, shape []int) ([]byte, error) {
 		doc, _ := json.Marshal(`{"text": "I love this!"}`)
 		in = v2Tensor{name, []int{1}, dt.V2(), json.RawMessage("[" + string(doc) + "]")}
 	} else {
-		v := engine.ExampleValue(tensor.IOSpec{Kind: tensor.KindTensor, DType: dt, Shape: shape})
+		v := codec.ExampleValue(tensor.IOSpec{Kind: tensor.KindTensor, DType: dt, Shape: shape})
 		t := v.Tensor()
 		if t == nil {
 			return nil, fmt.Errorf("input %q: no example for datatype %s shape %v; pass a request body with --input", name, datatype, shape)
 		}
-		in = v2Tensor{name, t.Shape(), t.DType().V2(), engine.AppendFlat(nil, t)}
+		in = v2Tensor{name, t.Shape(), t.DType().V2(), codec.AppendFlat(nil, t)}
 	}
 	return json.Marshal(map[string]any{"inputs": []v2Tensor{in}})
 }

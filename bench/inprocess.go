@@ -9,6 +9,7 @@ import (
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // InProcess is a runner method called through the engine, with no HTTP in
@@ -32,7 +33,7 @@ func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*
 		return nil, fmt.Errorf("runner %q: %w %q", runner, engine.ErrUnknownMethod, method)
 	}
 	if in.Kind() == tensor.KindInvalid {
-		in = engine.ExampleValue(spec.Input)
+		in = codec.ExampleValue(spec.Input)
 	}
 	if err := spec.Input.Check(in); err != nil {
 		return nil, fmt.Errorf("input for %s.%s: %w", runner, method, err)
@@ -55,7 +56,7 @@ func DecodeInput(data []byte, spec tensor.IOSpec) (tensor.Value, error) {
 		}
 		v = tensor.JSONValue(doc)
 	default:
-		t, err := engine.DecodeNDArray(data, spec)
+		t, err := codec.DecodeNDArray(data, spec)
 		if err != nil {
 			return tensor.Value{}, fmt.Errorf("input is not an ndarray (a JSON nested list): %w", err)
 		}

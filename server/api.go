@@ -10,6 +10,7 @@ import (
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // handleAPI serves POST /{api}: decode the body by the API's input kind,
@@ -88,7 +89,7 @@ func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engi
 		if err != nil {
 			return tensor.Value{}, err
 		}
-		t, err := engine.DecodeNDArray(body, spec.Input)
+		t, err := codec.DecodeNDArray(body, spec.Input)
 		if err != nil {
 			return tensor.Value{}, errorf(http.StatusBadRequest, "%v (this api takes %s as a JSON nested list)", err, spec.Input)
 		}
@@ -124,14 +125,14 @@ func writeValue(w http.ResponseWriter, kind engine.IOKind, v tensor.Value) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
-		w.Write(append(engine.AppendNDArray(make([]byte, 0, 16+8*t.Len()), t), '\n'))
+		w.Write(append(codec.AppendNDArray(make([]byte, 0, 16+8*t.Len()), t), '\n'))
 	default:
 		var payload any = v.JSON()
 		switch v.Kind() {
 		case tensor.KindText:
 			payload = v.Text()
 		case tensor.KindTensor:
-			payload = json.RawMessage(engine.AppendNDArray(nil, v.Tensor()))
+			payload = json.RawMessage(codec.AppendNDArray(nil, v.Tensor()))
 		}
 		writeJSON(w, http.StatusOK, payload)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server"
+	"github.com/benchtop/benchtop/server/codec"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -157,13 +158,13 @@ func BenchmarkEchoAPIVsBareHandler(b *testing.B) {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		t, err := engine.DecodeNDArray(data, spec)
+		t, err := codec.DecodeNDArray(data, spec)
 		if err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(append(engine.AppendNDArray(nil, t), '\n'))
+		w.Write(append(codec.AppendNDArray(nil, t), '\n'))
 	}))
 	defer bare.Close()
 	api := benchServer(b) + "/echo"

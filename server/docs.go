@@ -8,6 +8,7 @@ import (
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // handleIndex lists the APIs with a curl example each: the first thing a
@@ -34,13 +35,13 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 
 // exampleBody is a valid request body for an API, with its content type.
 func exampleBody(kind engine.IOKind, spec tensor.IOSpec) (contentType, body string) {
-	v := engine.ExampleValue(spec)
+	v := codec.ExampleValue(spec)
 	switch kind {
 	case engine.IOText:
 		return "text/plain", v.Text()
 	case engine.IONDArray:
 		if t := v.Tensor(); t != nil {
-			return "application/json", string(engine.AppendNDArray(nil, t))
+			return "application/json", string(codec.AppendNDArray(nil, t))
 		}
 	}
 	b, _ := json.Marshal(v.JSON())

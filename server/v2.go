@@ -10,6 +10,7 @@ import (
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // The Open Inference Protocol (KServe v2) maps a model to a runner method:
@@ -211,7 +212,7 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tenso
 		if spec.Input.DType != tensor.DTypeInvalid && dt != spec.Input.DType {
 			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), spec.Input.DType.V2())
 		}
-		decoded, err := engine.DecodeTensorData(t.Data, dt, t.Shape)
+		decoded, err := codec.DecodeTensorData(t.Data, dt, t.Shape)
 		if err != nil {
 			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
@@ -223,7 +224,7 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tenso
 		if dt != tensor.String {
 			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; this model takes %s as BYTES of shape [1]", t.Name, dt.V2(), spec.Input.Kind)
 		}
-		decoded, err := engine.DecodeTensorData(t.Data, tensor.String, t.Shape)
+		decoded, err := codec.DecodeTensorData(t.Data, tensor.String, t.Shape)
 		if err != nil {
 			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
@@ -275,7 +276,7 @@ func encodeV2Response(model, id string, out tensor.Value) ([]byte, error) {
 		buf = strconv.AppendInt(buf, int64(d), 10)
 	}
 	buf = append(buf, `],"data":`...)
-	buf = engine.AppendFlat(buf, result)
+	buf = codec.AppendFlat(buf, result)
 	buf = append(buf, "}]}\n"...)
 	return buf, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -83,13 +84,13 @@ func (t Target) Label() string {
 
 // Example is a valid body for the target, to pre-fill the test input.
 func (t Target) Example() string {
-	v := engine.ExampleValue(t.Spec.Input)
+	v := codec.ExampleValue(t.Spec.Input)
 	switch t.Input {
 	case engine.IOText:
 		return v.Text()
 	case engine.IONDArray:
 		if tt := v.Tensor(); tt != nil {
-			return string(engine.AppendNDArray(nil, tt))
+			return string(codec.AppendNDArray(nil, tt))
 		}
 	}
 	b, _ := json.MarshalIndent(v.JSON(), "", "  ")
@@ -209,7 +210,7 @@ func DecodeBody(t Target, body string) (tensor.Value, error) {
 	case engine.IOText:
 		return tensor.TextValue(body), nil
 	case engine.IONDArray:
-		tt, err := engine.DecodeNDArray([]byte(body), t.Spec.Input)
+		tt, err := codec.DecodeNDArray([]byte(body), t.Spec.Input)
 		if err != nil {
 			return tensor.Value{}, fmt.Errorf("%w: %w", engine.ErrInvalidInput, err)
 		}
@@ -230,7 +231,7 @@ func formatValue(v tensor.Value) string {
 		return v.Text()
 	case tensor.KindTensor:
 		t := v.Tensor()
-		body := string(engine.AppendNDArray(nil, t))
+		body := string(codec.AppendNDArray(nil, t))
 		if len(body) > 600 {
 			body = body[:600] + "…"
 		}

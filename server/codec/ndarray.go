@@ -1,4 +1,4 @@
-package engine
+package codec
 
 import (
 	"bytes"
