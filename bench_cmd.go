@@ -16,6 +16,7 @@ import (
 	"github.com/benchtop/benchtop/bench"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 type benchFlags struct {
@@ -280,7 +281,9 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 	}
 	var in tensor.Value
 	if body != nil {
-		if in, err = bench.DecodeInput(body, spec.Input); err != nil {
+		// Read as the workbench reads a method's test input, and as the
+		// HTTP front end reads an API's body.
+		if in, err = codec.Decode(engine.IOKindFor(spec.Input.Kind), spec.Input, body); err != nil {
 			return fail(fmt.Errorf("--input for %s.%s (%s): %w", name, method, spec.Input, err))
 		}
 	}

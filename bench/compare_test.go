@@ -54,31 +54,6 @@ func TestInProcessTarget(t *testing.T) {
 	}
 }
 
-func TestDecodeInput(t *testing.T) {
-	tensorSpec := tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 2}}
-	tests := []struct {
-		name string
-		data string
-		spec tensor.IOSpec
-		want string // error substring
-	}{
-		{"ndarray", "[[1, 2], [3, 4]]", tensorSpec, ""},
-		{"wrong shape", "[[1, 2, 3]]", tensorSpec, "dim"},
-		{"not json", "[[1,", tensorSpec, "ndarray"},
-		{"text", "I love this!", tensor.IOSpec{Kind: tensor.KindText}, ""},
-		{"json", `{"text": "hi"}`, tensor.IOSpec{Kind: tensor.KindJSON}, ""},
-		{"bad json", `{"text"`, tensor.IOSpec{Kind: tensor.KindJSON}, "not JSON"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := DecodeInput([]byte(tc.data), tc.spec)
-			if (err != nil) != (tc.want != "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Errorf("err %v, want %q", err, tc.want)
-			}
-		})
-	}
-}
-
 func TestParseCompare(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -39,33 +38,6 @@ func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*
 		return nil, fmt.Errorf("input for %s.%s: %w", runner, method, err)
 	}
 	return &InProcess{eng: eng, runner: runner, method: method, in: in}, nil
-}
-
-// DecodeInput reads a request body (--input FILE) as the value a method
-// takes: an ndarray (JSON nested list) for a tensor, the text itself for
-// text, a JSON document for JSON.
-func DecodeInput(data []byte, spec tensor.IOSpec) (tensor.Value, error) {
-	var v tensor.Value
-	switch spec.Kind {
-	case tensor.KindText:
-		v = tensor.TextValue(string(data))
-	case tensor.KindJSON:
-		var doc any
-		if err := json.Unmarshal(data, &doc); err != nil {
-			return tensor.Value{}, fmt.Errorf("input is not JSON: %w", err)
-		}
-		v = tensor.JSONValue(doc)
-	default:
-		t, err := codec.DecodeNDArray(data, spec)
-		if err != nil {
-			return tensor.Value{}, fmt.Errorf("input is not an ndarray (a JSON nested list): %w", err)
-		}
-		v = tensor.TensorValue(t)
-	}
-	if err := spec.Check(v); err != nil {
-		return tensor.Value{}, err
-	}
-	return v, nil
 }
 
 func (p *InProcess) String() string { return p.runner + "." + p.method + " (in process)" }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,19 +83,17 @@ func (t Target) Label() string {
 	return t.Runner + "." + t.Method
 }
 
-// Example is a valid body for the target, to pre-fill the test input.
+// Example is a valid body for the target, to pre-fill the test input: the
+// HTTP front end's example, with JSON documents indented for editing.
 func (t Target) Example() string {
-	v := codec.ExampleValue(t.Spec.Input)
-	switch t.Input {
-	case engine.IOText:
-		return v.Text()
-	case engine.IONDArray:
-		if tt := v.Tensor(); tt != nil {
-			return string(codec.AppendNDArray(nil, tt))
+	_, body := codec.Example(t.Input, t.Spec.Input)
+	if t.Input == engine.IOJSON {
+		var b bytes.Buffer
+		if json.Indent(&b, []byte(body), "", "  ") == nil {
+			return b.String()
 		}
 	}
-	b, _ := json.MarshalIndent(v.JSON(), "", "  ")
-	return string(b)
+	return body
 }
 
 // Result is the outcome of one Send.
@@ -173,25 +172,15 @@ func (b *EngineBackend) Targets() []Target {
 	}
 	for _, r := range b.Engine.Runners() {
 		for _, m := range r.Methods() {
-			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: ioKindOf(m.Input.Kind), Spec: m})
+			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: engine.IOKindFor(m.Input.Kind), Spec: m})
 		}
 	}
 	return out
 }
 
-func ioKindOf(k tensor.Kind) engine.IOKind {
-	switch k {
-	case tensor.KindText:
-		return engine.IOText
-	case tensor.KindTensor:
-		return engine.IONDArray
-	}
-	return engine.IOJSON
-}
-
-// Send decodes body the way the HTTP front end would and runs it.
+// Send decodes body as the HTTP front end does (codec.Decode) and runs it.
 func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result {
-	in, err := DecodeBody(t, body)
+	in, err := codec.Decode(t.Input, t.Spec.Input, []byte(body))
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -202,25 +191,6 @@ func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result 
 		res.Output = formatValue(out)
 	}
 	return res
-}
-
-// DecodeBody reads a test input as the target's input kind.
-func DecodeBody(t Target, body string) (tensor.Value, error) {
-	switch t.Input {
-	case engine.IOText:
-		return tensor.TextValue(body), nil
-	case engine.IONDArray:
-		tt, err := codec.DecodeNDArray([]byte(body), t.Spec.Input)
-		if err != nil {
-			return tensor.Value{}, fmt.Errorf("%w: %w", engine.ErrInvalidInput, err)
-		}
-		return tensor.TensorValue(tt), nil
-	}
-	var v any
-	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		return tensor.Value{}, fmt.Errorf("%w: not valid JSON: %w", engine.ErrInvalidInput, err)
-	}
-	return tensor.JSONValue(v), nil
 }
 
 // formatValue renders an output for the panel: pretty JSON, the text, or a
