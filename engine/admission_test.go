@@ -107,9 +107,14 @@ func TestSlowRequestsDoNotLockAMethodOut(t *testing.T) {
 	go func() { _, err := r.Run(ctx, "run", one(300)); running <- err }()
 	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).Methods[0].Queue.InFlight == 1 })
 	_, err := r.Run(ctx, "run", one(0))
-	var oe *batcher.OverloadError
+	var oe *engine.OverloadError
 	if !errors.As(err, &oe) || oe.Cause != batcher.CausePredicted {
 		t.Fatalf("behind a slow request: got %v, want refused by forecast", err)
+	}
+	// The engine's error carries the batcher's figures, for Retry-After
+	// and for the front ends' messages.
+	if oe.Bound != 100*time.Millisecond || oe.Forecast < 95*time.Millisecond {
+		t.Fatalf("forecast %v, bound %v: want the 100ms bound and a forecast past 95%% of it", oe.Forecast, oe.Bound)
 	}
 	if err := <-running; err != nil {
 		t.Fatal(err)
@@ -166,7 +171,7 @@ func TestWholeRequestIsPricedAndRefusedAtOnce(t *testing.T) {
 	began := time.Now()
 	_, err := r.Run(ctx, "predict", rowsTensor(t, 99, 100_000, 2))
 	took := time.Since(began)
-	var oe *batcher.OverloadError
+	var oe *engine.OverloadError
 	if !errors.As(err, &oe) || oe.Cause != batcher.CausePredicted {
 		t.Fatalf("100,000 rows: got %v, want refused by forecast", err)
 	}

@@ -76,7 +76,7 @@ func overload(b *testing.B, r *engine.Runner, maxRows int, factor float64, dur t
 				if !measure {
 					return
 				}
-				var oe *batcher.OverloadError
+				var oe *engine.OverloadError
 				mu.Lock()
 				defer mu.Unlock()
 				switch {

@@ -188,6 +188,7 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 				// It never ran: Engine.Run may retry it on a new generation.
 				err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
 			}
+			err = overloadFrom(err)
 			r.noteRefusal(c.m, err)
 			c.finish(callResult{err: err})
 		},
@@ -303,6 +304,7 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in tensor.Value) (t
 		if errors.Is(err, batcher.ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
 		}
+		err = overloadFrom(err)
 		r.noteRefusal(m, err)
 		m.record(time.Now(), rows, callResult{err: err})
 		return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, err}

@@ -421,7 +421,7 @@ func TestQueueBound(t *testing.T) {
 	}
 	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 2 })
 	_, err := r.Run(context.Background(), "run", one(3))
-	var oe *batcher.OverloadError
+	var oe *engine.OverloadError
 	if !errors.As(err, &oe) || !strings.Contains(err.Error(), "max_queue_size 2") {
 		t.Fatalf("got %v, want a queue-full overload error", err)
 	}
