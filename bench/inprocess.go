@@ -21,7 +21,7 @@ type InProcess struct {
 }
 
 // NewInProcess targets runner.method of eng with input in; the zero Value
-// means engine.ExampleValue of the method's input.
+// means codec.ExampleValue of the method's input.
 func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*InProcess, error) {
 	r, err := eng.Runner(runner)
 	if err != nil {

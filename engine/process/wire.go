@@ -33,7 +33,8 @@ const (
 	// maxPayload bounds what one frame may claim, so that a corrupted
 	// length cannot make the host allocate gigabytes.
 	maxPayload = 1 << 30
-	// maxRank matches the deepest tensor the engine's JSON codec accepts.
+	// maxRank matches the deepest tensor the front ends' JSON codec
+	// (server/codec) accepts.
 	maxRank = 32
 	// valueHeaderSize is the fixed part of an encoded value; dims follow.
 	valueHeaderSize = 8
