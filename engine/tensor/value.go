@@ -165,7 +165,7 @@ func ElemCount(shape []int) (int, error) {
 	n := 1
 	for i, d := range shape {
 		if d < 0 {
-			return 0, fmt.Errorf("shape %v: dim %d is %d, want >= 0", shape, i, d)
+			return 0, fmt.Errorf("shape %s: dim %d is %d, want >= 0", shapeText(shape), i, d)
 		}
 		if d == 0 {
 			n = 0
@@ -176,7 +176,7 @@ func ElemCount(shape []int) (int, error) {
 	}
 	for _, d := range shape {
 		if n > maxElems/d {
-			return 0, fmt.Errorf("shape %v has more than %d elements", shape, maxElems)
+			return 0, fmt.Errorf("shape %s has more than %d elements", shapeText(shape), maxElems)
 		}
 		n *= d
 	}
@@ -221,7 +221,7 @@ func NewTensor[T Numeric](shape []int, data []T) (*Tensor, error) {
 		return nil, fmt.Errorf("new tensor: %w", err)
 	}
 	if len(data) != n {
-		return nil, fmt.Errorf("new tensor: data has %d elements, want %d (the product of shape %v)", len(data), n, shape)
+		return nil, fmt.Errorf("new tensor: data has %d elements, want %d (the product of shape %s)", len(data), n, shapeText(shape))
 	}
 	raw := viewBytes(data)
 	return &Tensor{dtype: dtypeFor[T](), shape: slices.Clone(shape), raw: raw[:len(raw):len(raw)]}, nil
@@ -235,7 +235,7 @@ func NewStringTensor(shape []int, data []string) (*Tensor, error) {
 		return nil, fmt.Errorf("new string tensor: %w", err)
 	}
 	if len(data) != n {
-		return nil, fmt.Errorf("new string tensor: data has %d elements, want %d (the product of shape %v)", len(data), n, shape)
+		return nil, fmt.Errorf("new string tensor: data has %d elements, want %d (the product of shape %s)", len(data), n, shapeText(shape))
 	}
 	return &Tensor{dtype: String, shape: slices.Clone(shape), strs: data[:n:n]}, nil
 }
@@ -258,8 +258,8 @@ func NewTensorFromBytes(dt DType, shape []int, raw []byte) (*Tensor, error) {
 		return nil, fmt.Errorf("new tensor from bytes: %w", err)
 	}
 	if len(raw) != n*size {
-		return nil, fmt.Errorf("new tensor from bytes: raw has %d bytes, want %d (%d elements of shape %v × %d bytes per %s)",
-			len(raw), n*size, n, shape, size, dt)
+		return nil, fmt.Errorf("new tensor from bytes: raw has %d bytes, want %d (%d elements of shape %s × %d bytes per %s)",
+			len(raw), n*size, n, shapeText(shape), size, dt)
 	}
 	if dt == Bool {
 		// Any byte but 0 or 1 is not a valid Go bool, and reading one through
@@ -351,6 +351,12 @@ func (t *Tensor) String() string {
 	b = appendShape(b, t.shape)
 	return string(b)
 }
+
+// shapeText is shape as fmt prints it, e.g. "[2 4]". Error messages use
+// it rather than handing shape to fmt, which would make every caller's
+// shape escape to the heap: a decoder that keeps its shape in an array
+// on its stack would then move there whole.
+func shapeText(shape []int) string { return string(appendShape(nil, shape)) }
 
 func appendShape(b []byte, shape []int) []byte {
 	b = append(b, '[')
