@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
-	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 func TestInProcessTarget(t *testing.T) {
@@ -17,13 +17,13 @@ func TestInProcessTarget(t *testing.T) {
 	tests := []struct {
 		name           string
 		runner, method string
-		in             engine.Value
+		in             tensor.Value
 		want           string // error substring, "" for success
 	}{
-		{"example input", "sim", "predict", engine.Value{}, ""},
-		{"unknown runner", "nope", "predict", engine.Value{}, "unknown runner"},
-		{"unknown method", "sim", "nope", engine.Value{}, "unknown method"},
-		{"wrong input", "sim", "predict", engine.TextValue("hi"), "input for sim.predict"},
+		{"example input", "sim", "predict", tensor.Value{}, ""},
+		{"unknown runner", "nope", "predict", tensor.Value{}, "unknown runner"},
+		{"unknown method", "sim", "nope", tensor.Value{}, "unknown method"},
+		{"wrong input", "sim", "predict", tensor.TextValue("hi"), "input for sim.predict"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,31 +49,6 @@ func TestInProcessTarget(t *testing.T) {
 			// One caller: each batch is one request's two rows.
 			if b := res.Levels[0].Server; b.MeanRows != 2 || len(b.Sizes) != 1 {
 				t.Errorf("one caller: mean batch %.2f, sizes %v; want exactly 2 rows", b.MeanRows, b.Sizes)
-			}
-		})
-	}
-}
-
-func TestDecodeInput(t *testing.T) {
-	tensor := engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, 2}}
-	tests := []struct {
-		name string
-		data string
-		spec engine.IOSpec
-		want string // error substring
-	}{
-		{"ndarray", "[[1, 2], [3, 4]]", tensor, ""},
-		{"wrong shape", "[[1, 2, 3]]", tensor, "dim"},
-		{"not json", "[[1,", tensor, "ndarray"},
-		{"text", "I love this!", engine.IOSpec{Kind: engine.KindText}, ""},
-		{"json", `{"text": "hi"}`, engine.IOSpec{Kind: engine.KindJSON}, ""},
-		{"bad json", `{"text"`, engine.IOSpec{Kind: engine.KindJSON}, "not JSON"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := DecodeInput([]byte(tc.data), tc.spec)
-			if (err != nil) != (tc.want != "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Errorf("err %v, want %q", err, tc.want)
 			}
 		})
 	}
@@ -135,7 +110,7 @@ func TestVariantApply(t *testing.T) {
 
 func TestCompare(t *testing.T) {
 	eng := simEngine(t, adaptive())
-	p, err := NewInProcess(eng, "sim", "predict", engine.Value{})
+	p, err := NewInProcess(eng, "sim", "predict", tensor.Value{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +159,7 @@ func TestCompare(t *testing.T) {
 
 func TestCompareWorkers(t *testing.T) {
 	eng := simEngine(t, adaptive())
-	p, err := NewInProcess(eng, "sim", "predict", engine.Value{})
+	p, err := NewInProcess(eng, "sim", "predict", tensor.Value{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +189,7 @@ func TestCompareNeedsInProcess(t *testing.T) {
 
 func TestLatencyLimitStopsSweep(t *testing.T) {
 	eng := simEngine(t, adaptive())
-	p, err := NewInProcess(eng, "sim", "predict", engine.Value{})
+	p, err := NewInProcess(eng, "sim", "predict", tensor.Value{})
 	if err != nil {
 		t.Fatal(err)
 	}

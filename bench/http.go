@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // HTTPOptions describe an HTTP target.
@@ -158,30 +159,30 @@ func (h *HTTP) discoverV2(ctx context.Context, base, model string) error {
 
 // v2Example is a v2 inference request whose one input fits the metadata.
 func v2Example(name, datatype string, shape []int) ([]byte, error) {
-	type tensor struct {
+	type v2Tensor struct {
 		Name     string          `json:"name"`
 		Shape    []int           `json:"shape"`
 		Datatype string          `json:"datatype"`
 		Data     json.RawMessage `json:"data"`
 	}
-	dt, err := engine.ParseDType(datatype)
+	dt, err := tensor.ParseDType(datatype)
 	if err != nil && datatype != "ANY" {
 		return nil, fmt.Errorf("input %q: %w; pass a request body with --input", name, err)
 	}
-	var in tensor
-	if dt == engine.String {
+	var in v2Tensor
+	if dt == tensor.String {
 		// A text or JSON method: a JSON document is valid as either.
 		doc, _ := json.Marshal(`{"text": "I love this!"}`)
-		in = tensor{name, []int{1}, dt.V2(), json.RawMessage("[" + string(doc) + "]")}
+		in = v2Tensor{name, []int{1}, dt.V2(), json.RawMessage("[" + string(doc) + "]")}
 	} else {
-		v := engine.ExampleValue(engine.IOSpec{Kind: engine.KindTensor, DType: dt, Shape: shape})
+		v := codec.ExampleValue(tensor.IOSpec{Kind: tensor.KindTensor, DType: dt, Shape: shape})
 		t := v.Tensor()
 		if t == nil {
 			return nil, fmt.Errorf("input %q: no example for datatype %s shape %v; pass a request body with --input", name, datatype, shape)
 		}
-		in = tensor{name, t.Shape(), t.DType().V2(), engine.AppendFlat(nil, t)}
+		in = v2Tensor{name, t.Shape(), t.DType().V2(), codec.AppendFlat(nil, t)}
 	}
-	return json.Marshal(map[string]any{"inputs": []tensor{in}})
+	return json.Marshal(map[string]any{"inputs": []v2Tensor{in}})
 }
 
 // openAPIDoc is the part of /docs.json that names an API's runner method

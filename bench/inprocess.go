@@ -2,12 +2,13 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // InProcess is a runner method called through the engine, with no HTTP in
@@ -16,12 +17,12 @@ import (
 type InProcess struct {
 	eng            *engine.Engine
 	runner, method string
-	in             engine.Value
+	in             tensor.Value
 }
 
 // NewInProcess targets runner.method of eng with input in; the zero Value
-// means engine.ExampleValue of the method's input.
-func NewInProcess(eng *engine.Engine, runner, method string, in engine.Value) (*InProcess, error) {
+// means codec.ExampleValue of the method's input.
+func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*InProcess, error) {
 	r, err := eng.Runner(runner)
 	if err != nil {
 		return nil, err
@@ -30,40 +31,13 @@ func NewInProcess(eng *engine.Engine, runner, method string, in engine.Value) (*
 	if !ok {
 		return nil, fmt.Errorf("runner %q: %w %q", runner, engine.ErrUnknownMethod, method)
 	}
-	if in.Kind() == engine.KindInvalid {
-		in = engine.ExampleValue(spec.Input)
+	if in.Kind() == tensor.KindInvalid {
+		in = codec.ExampleValue(spec.Input)
 	}
 	if err := spec.Input.Check(in); err != nil {
 		return nil, fmt.Errorf("input for %s.%s: %w", runner, method, err)
 	}
 	return &InProcess{eng: eng, runner: runner, method: method, in: in}, nil
-}
-
-// DecodeInput reads a request body (--input FILE) as the value a method
-// takes: an ndarray (JSON nested list) for a tensor, the text itself for
-// text, a JSON document for JSON.
-func DecodeInput(data []byte, spec engine.IOSpec) (engine.Value, error) {
-	var v engine.Value
-	switch spec.Kind {
-	case engine.KindText:
-		v = engine.TextValue(string(data))
-	case engine.KindJSON:
-		var doc any
-		if err := json.Unmarshal(data, &doc); err != nil {
-			return engine.Value{}, fmt.Errorf("input is not JSON: %w", err)
-		}
-		v = engine.JSONValue(doc)
-	default:
-		t, err := engine.DecodeNDArray(data, spec)
-		if err != nil {
-			return engine.Value{}, fmt.Errorf("input is not an ndarray (a JSON nested list): %w", err)
-		}
-		v = engine.TensorValue(t)
-	}
-	if err := spec.Check(v); err != nil {
-		return engine.Value{}, err
-	}
-	return v, nil
 }
 
 func (p *InProcess) String() string { return p.runner + "." + p.method + " (in process)" }

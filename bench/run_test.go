@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 )
 
@@ -375,7 +374,7 @@ func TestClosedLoopBacksOffInProcess(t *testing.T) {
 		least, most int64 // attempts by 4 callers in one second
 	}{
 		// 50–100 ms apart: 10 to 21 attempts each.
-		{"OverloadError with RetryAfter", fmt.Errorf("runner %q method %q: %w", "sim", "predict", &batcher.OverloadError{Reason: "queue full", RetryAfter: 100 * time.Millisecond}), 4 * 5, 4 * 22},
+		{"OverloadError with RetryAfter", fmt.Errorf("runner %q method %q: %w", "sim", "predict", &engine.OverloadError{Reason: "queue full", RetryAfter: 100 * time.Millisecond}), 4 * 5, 4 * 22},
 		// 0.5+1+2+…+512 ms halves and wholes: about 12 each.
 		{"overloaded without a hint", fmt.Errorf("runner: %w", engine.ErrOverloaded), 4 * 5, 4 * 16},
 	}

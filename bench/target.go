@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 )
 
@@ -63,7 +62,7 @@ const (
 // when it did not say.
 func Refused(err error) (refused bool, retryAfter time.Duration) {
 	var se *StatusError
-	var oe *batcher.OverloadError
+	var oe *engine.OverloadError
 	switch {
 	case err == nil:
 		return false, 0

@@ -15,6 +15,8 @@ import (
 
 	"github.com/benchtop/benchtop/bench"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 	"github.com/benchtop/benchtop/ui/console"
 )
 
@@ -278,9 +280,11 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 		}
 		return fail(fmt.Errorf("runner %q has no method %q (methods: %s)", name, method, strings.Join(ms, ", ")))
 	}
-	var in engine.Value
+	var in tensor.Value
 	if body != nil {
-		if in, err = bench.DecodeInput(body, spec.Input); err != nil {
+		// Read as the workbench reads a method's test input, and as the
+		// HTTP front end reads an API's body.
+		if in, err = codec.Decode(engine.IOKindFor(spec.Input.Kind), spec.Input, body); err != nil {
 			return fail(fmt.Errorf("--input for %s.%s (%s): %w", name, method, spec.Input, err))
 		}
 	}

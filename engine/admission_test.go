@@ -13,6 +13,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // TestRowsOfDifferentWidthsNeverFailEachOther: sim takes [-1, -1]; callers
@@ -69,14 +70,14 @@ func slowType() *engine.RunnableType {
 		Name: "slow",
 		Methods: []engine.MethodSpec{{
 			Name: "run", Batchable: true,
-			Input:  engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, 1}},
-			Output: engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, 1}},
+			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
 		}},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return slowOnce{}, nil },
 	}
 }
 
-func (slowOnce) Call(ctx context.Context, _ string, in engine.Value) (engine.Value, error) {
+func (slowOnce) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Value, error) {
 	var ms float32
 	for _, v := range in.Tensor().Float32s() {
 		ms = max(ms, v)
@@ -84,7 +85,7 @@ func (slowOnce) Call(ctx context.Context, _ string, in engine.Value) (engine.Val
 	select {
 	case <-time.After(time.Duration(ms * float32(time.Millisecond))):
 	case <-ctx.Done():
-		return engine.Value{}, ctx.Err()
+		return tensor.Value{}, ctx.Err()
 	}
 	return in, nil
 }
@@ -109,9 +110,14 @@ func TestSlowRequestsDoNotLockAMethodOut(t *testing.T) {
 	go func() { _, err := r.Run(ctx, "run", one(300)); running <- err }()
 	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).Methods[0].Queue.InFlight == 1 })
 	_, err := r.Run(ctx, "run", one(0))
-	var oe *batcher.OverloadError
+	var oe *engine.OverloadError
 	if !errors.As(err, &oe) || oe.Cause != batcher.CausePredicted {
 		t.Fatalf("behind a slow request: got %v, want refused by forecast", err)
+	}
+	// The engine's error carries the batcher's figures, for Retry-After
+	// and for the front ends' messages.
+	if oe.Bound != 100*time.Millisecond || oe.Forecast < 95*time.Millisecond {
+		t.Fatalf("forecast %v, bound %v: want the 100ms bound and a forecast past 95%% of it", oe.Forecast, oe.Bound)
 	}
 	if err := <-running; err != nil {
 		t.Fatal(err)
@@ -168,7 +174,7 @@ func TestWholeRequestIsPricedAndRefusedAtOnce(t *testing.T) {
 	began := time.Now()
 	_, err := r.Run(ctx, "predict", rowsTensor(t, 99, 100_000, 2))
 	took := time.Since(began)
-	var oe *batcher.OverloadError
+	var oe *engine.OverloadError
 	if !errors.As(err, &oe) || oe.Cause != batcher.CausePredicted {
 		t.Fatalf("100,000 rows: got %v, want refused by forecast", err)
 	}
@@ -184,10 +190,10 @@ func TestWholeRequestIsPricedAndRefusedAtOnce(t *testing.T) {
 // it ever ran.
 type failingChunk struct{ rows *atomic.Int64 }
 
-func (f failingChunk) Call(_ context.Context, _ string, in engine.Value) (engine.Value, error) {
+func (f failingChunk) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) {
 	for _, v := range in.Tensor().Float32s() {
 		if v == -1 {
-			return engine.Value{}, errors.New("row -1 is not allowed")
+			return tensor.Value{}, errors.New("row -1 is not allowed")
 		}
 	}
 	f.rows.Add(int64(in.Tensor().Shape()[0]))
@@ -203,8 +209,8 @@ func TestFailedChunkWithdrawsTheRest(t *testing.T) {
 		Name: "chunky",
 		Methods: []engine.MethodSpec{{
 			Name: "run", Batchable: true,
-			Input:  engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, 1}},
-			Output: engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, 1}},
+			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
 		}},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return failingChunk{&ran}, nil },
 	}
@@ -212,11 +218,11 @@ func TestFailedChunkWithdrawsTheRest(t *testing.T) {
 	r := start(t, e, engine.RunnerConfig{Name: "c", Runnable: "chunky", Workers: 1, Batching: batching(batcher.Adaptive, 10, 0)})
 	data := make([]float32, 1000)
 	data[5] = -1 // in the first chunk
-	tt, err := engine.NewTensor([]int{1000, 1}, data)
+	tt, err := tensor.NewTensor([]int{1000, 1}, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Run(context.Background(), "run", engine.TensorValue(tt)); err == nil {
+	if _, err := r.Run(context.Background(), "run", tensor.TensorValue(tt)); err == nil {
 		t.Fatal("a request with a bad row succeeded")
 	}
 	// Whatever was already dispatched may finish; nothing more starts.

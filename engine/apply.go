@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // IOKind is how an API reads its request body and writes its response.
@@ -32,14 +33,14 @@ func ParseIOKind(s string) (IOKind, error) {
 }
 
 // valueKind is the Value kind an IO kind carries.
-func (k IOKind) valueKind() Kind {
+func (k IOKind) valueKind() tensor.Kind {
 	switch k {
 	case IOText:
-		return KindText
+		return tensor.KindText
 	case IONDArray:
-		return KindTensor
+		return tensor.KindTensor
 	default:
-		return KindJSON
+		return tensor.KindJSON
 	}
 }
 
@@ -71,23 +72,28 @@ func (e *Engine) API(name string) (APISpec, bool) {
 
 // CheckAPI reports whether api fits the method it calls.
 func CheckAPI(api APISpec, m MethodSpec) error {
-	if got, want := api.Input.valueKind(), m.Input.Kind; want != KindInvalid && got != want {
-		return fmt.Errorf("api %q: input %s does not fit %s.%s, which takes %s (use %s)", api.Name, api.Input, api.Runner, api.Method, m.Input, ioKindFor(want))
+	if got, want := api.Input.valueKind(), m.Input.Kind; want != tensor.KindInvalid && got != want {
+		return fmt.Errorf("api %q: input %s does not fit %s.%s, which takes %s (use %s)", api.Name, api.Input, api.Runner, api.Method, m.Input, IOKindFor(want))
 	}
-	if got, want := api.Output.valueKind(), m.Output.Kind; want != KindInvalid && got != want {
-		return fmt.Errorf("api %q: output %s does not fit %s.%s, which returns %s (use %s)", api.Name, api.Output, api.Runner, api.Method, m.Output, ioKindFor(want))
+	if got, want := api.Output.valueKind(), m.Output.Kind; want != tensor.KindInvalid && got != want {
+		return fmt.Errorf("api %q: output %s does not fit %s.%s, which returns %s (use %s)", api.Name, api.Output, api.Runner, api.Method, m.Output, IOKindFor(want))
 	}
 	return nil
 }
 
-func ioKindFor(k Kind) IOKind {
+// IOKindFor is the IO kind whose bodies carry values of kind k: how a body
+// for a method is read when no API says (the workbench's method targets,
+// benchtop bench in process), and what CheckAPI suggests. A method that
+// takes any value reads an ndarray, the most constrained of the three,
+// which is also what its example value is.
+func IOKindFor(k tensor.Kind) IOKind {
 	switch k {
-	case KindText:
+	case tensor.KindText:
 		return IOText
-	case KindTensor:
-		return IONDArray
+	case tensor.KindJSON:
+		return IOJSON
 	}
-	return IOJSON
+	return IONDArray
 }
 
 // ApplyResult says what an Apply changed, one line per change, for the

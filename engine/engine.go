@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/gpu/placement"
 )
 
@@ -188,21 +189,21 @@ func (e *Engine) Runners() []*Runner {
 // through the engine rather than hold a *Runner: a reload may replace a
 // runner with a new generation, and a request the old one refused because it
 // was closing (so it never ran) is retried on the new one here.
-func (e *Engine) Run(ctx context.Context, runner, method string, in Value) (Value, error) {
+func (e *Engine) Run(ctx context.Context, runner, method string, in tensor.Value) (tensor.Value, error) {
 	v, _, err := e.RunInfo(ctx, runner, method, in)
 	return v, err
 }
 
 // RunInfo is Run that also says which batch served the request.
-func (e *Engine) RunInfo(ctx context.Context, runner, method string, in Value) (Value, CallInfo, error) {
+func (e *Engine) RunInfo(ctx context.Context, runner, method string, in tensor.Value) (tensor.Value, CallInfo, error) {
 	var last *Runner
 	for {
 		r, err := e.Runner(runner)
 		if err != nil {
-			return Value{}, CallInfo{}, err
+			return tensor.Value{}, CallInfo{}, err
 		}
 		if r == last {
-			return Value{}, CallInfo{}, &MethodError{runner, method, ErrRunnerClosed}
+			return tensor.Value{}, CallInfo{}, &MethodError{runner, method, ErrRunnerClosed}
 		}
 		v, info, err := r.RunInfo(ctx, method, in)
 		if !errors.Is(err, ErrRunnerClosed) {

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/benchtop/benchtop/batcher"
 )
@@ -11,7 +12,7 @@ import (
 // (overloaded → 503, timeout → 504, invalid input → 400, unknown → 404).
 var (
 	// ErrOverloaded: refused to protect the latency bound or the queue bound;
-	// retrying later may succeed. Every batcher.OverloadError matches it.
+	// retrying later may succeed. Every OverloadError matches it.
 	ErrOverloaded = batcher.ErrOverloaded
 	// ErrUnknownRunner and ErrUnknownMethod: the name is not configured.
 	ErrUnknownRunner = errors.New("unknown runner")
@@ -41,6 +42,37 @@ type invalidInputError struct{ err error }
 func (e *invalidInputError) Error() string        { return e.err.Error() }
 func (e *invalidInputError) Unwrap() error        { return e.err }
 func (e *invalidInputError) Is(target error) bool { return target == ErrInvalidInput }
+
+// OverloadError is a request refused so that it would not wait past its
+// method's max_latency, or because max_queue_size requests were waiting.
+// It matches ErrOverloaded, and errors.As finds it through a MethodError.
+// The runner converts the batcher's own error into it, so that front ends
+// see the engine's error values and need not know the batcher's.
+type OverloadError struct {
+	// Cause says which rule refused the request.
+	Cause  batcher.Cause
+	Reason string
+	// RetryAfter is how long the backlog is expected to take to shrink
+	// enough for a request like this one to be served in time.
+	RetryAfter time.Duration
+	// Forecast is the time the request was expected to take
+	// (CausePredicted, CauseExpired); Bound is the max_latency it had to
+	// meet.
+	Forecast, Bound time.Duration
+}
+
+func (e *OverloadError) Error() string        { return "overloaded: " + e.Reason }
+func (e *OverloadError) Is(target error) bool { return target == ErrOverloaded }
+
+// overloadFrom turns the batcher's overload error into the engine's, with
+// the same words and figures; any other error is returned as is.
+func overloadFrom(err error) error {
+	var be *batcher.OverloadError
+	if !errors.As(err, &be) {
+		return err
+	}
+	return &OverloadError{Cause: be.Cause, Reason: be.Reason, RetryAfter: be.RetryAfter, Forecast: be.Forecast, Bound: be.Bound}
+}
 
 // MethodError is what a failed call returns: which runner and method, and the
 // cause, whose message is the runnable's own.

@@ -8,12 +8,14 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // Caller is what both a Runner and a Local offer: code written against it
 // runs the same with or without the engine.
 type Caller interface {
-	Run(ctx context.Context, method string, in Value) (Value, error)
+	Run(ctx context.Context, method string, in tensor.Value) (tensor.Value, error)
 }
 
 var (
@@ -63,22 +65,22 @@ func NewLocal(ctx context.Context, reg *Registry, cfg RunnerConfig) (*Local, err
 }
 
 // Run checks in against the signature and calls the method directly.
-func (l *Local) Run(ctx context.Context, method string, in Value) (Value, error) {
+func (l *Local) Run(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	spec, ok := l.methods[method]
 	if !ok {
-		return Value{}, &MethodError{l.name, method, fmt.Errorf("%w %q", ErrUnknownMethod, method)}
+		return tensor.Value{}, &MethodError{l.name, method, fmt.Errorf("%w %q", ErrUnknownMethod, method)}
 	}
 	if err := spec.Input.Check(in); err != nil {
-		return Value{}, &MethodError{l.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
+		return tensor.Value{}, &MethodError{l.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out, err := safeCall(ctx, l.inst, method, in)
 	if err != nil {
-		return Value{}, &MethodError{l.name, method, err}
+		return tensor.Value{}, &MethodError{l.name, method, err}
 	}
 	if err := spec.Output.Check(out); err != nil {
-		return Value{}, &MethodError{l.name, method, fmt.Errorf("runnable returned an output that does not match its signature: %w", err)}
+		return tensor.Value{}, &MethodError{l.name, method, fmt.Errorf("runnable returned an output that does not match its signature: %w", err)}
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 func gather(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
@@ -47,7 +48,7 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 	// Two runners of one runnable, different init params, different answers.
-	text := engine.TextValue("it is good")
+	text := tensor.TextValue("it is good")
 	a, err := lenient.Run(ctx, "is_positive", text)
 	if err != nil {
 		t.Fatal(err)

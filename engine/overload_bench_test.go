@@ -12,6 +12,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // BenchmarkOverload2x offers sim twice the rows it can serve, open loop
@@ -46,7 +47,7 @@ type overloadResult struct {
 }
 
 func overload(b *testing.B, r *engine.Runner, maxRows int, factor float64, dur time.Duration) overloadResult {
-	ins := make([]engine.Value, maxRows+1)
+	ins := make([]tensor.Value, maxRows+1)
 	for n := 1; n <= maxRows; n++ {
 		ins[n] = rowsTensor(b, n, n, 4)
 	}
@@ -75,7 +76,7 @@ func overload(b *testing.B, r *engine.Runner, maxRows int, factor float64, dur t
 				if !measure {
 					return
 				}
-				var oe *batcher.OverloadError
+				var oe *engine.OverloadError
 				mu.Lock()
 				defer mu.Unlock()
 				switch {

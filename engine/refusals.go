@@ -26,7 +26,7 @@ type refusalLog struct {
 // noteRefusal counts an overload refusal by its cause and, at most once
 // per refusalEvery, says in the events what refused and why.
 func (r *Runner) noteRefusal(m *method, err error) {
-	var oe *batcher.OverloadError
+	var oe *OverloadError
 	if !errors.As(err, &oe) {
 		return
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // MethodSpec is the signature of one method of a runnable.
@@ -23,7 +25,7 @@ type MethodSpec struct {
 	Batchable      bool
 	BatchDim       int
 	OutputBatchDim int
-	Input, Output  IOSpec
+	Input, Output  tensor.IOSpec
 }
 
 // Validate checks that the spec can be served.
@@ -36,15 +38,15 @@ func (m MethodSpec) Validate() error {
 	}
 	for _, s := range []struct {
 		what string
-		io   IOSpec
+		io   tensor.IOSpec
 		dim  int
 	}{{"input", m.Input, m.BatchDim}, {"output", m.Output, m.OutputBatchDim}} {
 		switch s.io.Kind {
-		case KindTensor:
+		case tensor.KindTensor:
 			if s.io.Shape != nil && (s.dim < 0 || s.dim >= len(s.io.Shape)) {
 				return fmt.Errorf("method %q: %s batch dim %d is outside its shape %v", m.Name, s.what, s.dim, s.io.Shape)
 			}
-		case KindJSON:
+		case tensor.KindJSON:
 			if s.dim != 0 {
 				return fmt.Errorf("method %q: %s is a JSON array, so its batch dim must be 0, not %d", m.Name, s.what, s.dim)
 			}
@@ -87,7 +89,7 @@ type RunnableType struct {
 // called concurrently. Outputs must not be modified by the instance after it
 // returns them, since callers get views into them.
 type Instance interface {
-	Call(ctx context.Context, method string, in Value) (Value, error)
+	Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error)
 }
 
 // Closer is implemented by instances that hold resources (sessions, files).

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/gpu/placement"
 )
 
@@ -108,7 +109,7 @@ type worker struct {
 // call is one Run in flight.
 type call struct {
 	m    *method
-	in   Value
+	in   tensor.Value
 	rows int
 	done chan callResult // buffered: a worker never blocks on a caller that left
 	sent atomic.Bool
@@ -121,11 +122,11 @@ type call struct {
 
 type piece struct {
 	offset int
-	v      Value
+	v      tensor.Value
 }
 
 type callResult struct {
-	out  Value
+	out  tensor.Value
 	err  error
 	info CallInfo
 }
@@ -187,6 +188,7 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 				// It never ran: Engine.Run may retry it on a new generation.
 				err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
 			}
+			err = overloadFrom(err)
 			r.noteRefusal(c.m, err)
 			c.finish(callResult{err: err})
 		},
@@ -196,7 +198,7 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 		if err != nil {
 			return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 		}
-		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]*batchSizeTotals{}, variableShape: s.Input.variableBeside(s.BatchDim)}
+		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]*batchSizeTotals{}, variableShape: variableBeside(s.Input, s.BatchDim)}
 		r.methods[s.Name] = m
 		r.order = append(r.order, m)
 	}
@@ -264,25 +266,25 @@ func (r *Runner) Config() RunnerConfig {
 
 // Run calls method with in and blocks until the caller's own result, an
 // error, or the end of ctx. A request cancelled while queued never executes.
-func (r *Runner) Run(ctx context.Context, method string, in Value) (Value, error) {
+func (r *Runner) Run(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	v, _, err := r.RunInfo(ctx, method, in)
 	return v, err
 }
 
 // RunInfo is Run that also says which batch served the request.
-func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, CallInfo, error) {
+func (r *Runner) RunInfo(ctx context.Context, method string, in tensor.Value) (tensor.Value, CallInfo, error) {
 	m, ok := r.methods[method]
 	if !ok {
-		return Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w %q (methods: %s)", ErrUnknownMethod, method, methodNames(r.Methods()))}
+		return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w %q (methods: %s)", ErrUnknownMethod, method, methodNames(r.Methods()))}
 	}
 	rows, err := m.rowsOf(in)
 	if err != nil {
 		m.count(statusInvalid)
-		return Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
+		return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
 	}
 	if err := ctx.Err(); err != nil {
 		m.count(statusCancelled)
-		return Value{}, CallInfo{}, err
+		return tensor.Value{}, CallInfo{}, err
 	}
 	if r.readyN.Load() == 0 {
 		// No worker, and the last attempt to start one failed: say why
@@ -292,7 +294,7 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 		r.mu.Unlock()
 		if startErr != nil {
 			m.count(statusError)
-			return Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrNotReady, startErr)}
+			return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrNotReady, startErr)}
 		}
 	}
 	c := &call{m: m, in: in, rows: rows, done: make(chan callResult, 1)}
@@ -302,16 +304,17 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 		if errors.Is(err, batcher.ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
 		}
+		err = overloadFrom(err)
 		r.noteRefusal(m, err)
 		m.record(time.Now(), rows, callResult{err: err})
-		return Value{}, CallInfo{}, &MethodError{r.name, method, err}
+		return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, err}
 	}
 	start := it.Enqueued() // the batcher's clock reading, not a second one
 	select {
 	case res := <-c.done:
 		m.record(start, rows, res)
 		if res.err != nil {
-			return Value{}, res.info, &MethodError{r.name, method, res.err}
+			return tensor.Value{}, res.info, &MethodError{r.name, method, res.err}
 		}
 		return res.out, res.info, nil
 	case <-ctx.Done():
@@ -319,7 +322,7 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 		// result lands in the buffered channel and is dropped.
 		m.q.Cancel(it)
 		m.count(statusCancelled)
-		return Value{}, CallInfo{}, ctx.Err()
+		return tensor.Value{}, CallInfo{}, ctx.Err()
 	}
 }
 
@@ -327,8 +330,8 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in Value) (Value, C
 // only when their dtype and every non-batch dim agree (Triton's rule), so
 // where the signature leaves those open the key spells them out; where
 // it fixes them every valid request has the same key, the empty one.
-func (m *method) groupKey(key []byte, in Value) []byte {
-	if !m.spec.Batchable || in.Kind() != KindTensor || !m.variableShape {
+func (m *method) groupKey(key []byte, in tensor.Value) []byte {
+	if !m.spec.Batchable || in.Kind() != tensor.KindTensor || !m.variableShape {
 		return key
 	}
 	t := in.Tensor()
@@ -342,23 +345,41 @@ func (m *method) groupKey(key []byte, in Value) []byte {
 	return key
 }
 
+// variableBeside reports whether tensors that meet s may differ in dtype or
+// in a dim other than batchDim, so that two of them may not concatenate
+// along batchDim.
+func variableBeside(s tensor.IOSpec, batchDim int) bool {
+	if s.Kind != tensor.KindTensor && s.Kind != tensor.KindInvalid {
+		return false
+	}
+	if s.DType == tensor.DTypeInvalid || s.Shape == nil {
+		return true
+	}
+	for i, d := range s.Shape {
+		if i != batchDim && d < 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // sizeOf is the bytes of data a value carries, for the batcher's cost
 // model: where rows differ in size, cost follows bytes.
-func sizeOf(v Value) int64 {
+func sizeOf(v tensor.Value) int64 {
 	switch v.Kind() {
-	case KindTensor:
+	case tensor.KindTensor:
 		t := v.Tensor()
 		if t == nil {
 			return 0
 		}
-		n := int64(len(t.raw))
-		for _, s := range t.strs {
+		n := int64(len(t.Bytes()))
+		for _, s := range t.Strings() {
 			n += int64(len(s))
 		}
 		return n
-	case KindText:
+	case tensor.KindText:
 		return int64(len(v.Text()))
-	case KindJSON:
+	case tensor.KindJSON:
 		return jsonSize(v.JSON(), 0)
 	}
 	return 0
@@ -392,7 +413,7 @@ func jsonSize(x any, depth int) int64 {
 	return 8
 }
 
-func (m *method) rowsOf(in Value) (int, error) {
+func (m *method) rowsOf(in tensor.Value) (int, error) {
 	if err := m.spec.Input.Check(in); err != nil {
 		return 0, err
 	}
@@ -783,7 +804,7 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 	m := bt.Parts[0].Item.Payload.m
 	start := time.Now()
 	in, err := assemble(m.spec, bt)
-	var out Value
+	var out tensor.Value
 	crashed := false
 	if err == nil {
 		r.mu.Lock()
@@ -807,7 +828,7 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 		}
 	}
 	exec := time.Since(start)
-	var outs []Value
+	var outs []tensor.Value
 	if err == nil {
 		outs, err = split(m.spec, out, bt)
 	}
@@ -862,7 +883,7 @@ func firstLine(s string) string {
 	return line
 }
 
-func safeCall(ctx context.Context, inst Instance, method string, in Value) (out Value, err error) {
+func safeCall(ctx context.Context, inst Instance, method string, in tensor.Value) (out tensor.Value, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &panicError{p}
@@ -873,43 +894,43 @@ func safeCall(ctx context.Context, inst Instance, method string, in Value) (out 
 
 // assemble builds the batch input: the request itself when it is alone and
 // whole, else the parts' rows concatenated along the batch dim.
-func assemble(spec MethodSpec, bt *batcher.Batch[*call]) (Value, error) {
+func assemble(spec MethodSpec, bt *batcher.Batch[*call]) (tensor.Value, error) {
 	if len(bt.Parts) == 1 {
 		p := bt.Parts[0]
 		c := p.Item.Payload
 		if p.Offset == 0 && p.Rows == c.rows {
 			return c.in, nil
 		}
-		return SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
+		return tensor.SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
 	}
-	vs := make([]Value, len(bt.Parts))
+	vs := make([]tensor.Value, len(bt.Parts))
 	for i, p := range bt.Parts {
 		c := p.Item.Payload
 		if p.Offset == 0 && p.Rows == c.rows {
 			vs[i] = c.in
 			continue
 		}
-		v, err := SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
+		v, err := tensor.SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
 		if err != nil {
-			return Value{}, err
+			return tensor.Value{}, err
 		}
 		vs[i] = v
 	}
-	v, err := ConcatValues(spec.BatchDim, vs)
+	v, err := tensor.ConcatValues(spec.BatchDim, vs)
 	if err != nil {
-		return Value{}, fmt.Errorf("form batch: %w", err)
+		return tensor.Value{}, fmt.Errorf("form batch: %w", err)
 	}
 	return v, nil
 }
 
 // split cuts the batch output back into the parts' rows, after checking the
 // runnable kept its promise about the output.
-func split(spec MethodSpec, out Value, bt *batcher.Batch[*call]) ([]Value, error) {
+func split(spec MethodSpec, out tensor.Value, bt *batcher.Batch[*call]) ([]tensor.Value, error) {
 	if err := spec.Output.Check(out); err != nil {
 		return nil, fmt.Errorf("runnable returned an output that does not match its signature: %w", err)
 	}
 	if !spec.Batchable {
-		return []Value{out}, nil
+		return []tensor.Value{out}, nil
 	}
 	rows, err := out.Rows(spec.OutputBatchDim)
 	if err != nil {
@@ -919,16 +940,16 @@ func split(spec MethodSpec, out Value, bt *batcher.Batch[*call]) ([]Value, error
 		return nil, fmt.Errorf("runnable returned %d rows for a batch of %d along output batch dim %d", rows, bt.Rows, spec.OutputBatchDim)
 	}
 	if len(bt.Parts) == 1 {
-		return []Value{out}, nil
+		return []tensor.Value{out}, nil
 	}
 	sizes := make([]int, len(bt.Parts))
 	for i, p := range bt.Parts {
 		sizes[i] = p.Rows
 	}
-	return SplitValue(out, spec.OutputBatchDim, sizes)
+	return tensor.SplitValue(out, spec.OutputBatchDim, sizes)
 }
 
-func deliver(bt *batcher.Batch[*call], outs []Value, err error, start time.Time, exec time.Duration) {
+func deliver(bt *batcher.Batch[*call], outs []tensor.Value, err error, start time.Time, exec time.Duration) {
 	for i, p := range bt.Parts {
 		c := p.Item.Payload
 		info := CallInfo{BatchRows: bt.Rows, BatchRequests: len(bt.Parts), Queued: start.Sub(p.Item.Enqueued()), Exec: exec}
@@ -951,7 +972,7 @@ func deliver(bt *batcher.Batch[*call], outs []Value, err error, start time.Time,
 
 // addPiece collects the output of one chunk of a split request and answers
 // the caller once every row is back.
-func (c *call) addPiece(offset, rows int, v Value, info CallInfo) {
+func (c *call) addPiece(offset, rows int, v tensor.Value, info CallInfo) {
 	c.asmMu.Lock()
 	c.pieces = append(c.pieces, piece{offset, v})
 	c.got += rows
@@ -966,11 +987,11 @@ func (c *call) addPiece(offset, rows int, v Value, info CallInfo) {
 		return
 	}
 	sort.Slice(pieces, func(i, j int) bool { return pieces[i].offset < pieces[j].offset })
-	vs := make([]Value, len(pieces))
+	vs := make([]tensor.Value, len(pieces))
 	for i, p := range pieces {
 		vs[i] = p.v
 	}
-	out, err := ConcatValues(c.m.spec.OutputBatchDim, vs)
+	out, err := tensor.ConcatValues(c.m.spec.OutputBatchDim, vs)
 	if err != nil {
 		c.finish(callResult{err: fmt.Errorf("reassemble split request: %w", err), info: info})
 		return

@@ -16,6 +16,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/gpu/placement"
 	"github.com/benchtop/benchtop/samples"
 )
@@ -73,21 +74,21 @@ func batching(p batcher.Policy, max int, latency time.Duration) batcher.Config {
 
 // rowsTensor builds [rows, k] float32 whose values encode (id, row, col), so
 // a mixed-up row is detectable.
-func rowsTensor(t testing.TB, id, rows, k int) engine.Value {
+func rowsTensor(t testing.TB, id, rows, k int) tensor.Value {
 	data := make([]float32, rows*k)
 	for r := range rows {
 		for c := range k {
 			data[r*k+c] = float32(id*1000 + r*k + c)
 		}
 	}
-	tt, err := engine.NewTensor([]int{rows, k}, data)
+	tt, err := tensor.NewTensor([]int{rows, k}, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.TensorValue(tt)
+	return tensor.TensorValue(tt)
 }
 
-func checkDoubled(in, out engine.Value) error {
+func checkDoubled(in, out tensor.Value) error {
 	a, b := in.Tensor(), out.Tensor()
 	if b == nil {
 		return fmt.Errorf("output is %v, want a tensor", out)
@@ -185,19 +186,19 @@ func TestErrorsNameWhatToFix(t *testing.T) {
 	cases := []struct {
 		name   string
 		method string
-		in     engine.Value
+		in     tensor.Value
 		is     error
 		want   string
 	}{
 		{"unknown method", "predcit", rowsTensor(t, 1, 1, 2), engine.ErrUnknownMethod, `unknown method "predcit" (methods: predict)`},
-		{"text to a tensor method", "predict", engine.TextValue("hi"), engine.ErrInvalidInput, "want tensor float32[-1 -1]"},
-		{"wrong dtype", "predict", func() engine.Value {
-			tt, _ := engine.NewTensor([]int{1, 2}, []float64{1, 2})
-			return engine.TensorValue(tt)
+		{"text to a tensor method", "predict", tensor.TextValue("hi"), engine.ErrInvalidInput, "want tensor float32[-1 -1]"},
+		{"wrong dtype", "predict", func() tensor.Value {
+			tt, _ := tensor.NewTensor([]int{1, 2}, []float64{1, 2})
+			return tensor.TensorValue(tt)
 		}(), engine.ErrInvalidInput, "dtype float64, want float32"},
-		{"no rows", "predict", func() engine.Value {
-			tt, _ := engine.NewTensor([]int{0, 2}, []float32{})
-			return engine.TensorValue(tt)
+		{"no rows", "predict", func() tensor.Value {
+			tt, _ := tensor.NewTensor([]int{0, 2}, []float32{})
+			return tensor.TensorValue(tt)
 		}(), engine.ErrInvalidInput, "no rows"},
 	}
 	for _, c := range cases {
@@ -232,14 +233,14 @@ func (g *gate) typ() *engine.RunnableType {
 		Name: "gate",
 		Methods: []engine.MethodSpec{{
 			Name: "run", Batchable: true,
-			Input:  engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, 1}},
-			Output: engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, 1}},
+			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
 		}},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return g, nil },
 	}
 }
 
-func (g *gate) Call(ctx context.Context, _ string, in engine.Value) (engine.Value, error) {
+func (g *gate) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Value, error) {
 	rows := in.Tensor().Float32s()
 	g.mu.Lock()
 	for _, v := range rows {
@@ -249,7 +250,7 @@ func (g *gate) Call(ctx context.Context, _ string, in engine.Value) (engine.Valu
 	for _, v := range rows {
 		switch v {
 		case -1:
-			return engine.Value{}, errors.New("row -1 is not allowed")
+			return tensor.Value{}, errors.New("row -1 is not allowed")
 		case -2:
 			panic("row -2 blew up")
 		case -3:
@@ -260,7 +261,7 @@ func (g *gate) Call(ctx context.Context, _ string, in engine.Value) (engine.Valu
 			select {
 			case <-g.release:
 			case <-ctx.Done():
-				return engine.Value{}, ctx.Err()
+				return tensor.Value{}, ctx.Err()
 			}
 		}
 	}
@@ -273,9 +274,9 @@ func (g *gate) count(v float32) int {
 	return g.seen[v]
 }
 
-func one(v float32) engine.Value {
-	tt, _ := engine.NewTensor([]int{1, 1}, []float32{v})
-	return engine.TensorValue(tt)
+func one(v float32) tensor.Value {
+	tt, _ := tensor.NewTensor([]int{1, 1}, []float32{v})
+	return tensor.TensorValue(tt)
 }
 
 func TestCancelledWhileQueuedNeverExecutes(t *testing.T) {
@@ -428,7 +429,7 @@ func TestQueueBound(t *testing.T) {
 	}
 	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 2 })
 	_, err := r.Run(context.Background(), "run", one(3))
-	var oe *batcher.OverloadError
+	var oe *engine.OverloadError
 	if !errors.As(err, &oe) || !strings.Contains(err.Error(), "max_queue_size 2") {
 		t.Fatalf("got %v, want a queue-full overload error", err)
 	}
@@ -557,11 +558,11 @@ func TestLocalRunsWithoutTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	out, err := l.Run(context.Background(), "is_positive", engine.TextValue("I love this, it is great!"))
+	out, err := l.Run(context.Background(), "is_positive", tensor.TextValue("I love this, it is great!"))
 	if err != nil || out.JSON() != true {
 		t.Fatalf("is_positive: %v, %v", out, err)
 	}
-	if _, err := l.Run(context.Background(), "is_positive", engine.TextValue("  ")); !errors.Is(err, engine.ErrInvalidInput) {
+	if _, err := l.Run(context.Background(), "is_positive", tensor.TextValue("  ")); !errors.Is(err, engine.ErrInvalidInput) {
 		t.Fatalf("empty text: %v, want ErrInvalidInput", err)
 	}
 }

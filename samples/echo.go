@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // Echo returns its input unchanged. Its only cost is the engine's: queueing,
@@ -18,14 +19,14 @@ func Echo() *engine.RunnableType {
 				Name:      "echo",
 				Doc:       "any tensor with rows along dim 0 → the same tensor",
 				Batchable: true,
-				Input:     engine.IOSpec{Kind: engine.KindTensor},
-				Output:    engine.IOSpec{Kind: engine.KindTensor},
+				Input:     tensor.IOSpec{Kind: tensor.KindTensor},
+				Output:    tensor.IOSpec{Kind: tensor.KindTensor},
 			},
 			{
 				Name:   "echo_text",
 				Doc:    "text → the same text",
-				Input:  engine.IOSpec{Kind: engine.KindText},
-				Output: engine.IOSpec{Kind: engine.KindText},
+				Input:  tensor.IOSpec{Kind: tensor.KindText},
+				Output: tensor.IOSpec{Kind: tensor.KindText},
 			},
 		},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return echo{}, nil },
@@ -34,4 +35,4 @@ func Echo() *engine.RunnableType {
 
 type echo struct{}
 
-func (echo) Call(_ context.Context, _ string, in engine.Value) (engine.Value, error) { return in, nil }
+func (echo) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) { return in, nil }

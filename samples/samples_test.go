@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples"
 )
 
@@ -56,12 +57,12 @@ func local(t *testing.T, runnable string, p engine.Params) *engine.Local {
 
 func TestSimDoublesRows(t *testing.T) {
 	l := local(t, "sim", engine.Params{"fixed_ms": 0, "per_row_ms": 0})
-	in, _ := engine.NewTensor([]int{2, 2}, []float32{1, 2, 3, 4})
-	out, err := l.Run(context.Background(), "predict", engine.TensorValue(in))
+	in, _ := tensor.NewTensor([]int{2, 2}, []float32{1, 2, 3, 4})
+	out, err := l.Run(context.Background(), "predict", tensor.TensorValue(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := engine.NewTensor([]int{2, 2}, []float32{2, 4, 6, 8})
+	want, _ := tensor.NewTensor([]int{2, 2}, []float32{2, 4, 6, 8})
 	if !out.Tensor().Equal(want) {
 		t.Fatalf("got %v", out.Tensor().Float32s())
 	}
@@ -72,8 +73,8 @@ func TestSimDoublesRows(t *testing.T) {
 
 func TestSentimentScoresBatch(t *testing.T) {
 	l := local(t, "sentiment", nil)
-	in, _ := engine.NewStringTensor([]int{3}, []string{"great", "awful", "a chair"})
-	out, err := l.Run(context.Background(), "scores", engine.TensorValue(in))
+	in, _ := tensor.NewStringTensor([]int{3}, []string{"great", "awful", "a chair"})
+	out, err := l.Run(context.Background(), "scores", tensor.TensorValue(in))
 	if err != nil {
 		t.Fatal(err)
 	}

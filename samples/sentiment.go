@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // SentimentParams are the init params of the sentiment runnable.
@@ -30,15 +31,15 @@ func Sentiment() *engine.RunnableType {
 			{
 				Name:   "is_positive",
 				Doc:    "text → JSON true when its compound score reaches the threshold",
-				Input:  engine.IOSpec{Kind: engine.KindText},
-				Output: engine.IOSpec{Kind: engine.KindJSON},
+				Input:  tensor.IOSpec{Kind: tensor.KindText},
+				Output: tensor.IOSpec{Kind: tensor.KindJSON},
 			},
 			{
 				Name:      "scores",
 				Doc:       "string [N] → float32 [N] compound scores in [-1, 1]",
 				Batchable: true,
-				Input:     engine.IOSpec{Kind: engine.KindTensor, DType: engine.String, Shape: []int{-1}},
-				Output:    engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1}},
+				Input:     tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.String, Shape: []int{-1}},
+				Output:    tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}},
 			},
 		},
 		Validate: func(p engine.Params) error { _, err := sentimentParams(p); return err },
@@ -91,7 +92,7 @@ func newSentiment(_ context.Context, env engine.Env) (engine.Instance, error) {
 	return &sentiment{threshold: p.Threshold, metrics: sentimentMetrics{d, c}}, nil
 }
 
-func (s *sentiment) Call(_ context.Context, method string, in engine.Value) (engine.Value, error) {
+func (s *sentiment) Call(_ context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	start := time.Now()
 	defer func() {
 		s.metrics.duration.WithLabelValues(method, lexiconVersion).Observe(time.Since(start).Seconds())
@@ -100,23 +101,23 @@ func (s *sentiment) Call(_ context.Context, method string, in engine.Value) (eng
 	case "is_positive":
 		text := in.Text()
 		if strings.TrimSpace(text) == "" {
-			return engine.Value{}, engine.InvalidInput(fmt.Errorf("text is empty: send a sentence to analyse"))
+			return tensor.Value{}, engine.InvalidInput(fmt.Errorf("text is empty: send a sentence to analyse"))
 		}
 		score := s.score(text)
-		return engine.JSONValue(score >= s.threshold), nil
+		return tensor.JSONValue(score >= s.threshold), nil
 	case "scores":
 		texts := in.Tensor().Strings()
 		out := make([]float32, len(texts))
 		for i, t := range texts {
 			out[i] = float32(s.score(t))
 		}
-		t, err := engine.NewTensor([]int{len(out)}, out)
+		t, err := tensor.NewTensor([]int{len(out)}, out)
 		if err != nil {
-			return engine.Value{}, err
+			return tensor.Value{}, err
 		}
-		return engine.TensorValue(t), nil
+		return tensor.TensorValue(t), nil
 	}
-	return engine.Value{}, fmt.Errorf("sentiment has no method %q", method)
+	return tensor.Value{}, fmt.Errorf("sentiment has no method %q", method)
 }
 
 func (s *sentiment) score(text string) float64 {

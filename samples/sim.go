@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // SimParams are the init params of the sim runnable.
@@ -28,8 +29,8 @@ func Sim() *engine.RunnableType {
 			Name:      "predict",
 			Doc:       "float32 [N, K] → float32 [N, K], each element × 2",
 			Batchable: true,
-			Input:     engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
-			Output:    engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
+			Input:     tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
+			Output:    tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
 		}},
 		Validate: func(p engine.Params) error { _, err := simParams(p); return err },
 		New:      newSim,
@@ -60,25 +61,25 @@ func newSim(_ context.Context, env engine.Env) (engine.Instance, error) {
 	return &sim{fixed: time.Duration(p.FixedMS * ms), perRow: time.Duration(p.PerRowMS * ms)}, nil
 }
 
-func (s *sim) Call(ctx context.Context, method string, in engine.Value) (engine.Value, error) {
+func (s *sim) Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	if method != "predict" {
-		return engine.Value{}, fmt.Errorf("sim has no method %q", method)
+		return tensor.Value{}, fmt.Errorf("sim has no method %q", method)
 	}
 	t := in.Tensor()
 	rows := t.Shape()[0]
 	if err := sleep(ctx, s.fixed+time.Duration(rows)*s.perRow); err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
 	src := t.Float32s()
 	dst := make([]float32, len(src))
 	for i, v := range src {
 		dst[i] = 2 * v
 	}
-	out, err := engine.NewTensor(t.Shape(), dst)
+	out, err := tensor.NewTensor(t.Shape(), dst)
 	if err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
-	return engine.TensorValue(out), nil
+	return tensor.TensorValue(out), nil
 }
 
 // sleep waits like a model waiting on its accelerator, but gives up when the

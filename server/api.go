@@ -1,14 +1,14 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // handleAPI serves POST /{api}: decode the body by the API's input kind,
@@ -71,67 +71,21 @@ func (s *Server) methodSpec(runner, method string) (engine.MethodSpec, error) {
 	return spec, nil
 }
 
-func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) (engine.Value, error) {
-	switch api.Input {
-	case engine.IOText:
-		body, err := s.readBody(w, r, "text/plain")
-		if err != nil {
-			return engine.Value{}, err
-		}
-		if !utf8.Valid(body) {
-			return engine.Value{}, errorf(http.StatusBadRequest, "body is not valid UTF-8 text")
-		}
-		return engine.TextValue(string(body)), nil
-	case engine.IONDArray:
-		body, err := s.readBody(w, r, "application/json")
-		if err != nil {
-			return engine.Value{}, err
-		}
-		t, err := engine.DecodeNDArray(body, spec.Input)
-		if err != nil {
-			return engine.Value{}, errorf(http.StatusBadRequest, "%v (this api takes %s as a JSON nested list)", err, spec.Input)
-		}
-		return engine.TensorValue(t), nil
-	default:
-		body, err := s.readBody(w, r, "application/json")
-		if err != nil {
-			return engine.Value{}, err
-		}
-		var v any
-		if err := json.Unmarshal(body, &v); err != nil {
-			return engine.Value{}, errorf(http.StatusBadRequest, "body is not valid JSON: %v", err)
-		}
-		return engine.JSONValue(v), nil
+func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) (tensor.Value, error) {
+	body, err := s.readBody(w, r, codec.ContentType(api.Input))
+	if err != nil {
+		return tensor.Value{}, err
 	}
+	return codec.Decode(api.Input, spec.Input, body)
 }
 
-func writeValue(w http.ResponseWriter, kind engine.IOKind, v engine.Value) {
-	switch kind {
-	case engine.IOText:
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusOK)
-		if v.Kind() == engine.KindText {
-			w.Write([]byte(v.Text()))
-		} else {
-			w.Write([]byte(v.String()))
-		}
-	case engine.IONDArray:
-		t := v.Tensor()
-		if t == nil {
-			writeError(w, fmt.Errorf("the method returned %s, not a tensor: the api's output should not be ndarray", v))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		w.Write(append(engine.AppendNDArray(make([]byte, 0, 16+8*t.Len()), t), '\n'))
-	default:
-		var payload any = v.JSON()
-		switch v.Kind() {
-		case engine.KindText:
-			payload = v.Text()
-		case engine.KindTensor:
-			payload = json.RawMessage(engine.AppendNDArray(nil, v.Tensor()))
-		}
-		writeJSON(w, http.StatusOK, payload)
+func writeValue(w http.ResponseWriter, kind engine.IOKind, v tensor.Value) {
+	ct, body, err := codec.Encode(kind, v)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server"
+	"github.com/benchtop/benchtop/server/codec"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -149,20 +151,20 @@ func BenchmarkHTTPSimOneConnection(b *testing.B) {
 // echo API, at the same concurrency, and reports the ratio of their rates.
 func BenchmarkEchoAPIVsBareHandler(b *testing.B) {
 	body := []byte(`[[0.1, 0.2, 0.3, 0.4]]`)
-	spec := engine.IOSpec{Kind: engine.KindTensor}
+	spec := tensor.IOSpec{Kind: tensor.KindTensor}
 	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		t, err := engine.DecodeNDArray(data, spec)
+		t, err := codec.DecodeNDArray(data, spec)
 		if err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(append(engine.AppendNDArray(nil, t), '\n'))
+		w.Write(append(codec.AppendNDArray(nil, t), '\n'))
 	}))
 	defer bare.Close()
 	api := benchServer(b) + "/echo"

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // handleIndex lists the APIs with a curl example each: the first thing a
@@ -22,28 +24,13 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		fmt.Fprintf(&b, "POST /%s   %s.%s   %s → %s\n", a.Name, a.Runner, a.Method, a.Input, a.Output)
-		ct, body := exampleBody(a.Input, spec.Input)
+		ct, body := codec.Example(a.Input, spec.Input)
 		fmt.Fprintf(&b, "  curl -s %s/%s -H 'Content-Type: %s' -d '%s'\n\n", base, a.Name, ct, strings.ReplaceAll(body, "'", `'\''`))
 	}
 	fmt.Fprintf(&b, "Open Inference Protocol (KServe v2): GET %s/v2/models/{runner}, POST %s/v2/models/{runner}/infer, GET .../stats\n", base, base)
 	fmt.Fprintf(&b, "Health: %s/livez %s/readyz   Metrics: %s/metrics   OpenAPI: %s/docs.json\n", base, base, base, base)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte(b.String()))
-}
-
-// exampleBody is a valid request body for an API, with its content type.
-func exampleBody(kind engine.IOKind, spec engine.IOSpec) (contentType, body string) {
-	v := engine.ExampleValue(spec)
-	switch kind {
-	case engine.IOText:
-		return "text/plain", v.Text()
-	case engine.IONDArray:
-		if t := v.Tensor(); t != nil {
-			return "application/json", string(engine.AppendNDArray(nil, t))
-		}
-	}
-	b, _ := json.Marshal(v.JSON())
-	return "application/json", string(b)
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
@@ -69,18 +56,18 @@ func withOK(ok obj, errs obj) obj {
 }
 
 // schemaFor describes a value of kind io as the given IO kind carries it.
-func schemaFor(kind engine.IOKind, io engine.IOSpec) (contentType string, schema obj) {
+func schemaFor(kind engine.IOKind, io tensor.IOSpec) (contentType string, schema obj) {
 	switch kind {
 	case engine.IOText:
 		return "text/plain", obj{"type": "string"}
 	case engine.IONDArray:
 		item := obj{"type": "number"}
 		switch io.DType {
-		case engine.Int32, engine.Int64, engine.Uint8:
+		case tensor.Int32, tensor.Int64, tensor.Uint8:
 			item = obj{"type": "integer"}
-		case engine.Bool:
+		case tensor.Bool:
 			item = obj{"type": "boolean"}
-		case engine.String:
+		case tensor.String:
 			item = obj{"type": "string"}
 		}
 		if io.Shape == nil {
@@ -110,7 +97,7 @@ func (s *Server) openAPI(base string) obj {
 		}
 		inCT, inSchema := schemaFor(a.Input, spec.Input)
 		outCT, outSchema := schemaFor(a.Output, spec.Output)
-		ct, example := exampleBody(a.Input, spec.Input)
+		ct, example := codec.Example(a.Input, spec.Input)
 		media := obj{"schema": inSchema}
 		if ct == "application/json" {
 			var ex any

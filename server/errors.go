@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 )
 
@@ -66,7 +65,7 @@ func writeError(w http.ResponseWriter, err error) int {
 	}
 	if status == http.StatusServiceUnavailable {
 		retry := time.Second
-		var oe *batcher.OverloadError
+		var oe *engine.OverloadError
 		if errors.As(err, &oe) && oe.RetryAfter > retry {
 			retry = oe.RetryAfter
 		}

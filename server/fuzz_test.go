@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // FuzzDecodeV2Request: any body either decodes into a value that fits the
@@ -21,10 +22,10 @@ func FuzzDecodeV2Request(f *testing.F) {
 	}
 	specs := []engine.MethodSpec{
 		{Name: "predict", Batchable: true,
-			Input:  engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
-			Output: engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}}},
-		{Name: "is_positive", Input: engine.IOSpec{Kind: engine.KindText}, Output: engine.IOSpec{Kind: engine.KindJSON}},
-		{Name: "any", Input: engine.IOSpec{Kind: engine.KindJSON}, Output: engine.IOSpec{Kind: engine.KindJSON}},
+			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
+			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}},
+		{Name: "is_positive", Input: tensor.IOSpec{Kind: tensor.KindText}, Output: tensor.IOSpec{Kind: tensor.KindJSON}},
+		{Name: "any", Input: tensor.IOSpec{Kind: tensor.KindJSON}, Output: tensor.IOSpec{Kind: tensor.KindJSON}},
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, spec := range specs {

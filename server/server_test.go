@@ -188,6 +188,7 @@ func TestErrorsSayWhatToFix(t *testing.T) {
 		{"wrong dtype", "POST", "/predict", "application/json", `[["a"]]`, 400, "want a number"},
 		{"ragged rows", "POST", "/predict", "application/json", `[[1, 2], [3]]`, 400, "same length"},
 		{"runnable's own message", "POST", "/analysis", "text/plain", "   ", 400, "text is empty: send a sentence to analyse"},
+		{"text not UTF-8", "POST", "/analysis", "text/plain", "caf\xe9", 400, "body is not valid UTF-8 text"},
 		{"unknown api", "POST", "/nope", "application/json", `[]`, 404, `unknown api "nope" (apis: analysis, busy, echo, echo-text, predict, scores, slow)`},
 		{"wrong method", "GET", "/predict", "", "", 405, "takes POST"},
 		{"too large", "POST", "/predict", "application/json", "[[" + strings.Repeat("1,", 600) + "1]]", 413, "larger than 1024 bytes"},

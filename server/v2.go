@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 )
 
 // The Open Inference Protocol (KServe v2) maps a model to a runner method:
@@ -72,11 +74,11 @@ type v2TensorMeta struct {
 	Shape    []int  `json:"shape"`
 }
 
-func v2Meta(name string, io engine.IOSpec) v2TensorMeta {
+func v2Meta(name string, io tensor.IOSpec) v2TensorMeta {
 	switch io.Kind {
-	case engine.KindTensor:
+	case tensor.KindTensor:
 		dt := "ANY"
-		if io.DType != engine.DTypeInvalid {
+		if io.DType != tensor.DTypeInvalid {
 			dt = io.DType.V2()
 		}
 		shape := io.Shape
@@ -181,81 +183,81 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 
 // DecodeV2Request parses a KServe v2 inference request for a method; it is
 // exported for the fuzz test's sake through decodeV2Request.
-func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, engine.Value, error) {
+func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tensor.Value, error) {
 	var req v2InferRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return req, engine.Value{}, errorf(http.StatusBadRequest, "body is not a v2 inference request: %v", err)
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "body is not a v2 inference request: %v", err)
 	}
 	if len(req.Inputs) != 1 {
-		return req, engine.Value{}, errorf(http.StatusBadRequest, "got %d inputs, want exactly one named %q", len(req.Inputs), v2InputName)
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "got %d inputs, want exactly one named %q", len(req.Inputs), v2InputName)
 	}
 	for _, o := range req.Outputs {
 		if o.Name != v2OutputName {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "unknown output %q: this model has one output, %q", o.Name, v2OutputName)
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown output %q: this model has one output, %q", o.Name, v2OutputName)
 		}
 	}
 	t := req.Inputs[0]
 	if t.Name != v2InputName {
-		return req, engine.Value{}, errorf(http.StatusBadRequest, "unknown input %q: this model's input is %q", t.Name, v2InputName)
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown input %q: this model's input is %q", t.Name, v2InputName)
 	}
-	dt, err := engine.ParseDType(t.Datatype)
+	dt, err := tensor.ParseDType(t.Datatype)
 	if err != nil {
-		return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 	}
 	if len(t.Data) == 0 {
-		return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
 	}
 	switch spec.Input.Kind {
-	case engine.KindTensor:
-		if spec.Input.DType != engine.DTypeInvalid && dt != spec.Input.DType {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), spec.Input.DType.V2())
+	case tensor.KindTensor:
+		if spec.Input.DType != tensor.DTypeInvalid && dt != spec.Input.DType {
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), spec.Input.DType.V2())
 		}
-		tensor, err := engine.DecodeTensorData(t.Data, dt, t.Shape)
+		decoded, err := codec.DecodeTensorData(t.Data, dt, t.Shape)
 		if err != nil {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
-		if err := spec.Input.Check(engine.TensorValue(tensor)); err != nil {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+		if err := spec.Input.Check(tensor.TensorValue(decoded)); err != nil {
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
-		return req, engine.TensorValue(tensor), nil
+		return req, tensor.TensorValue(decoded), nil
 	default:
-		if dt != engine.String {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; this model takes %s as BYTES of shape [1]", t.Name, dt.V2(), spec.Input.Kind)
+		if dt != tensor.String {
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; this model takes %s as BYTES of shape [1]", t.Name, dt.V2(), spec.Input.Kind)
 		}
-		tensor, err := engine.DecodeTensorData(t.Data, engine.String, t.Shape)
+		decoded, err := codec.DecodeTensorData(t.Data, tensor.String, t.Shape)
 		if err != nil {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
-		strs := tensor.Strings()
+		strs := decoded.Strings()
 		if len(strs) != 1 {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; this model takes one %s element", t.Name, len(strs), spec.Input.Kind)
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; this model takes one %s element", t.Name, len(strs), spec.Input.Kind)
 		}
-		if spec.Input.Kind == engine.KindText {
-			return req, engine.TextValue(strs[0]), nil
+		if spec.Input.Kind == tensor.KindText {
+			return req, tensor.TextValue(strs[0]), nil
 		}
 		var v any
 		if err := json.Unmarshal([]byte(strs[0]), &v); err != nil {
-			return req, engine.Value{}, errorf(http.StatusBadRequest, "input %q: its element is not valid JSON: %v", t.Name, err)
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: its element is not valid JSON: %v", t.Name, err)
 		}
-		return req, engine.JSONValue(v), nil
+		return req, tensor.JSONValue(v), nil
 	}
 }
 
-func encodeV2Response(model, id string, out engine.Value) ([]byte, error) {
-	var tensor *engine.Tensor
+func encodeV2Response(model, id string, out tensor.Value) ([]byte, error) {
+	var result *tensor.Tensor
 	switch out.Kind() {
-	case engine.KindTensor:
-		tensor = out.Tensor()
-	case engine.KindText:
-		tensor, _ = engine.NewStringTensor([]int{1}, []string{out.Text()})
+	case tensor.KindTensor:
+		result = out.Tensor()
+	case tensor.KindText:
+		result, _ = tensor.NewStringTensor([]int{1}, []string{out.Text()})
 	default:
 		b, err := json.Marshal(out.JSON())
 		if err != nil {
 			return nil, fmt.Errorf("encode json output: %w", err)
 		}
-		tensor, _ = engine.NewStringTensor([]int{1}, []string{string(b)})
+		result, _ = tensor.NewStringTensor([]int{1}, []string{string(b)})
 	}
-	buf := make([]byte, 0, 128+8*tensor.Len())
+	buf := make([]byte, 0, 128+8*result.Len())
 	buf = append(buf, `{"model_name":`...)
 	buf = strconv.AppendQuote(buf, model)
 	buf = append(buf, `,"model_version":"1"`...)
@@ -265,16 +267,16 @@ func encodeV2Response(model, id string, out engine.Value) ([]byte, error) {
 		buf = append(buf, idJSON...)
 	}
 	buf = append(buf, `,"outputs":[{"name":"`+v2OutputName+`","datatype":"`...)
-	buf = append(buf, tensor.DType().V2()...)
+	buf = append(buf, result.DType().V2()...)
 	buf = append(buf, `","shape":[`...)
-	for i, d := range tensor.Shape() {
+	for i, d := range result.Shape() {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
 		buf = strconv.AppendInt(buf, int64(d), 10)
 	}
 	buf = append(buf, `],"data":`...)
-	buf = engine.AppendFlat(buf, tensor)
+	buf = codec.AppendFlat(buf, result)
 	buf = append(buf, "}]}\n"...)
 	return buf, nil
 }

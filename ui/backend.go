@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server/codec"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -80,19 +83,17 @@ func (t Target) Label() string {
 	return t.Runner + "." + t.Method
 }
 
-// Example is a valid body for the target, to pre-fill the test input.
+// Example is a valid body for the target, to pre-fill the test input: the
+// HTTP front end's example, with JSON documents indented for editing.
 func (t Target) Example() string {
-	v := engine.ExampleValue(t.Spec.Input)
-	switch t.Input {
-	case engine.IOText:
-		return v.Text()
-	case engine.IONDArray:
-		if tt := v.Tensor(); tt != nil {
-			return string(engine.AppendNDArray(nil, tt))
+	_, body := codec.Example(t.Input, t.Spec.Input)
+	if t.Input == engine.IOJSON {
+		var b bytes.Buffer
+		if json.Indent(&b, []byte(body), "", "  ") == nil {
+			return b.String()
 		}
 	}
-	b, _ := json.MarshalIndent(v.JSON(), "", "  ")
-	return string(b)
+	return body
 }
 
 // Result is the outcome of one Send.
@@ -171,25 +172,15 @@ func (b *EngineBackend) Targets() []Target {
 	}
 	for _, r := range b.Engine.Runners() {
 		for _, m := range r.Methods() {
-			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: ioKindOf(m.Input.Kind), Spec: m})
+			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: engine.IOKindFor(m.Input.Kind), Spec: m})
 		}
 	}
 	return out
 }
 
-func ioKindOf(k engine.Kind) engine.IOKind {
-	switch k {
-	case engine.KindText:
-		return engine.IOText
-	case engine.KindTensor:
-		return engine.IONDArray
-	}
-	return engine.IOJSON
-}
-
-// Send decodes body the way the HTTP front end would and runs it.
+// Send decodes body as the HTTP front end does (codec.Decode) and runs it.
 func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result {
-	in, err := DecodeBody(t, body)
+	in, err := codec.Decode(t.Input, t.Spec.Input, []byte(body))
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -202,34 +193,15 @@ func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result 
 	return res
 }
 
-// DecodeBody reads a test input as the target's input kind.
-func DecodeBody(t Target, body string) (engine.Value, error) {
-	switch t.Input {
-	case engine.IOText:
-		return engine.TextValue(body), nil
-	case engine.IONDArray:
-		tt, err := engine.DecodeNDArray([]byte(body), t.Spec.Input)
-		if err != nil {
-			return engine.Value{}, fmt.Errorf("%w: %w", engine.ErrInvalidInput, err)
-		}
-		return engine.TensorValue(tt), nil
-	}
-	var v any
-	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		return engine.Value{}, fmt.Errorf("%w: not valid JSON: %w", engine.ErrInvalidInput, err)
-	}
-	return engine.JSONValue(v), nil
-}
-
 // formatValue renders an output for the panel: pretty JSON, the text, or a
 // tensor's summary and its first values.
-func formatValue(v engine.Value) string {
+func formatValue(v tensor.Value) string {
 	switch v.Kind() {
-	case engine.KindText:
+	case tensor.KindText:
 		return v.Text()
-	case engine.KindTensor:
+	case tensor.KindTensor:
 		t := v.Tensor()
-		body := string(engine.AppendNDArray(nil, t))
+		body := string(codec.AppendNDArray(nil, t))
 		if len(body) > 600 {
 			body = body[:600] + "…"
 		}

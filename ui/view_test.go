@@ -15,6 +15,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -29,10 +30,10 @@ var at = time.Date(2026, 11, 25, 12, 3, 41, 0, time.UTC)
 // fixedSnapshot is a busy sim runner beside idle ones.
 func fixedSnapshot() Snapshot {
 	predict := engine.MethodSpec{Name: "predict", Batchable: true,
-		Input:  engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
-		Output: engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}}}
+		Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
+		Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}}
 	isPositive := engine.MethodSpec{Name: "is_positive",
-		Input: engine.IOSpec{Kind: engine.KindText}, Output: engine.IOSpec{Kind: engine.KindJSON}}
+		Input: tensor.IOSpec{Kind: tensor.KindText}, Output: tensor.IOSpec{Kind: tensor.KindJSON}}
 	hist := make([]engine.SecondStats, 60)
 	for i := range hist {
 		hist[i] = engine.SecondStats{Requests: uint64(100 * (i % 12)), MaxQueue: i % 7}
@@ -89,8 +90,8 @@ func (f *fakeBackend) Targets() []Target {
 	return []Target{{API: "predict", Runner: "sim", Method: "predict", Input: engine.IONDArray, Spec: f.snap.Runners[0].Methods[0].Spec}}
 }
 func (f *fakeBackend) Send(context.Context, Target, string) Result {
-	t, _ := engine.NewTensor([]int{1, 2}, []float32{2, 4})
-	return Result{Output: formatValue(engine.TensorValue(t)), Latency: 8300 * time.Microsecond,
+	t, _ := tensor.NewTensor([]int{1, 2}, []float32{2, 4})
+	return Result{Output: formatValue(tensor.TensorValue(t)), Latency: 8300 * time.Microsecond,
 		Info: engine.CallInfo{BatchRows: 37, BatchRequests: 37, Queued: 3100 * time.Microsecond, Exec: 5200 * time.Microsecond}}
 }
 

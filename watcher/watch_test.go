@@ -14,6 +14,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 func simConfig(maxBatch, workers int, fixedMS float64) string {
@@ -166,9 +167,9 @@ func TestFollowsEditorsSaveStyles(t *testing.T) {
 	})
 }
 
-func row(id int) engine.Value {
-	tt, _ := engine.NewTensor([]int{1, 2}, []float32{float32(id), float32(-id)})
-	return engine.TensorValue(tt)
+func row(id int) tensor.Value {
+	tt, _ := tensor.NewTensor([]int{1, 2}, []float32{float32(id), float32(-id)})
+	return tensor.TensorValue(tt)
 }
 
 // TestHundredReloadsUnderLoad alternates batching knobs, worker counts and

@@ -85,7 +85,7 @@ func BenchmarkLargeMLPSaturation(b *testing.B) {
 			d := newDirect(b, path, m, batch, runtime.NumCPU())
 			d.run(b) // warm up
 			r := startRunnerWith(b, newEngine(b, lib), engine.Params{"path": path, "spinning": p.spin}, 0, p.cfg)
-			row := tensor(b, []int{1, m.In()}, inputs(1, m.In(), 2))
+			row := f32Value(b, []int{1, m.In()}, inputs(1, m.In(), 2))
 			// Rounds alternate the two sides, so a neighbour's load on a
 			// shared machine weighs on both alike.
 			const rounds = 4
@@ -159,7 +159,7 @@ func BenchmarkLargeMLPOneCaller(b *testing.B) {
 	d := newDirect(b, path, m, 1, runtime.NumCPU())
 	d.run(b)
 	r := startRunner(b, newEngine(b, lib), engine.Params{"path": path}, 0, 128)
-	row := tensor(b, []int{1, m.In()}, inputs(1, m.In(), 3))
+	row := f32Value(b, []int{1, m.In()}, inputs(1, m.In(), 3))
 	if _, err := r.Run(context.Background(), "run", row); err != nil {
 		b.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func BenchmarkLargeMLPInstance(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer inst.(engine.Closer).Close()
-	in := tensor(b, []int{batch, m.In()}, inputs(batch, m.In(), 4))
+	in := f32Value(b, []int{batch, m.In()}, inputs(batch, m.In(), 4))
 	perRound := max(1, b.N/rounds)
 	var directT, instT time.Duration
 	b.ResetTimer()

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/store"
 	"github.com/benchtop/benchtop/store/onnxpb"
 )
@@ -154,7 +155,7 @@ func methodOf(p Params, pb *onnxpb.Model) (*modelInfo, error) {
 		for _, side := range []struct {
 			what string
 			v    onnxpb.ValueInfo
-			io   engine.IOSpec
+			io   tensor.IOSpec
 		}{{"input", ins[0], inSpec}, {"output", out, outSpec}} {
 			if side.io.Shape == nil {
 				continue
@@ -170,23 +171,23 @@ func methodOf(p Params, pb *onnxpb.Model) (*modelInfo, error) {
 	return &modelInfo{params: p, spec: spec, in: ins[0], out: out}, nil
 }
 
-var dtypes = map[onnxpb.ElemType]engine.DType{
-	onnxpb.Float: engine.Float32, onnxpb.Double: engine.Float64,
-	onnxpb.Int32: engine.Int32, onnxpb.Int64: engine.Int64,
-	onnxpb.Uint8: engine.Uint8, onnxpb.Bool: engine.Bool, onnxpb.String: engine.String,
+var dtypes = map[onnxpb.ElemType]tensor.DType{
+	onnxpb.Float: tensor.Float32, onnxpb.Double: tensor.Float64,
+	onnxpb.Int32: tensor.Int32, onnxpb.Int64: tensor.Int64,
+	onnxpb.Uint8: tensor.Uint8, onnxpb.Bool: tensor.Bool, onnxpb.String: tensor.String,
 }
 
-func ioSpec(what string, v onnxpb.ValueInfo) (engine.IOSpec, error) {
+func ioSpec(what string, v onnxpb.ValueInfo) (tensor.IOSpec, error) {
 	if v.Kind != onnxpb.KindTensor {
-		return engine.IOSpec{}, fmt.Errorf("%s %s is a %s; the onnx runner serves tensors only", what, v.Name, v.Kind)
+		return tensor.IOSpec{}, fmt.Errorf("%s %s is a %s; the onnx runner serves tensors only", what, v.Name, v.Kind)
 	}
 	dt, ok := dtypes[v.ElemType]
 	if !ok {
-		return engine.IOSpec{}, fmt.Errorf("%s %s is %s, which benchtop tensors cannot carry (they carry float32, float64, int32, int64, uint8, bool and string)", what, v.Name, v.ElemType)
+		return tensor.IOSpec{}, fmt.Errorf("%s %s is %s, which benchtop tensors cannot carry (they carry float32, float64, int32, int64, uint8, bool and string)", what, v.Name, v.ElemType)
 	}
 	shape := v.Shape()
 	if shape != nil && len(shape) == 0 {
-		return engine.IOSpec{}, fmt.Errorf("%s %s is a scalar; the onnx runner serves tensors of rank 1 or more", what, v.Name)
+		return tensor.IOSpec{}, fmt.Errorf("%s %s is a scalar; the onnx runner serves tensors of rank 1 or more", what, v.Name)
 	}
-	return engine.IOSpec{Kind: engine.KindTensor, DType: dt, Shape: shape}, nil
+	return tensor.IOSpec{Kind: tensor.KindTensor, DType: dt, Shape: shape}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
 	"github.com/benchtop/benchtop/store/onnxpb"
@@ -92,13 +93,13 @@ func inputs(rows, width int, seed int) []float32 {
 	return x
 }
 
-func tensor(t testing.TB, shape []int, data []float32) engine.Value {
+func f32Value(t testing.TB, shape []int, data []float32) tensor.Value {
 	t.Helper()
-	v, err := engine.NewTensor(shape, data)
+	v, err := tensor.NewTensor(shape, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.TensorValue(v)
+	return tensor.TensorValue(v)
 }
 
 // near compares probabilities: float32 accumulation in the runtime against
@@ -148,12 +149,12 @@ func TestMLPThroughRunner(t *testing.T) {
 				wg.Go(func() {
 					off := (i * 37) % (pool - rows + 1)
 					in := x[off*c.m.In() : (off+rows)*c.m.In()]
-					v, err := engine.NewTensor([]int{rows, c.m.In()}, in)
+					v, err := tensor.NewTensor([]int{rows, c.m.In()}, in)
 					if err != nil {
 						errs <- err
 						return
 					}
-					out, err := r.Run(context.Background(), "run", engine.TensorValue(v))
+					out, err := r.Run(context.Background(), "run", tensor.TensorValue(v))
 					if err != nil {
 						errs <- err
 						return
@@ -208,7 +209,7 @@ func TestEveryBatchSize(t *testing.T) {
 	x := inputs(128, m.In(), 2)
 	want, _ := m.Forward(x)
 	for rows := 1; rows <= 128; rows++ {
-		out, err := inst.Call(context.Background(), "run", tensor(t, []int{rows, m.In()}, x[:rows*m.In()]))
+		out, err := inst.Call(context.Background(), "run", f32Value(t, []int{rows, m.In()}, x[:rows*m.In()]))
 		if err != nil {
 			t.Fatalf("%d rows: %v", rows, err)
 		}
@@ -250,7 +251,7 @@ func TestStoredModelRunner(t *testing.T) {
 	}
 	r := startRunner(t, newEngine(t, lib), params, 1, 32)
 	x := inputs(3, 64, 3)
-	out, err := r.Run(context.Background(), "classify", tensor(t, []int{3, 64}, x))
+	out, err := r.Run(context.Background(), "classify", f32Value(t, []int{3, 64}, x))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func TestForeignDynamicBatchModel(t *testing.T) {
 	for rows := 1; rows <= 40; rows++ {
 		wg.Go(func() {
 			x := inputs(rows, 10, rows)
-			out, err := r.Run(context.Background(), "run", tensor(t, []int{rows, 10}, x))
+			out, err := r.Run(context.Background(), "run", f32Value(t, []int{rows, 10}, x))
 			if err != nil {
 				t.Error(err)
 				return
@@ -367,31 +368,31 @@ func TestWrongInputs(t *testing.T) {
 	m := models.Small()
 	r := startRunner(t, newEngine(t, lib), engine.Params{"path": modelFile(t, m.ONNX)}, 1, 16)
 	inst := newInstance(t, lib, engine.Params{"path": modelFile(t, m.ONNX)}, nil)
-	f64, _ := engine.NewTensor([]int{1, 64}, make([]float64, 64))
-	str, _ := engine.NewStringTensor([]int{1, 64}, make([]string, 64))
+	f64, _ := tensor.NewTensor([]int{1, 64}, make([]float64, 64))
+	str, _ := tensor.NewStringTensor([]int{1, 64}, make([]string, 64))
 	cases := []struct {
 		name   string
 		method string
-		in     engine.Value
+		in     tensor.Value
 		want   string
 		is     error
 	}{
-		{"float64", "run", engine.TensorValue(f64), "dtype float64, want float32", engine.ErrInvalidInput},
-		{"string", "run", engine.TensorValue(str), "dtype string, want float32", engine.ErrInvalidInput},
-		{"width 63", "run", tensor(t, []int{2, 63}, make([]float32, 126)), "dim 1 is 63, want 64", engine.ErrInvalidInput},
-		{"rank 1", "run", tensor(t, []int{64}, make([]float32, 64)), "has 1 dims, want 2", engine.ErrInvalidInput},
-		{"rank 3", "run", tensor(t, []int{1, 1, 64}, make([]float32, 64)), "has 3 dims, want 2", engine.ErrInvalidInput},
-		{"text", "run", engine.TextValue("hello"), "want tensor float32[-1 64]", engine.ErrInvalidInput},
-		{"method", "predict", tensor(t, []int{1, 64}, make([]float32, 64)), `"predict"`, engine.ErrUnknownMethod},
+		{"float64", "run", tensor.TensorValue(f64), "dtype float64, want float32", engine.ErrInvalidInput},
+		{"string", "run", tensor.TensorValue(str), "dtype string, want float32", engine.ErrInvalidInput},
+		{"width 63", "run", f32Value(t, []int{2, 63}, make([]float32, 126)), "dim 1 is 63, want 64", engine.ErrInvalidInput},
+		{"rank 1", "run", f32Value(t, []int{64}, make([]float32, 64)), "has 1 dims, want 2", engine.ErrInvalidInput},
+		{"rank 3", "run", f32Value(t, []int{1, 1, 64}, make([]float32, 64)), "has 3 dims, want 2", engine.ErrInvalidInput},
+		{"text", "run", tensor.TextValue("hello"), "want tensor float32[-1 64]", engine.ErrInvalidInput},
+		{"method", "predict", f32Value(t, []int{1, 64}, make([]float32, 64)), `"predict"`, engine.ErrUnknownMethod},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, call := range []struct {
 				via string
-				run func() (engine.Value, error)
+				run func() (tensor.Value, error)
 			}{
-				{"runner", func() (engine.Value, error) { return r.Run(context.Background(), c.method, c.in) }},
-				{"instance", func() (engine.Value, error) { return inst.Call(context.Background(), c.method, c.in) }},
+				{"runner", func() (tensor.Value, error) { return r.Run(context.Background(), c.method, c.in) }},
+				{"instance", func() (tensor.Value, error) { return inst.Call(context.Background(), c.method, c.in) }},
 			} {
 				_, err := call.run()
 				if err == nil || !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.want) {
@@ -402,7 +403,7 @@ func TestWrongInputs(t *testing.T) {
 	}
 	// The worker survived every bad call.
 	x := inputs(1, 64, 9)
-	out, err := r.Run(context.Background(), "run", tensor(t, []int{1, 64}, x))
+	out, err := r.Run(context.Background(), "run", f32Value(t, []int{1, 64}, x))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,11 +462,11 @@ func TestPickOneOutput(t *testing.T) {
 	lib := library(t)
 	path := foreign(t, "sklearn_randomforest.onnx")
 	inst := newInstance(t, lib, engine.Params{"path": path, "output": "output_label"}, nil)
-	out, err := inst.Call(context.Background(), "run", tensor(t, []int{3, 4}, inputs(3, 4, 5)))
+	out, err := inst.Call(context.Background(), "run", f32Value(t, []int{3, 4}, inputs(3, 4, 5)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Tensor().DType() != engine.Int64 || !slices.Equal(out.Tensor().Shape(), []int{3}) {
+	if out.Tensor().DType() != tensor.Int64 || !slices.Equal(out.Tensor().Shape(), []int{3}) {
 		t.Fatalf("output %v", out.Tensor())
 	}
 }
@@ -514,7 +515,7 @@ func TestGPUFallsBackToCPU(t *testing.T) {
 		t.Fatalf("the log does not say which provider runs the model:\n%s", text)
 	}
 	x := inputs(2, 64, 4)
-	out, err := inst.Call(context.Background(), "run", tensor(t, []int{2, 64}, x))
+	out, err := inst.Call(context.Background(), "run", f32Value(t, []int{2, 64}, x))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +542,7 @@ func TestDeadlineInterruptsRun(t *testing.T) {
 	inst := newInstance(t, lib, engine.Params{"path": modelFile(t, m.ONNX)}, nil)
 	// About 50 GFLOP: seconds of work on any CPU.
 	const rows = 20000
-	big := tensor(t, []int{rows, m.In()}, make([]float32, rows*m.In()))
+	big := f32Value(t, []int{rows, m.In()}, make([]float32, rows*m.In()))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := inst.Call(ctx, "run", big); !errors.Is(err, context.DeadlineExceeded) {
@@ -553,7 +554,7 @@ func TestDeadlineInterruptsRun(t *testing.T) {
 		t.Fatalf("a cancelled call: %v", err)
 	}
 	x := inputs(1, m.In(), 6)
-	out, err := inst.Call(context.Background(), "run", tensor(t, []int{1, m.In()}, x))
+	out, err := inst.Call(context.Background(), "run", f32Value(t, []int{1, m.In()}, x))
 	if err != nil {
 		t.Fatalf("after an interrupted run: %v", err)
 	}

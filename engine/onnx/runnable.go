@@ -12,6 +12,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // Type is the "onnx" runnable over lib (usually Locate()). Its methods come
@@ -173,23 +174,23 @@ func (s *session) Close() error {
 }
 
 // Call runs the model on one batch.
-func (s *session) Call(ctx context.Context, method string, in engine.Value) (engine.Value, error) {
+func (s *session) Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	if method != s.info.spec.Name {
-		return engine.Value{}, fmt.Errorf("%w %q: the model's method is %q", engine.ErrUnknownMethod, method, s.info.spec.Name)
+		return tensor.Value{}, fmt.Errorf("%w %q: the model's method is %q", engine.ErrUnknownMethod, method, s.info.spec.Name)
 	}
 	if err := s.info.spec.Input.Check(in); err != nil {
-		return engine.Value{}, engine.InvalidInput(fmt.Errorf("input %s: %w", s.info.in.Name, err))
+		return tensor.Value{}, engine.InvalidInput(fmt.Errorf("input %s: %w", s.info.in.Name, err))
 	}
 	if err := ctx.Err(); err != nil {
-		return engine.Value{}, fmt.Errorf("onnx run not started: %w", err)
+		return tensor.Value{}, fmt.Errorf("onnx run not started: %w", err)
 	}
 	t := in.Tensor()
 	if t.Len() == 0 {
-		return engine.Value{}, engine.InvalidInput(fmt.Errorf("input %s: shape %v has no elements", s.info.in.Name, t.Shape()))
+		return tensor.Value{}, engine.InvalidInput(fmt.Errorf("input %s: shape %v has no elements", s.info.in.Name, t.Shape()))
 	}
 	input, err := toORT(t)
 	if err != nil {
-		return engine.Value{}, fmt.Errorf("input %s: %w", s.info.in.Name, err)
+		return tensor.Value{}, fmt.Errorf("input %s: %w", s.info.in.Name, err)
 	}
 	defer release(input)
 
@@ -201,15 +202,15 @@ func (s *session) Call(ctx context.Context, method string, in engine.Value) (eng
 			shape[s.info.spec.OutputBatchDim] = int64(t.Shape()[s.info.spec.BatchDim])
 		}
 		dt := s.info.spec.Output.DType
-		if dt != engine.String && shape.FlattenedSize() > 0 {
-			z, err := engine.Zeros(dt, ints(shape))
+		if dt != tensor.String && shape.FlattenedSize() > 0 {
+			z, err := tensor.Zeros(dt, ints(shape))
 			if err != nil {
-				return engine.Value{}, err
+				return tensor.Value{}, err
 			}
 			buf = z.Bytes()
 			v, err := ort.NewCustomDataTensor(shape, buf, ortType[dt])
 			if err != nil {
-				return engine.Value{}, fmt.Errorf("output %s: %w", s.info.out.Name, err)
+				return tensor.Value{}, fmt.Errorf("output %s: %w", s.info.out.Name, err)
 			}
 			outs[0] = track(v)
 		}
@@ -217,16 +218,16 @@ func (s *session) Call(ctx context.Context, method string, in engine.Value) (eng
 	defer func() { release(outs[0]) }()
 
 	if err := s.run(ctx, input, outs); err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
 	if buf == nil {
 		live.Add(1) // the runtime allocated it; it is ours to release
 	}
 	out, err := fromORT(outs[0], buf)
 	if err != nil {
-		return engine.Value{}, fmt.Errorf("output %s: %w", s.info.out.Name, err)
+		return tensor.Value{}, fmt.Errorf("output %s: %w", s.info.out.Name, err)
 	}
-	return engine.TensorValue(out), nil
+	return tensor.TensorValue(out), nil
 }
 
 // run runs the session, letting ctx's end terminate it.
@@ -270,23 +271,23 @@ func ints(s ort.Shape) []int {
 	return out
 }
 
-var ortType = map[engine.DType]ort.TensorElementDataType{
-	engine.Float32: ort.TensorElementDataTypeFloat,
-	engine.Float64: ort.TensorElementDataTypeDouble,
-	engine.Int32:   ort.TensorElementDataTypeInt32,
-	engine.Int64:   ort.TensorElementDataTypeInt64,
-	engine.Uint8:   ort.TensorElementDataTypeUint8,
-	engine.Bool:    ort.TensorElementDataTypeBool,
+var ortType = map[tensor.DType]ort.TensorElementDataType{
+	tensor.Float32: ort.TensorElementDataTypeFloat,
+	tensor.Float64: ort.TensorElementDataTypeDouble,
+	tensor.Int32:   ort.TensorElementDataTypeInt32,
+	tensor.Int64:   ort.TensorElementDataTypeInt64,
+	tensor.Uint8:   ort.TensorElementDataTypeUint8,
+	tensor.Bool:    ort.TensorElementDataTypeBool,
 }
 
 // toORT wraps t for the runtime. Numeric data is passed in place: the
 // runtime only reads inputs, and t outlives the call.
-func toORT(t *engine.Tensor) (ort.Value, error) {
+func toORT(t *tensor.Tensor) (ort.Value, error) {
 	shape := make(ort.Shape, len(t.Shape()))
 	for i, d := range t.Shape() {
 		shape[i] = int64(d)
 	}
-	if t.DType() == engine.String {
+	if t.DType() == tensor.String {
 		st, err := ort.NewStringTensor(shape)
 		if err != nil {
 			return nil, err
@@ -307,7 +308,7 @@ func toORT(t *engine.Tensor) (ort.Value, error) {
 
 // fromORT reads an output into an engine tensor: buf when the output was
 // written into it, else a copy the bindings made of the runtime's memory.
-func fromORT(v ort.Value, buf []byte) (*engine.Tensor, error) {
+func fromORT(v ort.Value, buf []byte) (*tensor.Tensor, error) {
 	shape := ints(v.GetShape())
 	switch x := v.(type) {
 	case *ort.CustomDataTensor:
@@ -318,34 +319,34 @@ func fromORT(v ort.Value, buf []byte) (*engine.Tensor, error) {
 		if !ok {
 			return nil, fmt.Errorf("element type %v has no benchtop dtype", ort.TensorElementDataType(x.DataType()))
 		}
-		return engine.NewTensorFromBytes(dt, shape, buf)
+		return tensor.NewTensorFromBytes(dt, shape, buf)
 	case *ort.Tensor[float32]:
-		return engine.NewTensor(shape, x.GetData())
+		return tensor.NewTensor(shape, x.GetData())
 	case *ort.Tensor[float64]:
-		return engine.NewTensor(shape, x.GetData())
+		return tensor.NewTensor(shape, x.GetData())
 	case *ort.Tensor[int32]:
-		return engine.NewTensor(shape, x.GetData())
+		return tensor.NewTensor(shape, x.GetData())
 	case *ort.Tensor[int64]:
-		return engine.NewTensor(shape, x.GetData())
+		return tensor.NewTensor(shape, x.GetData())
 	case *ort.Tensor[uint8]:
-		return engine.NewTensor(shape, x.GetData())
+		return tensor.NewTensor(shape, x.GetData())
 	case *ort.Tensor[bool]:
-		return engine.NewTensor(shape, x.GetData())
+		return tensor.NewTensor(shape, x.GetData())
 	case *ort.StringTensor:
 		strs, err := x.GetContents()
 		if err != nil {
 			return nil, err
 		}
-		return engine.NewStringTensor(shape, strs)
+		return tensor.NewStringTensor(shape, strs)
 	}
 	return nil, fmt.Errorf("the runtime returned %s %T, which benchtop tensors cannot carry", v.GetONNXType(), v)
 }
 
-func engineType(t ort.TensorElementDataType) (engine.DType, bool) {
+func engineType(t ort.TensorElementDataType) (tensor.DType, bool) {
 	for dt, ot := range ortType {
 		if ot == t {
 			return dt, true
 		}
 	}
-	return engine.DTypeInvalid, false
+	return tensor.DTypeInvalid, false
 }

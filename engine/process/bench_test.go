@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // noop is the in-process yardstick: the same method with no process.
 type noop struct{}
 
-func (noop) Call(_ context.Context, _ string, in engine.Value) (engine.Value, error) { return in, nil }
+func (noop) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) { return in, nil }
 
 // BenchmarkProtocolOverhead is the cost of one batch round trip to a worker
 // process: a float32 batch sent to the Python sample's noop and returned,
@@ -34,11 +35,11 @@ func benchRoundTrip(b *testing.B, rows, k int) {
 	for i := range data {
 		data[i] = float32(i)
 	}
-	x, err := engine.NewTensor([]int{rows, k}, data)
+	x, err := tensor.NewTensor([]int{rows, k}, data)
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := engine.TensorValue(x)
+	in := tensor.TensorValue(x)
 	run := func(b *testing.B, inst engine.Instance) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // docExamples reads the ```hexdump NAME and ```json NAME blocks of
@@ -60,8 +60,8 @@ func docExamples(t *testing.T) map[string][]byte {
 
 func TestProtocolDocExamples(t *testing.T) {
 	ex := docExamples(t)
-	f32 := func(data ...float32) engine.Value {
-		return tensorValue(engine.NewTensor([]int{2, 2}, data))
+	f32 := func(data ...float32) tensor.Value {
+		return tensorValue(tensor.NewTensor([]int{2, 2}, data))
 	}
 	t.Run("HELLO", func(t *testing.T) {
 		payload, err := json.Marshal(helloMsg{Protocol: 1, Runner: "py-sentiment", Worker: 0, Threads: 1, GPUs: []int{}, Init: map[string]any{"threshold": 0.05}})
@@ -130,9 +130,9 @@ func TestProtocolDocExamples(t *testing.T) {
 			t.Errorf("doc %x, want %x", ex["SHUTDOWN"], want)
 		}
 	})
-	for name, v := range map[string]engine.Value{
-		"STRINGS": tensorValue(engine.NewStringTensor([]int{2}, []string{"hi", "héllo"})),
-		"TEXT":    engine.TextValue("great!"),
+	for name, v := range map[string]tensor.Value{
+		"STRINGS": tensorValue(tensor.NewStringTensor([]int{2}, []string{"hi", "héllo"})),
+		"TEXT":    tensor.TextValue("great!"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			want, err := appendValue(nil, v)

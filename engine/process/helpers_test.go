@@ -14,6 +14,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,7 +139,7 @@ func newWorker(t testing.TB, typ *engine.RunnableType, p engine.Params, env engi
 	return w
 }
 
-func call(t testing.TB, w *worker, method string, in engine.Value) engine.Value {
+func call(t testing.TB, w *worker, method string, in tensor.Value) tensor.Value {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -149,13 +150,13 @@ func call(t testing.TB, w *worker, method string, in engine.Value) engine.Value 
 	return out
 }
 
-func floats(t testing.TB, shape []int, data []float32) engine.Value {
+func floats(t testing.TB, shape []int, data []float32) tensor.Value {
 	t.Helper()
-	x, err := engine.NewTensor(shape, data)
+	x, err := tensor.NewTensor(shape, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.TensorValue(x)
+	return tensor.TensorValue(x)
 }
 
 // gone reports that pid no longer exists, not even as a zombie: it was

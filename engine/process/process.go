@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // Type is the "process" runnable: each worker is a child process speaking
@@ -390,17 +391,17 @@ const maxKeptBuffer = 4 << 20
 // keep it alive; anything that leaves the process unusable (it exited, it
 // wrote garbage on stdout, ctx ended) kills it and wraps
 // engine.ErrWorkerCrashed, so the engine replaces it.
-func (w *worker) Call(ctx context.Context, method string, in engine.Value) (engine.Value, error) {
+func (w *worker) Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	if w.broken != nil {
-		return engine.Value{}, w.broken
+		return tensor.Value{}, w.broken
 	}
 	if err := ctx.Err(); err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
 	w.seq++
 	frame, err := appendCall(w.buf[:0], w.seq, method, in)
 	if err != nil {
-		return engine.Value{}, fmt.Errorf("send %q to worker: %w", method, err)
+		return tensor.Value{}, fmt.Errorf("send %q to worker: %w", method, err)
 	}
 	if cap(frame) <= maxKeptBuffer {
 		w.buf = frame
@@ -412,7 +413,7 @@ func (w *worker) Call(ctx context.Context, method string, in engine.Value) (engi
 	if !stop() {
 		// ctx ended: the process is being killed, whatever came back.
 		w.broken = w.crash(ctx, method, ctx.Err())
-		return engine.Value{}, w.broken
+		return tensor.Value{}, w.broken
 	}
 	var ce *callError
 	var be *badResultError
@@ -421,45 +422,45 @@ func (w *worker) Call(ctx context.Context, method string, in engine.Value) (engi
 		return out, nil
 	case errors.As(err, &ce):
 		if ce.invalid {
-			return engine.Value{}, engine.InvalidInput(errors.New(ce.msg))
+			return tensor.Value{}, engine.InvalidInput(errors.New(ce.msg))
 		}
-		return engine.Value{}, errors.New(ce.msg)
+		return tensor.Value{}, errors.New(ce.msg)
 	case errors.As(err, &be):
-		return engine.Value{}, fmt.Errorf("worker process %d returned a malformed result: %w", w.c.pid, be.err)
+		return tensor.Value{}, fmt.Errorf("worker process %d returned a malformed result: %w", w.c.pid, be.err)
 	}
 	w.broken = w.crash(ctx, method, err)
-	return engine.Value{}, w.broken
+	return tensor.Value{}, w.broken
 }
 
-func (w *worker) roundTrip(frame []byte) (engine.Value, error) {
+func (w *worker) roundTrip(frame []byte) (tensor.Value, error) {
 	if err := w.c.writeFrame(frame); err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
 	h, body, err := w.c.readFrame()
 	if err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
 	if h.id != w.seq {
-		return engine.Value{}, &protocolError{fmt.Errorf("answered call %d with a %s for call %d", w.seq, h.typ, h.id)}
+		return tensor.Value{}, &protocolError{fmt.Errorf("answered call %d with a %s for call %d", w.seq, h.typ, h.id)}
 	}
 	switch h.typ {
 	case msgResult:
 		v, err := decodeValue(body)
 		if err != nil {
-			return engine.Value{}, &badResultError{err}
+			return tensor.Value{}, &badResultError{err}
 		}
 		return v, nil
 	case msgError:
 		var em errorMsg
 		if err := decodeStrict(body, &em); err != nil {
-			return engine.Value{}, &protocolError{fmt.Errorf("ERROR: %w", err)}
+			return tensor.Value{}, &protocolError{fmt.Errorf("ERROR: %w", err)}
 		}
 		if em.Message == "" {
 			em.Message = "the worker reported an error without a message"
 		}
-		return engine.Value{}, &callError{msg: em.Message, invalid: em.InvalidInput}
+		return tensor.Value{}, &callError{msg: em.Message, invalid: em.InvalidInput}
 	}
-	return engine.Value{}, &protocolError{fmt.Errorf("answered CALL with %s, want RESULT or ERROR", h.typ)}
+	return tensor.Value{}, &protocolError{fmt.Errorf("answered CALL with %s, want RESULT or ERROR", h.typ)}
 }
 
 // callError is an error the worker reported for one call.

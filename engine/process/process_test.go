@@ -20,6 +20,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples"
 )
 
@@ -63,28 +64,28 @@ func TestValuesRoundTripThroughAWorker(t *testing.T) {
 	typ, _ := testType()
 	e := newEngine(t, typ)
 	r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "worker.py", nil), Workers: 1})
-	mustTensor := func(x *engine.Tensor, err error) engine.Value {
+	mustTensor := func(x *tensor.Tensor, err error) tensor.Value {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return engine.TensorValue(x)
+		return tensor.TensorValue(x)
 	}
 	tests := []struct {
 		name   string
 		method string
-		in     engine.Value
+		in     tensor.Value
 	}{
-		{"float32", "echo", mustTensor(engine.NewTensor([]int{2, 3}, []float32{1.5, -2, 3e-7, 0, 1e30, -0.25}))},
-		{"float64", "echo", mustTensor(engine.NewTensor([]int{3}, []float64{1.0 / 3, -1e300, 5e-324}))},
-		{"int32", "echo", mustTensor(engine.NewTensor([]int{2, 2}, []int32{-1 << 31, 1<<31 - 1, 0, 7}))},
-		{"int64", "echo", mustTensor(engine.NewTensor([]int{2}, []int64{-1 << 63, 1<<63 - 1}))},
-		{"uint8", "echo", mustTensor(engine.NewTensor([]int{1, 4}, []uint8{0, 1, 254, 255}))},
-		{"bool", "echo", mustTensor(engine.NewTensor([]int{3}, []bool{true, false, true}))},
-		{"string", "echo", mustTensor(engine.NewStringTensor([]int{2, 2}, []string{"", "héllo", "日本", "a\x00b"}))},
-		{"rank 3", "echo", mustTensor(engine.NewTensor([]int{2, 1, 2}, []int64{1, 2, 3, 4}))},
-		{"text", "echo_text", engine.TextValue("ünïcode ✓\nline two")},
-		{"empty text", "echo_text", engine.TextValue("")},
-		{"json", "echo_json", engine.JSONValue(map[string]any{"a": []any{1.0, "x", nil, true}, "b": map[string]any{}})},
+		{"float32", "echo", mustTensor(tensor.NewTensor([]int{2, 3}, []float32{1.5, -2, 3e-7, 0, 1e30, -0.25}))},
+		{"float64", "echo", mustTensor(tensor.NewTensor([]int{3}, []float64{1.0 / 3, -1e300, 5e-324}))},
+		{"int32", "echo", mustTensor(tensor.NewTensor([]int{2, 2}, []int32{-1 << 31, 1<<31 - 1, 0, 7}))},
+		{"int64", "echo", mustTensor(tensor.NewTensor([]int{2}, []int64{-1 << 63, 1<<63 - 1}))},
+		{"uint8", "echo", mustTensor(tensor.NewTensor([]int{1, 4}, []uint8{0, 1, 254, 255}))},
+		{"bool", "echo", mustTensor(tensor.NewTensor([]int{3}, []bool{true, false, true}))},
+		{"string", "echo", mustTensor(tensor.NewStringTensor([]int{2, 2}, []string{"", "héllo", "日本", "a\x00b"}))},
+		{"rank 3", "echo", mustTensor(tensor.NewTensor([]int{2, 1, 2}, []int64{1, 2, 3, 4}))},
+		{"text", "echo_text", tensor.TextValue("ünïcode ✓\nline two")},
+		{"empty text", "echo_text", tensor.TextValue("")},
+		{"json", "echo_json", tensor.JSONValue(map[string]any{"a": []any{1.0, "x", nil, true}, "b": map[string]any{}})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,11 +97,11 @@ func TestValuesRoundTripThroughAWorker(t *testing.T) {
 				t.Fatalf("got %s, want %s", out, tt.in)
 			}
 			switch out.Kind() {
-			case engine.KindTensor:
+			case tensor.KindTensor:
 				if !out.Tensor().Equal(tt.in.Tensor()) {
 					t.Errorf("got %v %v %v, want %v", out, out.Tensor().Bytes(), out.Tensor().Strings(), tt.in)
 				}
-			case engine.KindText:
+			case tensor.KindText:
 				if out.Text() != tt.in.Text() {
 					t.Errorf("got %q, want %q", out.Text(), tt.in.Text())
 				}
@@ -112,7 +113,7 @@ func TestValuesRoundTripThroughAWorker(t *testing.T) {
 		})
 	}
 	t.Run("batchable json", func(t *testing.T) {
-		out, err := r.Run(context.Background(), "wrap_rows", engine.JSONValue([]any{"a", 2.0}))
+		out, err := r.Run(context.Background(), "wrap_rows", tensor.JSONValue([]any{"a", 2.0}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,16 +184,16 @@ func TestWorkerErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		method   string
-		in       engine.Value
+		in       tensor.Value
 		want     string
 		invalid  bool
 		crashed  bool
 		malforms bool
 	}{
-		{name: "exception", method: "fail", in: engine.JSONValue("boom"), want: "ValueError: boom"},
-		{name: "invalid input", method: "fail", in: engine.JSONValue("invalid"), want: "the input is bad: send a positive number", invalid: true},
-		{name: "nan in json", method: "fail", in: engine.JSONValue("nan"), want: "ValueError: Out of range float values are not JSON compliant"},
-		{name: "unknown method", method: "nope", in: engine.JSONValue(1.0), want: `this worker has no method 'nope'`},
+		{name: "exception", method: "fail", in: tensor.JSONValue("boom"), want: "ValueError: boom"},
+		{name: "invalid input", method: "fail", in: tensor.JSONValue("invalid"), want: "the input is bad: send a positive number", invalid: true},
+		{name: "nan in json", method: "fail", in: tensor.JSONValue("nan"), want: "ValueError: Out of range float values are not JSON compliant"},
+		{name: "unknown method", method: "nope", in: tensor.JSONValue(1.0), want: `this worker has no method 'nope'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,13 +210,13 @@ func TestWorkerErrors(t *testing.T) {
 		})
 	}
 	t.Run("print goes to stderr", func(t *testing.T) {
-		out := call(t, w, "shout", engine.JSONValue("hello from print()"))
+		out := call(t, w, "shout", tensor.JSONValue("hello from print()"))
 		if out.JSON() != float64(pid) {
 			t.Errorf("pid %v, want %d", out.JSON(), pid)
 		}
 	})
 	t.Run("still the same process", func(t *testing.T) {
-		if out := call(t, w, "pid", engine.JSONValue(nil)); out.JSON() != float64(pid) {
+		if out := call(t, w, "pid", tensor.JSONValue(nil)); out.JSON() != float64(pid) {
 			t.Errorf("pid %v, want %d: errors must not replace the worker", out.JSON(), pid)
 		}
 	})
@@ -225,7 +226,7 @@ func TestOutputThatBreaksItsSignatureFailsTheCall(t *testing.T) {
 	typ, _ := testType()
 	e := newEngine(t, typ)
 	r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "worker.py", nil), Workers: 1})
-	_, err := r.Run(context.Background(), "wrong_output", engine.JSONValue(nil))
+	_, err := r.Run(context.Background(), "wrong_output", tensor.JSONValue(nil))
 	if err == nil || !strings.Contains(err.Error(), "does not match its signature") {
 		t.Fatalf("error %v, want the engine's signature check", err)
 	}
@@ -246,7 +247,7 @@ func TestStderrLinesGoToTheLogger(t *testing.T) {
 	typ, _ := testType()
 	lines := stderrLines{ch: make(chan string, 100)}
 	w := newWorker(t, typ, params(t, "worker.py", nil), engine.Env{Logger: slog.New(lines)})
-	call(t, w, "shout", engine.JSONValue("a line for the log"))
+	call(t, w, "shout", tensor.JSONValue("a line for the log"))
 	timeout := time.After(20 * time.Second)
 	for {
 		select {
@@ -265,7 +266,7 @@ func TestWorkerEnvironment(t *testing.T) {
 	p := params(t, "worker.py", nil)
 	p["env"].(map[string]any)["MY_SETTING"] = 42.0
 	w := newWorker(t, typ, p, engine.Env{Runner: "envtest", Worker: 7, Threads: 3, GPUs: []int{2, 0}, CUDAVisibleDevices: "GPU-c,GPU-a"})
-	out := call(t, w, "env", engine.JSONValue([]any{"OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "CUDA_VISIBLE_DEVICES", "MY_SETTING", protocolEnv}))
+	out := call(t, w, "env", tensor.JSONValue([]any{"OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "CUDA_VISIBLE_DEVICES", "MY_SETTING", protocolEnv}))
 	got := fmt.Sprint(out.JSON())
 	want := "map[context:map[gpus:[2 0] runner:envtest threads:3 worker:7] env:map[BENCHTOP_WORKER_PROTOCOL:1 CUDA_VISIBLE_DEVICES:GPU-c,GPU-a MY_SETTING:42 OMP_NUM_THREADS:3 TF_NUM_INTRAOP_THREADS:3]]"
 	if got != want {
@@ -283,7 +284,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 		Params: params(t, "worker.py", nil), Workers: 1,
 		Batching: batcher.Config{Policy: batcher.None, MaxBatchSize: 1, MaxQueueSize: 1000},
 	})
-	before, err := r.Run(context.Background(), "pid", engine.JSONValue(nil))
+	before, err := r.Run(context.Background(), "pid", tensor.JSONValue(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	for err := range goodErrs {
 		t.Errorf("a caller outside the poisoned batch failed: %v", err)
 	}
-	after, err := r.Run(context.Background(), "pid", engine.JSONValue(nil))
+	after, err := r.Run(context.Background(), "pid", tensor.JSONValue(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestWorkerThatHangsPastTheTimeout(t *testing.T) {
 	typ, _ := testType()
 	e := newEngine(t, typ)
 	r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "worker.py", nil), Workers: 1, Timeout: 300 * time.Millisecond})
-	before, err := r.Run(context.Background(), "pid", engine.JSONValue(nil))
+	before, err := r.Run(context.Background(), "pid", tensor.JSONValue(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +370,7 @@ func TestTimeoutKillsTheCallDirectly(t *testing.T) {
 	if !gone(w.PID()) {
 		t.Errorf("worker %d still exists after the timeout", w.PID())
 	}
-	if _, err2 := w.Call(context.Background(), "pid", engine.JSONValue(nil)); !errors.Is(err2, engine.ErrWorkerCrashed) {
+	if _, err2 := w.Call(context.Background(), "pid", tensor.JSONValue(nil)); !errors.Is(err2, engine.ErrWorkerCrashed) {
 		t.Errorf("a call on the killed worker: %v, want ErrWorkerCrashed again", err2)
 	}
 }
@@ -557,7 +558,7 @@ func TestNoProcessOutlivesClose(t *testing.T) {
 	if err := r.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.Run(ctx, "spawn", engine.JSONValue(nil))
+	out, err := r.Run(ctx, "spawn", tensor.JSONValue(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -671,11 +672,11 @@ func TestSentimentWorkerAgreesWithGo(t *testing.T) {
 		"didn't enjoy it, kinda boring",
 		"",
 	}
-	in, err := engine.NewStringTensor([]int{len(texts)}, texts)
+	in, err := tensor.NewStringTensor([]int{len(texts)}, texts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.Run(context.Background(), "scores", engine.TensorValue(in))
+	out, err := r.Run(context.Background(), "scores", tensor.TensorValue(in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,7 +696,7 @@ func TestSentimentWorkerAgreesWithGo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
-			out, err := r.Run(context.Background(), "is_positive", engine.TextValue(tt.text))
+			out, err := r.Run(context.Background(), "is_positive", tensor.TextValue(tt.text))
 			if tt.invalid {
 				if !errors.Is(err, engine.ErrInvalidInput) || !strings.Contains(err.Error(), "text is empty") {
 					t.Fatalf("error %v, want invalid input", err)
@@ -773,7 +774,7 @@ func TestWorkerDiesWhileIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-w.Done()
-	_, err := w.Call(context.Background(), "pid", engine.JSONValue(nil))
+	_, err := w.Call(context.Background(), "pid", tensor.JSONValue(nil))
 	if !errors.Is(err, engine.ErrWorkerCrashed) || !strings.Contains(err.Error(), "killed by signal 9") {
 		t.Fatalf("error %v, want ErrWorkerCrashed with the signal", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // The worker protocol, as docs/WORKER_PROTOCOL.md specifies it. Every
@@ -32,7 +33,8 @@ const (
 	// maxPayload bounds what one frame may claim, so that a corrupted
 	// length cannot make the host allocate gigabytes.
 	maxPayload = 1 << 30
-	// maxRank matches the deepest tensor the engine's JSON codec accepts.
+	// maxRank matches the deepest tensor the front ends' JSON codec
+	// (server/codec) accepts.
 	maxRank = 32
 	// valueHeaderSize is the fixed part of an encoded value; dims follow.
 	valueHeaderSize = 8
@@ -78,17 +80,17 @@ const (
 
 // wireDTypes maps wire dtype codes to engine dtypes. The codes are the
 // protocol's own, so reordering the engine's enum cannot change the wire.
-var wireDTypes = [...]engine.DType{
-	1: engine.Float32,
-	2: engine.Float64,
-	3: engine.Int32,
-	4: engine.Int64,
-	5: engine.Uint8,
-	6: engine.Bool,
-	7: engine.String,
+var wireDTypes = [...]tensor.DType{
+	1: tensor.Float32,
+	2: tensor.Float64,
+	3: tensor.Int32,
+	4: tensor.Int64,
+	5: tensor.Uint8,
+	6: tensor.Bool,
+	7: tensor.String,
 }
 
-func wireDType(dt engine.DType) (byte, bool) {
+func wireDType(dt tensor.DType) (byte, bool) {
 	for code, d := range wireDTypes {
 		if code > 0 && d == dt {
 			return byte(code), true
@@ -140,7 +142,7 @@ func parseHeader(b []byte) (header, error) {
 // appendCall appends a whole CALL frame: the method name, zero padding to
 // a multiple of 8 so the value (and so the tensor data) stays aligned, and
 // the value.
-func appendCall(dst []byte, id uint32, method string, v engine.Value) ([]byte, error) {
+func appendCall(dst []byte, id uint32, method string, v tensor.Value) ([]byte, error) {
 	start := len(dst)
 	dst = appendHeader(dst, msgCall, id, 0)
 	body := len(dst)
@@ -164,9 +166,9 @@ func appendCall(dst []byte, id uint32, method string, v engine.Value) ([]byte, e
 // appendValue encodes v: kind, dtype, rank, a reserved byte and u32, the
 // dims as i64, then the body (raw little-endian elements; u32 lengths then
 // bytes for strings; UTF-8 for text and JSON).
-func appendValue(dst []byte, v engine.Value) ([]byte, error) {
+func appendValue(dst []byte, v tensor.Value) ([]byte, error) {
 	switch v.Kind() {
-	case engine.KindTensor:
+	case tensor.KindTensor:
 		t := v.Tensor()
 		if t == nil {
 			return dst, errors.New("encode value: tensor is nil")
@@ -183,7 +185,7 @@ func appendValue(dst []byte, v engine.Value) ([]byte, error) {
 		for _, d := range shape {
 			dst = binary.LittleEndian.AppendUint64(dst, uint64(d))
 		}
-		if t.DType() == engine.String {
+		if t.DType() == tensor.String {
 			strs := t.Strings()
 			for _, s := range strs {
 				if uint64(len(s)) > math.MaxUint32 {
@@ -197,10 +199,10 @@ func appendValue(dst []byte, v engine.Value) ([]byte, error) {
 			return dst, nil
 		}
 		return append(dst, t.Bytes()...), nil
-	case engine.KindText:
+	case tensor.KindText:
 		dst = append(dst, wireText, 0, 0, 0, 0, 0, 0, 0)
 		return append(dst, v.Text()...), nil
-	case engine.KindJSON:
+	case tensor.KindJSON:
 		raw, err := json.Marshal(v.JSON())
 		if err != nil {
 			return dst, fmt.Errorf("encode value: json: %w", err)
@@ -214,42 +216,42 @@ func appendValue(dst []byte, v engine.Value) ([]byte, error) {
 // decodeValue decodes a value that fills b exactly. Tensor data is used in
 // place when b is aligned for its dtype (the caller allocates frames so
 // that it is), so b must not be reused afterwards.
-func decodeValue(b []byte) (engine.Value, error) {
+func decodeValue(b []byte) (tensor.Value, error) {
 	if len(b) < valueHeaderSize {
-		return engine.Value{}, fmt.Errorf("value of %d bytes is shorter than its %d-byte header", len(b), valueHeaderSize)
+		return tensor.Value{}, fmt.Errorf("value of %d bytes is shorter than its %d-byte header", len(b), valueHeaderSize)
 	}
 	kind, code, rank := b[0], b[1], int(b[2])
 	if b[3] != 0 || binary.LittleEndian.Uint32(b[4:8]) != 0 {
-		return engine.Value{}, fmt.Errorf("value header has reserved bytes % x set, want zeros", b[3:8])
+		return tensor.Value{}, fmt.Errorf("value header has reserved bytes % x set, want zeros", b[3:8])
 	}
 	switch kind {
 	case wireText, wireJSON:
 		if code != 0 || rank != 0 {
-			return engine.Value{}, fmt.Errorf("a text or json value has dtype %d and rank %d, want 0 and 0", code, rank)
+			return tensor.Value{}, fmt.Errorf("a text or json value has dtype %d and rank %d, want 0 and 0", code, rank)
 		}
 		body := b[valueHeaderSize:]
 		if kind == wireText {
-			return engine.TextValue(string(body)), nil
+			return tensor.TextValue(string(body)), nil
 		}
 		var x any
 		if err := json.Unmarshal(body, &x); err != nil {
-			return engine.Value{}, fmt.Errorf("json value: %w", err)
+			return tensor.Value{}, fmt.Errorf("json value: %w", err)
 		}
-		return engine.JSONValue(x), nil
+		return tensor.JSONValue(x), nil
 	case wireTensor:
 	default:
-		return engine.Value{}, fmt.Errorf("value has kind %d, want 1 (tensor), 2 (text) or 3 (json)", kind)
+		return tensor.Value{}, fmt.Errorf("value has kind %d, want 1 (tensor), 2 (text) or 3 (json)", kind)
 	}
 	if int(code) >= len(wireDTypes) || code == 0 {
-		return engine.Value{}, fmt.Errorf("tensor has dtype code %d, want 1 to %d", code, len(wireDTypes)-1)
+		return tensor.Value{}, fmt.Errorf("tensor has dtype code %d, want 1 to %d", code, len(wireDTypes)-1)
 	}
 	dt := wireDTypes[code]
 	if rank > maxRank {
-		return engine.Value{}, fmt.Errorf("tensor has %d dims, the protocol carries at most %d", rank, maxRank)
+		return tensor.Value{}, fmt.Errorf("tensor has %d dims, the protocol carries at most %d", rank, maxRank)
 	}
 	body := b[valueHeaderSize:]
 	if len(body) < 8*rank {
-		return engine.Value{}, fmt.Errorf("tensor of rank %d needs %d bytes of dims, the value has %d", rank, 8*rank, len(body))
+		return tensor.Value{}, fmt.Errorf("tensor of rank %d needs %d bytes of dims, the value has %d", rank, 8*rank, len(body))
 	}
 	shape := make([]int, rank)
 	elems := uint64(1)
@@ -257,7 +259,7 @@ func decodeValue(b []byte) (engine.Value, error) {
 		d := binary.LittleEndian.Uint64(body[8*i:])
 		// No dim can be larger than the frame, which bounds every product.
 		if d > maxPayload {
-			return engine.Value{}, fmt.Errorf("tensor dim %d is %d, larger than any frame", i, int64(d))
+			return tensor.Value{}, fmt.Errorf("tensor dim %d is %d, larger than any frame", i, int64(d))
 		}
 		shape[i] = int(d)
 		elems *= d
@@ -266,19 +268,19 @@ func decodeValue(b []byte) (engine.Value, error) {
 		}
 	}
 	body = body[8*rank:]
-	if dt != engine.String {
+	if dt != tensor.String {
 		want := elems * uint64(dt.Size())
 		if uint64(len(body)) != want {
-			return engine.Value{}, fmt.Errorf("tensor %s%v needs %d data bytes, the value has %d", dt, shape, want, len(body))
+			return tensor.Value{}, fmt.Errorf("tensor %s%v needs %d data bytes, the value has %d", dt, shape, want, len(body))
 		}
-		t, err := engine.NewTensorFromBytes(dt, shape, body)
+		t, err := tensor.NewTensorFromBytes(dt, shape, body)
 		if err != nil {
-			return engine.Value{}, err
+			return tensor.Value{}, err
 		}
-		return engine.TensorValue(t), nil
+		return tensor.TensorValue(t), nil
 	}
 	if uint64(len(body)) < 4*elems {
-		return engine.Value{}, fmt.Errorf("string tensor %v needs %d bytes of lengths, the value has %d", shape, 4*elems, len(body))
+		return tensor.Value{}, fmt.Errorf("string tensor %v needs %d bytes of lengths, the value has %d", shape, 4*elems, len(body))
 	}
 	n := int(elems)
 	lens, data := body[:4*n], body[4*n:]
@@ -287,7 +289,7 @@ func decodeValue(b []byte) (engine.Value, error) {
 		total += uint64(binary.LittleEndian.Uint32(lens[4*i:]))
 	}
 	if total != uint64(len(data)) {
-		return engine.Value{}, fmt.Errorf("string tensor %v: its lengths add up to %d bytes, the value has %d", shape, total, len(data))
+		return tensor.Value{}, fmt.Errorf("string tensor %v: its lengths add up to %d bytes, the value has %d", shape, total, len(data))
 	}
 	// One string for all elements; each element is a substring of it.
 	all := string(data)
@@ -298,11 +300,11 @@ func decodeValue(b []byte) (engine.Value, error) {
 		strs[i] = all[pos : pos+l]
 		pos += l
 	}
-	t, err := engine.NewStringTensor(shape, strs)
+	t, err := tensor.NewStringTensor(shape, strs)
 	if err != nil {
-		return engine.Value{}, err
+		return tensor.Value{}, err
 	}
-	return engine.TensorValue(t), nil
+	return tensor.TensorValue(t), nil
 }
 
 // alignedBytes allocates n bytes on an 8-byte boundary, so that tensor
@@ -411,36 +413,36 @@ func specsFromReady(r readyMsg) ([]engine.MethodSpec, error) {
 	return specs, nil
 }
 
-func (w wireIO) spec() (engine.IOSpec, error) {
+func (w wireIO) spec() (tensor.IOSpec, error) {
 	if w.Kind == "" || w.Kind == "any" {
 		if w.DType != "" || w.Shape != nil {
-			return engine.IOSpec{}, errors.New(`dtype and shape need kind "tensor"`)
+			return tensor.IOSpec{}, errors.New(`dtype and shape need kind "tensor"`)
 		}
-		return engine.IOSpec{}, nil
+		return tensor.IOSpec{}, nil
 	}
-	k, err := engine.ParseKind(w.Kind)
+	k, err := tensor.ParseKind(w.Kind)
 	if err != nil {
-		return engine.IOSpec{}, err
+		return tensor.IOSpec{}, err
 	}
-	s := engine.IOSpec{Kind: k}
-	if k != engine.KindTensor {
+	s := tensor.IOSpec{Kind: k}
+	if k != tensor.KindTensor {
 		if w.DType != "" || w.Shape != nil {
-			return engine.IOSpec{}, fmt.Errorf("kind %q takes no dtype or shape", w.Kind)
+			return tensor.IOSpec{}, fmt.Errorf("kind %q takes no dtype or shape", w.Kind)
 		}
 		return s, nil
 	}
 	if w.DType != "" {
-		if s.DType, err = engine.ParseDType(w.DType); err != nil {
-			return engine.IOSpec{}, err
+		if s.DType, err = tensor.ParseDType(w.DType); err != nil {
+			return tensor.IOSpec{}, err
 		}
 	}
 	if w.Shape != nil {
 		if len(w.Shape) > maxRank {
-			return engine.IOSpec{}, fmt.Errorf("shape %v has more than %d dims", w.Shape, maxRank)
+			return tensor.IOSpec{}, fmt.Errorf("shape %v has more than %d dims", w.Shape, maxRank)
 		}
 		for i, d := range w.Shape {
 			if d < -1 {
-				return engine.IOSpec{}, fmt.Errorf("shape %v: dim %d is %d, want -1 (any) or a size", w.Shape, i, d)
+				return tensor.IOSpec{}, fmt.Errorf("shape %v: dim %d is %d, want -1 (any) or a size", w.Shape, i, d)
 			}
 		}
 		s.Shape = w.Shape

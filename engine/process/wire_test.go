@@ -9,33 +9,34 @@ import (
 	"testing"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // tensorValue makes a test table's tensor; the constructors only fail on
 // a mistake in the table itself.
-func tensorValue(x *engine.Tensor, err error) engine.Value {
+func tensorValue(x *tensor.Tensor, err error) tensor.Value {
 	if err != nil {
 		panic(err)
 	}
-	return engine.TensorValue(x)
+	return tensor.TensorValue(x)
 }
 
 func TestValueRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
-		v    engine.Value
+		v    tensor.Value
 	}{
-		{"float32", tensorValue(engine.NewTensor([]int{2, 2}, []float32{1, -2.5, 3e38, 0}))},
-		{"float64", tensorValue(engine.NewTensor([]int{1}, []float64{-1e-300}))},
-		{"int32", tensorValue(engine.NewTensor([]int{3}, []int32{-1, 0, 1 << 30}))},
-		{"int64", tensorValue(engine.NewTensor([]int{1, 1, 2}, []int64{-1 << 62, 5}))},
-		{"uint8", tensorValue(engine.NewTensor([]int{4}, []uint8{0, 1, 128, 255}))},
-		{"bool", tensorValue(engine.NewTensor([]int{2}, []bool{true, false}))},
-		{"string", tensorValue(engine.NewStringTensor([]int{3}, []string{"a", "", "日本語"}))},
-		{"scalar", tensorValue(engine.NewTensor([]int{}, []float32{7}))},
-		{"empty", tensorValue(engine.NewTensor([]int{0, 3}, []float32{}))},
-		{"text", engine.TextValue("hello ✓")},
-		{"json", engine.JSONValue(map[string]any{"k": []any{1.0, "two", nil}})},
+		{"float32", tensorValue(tensor.NewTensor([]int{2, 2}, []float32{1, -2.5, 3e38, 0}))},
+		{"float64", tensorValue(tensor.NewTensor([]int{1}, []float64{-1e-300}))},
+		{"int32", tensorValue(tensor.NewTensor([]int{3}, []int32{-1, 0, 1 << 30}))},
+		{"int64", tensorValue(tensor.NewTensor([]int{1, 1, 2}, []int64{-1 << 62, 5}))},
+		{"uint8", tensorValue(tensor.NewTensor([]int{4}, []uint8{0, 1, 128, 255}))},
+		{"bool", tensorValue(tensor.NewTensor([]int{2}, []bool{true, false}))},
+		{"string", tensorValue(tensor.NewStringTensor([]int{3}, []string{"a", "", "日本語"}))},
+		{"scalar", tensorValue(tensor.NewTensor([]int{}, []float32{7}))},
+		{"empty", tensorValue(tensor.NewTensor([]int{0, 3}, []float32{}))},
+		{"text", tensor.TextValue("hello ✓")},
+		{"json", tensor.JSONValue(map[string]any{"k": []any{1.0, "two", nil}})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,7 +53,7 @@ func TestValueRoundTrip(t *testing.T) {
 			if got.String() != tt.v.String() {
 				t.Fatalf("got %v, want %v", got, tt.v)
 			}
-			if tt.v.Kind() == engine.KindTensor && !got.Tensor().Equal(tt.v.Tensor()) {
+			if tt.v.Kind() == tensor.KindTensor && !got.Tensor().Equal(tt.v.Tensor()) {
 				t.Errorf("data differs: got %v %v", got.Tensor().Bytes(), got.Tensor().Strings())
 			}
 		})
@@ -60,7 +61,7 @@ func TestValueRoundTrip(t *testing.T) {
 }
 
 func TestTensorDataIsNotCopied(t *testing.T) {
-	enc, err := appendValue(nil, tensorValue(engine.NewTensor([]int{2}, []float64{1, 2})))
+	enc, err := appendValue(nil, tensorValue(tensor.NewTensor([]int{2}, []float64{1, 2})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestParseHeader(t *testing.T) {
 func TestCallFrameKeepsTheValueAligned(t *testing.T) {
 	for _, name := range []string{"", "a", "double", "seven77", "exactly8"} {
 		t.Run(name, func(t *testing.T) {
-			v := tensorValue(engine.NewTensor([]int{1}, []float64{3}))
+			v := tensorValue(tensor.NewTensor([]int{1}, []float64{3}))
 			frame, err := appendCall(nil, 9, name, v)
 			if err != nil {
 				t.Fatal(err)
@@ -233,7 +234,7 @@ func TestReadyIsDecodedStrictly(t *testing.T) {
 }
 
 func TestDiffSpecs(t *testing.T) {
-	f32 := engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1}}
+	f32 := tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}}
 	a := []engine.MethodSpec{{Name: "keep", Input: f32, Output: f32}, {Name: "change", Batchable: true, Input: f32, Output: f32}, {Name: "drop"}}
 	b := []engine.MethodSpec{{Name: "keep", Doc: "docs may change", Input: f32, Output: f32}, {Name: "change", Input: f32, Output: f32}, {Name: "add"}}
 	got := diffSpecs(a, b)
@@ -247,11 +248,11 @@ func TestDiffSpecs(t *testing.T) {
 }
 
 func FuzzDecodeValue(f *testing.F) {
-	for _, v := range []engine.Value{
-		tensorValue(engine.NewTensor([]int{2}, []float32{1, 2})),
-		tensorValue(engine.NewStringTensor([]int{2}, []string{"a", "bc"})),
-		engine.TextValue("x"),
-		engine.JSONValue([]any{1.0}),
+	for _, v := range []tensor.Value{
+		tensorValue(tensor.NewTensor([]int{2}, []float32{1, 2})),
+		tensorValue(tensor.NewStringTensor([]int{2}, []string{"a", "bc"})),
+		tensor.TextValue("x"),
+		tensor.JSONValue([]any{1.0}),
 	} {
 		enc, err := appendValue(nil, v)
 		if err != nil {
@@ -268,7 +269,7 @@ func FuzzDecodeValue(f *testing.F) {
 		}
 		// Whatever decodes must encode back to the same bytes (JSON aside,
 		// whose spacing is free).
-		if v.Kind() == engine.KindJSON {
+		if v.Kind() == tensor.KindJSON {
 			return
 		}
 		enc, err := appendValue(nil, v)

@@ -1,4 +1,4 @@
-package engine
+package tensor
 
 import (
 	"encoding/binary"

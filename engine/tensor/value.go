@@ -1,4 +1,4 @@
-package engine
+package tensor
 
 import (
 	"bytes"
@@ -77,6 +77,15 @@ func (d DType) V2() string {
 	return ""
 }
 
+// Validate reports whether d is one of the dtypes, with an error that lists
+// them.
+func (d DType) Validate() error {
+	if d.Size() == 0 && d != String {
+		return fmt.Errorf("dtype %s is not valid, want one of %s", d, dtypeNames)
+	}
+	return nil
+}
+
 // ParseDType accepts both the names String returns and the KServe v2
 // names, ignoring case, so configs and wire requests can use either.
 func ParseDType(s string) (DType, error) {
@@ -149,12 +158,14 @@ type Tensor struct {
 // 16 bytes per element, a string header) cannot overflow an int.
 const maxElems = math.MaxInt / 16
 
-// elemCount is the product of shape, rejecting negative dims and overflow.
-func elemCount(shape []int) (int, error) {
+// ElemCount is the number of elements of a tensor of that shape: the
+// product of its dims, rejecting negative dims and products too large for
+// any tensor to hold.
+func ElemCount(shape []int) (int, error) {
 	n := 1
 	for i, d := range shape {
 		if d < 0 {
-			return 0, fmt.Errorf("shape %v: dim %d is %d, want >= 0", shape, i, d)
+			return 0, fmt.Errorf("shape %s: dim %d is %d, want >= 0", shapeText(shape), i, d)
 		}
 		if d == 0 {
 			n = 0
@@ -165,7 +176,7 @@ func elemCount(shape []int) (int, error) {
 	}
 	for _, d := range shape {
 		if n > maxElems/d {
-			return 0, fmt.Errorf("shape %v has more than %d elements", shape, maxElems)
+			return 0, fmt.Errorf("shape %s has more than %d elements", shapeText(shape), maxElems)
 		}
 		n *= d
 	}
@@ -205,12 +216,12 @@ func allocElems(dt DType, n int) []byte {
 // NewTensor wraps data without copying: the tensor's bytes are a view of
 // data, so data must not be modified afterwards. shape is copied.
 func NewTensor[T Numeric](shape []int, data []T) (*Tensor, error) {
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("new tensor: %w", err)
 	}
 	if len(data) != n {
-		return nil, fmt.Errorf("new tensor: data has %d elements, want %d (the product of shape %v)", len(data), n, shape)
+		return nil, fmt.Errorf("new tensor: data has %d elements, want %d (the product of shape %s)", len(data), n, shapeText(shape))
 	}
 	raw := viewBytes(data)
 	return &Tensor{dtype: dtypeFor[T](), shape: slices.Clone(shape), raw: raw[:len(raw):len(raw)]}, nil
@@ -219,12 +230,12 @@ func NewTensor[T Numeric](shape []int, data []T) (*Tensor, error) {
 // NewStringTensor wraps data without copying; data must not be modified
 // afterwards. shape is copied.
 func NewStringTensor(shape []int, data []string) (*Tensor, error) {
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("new string tensor: %w", err)
 	}
 	if len(data) != n {
-		return nil, fmt.Errorf("new string tensor: data has %d elements, want %d (the product of shape %v)", len(data), n, shape)
+		return nil, fmt.Errorf("new string tensor: data has %d elements, want %d (the product of shape %s)", len(data), n, shapeText(shape))
 	}
 	return &Tensor{dtype: String, shape: slices.Clone(shape), strs: data[:n:n]}, nil
 }
@@ -242,13 +253,13 @@ func NewTensorFromBytes(dt DType, shape []int, raw []byte) (*Tensor, error) {
 		}
 		return nil, fmt.Errorf("new tensor from bytes: dtype %s is not valid, want one of %s", dt, dtypeNames)
 	}
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("new tensor from bytes: %w", err)
 	}
 	if len(raw) != n*size {
-		return nil, fmt.Errorf("new tensor from bytes: raw has %d bytes, want %d (%d elements of shape %v × %d bytes per %s)",
-			len(raw), n*size, n, shape, size, dt)
+		return nil, fmt.Errorf("new tensor from bytes: raw has %d bytes, want %d (%d elements of shape %s × %d bytes per %s)",
+			len(raw), n*size, n, shapeText(shape), size, dt)
 	}
 	if dt == Bool {
 		// Any byte but 0 or 1 is not a valid Go bool, and reading one through
@@ -269,7 +280,7 @@ func NewTensorFromBytes(dt DType, shape []int, raw []byte) (*Tensor, error) {
 
 // Zeros returns a tensor of zero values (empty strings for String).
 func Zeros(dt DType, shape []int) (*Tensor, error) {
-	n, err := elemCount(shape)
+	n, err := ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("zeros: %w", err)
 	}
@@ -340,6 +351,12 @@ func (t *Tensor) String() string {
 	b = appendShape(b, t.shape)
 	return string(b)
 }
+
+// shapeText is shape as fmt prints it, e.g. "[2 4]". Error messages use
+// it rather than handing shape to fmt, which would make every caller's
+// shape escape to the heap: a decoder that keeps its shape in an array
+// on its stack would then move there whole.
+func shapeText(shape []int) string { return string(appendShape(nil, shape)) }
 
 func appendShape(b []byte, shape []int) []byte {
 	b = append(b, '[')
@@ -1002,24 +1019,6 @@ type IOSpec struct {
 	Kind  Kind
 	DType DType // tensors only; DTypeInvalid = any dtype
 	Shape []int // tensors only; nil = any shape; -1 = any size in that dim
-}
-
-// variableBeside reports whether tensors that meet the spec may differ in
-// dtype or in a dim other than batchDim, so that two of them may not
-// concatenate along batchDim.
-func (s IOSpec) variableBeside(batchDim int) bool {
-	if s.Kind != KindTensor && s.Kind != KindInvalid {
-		return false
-	}
-	if s.DType == DTypeInvalid || s.Shape == nil {
-		return true
-	}
-	for i, d := range s.Shape {
-		if i != batchDim && d < 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // String is the spec as users write it, e.g. "tensor float32[-1 4]",

@@ -1,4 +1,4 @@
-package engine
+package codec
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // This file is the JSON codec for tensors: numpy's nested-list form
@@ -64,7 +66,7 @@ type ndDecoder struct {
 	pos  int
 	op   string // error prefix: "ndarray" or "data"
 
-	dt    DType // storage dtype; DTypeInvalid until the first element when inferring
+	dt    tensor.DType // storage dtype; DTypeInvalid until the first element when inferring
 	infer bool
 	// Inference state: the first element's kind and index path (for
 	// mixed-kind messages), whether a non-integral number was seen, and
@@ -82,7 +84,8 @@ type ndDecoder struct {
 	f64  []float64
 	i32  []int32
 	i64  []int64
-	u8   []uint8 // Uint8, and Bool as 0/1
+	u8   []uint8
+	b    []bool
 	sbuf []byte
 	ends []int
 
@@ -94,8 +97,8 @@ type ndDecoder struct {
 
 // newNDDecoder returns the decoder by value so that it can live on the
 // caller's stack.
-func newNDDecoder(op string, data []byte, dt DType, maxElems int) ndDecoder {
-	d := ndDecoder{data: data, op: op, dt: dt, infer: dt == DTypeInvalid, rank: -1}
+func newNDDecoder(op string, data []byte, dt tensor.DType, maxElems int) ndDecoder {
+	d := ndDecoder{data: data, op: op, dt: dt, infer: dt == tensor.DTypeInvalid, rank: -1}
 	for i := range d.shape {
 		d.shape[i] = -1
 	}
@@ -130,19 +133,24 @@ func newNDDecoder(op string, data []byte, dt DType, maxElems int) ndDecoder {
 //
 // The result owns its memory: nothing aliases data, which may be reused.
 // Memory is O(len(data)) whatever the input claims.
-func DecodeNDArray(data []byte, spec IOSpec) (*Tensor, error) {
-	if spec.Kind != KindTensor && spec.Kind != KindInvalid {
+func DecodeNDArray(data []byte, spec tensor.IOSpec) (*tensor.Tensor, error) {
+	if spec.Kind != tensor.KindTensor && spec.Kind != tensor.KindInvalid {
 		return nil, fmt.Errorf("ndarray: got a tensor, want %s", spec)
 	}
-	if spec.DType != DTypeInvalid && spec.DType.Size() == 0 && spec.DType != String {
-		return nil, fmt.Errorf("ndarray: spec dtype %s is not valid, want one of %s", spec.DType, dtypeNames)
+	if spec.DType != tensor.DTypeInvalid {
+		if err := spec.DType.Validate(); err != nil {
+			return nil, fmt.Errorf("ndarray: spec %w", err)
+		}
 	}
 	d := newNDDecoder("ndarray", data, spec.DType, -1)
 	if err := d.run(); err != nil {
 		return nil, err
 	}
-	t := d.tensor(slices.Clone(d.shape[:d.rank]))
-	if err := spec.Check(TensorValue(t)); err != nil {
+	t, err := d.tensor(d.shape[:d.rank])
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Check(tensor.TensorValue(t)); err != nil {
 		return nil, fmt.Errorf("ndarray: %w", err)
 	}
 	return t, nil
@@ -153,11 +161,11 @@ func DecodeNDArray(data []byte, spec IOSpec) (*Tensor, error) {
 // way, with product(shape) elements in row-major order: the KServe v2
 // "data" field. A bare scalar is accepted where product(shape) is 1.
 // Element conversions and messages are those of DecodeNDArray.
-func DecodeTensorData(data []byte, dt DType, shape []int) (*Tensor, error) {
-	if dt.Size() == 0 && dt != String {
-		return nil, fmt.Errorf("data: dtype %s is not valid, want one of %s", dt, dtypeNames)
+func DecodeTensorData(data []byte, dt tensor.DType, shape []int) (*tensor.Tensor, error) {
+	if err := dt.Validate(); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
 	}
-	n, err := elemCount(shape)
+	n, err := tensor.ElemCount(shape)
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
@@ -168,46 +176,52 @@ func DecodeTensorData(data []byte, dt DType, shape []int) (*Tensor, error) {
 	if got := d.count(); got != n {
 		return nil, fmt.Errorf("data: has %d elements, want %d (the product of shape %v)", got, n, shape)
 	}
-	return d.tensor(slices.Clone(shape)), nil
+	return d.tensor(shape)
 }
 
 // count is the number of elements decoded so far.
 func (d *ndDecoder) count() int {
 	switch d.dt {
-	case Float32:
+	case tensor.Float32:
 		return len(d.f32)
-	case Float64:
+	case tensor.Float64:
 		return len(d.f64)
-	case Int32:
+	case tensor.Int32:
 		return len(d.i32)
-	case Int64:
+	case tensor.Int64:
 		return len(d.i64)
-	case Uint8, Bool:
+	case tensor.Uint8:
 		return len(d.u8)
-	case String:
+	case tensor.Bool:
+		return len(d.b)
+	case tensor.String:
 		return len(d.ends)
 	}
 	return 0
 }
 
-// tensor wraps the decoded elements without copying them.
-func (d *ndDecoder) tensor(shape []int) *Tensor {
-	if d.dt == DTypeInvalid {
-		d.dt = Float64 // only empty lists were seen while inferring
+// tensor wraps the decoded elements without copying them; the
+// constructors copy shape.
+func (d *ndDecoder) tensor(shape []int) (*tensor.Tensor, error) {
+	if d.dt == tensor.DTypeInvalid {
+		d.dt = tensor.Float64 // only empty lists were seen while inferring
 	}
-	t := &Tensor{dtype: d.dt, shape: shape}
+	var t *tensor.Tensor
+	var err error
 	switch d.dt {
-	case Float32:
-		t.raw = viewBytes(d.f32)
-	case Float64:
-		t.raw = viewBytes(d.f64)
-	case Int32:
-		t.raw = viewBytes(d.i32)
-	case Int64:
-		t.raw = viewBytes(d.i64)
-	case Uint8, Bool:
-		t.raw = d.u8
-	case String:
+	case tensor.Float32:
+		t, err = tensor.NewTensor(shape, d.f32)
+	case tensor.Float64:
+		t, err = tensor.NewTensor(shape, d.f64)
+	case tensor.Int32:
+		t, err = tensor.NewTensor(shape, d.i32)
+	case tensor.Int64:
+		t, err = tensor.NewTensor(shape, d.i64)
+	case tensor.Uint8:
+		t, err = tensor.NewTensor(shape, d.u8)
+	case tensor.Bool:
+		t, err = tensor.NewTensor(shape, d.b)
+	case tensor.String:
 		// One string over the whole buffer, which nothing writes again,
 		// so the elements share a single allocation.
 		all := unsafe.String(unsafe.SliceData(d.sbuf), len(d.sbuf))
@@ -217,27 +231,33 @@ func (d *ndDecoder) tensor(shape []int) *Tensor {
 			strs[i] = all[start:end]
 			start = end
 		}
-		t.strs = strs
+		t, err = tensor.NewStringTensor(shape, strs)
 	}
-	t.raw = t.raw[:len(t.raw):len(t.raw)]
-	return t
+	if err != nil {
+		// The decoder counted the elements against the shape itself, so
+		// this is a bug here, not a bad body.
+		return nil, fmt.Errorf("%s: %w", d.op, err)
+	}
+	return t, nil
 }
 
 // alloc makes the storage for dt once its dtype is known.
 func (d *ndDecoder) alloc() {
 	n := d.capHint
 	switch d.dt {
-	case Float32:
+	case tensor.Float32:
 		d.f32 = make([]float32, 0, n)
-	case Float64:
+	case tensor.Float64:
 		d.f64 = make([]float64, 0, n)
-	case Int32:
+	case tensor.Int32:
 		d.i32 = make([]int32, 0, n)
-	case Int64:
+	case tensor.Int64:
 		d.i64 = make([]int64, 0, n)
-	case Uint8, Bool:
+	case tensor.Uint8:
 		d.u8 = make([]uint8, 0, n)
-	case String:
+	case tensor.Bool:
+		d.b = make([]bool, 0, n)
+	case tensor.String:
 		d.ends = make([]int, 0, n)
 		d.sbuf = make([]byte, 0, len(d.data))
 	}
@@ -356,7 +376,7 @@ func (d *ndDecoder) element() error {
 		if err := d.literal("null"); err != nil {
 			return err
 		}
-		if d.infer || d.dt == Float32 || d.dt == Float64 {
+		if d.infer || d.dt == tensor.Float32 || d.dt == tensor.Float64 {
 			return fmt.Errorf("%s: %s is null, want %s (JSON has no NaN or Infinity)", d.op, d.where(), d.want())
 		}
 		return d.kindErr(start)
@@ -380,7 +400,19 @@ func (d *ndDecoder) where() string {
 
 // path formats the index path of the first k open lists, e.g. "[1 0]".
 // It copies, so error paths do not make the decoder escape to the heap.
-func (d *ndDecoder) path(k int) string { return string(appendShape(nil, d.idx[:k])) }
+func (d *ndDecoder) path(k int) string { return string(appendInts(nil, d.idx[:k])) }
+
+// appendInts appends xs as fmt prints an []int, e.g. "[1 0]".
+func appendInts(b []byte, xs []int) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = strconv.AppendInt(b, int64(x), 10)
+	}
+	return append(b, ']')
+}
 
 // at is where as a suffix for messages that lead with the literal.
 func (d *ndDecoder) at() string {
@@ -400,13 +432,13 @@ func (d *ndDecoder) want() string {
 		return "a number, a bool or a string"
 	}
 	switch d.dt {
-	case Float32, Float64:
+	case tensor.Float32, tensor.Float64:
 		return "a number (" + d.dt.String() + ")"
-	case Int32, Int64, Uint8:
+	case tensor.Int32, tensor.Int64, tensor.Uint8:
 		return "an integer (" + d.dt.String() + ")"
-	case Bool:
+	case tensor.Bool:
 		return "true or false (bool)"
-	case String:
+	case tensor.String:
 		return "a JSON string (string)"
 	}
 	return "a number, a bool or a string"
@@ -477,11 +509,11 @@ func (d *ndDecoder) inferKind(k ndKind, start int) error {
 	d.firstPath = slices.Clone(d.idx[:d.depth])
 	switch k {
 	case ndNumber:
-		d.dt = Int64
+		d.dt = tensor.Int64
 	case ndBool:
-		d.dt = Bool
+		d.dt = tensor.Bool
 	case ndString:
-		d.dt = String
+		d.dt = tensor.String
 	}
 	d.alloc()
 	return nil
@@ -529,17 +561,13 @@ func (d *ndDecoder) boolean(v bool) error {
 			return err
 		}
 	}
-	if d.dt != Bool {
+	if d.dt != tensor.Bool {
 		return d.kindErr(start)
 	}
-	if d.u8 == nil {
+	if d.b == nil {
 		d.alloc()
 	}
-	var b uint8
-	if v {
-		b = 1
-	}
-	d.u8 = append(d.u8, b)
+	d.b = append(d.b, v)
 	return nil
 }
 
@@ -548,7 +576,7 @@ func (d *ndDecoder) str() error {
 	if d.infer && d.kind == ndNoKind {
 		_ = d.inferKind(ndString, start) // the first element cannot clash
 	}
-	if d.dt != String {
+	if d.dt != tensor.String {
 		if err := d.scanString(false); err != nil {
 			return err
 		}
@@ -861,18 +889,18 @@ func (n *ndNum) int64Of() (int64, bool) {
 	return int64(n.mant), true
 }
 
-func (d *ndDecoder) rangeErr(n *ndNum, dt DType) error {
+func (d *ndDecoder) rangeErr(n *ndNum, dt tensor.DType) error {
 	var r string
 	switch dt {
-	case Float32:
+	case tensor.Float32:
 		r = "±" + strconv.FormatFloat(math.MaxFloat32, 'g', -1, 32)
-	case Float64:
+	case tensor.Float64:
 		r = "±" + strconv.FormatFloat(math.MaxFloat64, 'g', -1, 64)
-	case Int32:
+	case tensor.Int32:
 		r = "-2147483648..2147483647"
-	case Int64:
+	case tensor.Int64:
 		r = "-9223372036854775808..9223372036854775807"
-	case Uint8:
+	case tensor.Uint8:
 		r = "0..255"
 	}
 	return fmt.Errorf("%s: %s%s is out of range for %s (%s)", d.op, d.snippet(n.start), d.at(), dt, r)
@@ -893,7 +921,7 @@ func (d *ndDecoder) toFloat64() {
 	for i, v := range d.i64 {
 		f[i] = float64(v)
 	}
-	d.f64, d.i64, d.dt = f, nil, Float64
+	d.f64, d.i64, d.dt = f, nil, tensor.Float64
 }
 
 func (d *ndDecoder) number() error {
@@ -912,53 +940,53 @@ func (d *ndDecoder) number() error {
 			// on whether a fraction came before it or after.
 			n.neg = false
 		}
-		if d.dt == Int64 {
+		if d.dt == tensor.Int64 {
 			if v, ok := n.int64Of(); ok {
 				d.i64 = append(d.i64, v)
 				return nil
 			}
 			if n.integral && d.overflow == nil {
-				d.overflow = d.rangeErr(&n, Int64)
+				d.overflow = d.rangeErr(&n, tensor.Int64)
 			}
 			d.toFloat64()
 		}
 	}
 	switch d.dt {
-	case Float32:
+	case tensor.Float32:
 		f, ok := d.parseFloat32(&n)
 		if !ok {
-			return d.rangeErr(&n, Float32)
+			return d.rangeErr(&n, tensor.Float32)
 		}
 		if d.f32 == nil {
 			d.alloc()
 		}
 		d.f32 = append(d.f32, f)
-	case Float64:
+	case tensor.Float64:
 		f, ok := d.parseFloat64(&n)
 		if !ok {
-			return d.rangeErr(&n, Float64)
+			return d.rangeErr(&n, tensor.Float64)
 		}
 		if d.f64 == nil {
 			d.alloc()
 		}
 		d.f64 = append(d.f64, f)
-	case Int32, Int64, Uint8:
+	case tensor.Int32, tensor.Int64, tensor.Uint8:
 		if !n.integral {
 			return d.notIntErr(&n)
 		}
 		v, ok := n.int64Of()
 		switch d.dt {
-		case Int32:
+		case tensor.Int32:
 			if !ok || v < math.MinInt32 || v > math.MaxInt32 {
-				return d.rangeErr(&n, Int32)
+				return d.rangeErr(&n, tensor.Int32)
 			}
 			if d.i32 == nil {
 				d.alloc()
 			}
 			d.i32 = append(d.i32, int32(v))
-		case Int64:
+		case tensor.Int64:
 			if !ok {
-				return d.rangeErr(&n, Int64)
+				return d.rangeErr(&n, tensor.Int64)
 			}
 			if d.i64 == nil {
 				d.alloc()
@@ -966,7 +994,7 @@ func (d *ndDecoder) number() error {
 			d.i64 = append(d.i64, v)
 		default:
 			if !ok || v < 0 || v > math.MaxUint8 {
-				return d.rangeErr(&n, Uint8)
+				return d.rangeErr(&n, tensor.Uint8)
 			}
 			if d.u8 == nil {
 				d.alloc()
@@ -986,12 +1014,12 @@ func (d *ndDecoder) number() error {
 // as a float (numpy and DecodeNDArray then infer a float dtype again). NaN
 // and ±Inf, which JSON cannot carry, are written as null. Strings are
 // JSON-escaped, invalid UTF-8 becoming U+FFFD.
-func AppendNDArray(dst []byte, t *Tensor) []byte {
+func AppendNDArray(dst []byte, t *tensor.Tensor) []byte {
 	if t == nil {
 		return append(dst, "null"...)
 	}
 	dst = slices.Grow(dst, ndSizeHint(t))
-	if len(t.shape) == 0 {
+	if len(t.Shape()) == 0 {
 		return ndAppendElems(dst, t, 0, 1)
 	}
 	return ndAppendNested(dst, t, 0, 0)
@@ -1000,7 +1028,7 @@ func AppendNDArray(dst []byte, t *Tensor) []byte {
 // AppendFlat appends t's elements in row-major order as one flat JSON list
 // (KServe v2 output "data"), formatted as AppendNDArray formats them. A
 // nil tensor is written as [].
-func AppendFlat(dst []byte, t *Tensor) []byte {
+func AppendFlat(dst []byte, t *tensor.Tensor) []byte {
 	if t == nil {
 		return append(dst, "[]"...)
 	}
@@ -1012,27 +1040,27 @@ func AppendFlat(dst []byte, t *Tensor) []byte {
 
 // ndSizeHint guesses the encoded size so the output grows at most once or
 // twice; it need not be exact.
-func ndSizeHint(t *Tensor) int {
+func ndSizeHint(t *tensor.Tensor) int {
 	per := 0
-	switch t.dtype {
-	case Float32:
+	switch t.DType() {
+	case tensor.Float32:
 		per = 12
-	case Float64:
+	case tensor.Float64:
 		per = 20
-	case Int32, Int64:
+	case tensor.Int32, tensor.Int64:
 		per = 6
-	case Uint8:
+	case tensor.Uint8:
 		per = 4
-	case Bool:
+	case tensor.Bool:
 		per = 6
-	case String:
+	case tensor.String:
 		per = 4
 	}
 	return t.Len() * per
 }
 
-func ndAppendNested(dst []byte, t *Tensor, dim, off int) []byte {
-	shape := t.shape
+func ndAppendNested(dst []byte, t *tensor.Tensor, dim, off int) []byte {
+	shape := t.Shape()
 	dst = append(dst, '[')
 	if dim == len(shape)-1 {
 		dst = ndAppendElems(dst, t, off, shape[dim])
@@ -1052,45 +1080,45 @@ func ndAppendNested(dst []byte, t *Tensor, dim, off int) []byte {
 }
 
 // ndAppendElems appends elements [off, off+n) comma-separated.
-func ndAppendElems(dst []byte, t *Tensor, off, n int) []byte {
-	switch t.dtype {
-	case Float32:
-		for i, v := range viewAs[float32](t.raw)[off : off+n] {
+func ndAppendElems(dst []byte, t *tensor.Tensor, off, n int) []byte {
+	switch t.DType() {
+	case tensor.Float32:
+		for i, v := range t.Float32s()[off : off+n] {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = ndAppendFloat(dst, float64(v), 32)
 		}
-	case Float64:
-		for i, v := range viewAs[float64](t.raw)[off : off+n] {
+	case tensor.Float64:
+		for i, v := range t.Float64s()[off : off+n] {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = ndAppendFloat(dst, v, 64)
 		}
-	case Int32:
-		for i, v := range viewAs[int32](t.raw)[off : off+n] {
+	case tensor.Int32:
+		for i, v := range t.Int32s()[off : off+n] {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = strconv.AppendInt(dst, int64(v), 10)
 		}
-	case Int64:
-		for i, v := range viewAs[int64](t.raw)[off : off+n] {
+	case tensor.Int64:
+		for i, v := range t.Int64s()[off : off+n] {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = strconv.AppendInt(dst, v, 10)
 		}
-	case Uint8:
-		for i, v := range t.raw[off : off+n] {
+	case tensor.Uint8:
+		for i, v := range t.Bytes()[off : off+n] {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = strconv.AppendUint(dst, uint64(v), 10)
 		}
-	case Bool:
-		for i, v := range t.raw[off : off+n] {
+	case tensor.Bool:
+		for i, v := range t.Bytes()[off : off+n] {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -1100,8 +1128,8 @@ func ndAppendElems(dst []byte, t *Tensor, off, n int) []byte {
 				dst = append(dst, "false"...)
 			}
 		}
-	case String:
-		for i, s := range t.strs[off : off+n] {
+	case tensor.String:
+		for i, s := range t.Strings()[off : off+n] {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -1206,19 +1234,19 @@ var ndExampleTexts = [...]string{"I love this!", "This is awful."}
 // {"text": "I love this!"}. A spec that accepts anything gets the float32
 // [1 4] tensor. A spec whose fixed dims are too big to allocate gets the
 // zero Value.
-func ExampleValue(spec IOSpec) Value {
+func ExampleValue(spec tensor.IOSpec) tensor.Value {
 	switch spec.Kind {
-	case KindText:
-		return TextValue(ndExampleTexts[0])
-	case KindJSON:
-		return JSONValue(map[string]any{"text": ndExampleTexts[0]})
-	case KindTensor, KindInvalid:
+	case tensor.KindText:
+		return tensor.TextValue(ndExampleTexts[0])
+	case tensor.KindJSON:
+		return tensor.JSONValue(map[string]any{"text": ndExampleTexts[0]})
+	case tensor.KindTensor, tensor.KindInvalid:
 	default:
-		return Value{}
+		return tensor.Value{}
 	}
 	dt := spec.DType
-	if dt == DTypeInvalid {
-		dt = Float32
+	if dt == tensor.DTypeInvalid {
+		dt = tensor.Float32
 	}
 	shape := []int{1, 4}
 	if spec.Shape != nil {
@@ -1234,43 +1262,46 @@ func ExampleValue(spec IOSpec) Value {
 			}
 		}
 	}
-	t, err := Zeros(dt, shape)
+	t, err := tensor.Zeros(dt, shape)
 	if err != nil {
-		return Value{}
+		return tensor.Value{}
 	}
 	switch dt {
-	case Float32:
+	case tensor.Float32:
 		xs := t.Float32s()
 		for i := range xs {
 			xs[i] = float32(float64(i+1) / 10)
 		}
-	case Float64:
+	case tensor.Float64:
 		xs := t.Float64s()
 		for i := range xs {
 			xs[i] = float64(i+1) / 10
 		}
-	case Int32:
+	case tensor.Int32:
 		xs := t.Int32s()
 		for i := range xs {
 			xs[i] = int32(i + 1)
 		}
-	case Int64:
+	case tensor.Int64:
 		xs := t.Int64s()
 		for i := range xs {
 			xs[i] = int64(i + 1)
 		}
-	case Uint8:
-		for i := range t.raw {
-			t.raw[i] = uint8(i + 1)
+	case tensor.Uint8:
+		xs := t.Bytes()
+		for i := range xs {
+			xs[i] = uint8(i + 1)
 		}
-	case Bool:
-		for i := range t.raw {
-			t.raw[i] = uint8(1 - i%2)
+	case tensor.Bool:
+		xs := t.Bytes()
+		for i := range xs {
+			xs[i] = uint8(1 - i%2)
 		}
-	case String:
-		for i := range t.strs {
-			t.strs[i] = ndExampleTexts[i%len(ndExampleTexts)]
+	case tensor.String:
+		xs := t.Strings()
+		for i := range xs {
+			xs[i] = ndExampleTexts[i%len(ndExampleTexts)]
 		}
 	}
-	return TensorValue(t)
+	return tensor.TensorValue(t)
 }

@@ -1,4 +1,4 @@
-package engine
+package codec
 
 import (
 	"encoding/json"
@@ -9,22 +9,46 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
-func tf32(shape []int, v ...float32) *Tensor { return must(NewTensor(shape, v)) }
-func tf64(shape []int, v ...float64) *Tensor { return must(NewTensor(shape, v)) }
-func ti32(shape []int, v ...int32) *Tensor   { return must(NewTensor(shape, v)) }
-func ti64(shape []int, v ...int64) *Tensor   { return must(NewTensor(shape, v)) }
-func tu8(shape []int, v ...uint8) *Tensor    { return must(NewTensor(shape, v)) }
-func tbool(shape []int, v ...bool) *Tensor   { return must(NewTensor(shape, v)) }
-func tstr(shape []int, v ...string) *Tensor  { return must(NewStringTensor(shape, v)) }
+// wantErr fails unless err is non-nil and contains every substring; the
+// substrings are the parts of a message that tell a user what to fix.
+func wantErr(t *testing.T, err error, subs ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want one containing %q", subs)
+	}
+	for _, s := range subs {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not contain %q", err, s)
+		}
+	}
+}
 
-func tensorSpec(dt DType, shape ...int) IOSpec {
-	return IOSpec{Kind: KindTensor, DType: dt, Shape: shape}
+// must unwraps a constructor call whose inputs the test knows are valid.
+func must(x *tensor.Tensor, err error) *tensor.Tensor {
+	if err != nil {
+		panic(err)
+	}
+	return x
+}
+
+func tf32(shape []int, v ...float32) *tensor.Tensor { return must(tensor.NewTensor(shape, v)) }
+func tf64(shape []int, v ...float64) *tensor.Tensor { return must(tensor.NewTensor(shape, v)) }
+func ti32(shape []int, v ...int32) *tensor.Tensor   { return must(tensor.NewTensor(shape, v)) }
+func ti64(shape []int, v ...int64) *tensor.Tensor   { return must(tensor.NewTensor(shape, v)) }
+func tu8(shape []int, v ...uint8) *tensor.Tensor    { return must(tensor.NewTensor(shape, v)) }
+func tbool(shape []int, v ...bool) *tensor.Tensor   { return must(tensor.NewTensor(shape, v)) }
+func tstr(shape []int, v ...string) *tensor.Tensor  { return must(tensor.NewStringTensor(shape, v)) }
+
+func tensorSpec(dt tensor.DType, shape ...int) tensor.IOSpec {
+	return tensor.IOSpec{Kind: tensor.KindTensor, DType: dt, Shape: shape}
 }
 
 // anySpec infers the dtype and accepts any shape.
-var anySpec = IOSpec{Kind: KindTensor}
+var anySpec = tensor.IOSpec{Kind: tensor.KindTensor}
 
 var negZero = math.Copysign(0, -1)
 
@@ -37,25 +61,25 @@ func TestDecodeNDArray(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
-		spec IOSpec
-		want *Tensor
+		spec tensor.IOSpec
+		want *tensor.Tensor
 	}{
-		{"float32", `[[1, 2.5], [-3e2, 0.1]]`, tensorSpec(Float32, -1, 2), tf32([]int{2, 2}, 1, 2.5, -300, 0.1)},
-		{"float32 exponents", `[1E3, 2e-3, 1.5E+2, 0.000001, 123456789012345678901234567890]`, tensorSpec(Float32),
+		{"float32", `[[1, 2.5], [-3e2, 0.1]]`, tensorSpec(tensor.Float32, -1, 2), tf32([]int{2, 2}, 1, 2.5, -300, 0.1)},
+		{"float32 exponents", `[1E3, 2e-3, 1.5E+2, 0.000001, 123456789012345678901234567890]`, tensorSpec(tensor.Float32),
 			tf32([]int{5}, 1000, 0.002, 150, 1e-6, 1.2345679e29)},
-		{"float32 underflow is zero", `[1e-50]`, tensorSpec(Float32), tf32([]int{1}, 0)},
-		{"float32 max", `[3.4028234663852886e38, -3.4028235e38]`, tensorSpec(Float32), tf32([]int{2}, math.MaxFloat32, -math.MaxFloat32)},
-		{"float64", `[1.5e-3, -0.0, 0, 1e308, 5e-324]`, tensorSpec(Float64), tf64([]int{5}, 1.5e-3, negZero, 0, 1e308, 5e-324)},
-		{"float64 from ints", `[[1, -2]]`, tensorSpec(Float64), tf64([]int{1, 2}, 1, -2)},
-		{"int32", `[[1,-2],[2147483647,-2147483648]]`, tensorSpec(Int32), ti32([]int{2, 2}, 1, -2, math.MaxInt32, math.MinInt32)},
-		{"int64", `[9223372036854775807,-9223372036854775808, -0]`, tensorSpec(Int64), ti64([]int{3}, math.MaxInt64, math.MinInt64, 0)},
-		{"uint8", `[0,255,7]`, tensorSpec(Uint8, 3), tu8([]int{3}, 0, 255, 7)},
-		{"bool", `[[true,false]]`, tensorSpec(Bool), tbool([]int{1, 2}, true, false)},
-		{"string escapes", `["a\"b", "\\", "\/", "\b\f\n\r\t", "\u00e9\u4E2D", "\ud83d\ude00", "héllo", "", "\u0000"]`, tensorSpec(String),
+		{"float32 underflow is zero", `[1e-50]`, tensorSpec(tensor.Float32), tf32([]int{1}, 0)},
+		{"float32 max", `[3.4028234663852886e38, -3.4028235e38]`, tensorSpec(tensor.Float32), tf32([]int{2}, math.MaxFloat32, -math.MaxFloat32)},
+		{"float64", `[1.5e-3, -0.0, 0, 1e308, 5e-324]`, tensorSpec(tensor.Float64), tf64([]int{5}, 1.5e-3, negZero, 0, 1e308, 5e-324)},
+		{"float64 from ints", `[[1, -2]]`, tensorSpec(tensor.Float64), tf64([]int{1, 2}, 1, -2)},
+		{"int32", `[[1,-2],[2147483647,-2147483648]]`, tensorSpec(tensor.Int32), ti32([]int{2, 2}, 1, -2, math.MaxInt32, math.MinInt32)},
+		{"int64", `[9223372036854775807,-9223372036854775808, -0]`, tensorSpec(tensor.Int64), ti64([]int{3}, math.MaxInt64, math.MinInt64, 0)},
+		{"uint8", `[0,255,7]`, tensorSpec(tensor.Uint8, 3), tu8([]int{3}, 0, 255, 7)},
+		{"bool", `[[true,false]]`, tensorSpec(tensor.Bool), tbool([]int{1, 2}, true, false)},
+		{"string escapes", `["a\"b", "\\", "\/", "\b\f\n\r\t", "\u00e9\u4E2D", "\ud83d\ude00", "héllo", "", "\u0000"]`, tensorSpec(tensor.String),
 			tstr([]int{9}, "a\"b", `\`, "/", "\b\f\n\r\t", "é中", "😀", "héllo", "", "\x00")},
-		{"string lone surrogates become U+FFFD", `["\ud800x", "\udc00", "\ud800\u0041", "\ud800\udbff"]`, tensorSpec(String),
+		{"string lone surrogates become U+FFFD", `["\ud800x", "\udc00", "\ud800\u0041", "\ud800\udbff"]`, tensorSpec(tensor.String),
 			tstr([]int{4}, "\uFFFDx", "\uFFFD", "\uFFFDA", "\uFFFD\uFFFD")},
-		{"string invalid UTF-8 becomes U+FFFD", "[\"a\xffb\", \"\xed\xa0\x80\"]", tensorSpec(String),
+		{"string invalid UTF-8 becomes U+FFFD", "[\"a\xffb\", \"\xed\xa0\x80\"]", tensorSpec(tensor.String),
 			tstr([]int{2}, "a\uFFFDb", "\uFFFD\uFFFD\uFFFD")},
 		{"inferred int64", `[[1,2],[3,4]]`, anySpec, ti64([]int{2, 2}, 1, 2, 3, 4)},
 		{"inferred float64 from a fraction", `[1, 2.5]`, anySpec, tf64([]int{2}, 1, 2.5)},
@@ -67,16 +91,16 @@ func TestDecodeNDArray(t *testing.T) {
 		{"inferred bool", `[true,false]`, anySpec, tbool([]int{2}, true, false)},
 		{"inferred string", `[["a"],["b"]]`, anySpec, tstr([]int{2, 1}, "a", "b")},
 		{"rank 0 int", `7`, anySpec, ti64([]int{}, 7)},
-		{"rank 0 float32", ` 2.5 `, tensorSpec(Float32), tf32([]int{}, 2.5)},
+		{"rank 0 float32", ` 2.5 `, tensorSpec(tensor.Float32), tf32([]int{}, 2.5)},
 		{"rank 0 string", `"x"`, anySpec, tstr([]int{}, "x")},
-		{"rank 0 fits an empty spec shape", `true`, IOSpec{Kind: KindTensor, Shape: []int{}}, tbool([]int{}, true)},
-		{"whitespace", " \n\t\r[ 1 ,\n2 ]\r\n ", tensorSpec(Int32), ti32([]int{2}, 1, 2)},
+		{"rank 0 fits an empty spec shape", `true`, tensor.IOSpec{Kind: tensor.KindTensor, Shape: []int{}}, tbool([]int{}, true)},
+		{"whitespace", " \n\t\r[ 1 ,\n2 ]\r\n ", tensorSpec(tensor.Int32), ti32([]int{2}, 1, 2)},
 		{"empty", `[]`, anySpec, tf64([]int{0})},
 		{"empty rows", `[[],[]]`, anySpec, tf64([]int{2, 0})},
-		{"empty int32", `[ ]`, tensorSpec(Int32, -1), ti32([]int{0})},
-		{"empty string rows", `[[[]]]`, tensorSpec(String), tstr([]int{1, 1, 0})},
+		{"empty int32", `[ ]`, tensorSpec(tensor.Int32, -1), ti32([]int{0})},
+		{"empty string rows", `[[[]]]`, tensorSpec(tensor.String), tstr([]int{1, 1, 0})},
 		{"32 dims", deep32, anySpec, ti64(ones32, 1)},
-		{"zero spec accepts anything", `[1]`, IOSpec{}, ti64([]int{1}, 1)},
+		{"zero spec accepts anything", `[1]`, tensor.IOSpec{}, ti64([]int{1}, 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +119,7 @@ func TestDecodeNDArrayErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
-		spec IOSpec
+		spec tensor.IOSpec
 		want string // the whole message when exact, else substrings separated by |
 		// exact says want is the whole message.
 		exact bool
@@ -106,39 +130,39 @@ func TestDecodeNDArrayErrors(t *testing.T) {
 		{"ragged short row", `[[[1],[2]],[[3]]]`, anySpec, "row [1] has 1 elements, want 2", false},
 		{"empty then full row", `[[],[1]]`, anySpec, "row [1] has 1 elements, want 0", false},
 		{"list too deep", `[[1],[[2]]]`, anySpec, "element [1 0] is a list, want a number|rows must nest to the same depth|2 dims", false},
-		{"scalar too shallow", `[[1],2]`, tensorSpec(Float32), "element [1] is a number, want a list|2 dims", false},
+		{"scalar too shallow", `[[1],2]`, tensorSpec(tensor.Float32), "element [1] is a number, want a list|2 dims", false},
 		{"list after empty rows", `[[],[[1]]]`, anySpec, "element [1 0] is a list", false},
 		{"mixed number string", `[1,"x"]`, anySpec,
 			`ndarray: element [1] is "x", want a number like element [0] (elements must be all numbers, all bools or all strings)`, true},
 		{"mixed string bool", `[["a"],[true]]`, anySpec, `element [1 0] is true, want a string like element [0 0]`, false},
 		{"mixed bool number", `[true, 1.5]`, anySpec, `element [1] is 1.5, want a bool like element [0]`, false},
 		{"inferred null", `[1, null]`, anySpec, `element [1] is null|JSON has no NaN`, false},
-		{"string for float32", `[[1,2],["x",3]]`, tensorSpec(Float32), `ndarray: element [1 0] is "x", want a number (float32)`, true},
-		{"long string is cut", `["` + strings.Repeat("é", 50) + `"]`, tensorSpec(Int32), `is "ééééééééééééééééééé…, want an integer (int32)`, false},
-		{"message stays valid UTF-8", "[\"a\xffb\"]", tensorSpec(Float32), "element [0] is \"a\uFFFDb\", want a number", false},
-		{"null for float64", `[null]`, tensorSpec(Float64), "element [0] is null, want a number (float64) (JSON has no NaN or Infinity)", false},
-		{"object", `[{"a":1}]`, tensorSpec(Float32), "element [0] is an object, want a number (float32)", false},
-		{"top-level object", `{"a":1}`, tensorSpec(Float32), "ndarray: the value is a JSON object, want a nested list such as [[1,2],[3,4]] (or a bare scalar)", true},
+		{"string for float32", `[[1,2],["x",3]]`, tensorSpec(tensor.Float32), `ndarray: element [1 0] is "x", want a number (float32)`, true},
+		{"long string is cut", `["` + strings.Repeat("é", 50) + `"]`, tensorSpec(tensor.Int32), `is "ééééééééééééééééééé…, want an integer (int32)`, false},
+		{"message stays valid UTF-8", "[\"a\xffb\"]", tensorSpec(tensor.Float32), "element [0] is \"a\uFFFDb\", want a number", false},
+		{"null for float64", `[null]`, tensorSpec(tensor.Float64), "element [0] is null, want a number (float64) (JSON has no NaN or Infinity)", false},
+		{"object", `[{"a":1}]`, tensorSpec(tensor.Float32), "element [0] is an object, want a number (float32)", false},
+		{"top-level object", `{"a":1}`, tensorSpec(tensor.Float32), "ndarray: the value is a JSON object, want a nested list such as [[1,2],[3,4]] (or a bare scalar)", true},
 		{"object after numbers", `[1, {}]`, anySpec, "element [1] is an object, want a number", false},
-		{"number for bool", `[1]`, tensorSpec(Bool), "element [0] is 1, want true or false (bool)", false},
-		{"null for bool", `[null]`, tensorSpec(Bool), "element [0] is null, want true or false (bool)", false},
-		{"number for string", `[[1]]`, tensorSpec(String), "element [0 0] is 1, want a JSON string (string)", false},
-		{"bool for int", `[false]`, tensorSpec(Int64), "element [0] is false, want an integer (int64)", false},
-		{"rank 0 wrong kind", `"x"`, tensorSpec(Float32), `ndarray: the value is "x", want a number (float32)`, true},
-		{"not an integer", `[[1,3.5]]`, tensorSpec(Int32), "ndarray: 3.5 at [0 1] is not an integer, want int32", true},
-		{"integral float literal", `[3.0]`, tensorSpec(Int64), "3.0 at [0] is not an integer, want int64 (write it as 3)", false},
-		{"exponent literal", `[1e2]`, tensorSpec(Uint8), "1e2 at [0] is not an integer, want uint8 (write it as 100)", false},
-		{"rank 0 not an integer", `0.5`, tensorSpec(Int32), "ndarray: 0.5 is not an integer, want int32", true},
-		{"uint8 too big", `[300]`, tensorSpec(Uint8), "ndarray: 300 at [0] is out of range for uint8 (0..255)", true},
-		{"uint8 negative", `[1, -1]`, tensorSpec(Uint8), "-1 at [1] is out of range for uint8 (0..255)", false},
-		{"int32 too big", `[2147483648]`, tensorSpec(Int32), "2147483648 at [0] is out of range for int32 (-2147483648..2147483647)", false},
-		{"int32 too small", `[-2147483649]`, tensorSpec(Int32), "out of range for int32", false},
-		{"int64 too big", `[9223372036854775808]`, tensorSpec(Int64), "9223372036854775808 at [0] is out of range for int64", false},
-		{"int64 too small", `[-9223372036854775809]`, tensorSpec(Int64), "out of range for int64", false},
-		{"int64 huge", `[123456789012345678901234567890]`, tensorSpec(Int64), "out of range for int64", false},
+		{"number for bool", `[1]`, tensorSpec(tensor.Bool), "element [0] is 1, want true or false (bool)", false},
+		{"null for bool", `[null]`, tensorSpec(tensor.Bool), "element [0] is null, want true or false (bool)", false},
+		{"number for string", `[[1]]`, tensorSpec(tensor.String), "element [0 0] is 1, want a JSON string (string)", false},
+		{"bool for int", `[false]`, tensorSpec(tensor.Int64), "element [0] is false, want an integer (int64)", false},
+		{"rank 0 wrong kind", `"x"`, tensorSpec(tensor.Float32), `ndarray: the value is "x", want a number (float32)`, true},
+		{"not an integer", `[[1,3.5]]`, tensorSpec(tensor.Int32), "ndarray: 3.5 at [0 1] is not an integer, want int32", true},
+		{"integral float literal", `[3.0]`, tensorSpec(tensor.Int64), "3.0 at [0] is not an integer, want int64 (write it as 3)", false},
+		{"exponent literal", `[1e2]`, tensorSpec(tensor.Uint8), "1e2 at [0] is not an integer, want uint8 (write it as 100)", false},
+		{"rank 0 not an integer", `0.5`, tensorSpec(tensor.Int32), "ndarray: 0.5 is not an integer, want int32", true},
+		{"uint8 too big", `[300]`, tensorSpec(tensor.Uint8), "ndarray: 300 at [0] is out of range for uint8 (0..255)", true},
+		{"uint8 negative", `[1, -1]`, tensorSpec(tensor.Uint8), "-1 at [1] is out of range for uint8 (0..255)", false},
+		{"int32 too big", `[2147483648]`, tensorSpec(tensor.Int32), "2147483648 at [0] is out of range for int32 (-2147483648..2147483647)", false},
+		{"int32 too small", `[-2147483649]`, tensorSpec(tensor.Int32), "out of range for int32", false},
+		{"int64 too big", `[9223372036854775808]`, tensorSpec(tensor.Int64), "9223372036854775808 at [0] is out of range for int64", false},
+		{"int64 too small", `[-9223372036854775809]`, tensorSpec(tensor.Int64), "out of range for int64", false},
+		{"int64 huge", `[123456789012345678901234567890]`, tensorSpec(tensor.Int64), "out of range for int64", false},
 		{"inferred int64 too big", `[1, 99999999999999999999]`, anySpec, "99999999999999999999 at [1] is out of range for int64", false},
-		{"float32 too big", `[1, 1e39]`, tensorSpec(Float32), "1e39 at [1] is out of range for float32 (±3.4028235e+38)", false},
-		{"float64 too big", `[-1e309]`, tensorSpec(Float64), "-1e309 at [0] is out of range for float64", false},
+		{"float32 too big", `[1, 1e39]`, tensorSpec(tensor.Float32), "1e39 at [1] is out of range for float32 (±3.4028235e+38)", false},
+		{"float64 too big", `[-1e309]`, tensorSpec(tensor.Float64), "-1e309 at [0] is out of range for float64", false},
 		{"inferred float too big", `[1.5e999]`, anySpec, "out of range for float64", false},
 		{"bad close", `[1,2}`, anySpec, "ndarray: invalid JSON at byte 4: unexpected '}'", false},
 		{"trailing comma", `[1,]`, anySpec, "invalid JSON at byte 3: unexpected ']', want a value", false},
@@ -152,10 +176,10 @@ func TestDecodeNDArrayErrors(t *testing.T) {
 		{"bare exponent", `[1e+]`, anySpec, "byte 4: unexpected ']', want a digit in the exponent", false},
 		{"plus sign", `[+1]`, anySpec, "byte 1: unexpected '+'", false},
 		{"leading dot", `[.5]`, anySpec, "byte 1: unexpected '.'", false},
-		{"NaN", `[NaN]`, tensorSpec(Float32), "byte 1: unexpected 'N'", false},
-		{"Infinity", `[1, Infinity]`, tensorSpec(Float32), "byte 4: unexpected 'I'", false},
+		{"NaN", `[NaN]`, tensorSpec(tensor.Float32), "byte 1: unexpected 'N'", false},
+		{"Infinity", `[1, Infinity]`, tensorSpec(tensor.Float32), "byte 4: unexpected 'I'", false},
 		{"bad literal", `[tru]`, anySpec, `byte 4: unexpected ']', want "true"`, false},
-		{"bad null", `[nul`, tensorSpec(Float32), `byte 4: unexpected end of input, want "null"`, false},
+		{"bad null", `[nul`, tensorSpec(tensor.Float32), `byte 4: unexpected end of input, want "null"`, false},
 		{"unterminated string", `["abc`, anySpec, `byte 5: unexpected end of input, want '"' to end the string`, false},
 		{"control character in string", "[\"a\nb\"]", anySpec, `byte 3: unexpected '\n', want no control characters`, false},
 		{"bad escape", `["\q"]`, anySpec, `byte 3: unexpected 'q', want an escape`, false},
@@ -169,12 +193,12 @@ func TestDecodeNDArrayErrors(t *testing.T) {
 		{"too deep", strings.Repeat("[", 33) + "1" + strings.Repeat("]", 33), anySpec,
 			"ndarray: list at byte 32 nests deeper than 32 dims, the most allowed", true},
 		{"too deep and unclosed", strings.Repeat("[", 100000), anySpec, "deeper than 32 dims", false},
-		{"spec dim", `[[1,2,3,4,5],[1,2,3,4,5]]`, tensorSpec(Float32, -1, 4), "ndarray: shape [2 5]: dim 1 is 5, want 4", true},
-		{"spec rank", `[1,2]`, tensorSpec(Float32, -1, 2), "ndarray: shape [2] has 1 dims, want 2 ([-1 2])", true},
-		{"spec rank 0", `[1]`, IOSpec{Kind: KindTensor, Shape: []int{}}, "shape [1] has 1 dims, want 0", false},
-		{"spec empty is rank 1", `[]`, tensorSpec(Float32, -1, 4), "shape [0] has 1 dims, want 2", false},
-		{"spec kind", `[1]`, IOSpec{Kind: KindText}, "ndarray: got a tensor, want text", true},
-		{"spec dtype", `[1]`, IOSpec{Kind: KindTensor, DType: DType(99)}, "ndarray: spec dtype dtype(99) is not valid, want one of float32", false},
+		{"spec dim", `[[1,2,3,4,5],[1,2,3,4,5]]`, tensorSpec(tensor.Float32, -1, 4), "ndarray: shape [2 5]: dim 1 is 5, want 4", true},
+		{"spec rank", `[1,2]`, tensorSpec(tensor.Float32, -1, 2), "ndarray: shape [2] has 1 dims, want 2 ([-1 2])", true},
+		{"spec rank 0", `[1]`, tensor.IOSpec{Kind: tensor.KindTensor, Shape: []int{}}, "shape [1] has 1 dims, want 0", false},
+		{"spec empty is rank 1", `[]`, tensorSpec(tensor.Float32, -1, 4), "shape [0] has 1 dims, want 2", false},
+		{"spec kind", `[1]`, tensor.IOSpec{Kind: tensor.KindText}, "ndarray: got a tensor, want text", true},
+		{"spec dtype", `[1]`, tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.DType(99)}, "ndarray: spec dtype dtype(99) is not valid, want one of float32", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -215,21 +239,21 @@ func TestDecodeTensorData(t *testing.T) {
 	tests := []struct {
 		name  string
 		body  string
-		dt    DType
+		dt    tensor.DType
 		shape []int
-		want  *Tensor
+		want  *tensor.Tensor
 	}{
-		{"flat", `[1,2,3,4,5,6]`, Float32, []int{2, 3}, tf32([]int{2, 3}, 1, 2, 3, 4, 5, 6)},
-		{"nested like shape", `[[1,2,3],[4,5,6]]`, Int64, []int{2, 3}, ti64([]int{2, 3}, 1, 2, 3, 4, 5, 6)},
-		{"nested unlike shape", `[[1,2],[3,4],[5,6]]`, Int32, []int{2, 3}, ti32([]int{2, 3}, 1, 2, 3, 4, 5, 6)},
-		{"nested deeper", `[[[true],[false]],[[true],[true]]]`, Bool, []int{4}, tbool([]int{4}, true, false, true, true)},
-		{"bytes", `["a", "b\n"]`, String, []int{2, 1}, tstr([]int{2, 1}, "a", "b\n")},
-		{"uint8", `[0, 255]`, Uint8, []int{1, 2}, tu8([]int{1, 2}, 0, 255)},
-		{"float64", `[0.1, -2]`, Float64, []int{2}, tf64([]int{2}, 0.1, -2)},
-		{"scalar", `5`, Float32, []int{1}, tf32([]int{1}, 5)},
-		{"scalar for rank 0", `5`, Int32, []int{}, ti32([]int{}, 5)},
-		{"empty", `[]`, Float32, []int{0, 3}, tf32([]int{0, 3})},
-		{"empty rows", `[[],[]]`, String, []int{5, 0}, tstr([]int{5, 0})},
+		{"flat", `[1,2,3,4,5,6]`, tensor.Float32, []int{2, 3}, tf32([]int{2, 3}, 1, 2, 3, 4, 5, 6)},
+		{"nested like shape", `[[1,2,3],[4,5,6]]`, tensor.Int64, []int{2, 3}, ti64([]int{2, 3}, 1, 2, 3, 4, 5, 6)},
+		{"nested unlike shape", `[[1,2],[3,4],[5,6]]`, tensor.Int32, []int{2, 3}, ti32([]int{2, 3}, 1, 2, 3, 4, 5, 6)},
+		{"nested deeper", `[[[true],[false]],[[true],[true]]]`, tensor.Bool, []int{4}, tbool([]int{4}, true, false, true, true)},
+		{"bytes", `["a", "b\n"]`, tensor.String, []int{2, 1}, tstr([]int{2, 1}, "a", "b\n")},
+		{"uint8", `[0, 255]`, tensor.Uint8, []int{1, 2}, tu8([]int{1, 2}, 0, 255)},
+		{"float64", `[0.1, -2]`, tensor.Float64, []int{2}, tf64([]int{2}, 0.1, -2)},
+		{"scalar", `5`, tensor.Float32, []int{1}, tf32([]int{1}, 5)},
+		{"scalar for rank 0", `5`, tensor.Int32, []int{}, ti32([]int{}, 5)},
+		{"empty", `[]`, tensor.Float32, []int{0, 3}, tf32([]int{0, 3})},
+		{"empty rows", `[[],[]]`, tensor.String, []int{5, 0}, tstr([]int{5, 0})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,21 +272,21 @@ func TestDecodeTensorDataErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		body  string
-		dt    DType
+		dt    tensor.DType
 		shape []int
 		want  string
 	}{
-		{"too few", `[1,2,3]`, Float32, []int{2, 2}, "data: has 3 elements, want 4 (the product of shape [2 2])"},
-		{"too many", `[[1,2],[3,4],[5,6]]`, Int64, []int{2, 2}, "data: has 6 elements, want 4 (the product of shape [2 2])"},
-		{"empty for nonempty", `[]`, Int64, []int{1}, "data: has 0 elements, want 1"},
-		{"scalar for two", `1`, Int64, []int{2}, "data: has 1 elements, want 2"},
-		{"ragged", `[[1,2],[3]]`, Float32, []int{3}, "data: row [1] has 1 elements, want 2"},
-		{"element", `[1,"a"]`, Float32, []int{2}, `data: element [1] is "a", want a number (float32)`},
-		{"range", `[1,256]`, Uint8, []int{2}, `data: 256 at [1] is out of range for uint8 (0..255)`},
-		{"syntax", `[1,2`, Float32, []int{2}, `data: invalid JSON at byte 4: unexpected end of input`},
-		{"dtype", `[1]`, DTypeInvalid, []int{1}, "data: dtype invalid is not valid, want one of float32"},
-		{"shape", `[1]`, Float32, []int{-1}, "data: shape [-1]: dim 0 is -1, want >= 0"},
-		{"huge shape does not allocate", `[1,2]`, Float32, []int{1 << 30, 1 << 20}, "data: has 2 elements, want 1125899906842624"},
+		{"too few", `[1,2,3]`, tensor.Float32, []int{2, 2}, "data: has 3 elements, want 4 (the product of shape [2 2])"},
+		{"too many", `[[1,2],[3,4],[5,6]]`, tensor.Int64, []int{2, 2}, "data: has 6 elements, want 4 (the product of shape [2 2])"},
+		{"empty for nonempty", `[]`, tensor.Int64, []int{1}, "data: has 0 elements, want 1"},
+		{"scalar for two", `1`, tensor.Int64, []int{2}, "data: has 1 elements, want 2"},
+		{"ragged", `[[1,2],[3]]`, tensor.Float32, []int{3}, "data: row [1] has 1 elements, want 2"},
+		{"element", `[1,"a"]`, tensor.Float32, []int{2}, `data: element [1] is "a", want a number (float32)`},
+		{"range", `[1,256]`, tensor.Uint8, []int{2}, `data: 256 at [1] is out of range for uint8 (0..255)`},
+		{"syntax", `[1,2`, tensor.Float32, []int{2}, `data: invalid JSON at byte 4: unexpected end of input`},
+		{"dtype", `[1]`, tensor.DTypeInvalid, []int{1}, "data: dtype invalid is not valid, want one of float32"},
+		{"shape", `[1]`, tensor.Float32, []int{-1}, "data: shape [-1]: dim 0 is -1, want >= 0"},
+		{"huge shape does not allocate", `[1,2]`, tensor.Float32, []int{1 << 30, 1 << 20}, "data: has 2 elements, want 1125899906842624"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,7 +300,7 @@ func TestAppendNDArray(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	tests := []struct {
 		name       string
-		t          *Tensor
+		t          *tensor.Tensor
 		want, flat string
 	}{
 		{"float32", tf32([]int{2, 3}, 0.1, 1, float32(negZero), 1.5e-8, 1e20, -3.25),
@@ -330,10 +354,10 @@ func codecRandString(r *rand.Rand) string {
 
 // codecRandTensor fills a tensor of dt and shape with values that cover
 // each dtype's range, special values included.
-func codecRandTensor(r *rand.Rand, dt DType, shape []int) *Tensor {
-	x := must(Zeros(dt, shape))
+func codecRandTensor(r *rand.Rand, dt tensor.DType, shape []int) *tensor.Tensor {
+	x := must(tensor.Zeros(dt, shape))
 	switch dt {
-	case Float32:
+	case tensor.Float32:
 		xs := x.Float32s()
 		for i := range xs {
 			for {
@@ -350,7 +374,7 @@ func codecRandTensor(r *rand.Rand, dt DType, shape []int) *Tensor {
 				}
 			}
 		}
-	case Float64:
+	case tensor.Float64:
 		xs := x.Float64s()
 		for i := range xs {
 			for {
@@ -367,27 +391,30 @@ func codecRandTensor(r *rand.Rand, dt DType, shape []int) *Tensor {
 				}
 			}
 		}
-	case Int32:
+	case tensor.Int32:
 		xs := x.Int32s()
 		for i := range xs {
 			xs[i] = int32(r.Uint32())
 		}
-	case Int64:
+	case tensor.Int64:
 		xs := x.Int64s()
 		for i := range xs {
 			xs[i] = int64(r.Uint64())
 		}
-	case Uint8:
-		for i := range x.raw {
-			x.raw[i] = uint8(r.IntN(256))
+	case tensor.Uint8:
+		xs := x.Bytes()
+		for i := range xs {
+			xs[i] = uint8(r.IntN(256))
 		}
-	case Bool:
-		for i := range x.raw {
-			x.raw[i] = uint8(r.IntN(2))
+	case tensor.Bool:
+		xs := x.Bytes()
+		for i := range xs {
+			xs[i] = uint8(r.IntN(2))
 		}
-	case String:
-		for i := range x.strs {
-			x.strs[i] = codecRandString(r)
+	case tensor.String:
+		xs := x.Strings()
+		for i := range xs {
+			xs[i] = codecRandString(r)
 		}
 	}
 	return x
@@ -395,7 +422,7 @@ func codecRandTensor(r *rand.Rand, dt DType, shape []int) *Tensor {
 
 func TestNDArrayRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for dt := Float32; dt <= String; dt++ {
+	for dt := tensor.Float32; dt <= tensor.String; dt++ {
 		t.Run(dt.String(), func(t *testing.T) {
 			for range 300 {
 				shape := make([]int, r.IntN(5))
@@ -416,7 +443,7 @@ func TestNDArrayRoundTrip(t *testing.T) {
 				}
 				// Inference gets the dtype back too, except for the dtypes
 				// it never infers and for empty tensors.
-				if x.Len() > 0 && dt != Float32 && dt != Int32 && dt != Uint8 {
+				if x.Len() > 0 && dt != tensor.Float32 && dt != tensor.Int32 && dt != tensor.Uint8 {
 					got, err := DecodeNDArray(body, anySpec)
 					if err != nil || !got.Equal(x) {
 						t.Fatalf("inferred round trip of %s: %s %v", body, got, err)
@@ -461,7 +488,7 @@ func TestNDArrayStringsMatchEncodingJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := must(DecodeNDArray(body, tensorSpec(String)))
+	got := must(DecodeNDArray(body, tensorSpec(tensor.String)))
 	if !slices.Equal(got.Strings(), back) {
 		t.Fatalf("decoding encoding/json's output disagrees with encoding/json")
 	}
@@ -508,8 +535,8 @@ func TestDecodeFloatsMatchStrconv(t *testing.T) {
 		lits = append(lits, strconv.FormatFloat(mid, 'f', -1, 64))
 	}
 	body := []byte("[" + strings.Join(lits, ",") + "]")
-	f32 := must(DecodeNDArray(body, tensorSpec(Float32))).Float32s()
-	f64 := must(DecodeNDArray(body, tensorSpec(Float64))).Float64s()
+	f32 := must(DecodeNDArray(body, tensorSpec(tensor.Float32))).Float32s()
+	f64 := must(DecodeNDArray(body, tensorSpec(tensor.Float64))).Float64s()
 	for i, s := range lits {
 		w64, err := strconv.ParseFloat(s, 64)
 		if err != nil {
@@ -529,23 +556,23 @@ func TestDecodeFloatsMatchStrconv(t *testing.T) {
 }
 
 func TestExampleValue(t *testing.T) {
-	specs := []IOSpec{
+	specs := []tensor.IOSpec{
 		{},
-		{Kind: KindTensor},
-		{Kind: KindText},
-		{Kind: KindJSON},
-		tensorSpec(Float32, -1, 4),
-		tensorSpec(Float64, -1, -1, -1),
-		tensorSpec(Int32, -1),
-		tensorSpec(Int64, 1, -1),
-		tensorSpec(Uint8, -1, 3, 8, 8),
-		tensorSpec(Bool, 2, -1),
-		tensorSpec(String, -1),
-		tensorSpec(String),
-		tensorSpec(Float32, 0, -1),
-		{Kind: KindTensor, DType: Float64, Shape: []int{}},
-		{Kind: KindTensor, DType: Int64, Shape: []int{}},
-		{Kind: KindTensor, Shape: []int{-1, 300}},
+		{Kind: tensor.KindTensor},
+		{Kind: tensor.KindText},
+		{Kind: tensor.KindJSON},
+		tensorSpec(tensor.Float32, -1, 4),
+		tensorSpec(tensor.Float64, -1, -1, -1),
+		tensorSpec(tensor.Int32, -1),
+		tensorSpec(tensor.Int64, 1, -1),
+		tensorSpec(tensor.Uint8, -1, 3, 8, 8),
+		tensorSpec(tensor.Bool, 2, -1),
+		tensorSpec(tensor.String, -1),
+		tensorSpec(tensor.String),
+		tensorSpec(tensor.Float32, 0, -1),
+		{Kind: tensor.KindTensor, DType: tensor.Float64, Shape: []int{}},
+		{Kind: tensor.KindTensor, DType: tensor.Int64, Shape: []int{}},
+		{Kind: tensor.KindTensor, Shape: []int{-1, 300}},
 	}
 	for _, spec := range specs {
 		t.Run(spec.String(), func(t *testing.T) {
@@ -553,13 +580,13 @@ func TestExampleValue(t *testing.T) {
 			if err := spec.Check(v); err != nil {
 				t.Fatalf("ExampleValue = %s: %v", v, err)
 			}
-			if v.Kind() != KindTensor || v.Tensor().Len() == 0 {
+			if v.Kind() != tensor.KindTensor || v.Tensor().Len() == 0 {
 				return // an empty [0 4] is written [], which reads as [0]
 			}
 			// The example must also survive the wire: it is what a curl
 			// example sends.
 			body := AppendNDArray(nil, v.Tensor())
-			got, err := DecodeNDArray(body, IOSpec{Kind: KindTensor, DType: v.Tensor().DType(), Shape: spec.Shape})
+			got, err := DecodeNDArray(body, tensor.IOSpec{Kind: tensor.KindTensor, DType: v.Tensor().DType(), Shape: spec.Shape})
 			if err != nil || !got.Equal(v.Tensor()) {
 				t.Fatalf("%s does not decode back: %v", body, err)
 			}
@@ -574,24 +601,24 @@ func TestExampleValue(t *testing.T) {
 		"scalar":  `0.1`,
 		"any":     `[[0.1,0.2,0.3,0.4]]`,
 	}
-	got := map[string]*Tensor{
-		"float32": ExampleValue(tensorSpec(Float32, -1, 4)).Tensor(),
-		"int64":   ExampleValue(tensorSpec(Int64, 1, -1)).Tensor(),
-		"bool":    ExampleValue(tensorSpec(Bool, -1, -1)).Tensor(),
-		"string":  ExampleValue(tensorSpec(String, -1)).Tensor(),
-		"uint8":   ExampleValue(tensorSpec(Uint8, -1)).Tensor(),
-		"scalar":  ExampleValue(IOSpec{Kind: KindTensor, DType: Float64, Shape: []int{}}).Tensor(),
-		"any":     ExampleValue(IOSpec{Kind: KindTensor}).Tensor(),
+	got := map[string]*tensor.Tensor{
+		"float32": ExampleValue(tensorSpec(tensor.Float32, -1, 4)).Tensor(),
+		"int64":   ExampleValue(tensorSpec(tensor.Int64, 1, -1)).Tensor(),
+		"bool":    ExampleValue(tensorSpec(tensor.Bool, -1, -1)).Tensor(),
+		"string":  ExampleValue(tensorSpec(tensor.String, -1)).Tensor(),
+		"uint8":   ExampleValue(tensorSpec(tensor.Uint8, -1)).Tensor(),
+		"scalar":  ExampleValue(tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float64, Shape: []int{}}).Tensor(),
+		"any":     ExampleValue(tensor.IOSpec{Kind: tensor.KindTensor}).Tensor(),
 	}
 	for name, want := range wantBody {
 		if body := string(AppendNDArray(nil, got[name])); body != want {
 			t.Errorf("%s example = %s, want %s", name, body, want)
 		}
 	}
-	if v := ExampleValue(IOSpec{Kind: KindText}); v.Text() != "I love this!" {
+	if v := ExampleValue(tensor.IOSpec{Kind: tensor.KindText}); v.Text() != "I love this!" {
 		t.Errorf("text example = %s", v)
 	}
-	if v := ExampleValue(IOSpec{Kind: KindJSON}); v.JSON().(map[string]any)["text"] != "I love this!" {
+	if v := ExampleValue(tensor.IOSpec{Kind: tensor.KindJSON}); v.JSON().(map[string]any)["text"] != "I love this!" {
 		t.Errorf("json example = %s", v)
 	}
 }
@@ -599,8 +626,8 @@ func TestExampleValue(t *testing.T) {
 // codecFuzzSpecs are the specs the fuzzers pick from by index.
 var codecFuzzShapes = [][]int{nil, {}, {-1}, {-1, -1}, {2, -1}, {-1, -1, -1}, {-1, 2}}
 
-func codecFuzzSpec(dt, shape uint8) IOSpec {
-	return IOSpec{Kind: KindTensor, DType: DType(dt % 8), Shape: codecFuzzShapes[int(shape)%len(codecFuzzShapes)]}
+func codecFuzzSpec(dt, shape uint8) tensor.IOSpec {
+	return tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.DType(dt % 8), Shape: codecFuzzShapes[int(shape)%len(codecFuzzShapes)]}
 }
 
 // codecFlatten lists the leaves of a value encoding/json decoded.
@@ -637,7 +664,7 @@ func FuzzDecodeNDArray(f *testing.F) {
 		if !json.Valid(body) {
 			t.Fatalf("decoded invalid JSON %q", body)
 		}
-		if err := spec.Check(TensorValue(x)); err != nil {
+		if err := spec.Check(tensor.TensorValue(x)); err != nil {
 			t.Fatalf("result %s fails the spec: %v", x, err)
 		}
 		if x.Len() > len(body) {
@@ -657,7 +684,7 @@ func FuzzDecodeNDArray(f *testing.F) {
 		}
 		// Values must agree with encoding/json where it decodes the same
 		// way: float64 numbers and strings.
-		if x.DType() != Float64 && x.DType() != String {
+		if x.DType() != tensor.Float64 && x.DType() != tensor.String {
 			return
 		}
 		var v any
@@ -670,14 +697,14 @@ func FuzzDecodeNDArray(f *testing.F) {
 		}
 		for i, l := range leaves {
 			switch x.DType() {
-			case Float64:
-				if l.(float64) == 0 && x.Float64s()[i] == 0 && spec.DType == DTypeInvalid {
+			case tensor.Float64:
+				if l.(float64) == 0 && x.Float64s()[i] == 0 && spec.DType == tensor.DTypeInvalid {
 					break // inference reads an integer -0 as 0, like numpy
 				}
 				if math.Float64bits(l.(float64)) != math.Float64bits(x.Float64s()[i]) {
 					t.Fatalf("element %d: encoding/json says %v, got %v", i, l, x.Float64s()[i])
 				}
-			case String:
+			case tensor.String:
 				if l.(string) != x.Strings()[i] {
 					t.Fatalf("element %d: encoding/json says %q, got %q", i, l, x.Strings()[i])
 				}
@@ -695,7 +722,7 @@ func FuzzDecodeTensorData(f *testing.F) {
 		if d1%4 == 3 {
 			shape = shape[:1]
 		}
-		x, err := DecodeTensorData(body, DType(dt%8), shape)
+		x, err := DecodeTensorData(body, tensor.DType(dt%8), shape)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "data: ") {
 				t.Fatalf("error %q lacks the data: prefix", err)
@@ -705,8 +732,8 @@ func FuzzDecodeTensorData(f *testing.F) {
 		if !json.Valid(body) {
 			t.Fatalf("decoded invalid JSON %q", body)
 		}
-		if x.DType() != DType(dt%8) || !slices.Equal(x.Shape(), shape) {
-			t.Fatalf("got %s, want %s%v", x, DType(dt%8), shape)
+		if x.DType() != tensor.DType(dt%8) || !slices.Equal(x.Shape(), shape) {
+			t.Fatalf("got %s, want %s%v", x, tensor.DType(dt%8), shape)
 		}
 		out := AppendFlat(nil, x)
 		y, err := DecodeTensorData(out, x.DType(), shape)
@@ -716,14 +743,14 @@ func FuzzDecodeTensorData(f *testing.F) {
 		if zero := slices.Index(shape, 0); zero >= 0 && zero < len(shape)-1 {
 			return // nested lists cannot show dims after an empty one
 		}
-		z, err := DecodeNDArray(AppendNDArray(nil, x), IOSpec{Kind: KindTensor, DType: x.DType(), Shape: shape})
+		z, err := DecodeNDArray(AppendNDArray(nil, x), tensor.IOSpec{Kind: tensor.KindTensor, DType: x.DType(), Shape: shape})
 		if err != nil || !z.Equal(x) {
 			t.Fatalf("nested round trip of %s: %v", out, err)
 		}
 	})
 }
 
-func codecBenchTensor() *Tensor {
+func codecBenchTensor() *tensor.Tensor {
 	r := rand.New(rand.NewPCG(7, 8))
 	xs := make([]float32, 64*256)
 	for i := range xs {
@@ -734,7 +761,7 @@ func codecBenchTensor() *Tensor {
 
 func BenchmarkDecodeNDArray(b *testing.B) {
 	body := AppendNDArray(nil, codecBenchTensor())
-	spec := tensorSpec(Float32, -1, 256)
+	spec := tensorSpec(tensor.Float32, -1, 256)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
