@@ -523,6 +523,11 @@ type Stats struct {
 	CostPerRow  time.Duration
 	CostPerMiB  time.Duration
 	Trained     bool
+	// ClosedLoop: the callers have been seen to come back as soon as they
+	// are answered; ReturnPerRow is how long that takes, per row of the
+	// batch that answered them (see burst.go).
+	ClosedLoop   bool
+	ReturnPerRow time.Duration
 }
 
 func (q *Queue[T]) waitingGroupsLocked() int {
@@ -541,15 +546,17 @@ func (q *Queue[T]) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return Stats{
-		Depth:       q.count,
-		Rows:        q.rows,
-		Groups:      q.waitingGroupsLocked(),
-		InFlight:    q.inflight,
-		ArrivalRate: q.rate.rate(b.clock.Now()),
-		CostFixed:   seconds(q.cost.a),
-		CostPerRow:  seconds(q.cost.b),
-		CostPerMiB:  seconds(q.cost.c),
-		Trained:     q.cost.trained(),
+		Depth:        q.count,
+		Rows:         q.rows,
+		Groups:       q.waitingGroupsLocked(),
+		InFlight:     q.inflight,
+		ArrivalRate:  q.rate.rate(b.clock.Now()),
+		CostFixed:    seconds(q.cost.a),
+		CostPerRow:   seconds(q.cost.b),
+		CostPerMiB:   seconds(q.cost.c),
+		Trained:      q.cost.trained(),
+		ClosedLoop:   q.burst.tightness < closedLoop,
+		ReturnPerRow: seconds(q.burst.perRow),
 	}
 }
 
