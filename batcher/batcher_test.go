@@ -624,11 +624,12 @@ func TestClosedLoopIsLearnt(t *testing.T) {
 					bt.Done(time.Millisecond, true)
 				}
 			}
-			h.b.mu.Lock()
-			tightness := q.burst.tightness
-			h.b.mu.Unlock()
-			if got := tightness < closedLoop; got != tc.closed {
-				t.Fatalf("tightness %.2f: closed loop %v, want %v", tightness, got, tc.closed)
+			st := q.Stats()
+			if st.ClosedLoop != tc.closed {
+				t.Fatalf("closed loop %v, want %v", st.ClosedLoop, tc.closed)
+			}
+			if tc.closed && (st.ReturnPerRow <= 0 || st.ReturnPerRow > tc.spread) {
+				t.Fatalf("callers come back in %v a row, want about %v", st.ReturnPerRow, tc.spread)
 			}
 		})
 	}
