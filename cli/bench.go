@@ -214,7 +214,7 @@ func benchLevels(cmd *cobra.Command, f *benchFlags) ([]bench.Level, error) {
 // benchInProcess starts the one runner under test from the config, in an
 // engine of its own, and returns the target with a function that drains it.
 func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InProcess, func(), error) {
-	cfg, err := loadConfig(f.config)
+	cfg, err := loadConfig(ctx, f.config)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -256,7 +256,7 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 		closeEngine()
 		return nil, nil, err
 	}
-	r, err := eng.StartRunner(runners[i])
+	r, err := eng.StartRunner(ctx, runners[i])
 	if err != nil {
 		return fail(err)
 	}

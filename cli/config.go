@@ -32,7 +32,7 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := watcher.LoadAndValidate(args[0], reg, os.Getenv, watcher.WithModels(models))
+			cfg, err := watcher.LoadAndValidate(cmd.Context(), args[0], reg, os.Getenv, watcher.WithModels(models))
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return fmt.Errorf("%s is not valid", args[0])
@@ -47,7 +47,7 @@ func newConfigCmd() *cobra.Command {
 		Short: "Print the effective config (defaults and environment overrides filled in)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			cfg, err := loadConfig(cmd.Context(), path)
 			if err != nil {
 				return err
 			}
@@ -65,19 +65,19 @@ func newConfigCmd() *cobra.Command {
 }
 
 // loadConfig loads and validates path, or the embedded sample when empty.
-func loadConfig(path string) (*watcher.Config, error) {
+func loadConfig(ctx context.Context, path string) (*watcher.Config, error) {
 	reg, err := registry()
 	if err != nil {
 		return nil, err
 	}
-	models, err := openModels(context.Background(), path == "")
+	models, err := openModels(ctx, path == "")
 	if err != nil {
 		return nil, err
 	}
 	if path == "" {
-		return watcher.ParseAndValidate(samples.ConfigName, samples.Config, reg, os.Getenv, watcher.WithModels(models))
+		return watcher.ParseAndValidate(ctx, samples.ConfigName, samples.Config, reg, os.Getenv, watcher.WithModels(models))
 	}
-	return watcher.LoadAndValidate(path, reg, os.Getenv, watcher.WithModels(models))
+	return watcher.LoadAndValidate(ctx, path, reg, os.Getenv, watcher.WithModels(models))
 }
 
 // openModels opens the model store for `model:` runners. The embedded

@@ -148,12 +148,12 @@ func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISp
 			continue
 		}
 		if typ.Validate != nil {
-			if err := typ.Validate(cfg.Params); err != nil {
+			if err := typ.Validate(ctx, cfg.Params); err != nil {
 				errs = append(errs, fmt.Errorf("runner %q: %w", cfg.Name, err))
 				continue
 			}
 		}
-		specs, err := typ.methods(cfg.Params)
+		specs, err := typ.methods(ctx, cfg.Params)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("runner %q: %w", cfg.Name, err))
 			continue
@@ -212,7 +212,7 @@ func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISp
 		e.mu.Lock()
 		custom := e.customLocked(s.cfg.Name)
 		e.mu.Unlock()
-		r, err := newRunner(e.deps, s.typ, s.cfg, custom)
+		r, err := newRunner(ctx, e.deps, s.typ, s.cfg, custom)
 		if err != nil {
 			return abort(err)
 		}

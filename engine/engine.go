@@ -84,8 +84,9 @@ func (e *Engine) Registry() *Registry { return e.registry }
 func (e *Engine) Events() *EventLog { return e.deps.events }
 
 // StartRunner creates a runner and starts its workers; it does not wait for
-// them (see Runner.WaitReady).
-func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
+// them (see Runner.WaitReady). Resolving its methods may ask a worker: ctx
+// bounds that.
+func (e *Engine) StartRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 	typ, err := e.registry.Lookup(cfg.Runnable)
 	if err != nil {
 		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
@@ -100,7 +101,7 @@ func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
 	e.mu.Unlock()
 	// Building the runner may describe its runnable (a worker's probe,
 	// reading a model): not under the lock that every lookup takes.
-	r, err := newRunner(e.deps, typ, cfg, custom)
+	r, err := newRunner(ctx, e.deps, typ, cfg, custom)
 	if err != nil {
 		return nil, err
 	}

@@ -144,14 +144,14 @@ func (c *call) finish(r callResult) {
 	}
 }
 
-func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *runnerRegisterer) (*Runner, error) {
+func newRunner(ctx context.Context, deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *runnerRegisterer) (*Runner, error) {
 	if cfg.Batching == (batcher.Config{}) {
 		cfg.Batching = batcher.DefaultConfig()
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 	}
-	specs, err := typ.methods(cfg.Params)
+	specs, err := typ.methods(ctx, cfg.Params)
 	if err != nil {
 		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 	}

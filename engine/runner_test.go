@@ -53,7 +53,7 @@ func newEngineOn(t testing.TB, prom prometheus.Registerer, extra ...*engine.Runn
 
 func start(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engine.Runner {
 	t.Helper()
-	r, err := e.StartRunner(cfg)
+	r, err := e.StartRunner(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +532,7 @@ func TestStopRunnerDrainsQueuedRequests(t *testing.T) {
 
 func TestBadInitParamsSayWhichKey(t *testing.T) {
 	e := newEngine(t)
-	r, err := e.StartRunner(engine.RunnerConfig{Name: "sim", Runnable: "sim", Params: engine.Params{"fixd_ms": 1}})
+	r, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "sim", Runnable: "sim", Params: engine.Params{"fixd_ms": 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +542,7 @@ func TestBadInitParamsSayWhichKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown field "fixd_ms"`) {
 		t.Fatalf("got %v, want the unknown key named", err)
 	}
-	if _, err := e.StartRunner(engine.RunnerConfig{Name: "x", Runnable: "nope"}); err == nil || !strings.Contains(err.Error(), "registered: echo, sentiment, sim") {
+	if _, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "x", Runnable: "nope"}); err == nil || !strings.Contains(err.Error(), "registered: echo, sentiment, sim") {
 		t.Fatalf("unknown runnable: %v", err)
 	}
 }

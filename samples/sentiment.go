@@ -41,7 +41,7 @@ func Sentiment() *engine.RunnableType {
 				Output:    engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1}},
 			},
 		},
-		Validate: func(p engine.Params) error { _, err := sentimentParams(p); return err },
+		Validate: func(_ context.Context, p engine.Params) error { _, err := sentimentParams(p); return err },
 		New:      newSentiment,
 	}
 }

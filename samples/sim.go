@@ -31,7 +31,7 @@ func Sim() *engine.RunnableType {
 			Input:     engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
 			Output:    engine.IOSpec{Kind: engine.KindTensor, DType: engine.Float32, Shape: []int{-1, -1}},
 		}},
-		Validate: func(p engine.Params) error { _, err := simParams(p); return err },
+		Validate: func(_ context.Context, p engine.Params) error { _, err := simParams(p); return err },
 		New:      newSim,
 	}
 }

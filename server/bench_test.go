@@ -43,7 +43,7 @@ func benchServer(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := watcher.ParseAndValidate("bench.yaml", []byte(benchConfig), reg, func(string) string { return "" })
+	cfg, err := watcher.ParseAndValidate(b.Context(), "bench.yaml", []byte(benchConfig), reg, func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture
 	if opts.Registerer == nil && opts.Gatherer == nil {
 		opts.Registerer, opts.Gatherer = prom, prom
 	}
-	cfg, err := watcher.ParseAndValidate("test.yaml", []byte(config), reg, func(string) string { return "" })
+	cfg, err := watcher.ParseAndValidate(t.Context(), "test.yaml", []byte(config), reg, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -359,7 +360,7 @@ func (c *Config) APISpecs() []engine.APISpec {
 // Validate checks everything that needs knowledge of the runnables: names,
 // references, init params, method names, API kinds. It reports every problem
 // at once and changes nothing.
-func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
+func (c *Config) Validate(ctx context.Context, reg *engine.Registry, opts ...Option) error {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -410,7 +411,7 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 			continue
 		}
 		if typ.Validate != nil {
-			if err := typ.Validate(r.params); err != nil {
+			if err := typ.Validate(ctx, r.params); err != nil {
 				add(p+".init", "%v", err)
 			}
 		}
@@ -419,7 +420,7 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 		if _, err := engine.PlanWorkers(typ, rcs[i], 1, placement.Visible{Count: 1 << 10}); err != nil && (r.Resources.GPU > 0 || len(r.Resources.GPUIDs) > 0) {
 			add(p+".resources", "%v", err)
 		}
-		specs, err := typ.MethodsFor(r.params)
+		specs, err := typ.MethodsFor(ctx, r.params)
 		if err != nil {
 			add(p+".init", "%v", err)
 			continue
@@ -628,30 +629,30 @@ func methodList(specs []engine.MethodSpec) string {
 }
 
 // LoadAndValidate is Load, ApplyEnv and Validate in one step.
-func LoadAndValidate(path string, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
+func LoadAndValidate(ctx context.Context, path string, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
 	c, err := Load(path)
 	if err != nil {
 		return nil, err
 	}
-	return c, c.finish(reg, getenv, opts)
+	return c, c.finish(ctx, reg, getenv, opts)
 }
 
 // ParseAndValidate is Parse, ApplyEnv and Validate in one step.
-func ParseAndValidate(file string, data []byte, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
+func ParseAndValidate(ctx context.Context, file string, data []byte, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
 	c, err := Parse(file, data)
 	if err != nil {
 		return nil, err
 	}
-	return c, c.finish(reg, getenv, opts)
+	return c, c.finish(ctx, reg, getenv, opts)
 }
 
-func (c *Config) finish(reg *engine.Registry, getenv func(string) string, opts []Option) error {
+func (c *Config) finish(ctx context.Context, reg *engine.Registry, getenv func(string) string, opts []Option) error {
 	if getenv != nil {
 		if err := c.ApplyEnv(getenv); err != nil {
 			return err
 		}
 	}
-	return c.Validate(reg, opts...)
+	return c.Validate(ctx, reg, opts...)
 }
 
 // Effective renders the config with every default filled in, as YAML.

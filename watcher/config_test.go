@@ -119,7 +119,7 @@ runners:
 	reg := registry(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseAndValidate("c.yaml", []byte(strings.TrimPrefix(c.yaml, "\n")), reg, noEnv)
+			_, err := ParseAndValidate(t.Context(), "c.yaml", []byte(strings.TrimPrefix(c.yaml, "\n")), reg, noEnv)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -132,7 +132,7 @@ runners:
 }
 
 func TestDefaultsAndOverrides(t *testing.T) {
-	cfg, err := ParseAndValidate("c.yaml", []byte(`
+	cfg, err := ParseAndValidate(t.Context(), "c.yaml", []byte(`
 runners:
   - name: sim
     runnable: sim
@@ -163,7 +163,7 @@ runners:
 }
 
 func TestServerKeys(t *testing.T) {
-	cfg, err := ParseAndValidate("c.yaml", []byte(`
+	cfg, err := ParseAndValidate(t.Context(), "c.yaml", []byte(`
 server:
   body_timeout: 2s
   max_inflight_mb: 8
@@ -204,7 +204,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 	reg.Register(process.Type())
 	// The sample's worker command is relative to the repository root.
 	t.Chdir("..")
-	if _, err := ParseAndValidate(samples.ConfigName, samples.Config, reg, noEnv, withStore); err != nil {
+	if _, err := ParseAndValidate(t.Context(), samples.ConfigName, samples.Config, reg, noEnv, withStore); err != nil {
 		t.Fatalf("embedded sample config: %v", err)
 	}
 	block := regexp.MustCompile("(?s)```yaml\n(.*?)```")
@@ -218,7 +218,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 				continue // a fragment, not a whole config
 			}
 			name := filepath.Base(doc) + "#" + string(rune('1'+i))
-			if _, err := ParseAndValidate(name, m[1], reg, noEnv, withStore); err != nil {
+			if _, err := ParseAndValidate(t.Context(), name, m[1], reg, noEnv, withStore); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
 		}

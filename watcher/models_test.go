@@ -37,7 +37,7 @@ func TestRunnerKinds(t *testing.T) {
 	os.MkdirAll(filepath.Join(store.dir, "mlp"), 0o755)
 	os.WriteFile(filepath.Join(store.dir, "mlp", "latest"), []byte("v1\n"), 0o644)
 	reg := registry(t)
-	cfg, err := ParseAndValidate("c.yaml", []byte(`
+	cfg, err := ParseAndValidate(t.Context(), "c.yaml", []byte(`
 runners:
   - name: stored
     model: mlp:latest
@@ -71,7 +71,7 @@ runners:
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseAndValidate("c.yaml", []byte(c.yaml), reg, noEnv, WithModels(store))
+			_, err := ParseAndValidate(t.Context(), "c.yaml", []byte(c.yaml), reg, noEnv, WithModels(store))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want %q", err, c.want)
 			}

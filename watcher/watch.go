@@ -162,7 +162,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	if r.models != nil {
 		opts = append(opts, WithModels(r.models))
 	}
-	cfg, err := ParseAndValidate(r.name, data, r.eng.Registry(), r.getenv, opts...)
+	cfg, err := ParseAndValidate(ctx, r.name, data, r.eng.Registry(), r.getenv, opts...)
 	if err != nil {
 		return r.refused(err)
 	}

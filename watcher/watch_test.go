@@ -270,7 +270,7 @@ runners:
 			t.Errorf("saved file lacks %q:\n%s", want, got)
 		}
 	}
-	cfg, err := ParseAndValidate(path, data, registry(t), noEnv)
+	cfg, err := ParseAndValidate(t.Context(), path, data, registry(t), noEnv)
 	if err != nil {
 		t.Fatalf("saved file no longer validates: %v\n%s", err, got)
 	}
