@@ -47,7 +47,11 @@ func benchServer(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := eng.Apply(b.Context(), cfg.RunnerConfigs(), cfg.APISpecs()); err != nil {
+	plan, err := eng.Plan(b.Context(), engine.Config{Runners: cfg.RunnerConfigs(), APIs: cfg.APISpecs()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := eng.Apply(b.Context(), plan); err != nil {
 		b.Fatal(err)
 	}
 	srv, err := server.New(eng, server.Options{})

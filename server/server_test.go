@@ -92,7 +92,11 @@ func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := eng.Apply(ctx, cfg.RunnerConfigs(), cfg.APISpecs()); err != nil {
+	plan, err := eng.Plan(ctx, engine.Config{Runners: cfg.RunnerConfigs(), APIs: cfg.APISpecs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Apply(ctx, plan); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := server.New(eng, opts)

@@ -173,7 +173,11 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.ready)
 	defer cancel()
-	res, err := r.eng.Apply(ctx, cfg.RunnerConfigs(), cfg.APISpecs())
+	plan, err := r.eng.Plan(ctx, engine.Config{Runners: cfg.RunnerConfigs(), APIs: cfg.APISpecs()})
+	if err != nil {
+		return r.refused(fmt.Errorf("%s: not applied, the previous config keeps serving: %w", r.name, err))
+	}
+	res, err := r.eng.Apply(ctx, plan)
 	if err != nil {
 		return r.refused(fmt.Errorf("%s: not applied, the previous config keeps serving: %w", r.name, err))
 	}
