@@ -43,15 +43,11 @@ func benchServer(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := watcher.ParseAndValidate(b.Context(), "bench.yaml", []byte(benchConfig), reg, func(string) string { return "" })
+	cfg, err := watcher.ParseAndValidate(b.Context(), "bench.yaml", []byte(benchConfig), eng, func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
-	plan, err := eng.Plan(b.Context(), engine.Config{Runners: cfg.RunnerConfigs(), APIs: cfg.APISpecs()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := eng.Apply(b.Context(), plan); err != nil {
+	if _, err := eng.Apply(b.Context(), cfg.Plan); err != nil {
 		b.Fatal(err)
 	}
 	srv, err := server.New(eng, server.Options{})

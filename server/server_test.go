@@ -86,17 +86,13 @@ func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture
 	if opts.Registerer == nil && opts.Gatherer == nil {
 		opts.Registerer, opts.Gatherer = prom, prom
 	}
-	cfg, err := watcher.ParseAndValidate(t.Context(), "test.yaml", []byte(config), reg, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	plan, err := eng.Plan(ctx, engine.Config{Runners: cfg.RunnerConfigs(), APIs: cfg.APISpecs()})
+	cfg, err := watcher.ParseAndValidate(ctx, "test.yaml", []byte(config), eng, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eng.Apply(ctx, plan); err != nil {
+	if _, err := eng.Apply(ctx, cfg.Plan); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := server.New(eng, opts)

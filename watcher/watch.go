@@ -46,7 +46,7 @@ type Reloader struct {
 	applyMu     sync.Mutex
 	mu          sync.Mutex
 	status      Status
-	current     *Config
+	current     *Checked
 	subscribers []chan<- Status
 }
 
@@ -128,7 +128,7 @@ func (r *Reloader) Status() Status {
 }
 
 // Current is the config being served (nil before the first apply).
-func (r *Reloader) Current() *Config {
+func (r *Reloader) Current() *Checked {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.current
@@ -162,7 +162,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	if r.models != nil {
 		opts = append(opts, WithModels(r.models))
 	}
-	cfg, err := ParseAndValidate(ctx, r.name, data, r.eng.Registry(), r.getenv, opts...)
+	cfg, err := ParseAndValidate(ctx, r.name, data, r.eng, r.getenv, opts...)
 	if err != nil {
 		return r.refused(err)
 	}
@@ -173,11 +173,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.ready)
 	defer cancel()
-	plan, err := r.eng.Plan(ctx, engine.Config{Runners: cfg.RunnerConfigs(), APIs: cfg.APISpecs()})
-	if err != nil {
-		return r.refused(fmt.Errorf("%s: not applied, the previous config keeps serving: %w", r.name, err))
-	}
-	res, err := r.eng.Apply(ctx, plan)
+	res, err := r.eng.Apply(ctx, cfg.Plan)
 	if err != nil {
 		return r.refused(fmt.Errorf("%s: not applied, the previous config keeps serving: %w", r.name, err))
 	}
@@ -204,7 +200,7 @@ func (r *Reloader) refused(err error) error {
 	return err
 }
 
-func (r *Reloader) finish(cfg *Config, changes []string, err error) {
+func (r *Reloader) finish(cfg *Checked, changes []string, err error) {
 	r.mu.Lock()
 	r.status.LastReload = time.Now()
 	r.status.OK = err == nil
