@@ -250,27 +250,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", filepath.Dir(r.path), err)
 		}
 	}
-	// The model store is watched one level deep: its root (new models) and
-	// each model's folder, where `latest` is replaced on a new version.
-	watched := map[string]bool{}
-	watchTree := func(dir string) {
-		for _, d := range append([]string{dir}, subdirs(dir)...) {
-			if !watched[d] && w.Add(d) == nil {
-				watched[d] = true
-			}
-		}
-	}
-	for _, d := range modelDirs {
-		watchTree(d)
-	}
-	inModels := func(name string) bool {
-		for _, d := range modelDirs {
-			if strings.HasPrefix(name, filepath.Clean(d)+string(filepath.Separator)) {
-				return true
-			}
-		}
-		return false
-	}
+	store := newStoreWatch(w, modelDirs)
 	var timer *time.Timer
 	var fire <-chan time.Time
 	defer func() {
@@ -286,27 +266,9 @@ func (r *Reloader) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			name := filepath.Clean(ev.Name)
-			relevant := name == r.path && ev.Op != fsnotify.Chmod
-			if inModels(name) {
-				if ev.Op&fsnotify.Create != 0 && filepath.Dir(name) != name {
-					for _, d := range modelDirs {
-						if filepath.Dir(name) == filepath.Clean(d) {
-							watchTree(name)
-						}
-					}
-				}
-				relevant = filepath.Base(name) == "latest" || ev.Op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) != 0
+			if r.relevant(ev, store) {
+				timer, fire = rearm(timer, r.debounce)
 			}
-			if !relevant {
-				continue
-			}
-			if timer == nil {
-				timer = time.NewTimer(r.debounce)
-			} else {
-				timer.Reset(r.debounce)
-			}
-			fire = timer.C
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -315,6 +277,75 @@ func (r *Reloader) Run(ctx context.Context) error {
 		case <-fire:
 			fire = nil
 			_ = r.Reload(ctx) // the outcome is in Status, the events and the metrics
+		}
+	}
+}
+
+// relevant says whether ev may change what is served: the config file
+// written (not only its mode changed), or a model store changing.
+func (r *Reloader) relevant(ev fsnotify.Event, store *storeWatch) bool {
+	name := filepath.Clean(ev.Name)
+	if !store.contains(name) {
+		return name == r.path && ev.Op != fsnotify.Chmod
+	}
+	store.follow(name, ev.Op)
+	return filepath.Base(name) == "latest" || ev.Op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) != 0
+}
+
+// rearm starts the debounce timer, or restarts it.
+func rearm(t *time.Timer, d time.Duration) (*time.Timer, <-chan time.Time) {
+	if t == nil {
+		t = time.NewTimer(d)
+	} else {
+		t.Reset(d)
+	}
+	return t, t.C
+}
+
+// storeWatch watches the model stores one level deep: each root (new
+// models) and each model's folder, where `latest` is replaced on a new
+// version.
+type storeWatch struct {
+	w       *fsnotify.Watcher
+	roots   []string // cleaned
+	watched map[string]bool
+}
+
+func newStoreWatch(w *fsnotify.Watcher, roots []string) *storeWatch {
+	s := &storeWatch{w: w, watched: map[string]bool{}}
+	for _, d := range roots {
+		s.roots = append(s.roots, filepath.Clean(d))
+		s.watchTree(d)
+	}
+	return s
+}
+
+func (s *storeWatch) watchTree(dir string) {
+	for _, d := range append([]string{dir}, subdirs(dir)...) {
+		if !s.watched[d] && s.w.Add(d) == nil {
+			s.watched[d] = true
+		}
+	}
+}
+
+// contains says whether name lies inside a store.
+func (s *storeWatch) contains(name string) bool {
+	for _, d := range s.roots {
+		if strings.HasPrefix(name, d+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// follow watches a model's folder created in a store's root.
+func (s *storeWatch) follow(name string, op fsnotify.Op) {
+	if op&fsnotify.Create == 0 || filepath.Dir(name) == name {
+		return
+	}
+	for _, d := range s.roots {
+		if filepath.Dir(name) == d {
+			s.watchTree(name)
 		}
 	}
 }
