@@ -290,21 +290,7 @@ func TestHealthIndexMetricsAndDocs(t *testing.T) {
 	if !strings.Contains(idx.body, "curl -s "+f.url+"/predict -H 'Content-Type: application/json' -d '[[") {
 		t.Fatalf("index lacks a curl example:\n%s", idx.body)
 	}
-	// The index's examples work as printed.
-	for _, line := range strings.Split(idx.body, "\n") {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "curl ") || strings.Contains(line, "/slow") || strings.Contains(line, "/busy") {
-			continue
-		}
-		url := strings.Fields(line)[2]
-		ct := strings.TrimSuffix(strings.SplitN(line, "Content-Type: ", 2)[1], "' -d")
-		ct = ct[:strings.Index(ct, "'")]
-		body := line[strings.Index(line, "-d '")+4 : len(line)-1]
-		body = strings.ReplaceAll(body, `'\''`, "'")
-		if r := f.do("POST", strings.TrimPrefix(url, f.url), ct, body); r.status != 200 {
-			t.Errorf("example %q: %d %s", line, r.status, r.body)
-		}
-	}
+	checkIndexExamples(t, f, idx.body)
 
 	f.do("POST", "/predict", "application/json", `[[1]]`)
 	f.do("POST", "/nope", "application/json", `[[1]]`)
@@ -331,6 +317,31 @@ func TestHealthIndexMetricsAndDocs(t *testing.T) {
 		}
 	}
 
+	checkOpenAPI(t, f, "1.2.3")
+}
+
+// checkIndexExamples: the index's examples work as printed.
+func checkIndexExamples(t *testing.T, f *fixture, index string) {
+	t.Helper()
+	for _, line := range strings.Split(index, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "curl ") || strings.Contains(line, "/slow") || strings.Contains(line, "/busy") {
+			continue
+		}
+		url := strings.Fields(line)[2]
+		ct := strings.TrimSuffix(strings.SplitN(line, "Content-Type: ", 2)[1], "' -d")
+		ct = ct[:strings.Index(ct, "'")]
+		body := line[strings.Index(line, "-d '")+4 : len(line)-1]
+		body = strings.ReplaceAll(body, `'\''`, "'")
+		if r := f.do("POST", strings.TrimPrefix(url, f.url), ct, body); r.status != 200 {
+			t.Errorf("example %q: %d %s", line, r.status, r.body)
+		}
+	}
+}
+
+// checkOpenAPI: /docs.json is valid OpenAPI 3 with the service's paths.
+func checkOpenAPI(t *testing.T, f *fixture, version string) {
+	t.Helper()
 	d := f.do("GET", "/docs.json", "", "")
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData([]byte(d.body))
@@ -345,7 +356,7 @@ func TestHealthIndexMetricsAndDocs(t *testing.T) {
 			t.Errorf("docs.json lacks %s", p)
 		}
 	}
-	if doc.Info.Version != "1.2.3" {
+	if doc.Info.Version != version {
 		t.Errorf("version %q", doc.Info.Version)
 	}
 }
