@@ -10,7 +10,6 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/gpu/placement"
-	"github.com/benchtop/benchtop/store/names"
 )
 
 // Resources is what a runner asks for, as in BentoML's runner resources.
@@ -58,10 +57,6 @@ const DefaultTimeout = 60 * time.Second
 
 // MaxWorkers caps a pool so that a typo cannot fork a thousand processes.
 const MaxWorkers = 256
-
-// ValidName reports whether s can name a runner or API: the rule of
-// package names, the one model names follow too.
-func ValidName(s string) bool { return names.Valid(s) }
 
 // withDefaults is c with its unset knobs at their defaults: zero batching is
 // batcher.DefaultConfig(), a zero timeout DefaultTimeout. It is the one place

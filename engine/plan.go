@@ -344,4 +344,4 @@ func (d runnerDeps) planVisible() placement.Visible {
 	return d.gpus()
 }
 
-var errForeignPlan = errors.New("apply: the plan was made by another engine's Plan")
+var errForeignPlan = errors.New("apply: not a plan this engine's Plan made")
