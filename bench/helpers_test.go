@@ -45,11 +45,14 @@ func simEngineOn(t *testing.T, cfg batcher.Config, prom prometheus.Registerer) *
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = eng.Apply(ctx, []engine.RunnerConfig{{
+	plan, err := eng.Plan(ctx, engine.Config{Runners: []engine.RunnerConfig{{
 		Name: "sim", Runnable: "sim", Workers: 1, Batching: cfg,
 		Params: engine.Params{"fixed_ms": 1.0, "per_row_ms": 0.05},
-	}}, []engine.APISpec{{Name: "predict", Runner: "sim", Method: "predict", Input: engine.IONDArray, Output: engine.IONDArray}})
+	}}, APIs: []engine.APISpec{{Name: "predict", Runner: "sim", Method: "predict", Input: engine.IONDArray, Output: engine.IONDArray}}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Apply(ctx, plan); err != nil {
 		t.Fatal(err)
 	}
 	return eng

@@ -216,29 +216,6 @@ func benchLevels(cmd *cobra.Command, f *benchFlags) ([]bench.Level, error) {
 // benchInProcess starts the one runner under test from the config, in an
 // engine of its own, and returns the target with a function that drains it.
 func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InProcess, func(), error) {
-	cfg, err := loadConfig(f.config)
-	if err != nil {
-		return nil, nil, err
-	}
-	runners := cfg.RunnerConfigs()
-	names := make([]string, len(runners))
-	for i, rc := range runners {
-		names[i] = rc.Name
-	}
-	name := f.runner
-	switch {
-	case name != "":
-	case f.config == "":
-		name = "sim"
-	case len(runners) == 1:
-		name = runners[0].Name
-	default:
-		return nil, nil, fmt.Errorf("%s has %d runners: choose one with --runner (%s)", cfg.File, len(runners), strings.Join(names, ", "))
-	}
-	i := slices.IndexFunc(runners, func(rc engine.RunnerConfig) bool { return rc.Name == name })
-	if i < 0 {
-		return nil, nil, fmt.Errorf("%s has no runner %q (runners: %s)", cfg.File, name, strings.Join(names, ", "))
-	}
 	reg, err := registry()
 	if err != nil {
 		return nil, nil, err
@@ -258,7 +235,30 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 		closeEngine()
 		return nil, nil, err
 	}
-	r, err := eng.StartRunner(runners[i])
+	cfg, err := loadConfig(ctx, f.config, eng)
+	if err != nil {
+		return fail(err)
+	}
+	runners := cfg.Plan.Config().Runners
+	names := make([]string, len(runners))
+	for i, rc := range runners {
+		names[i] = rc.Name
+	}
+	name := f.runner
+	switch {
+	case name != "":
+	case f.config == "":
+		name = "sim"
+	case len(runners) == 1:
+		name = runners[0].Name
+	default:
+		return fail(fmt.Errorf("%s has %d runners: choose one with --runner (%s)", cfg.File, len(runners), strings.Join(names, ", ")))
+	}
+	i := slices.IndexFunc(runners, func(rc engine.RunnerConfig) bool { return rc.Name == name })
+	if i < 0 {
+		return fail(fmt.Errorf("%s has no runner %q (runners: %s)", cfg.File, name, strings.Join(names, ", ")))
+	}
+	r, err := eng.StartRunner(ctx, runners[i])
 	if err != nil {
 		return fail(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/samples"
 	"github.com/benchtop/benchtop/samples/models"
@@ -24,7 +25,7 @@ func newConfigCmd() *cobra.Command {
 		Short: "Validate a config without running it; every problem is listed with file:line:column",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := registry()
+			eng, err := checker()
 			if err != nil {
 				return err
 			}
@@ -32,7 +33,7 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := watcher.LoadAndValidate(args[0], reg, os.Getenv, watcher.WithModels(models))
+			cfg, err := watcher.LoadAndValidate(cmd.Context(), args[0], eng, os.Getenv, watcher.WithModels(models))
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return fmt.Errorf("%s is not valid", args[0])
@@ -47,7 +48,11 @@ func newConfigCmd() *cobra.Command {
 		Short: "Print the effective config (defaults and environment overrides filled in)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			eng, err := checker()
+			if err != nil {
+				return err
+			}
+			cfg, err := loadConfig(cmd.Context(), path, eng)
 			if err != nil {
 				return err
 			}
@@ -64,20 +69,27 @@ func newConfigCmd() *cobra.Command {
 	return cmd
 }
 
-// loadConfig loads and validates path, or the embedded sample when empty.
-func loadConfig(path string) (*watcher.Config, error) {
+// checker is an engine that serves nothing, to check configs on: a check is
+// the planning step of a reload without the applying.
+func checker() (*engine.Engine, error) {
 	reg, err := registry()
 	if err != nil {
 		return nil, err
 	}
-	models, err := openModels(context.Background(), path == "")
+	return engine.New(engine.Options{Registry: reg})
+}
+
+// loadConfig loads path, or the embedded sample when empty, and checks it
+// on eng.
+func loadConfig(ctx context.Context, path string, eng *engine.Engine) (*watcher.Checked, error) {
+	models, err := openModels(ctx, path == "")
 	if err != nil {
 		return nil, err
 	}
 	if path == "" {
-		return watcher.ParseAndValidate(samples.ConfigName, samples.Config, reg, os.Getenv, watcher.WithModels(models))
+		return watcher.ParseAndValidate(ctx, samples.ConfigName, samples.Config, eng, os.Getenv, watcher.WithModels(models))
 	}
-	return watcher.LoadAndValidate(path, reg, os.Getenv, watcher.WithModels(models))
+	return watcher.LoadAndValidate(ctx, path, eng, os.Getenv, watcher.WithModels(models))
 }
 
 // openModels opens the model store for `model:` runners. The embedded

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -109,147 +108,146 @@ const DefaultReadyTimeout = 60 * time.Second
 // its queued and running requests.
 const DefaultDrainTimeout = 30 * time.Second
 
-// Apply makes the engine serve exactly runners and apis, changing as little
-// as it can: batching knobs, worker counts and timeouts change in place; a
-// runner whose runnable, init params or resources changed is started anew
-// beside the old one, takes over once ready, and the old one drains. An
-// invalid config, or a replacement that cannot start, changes nothing: a
-// failed Apply leaves the engine exactly as it was. A brand-new runner whose
-// workers fail to start is added anyway, retrying, so that one broken model
-// does not keep every other runner from serving; the result says so.
-func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISpec) (ApplyResult, error) {
+// Apply makes the engine serve the plan, changing as little as it can:
+// batching knobs, worker counts and timeouts change in place; a runner whose
+// runnable, init params or resources changed is started anew beside the old
+// one, takes over once ready, and the old one drains; a runner the plan
+// lacks drains. A replacement that cannot start changes nothing: a failed
+// Apply leaves the engine exactly as it was. A brand-new runner whose workers
+// fail to start is added anyway, retrying, so that one broken model does not
+// keep every other runner from serving; the result says so. p must come from
+// this engine's Plan; what changed since it was made is taken into account.
+func (e *Engine) Apply(ctx context.Context, p *Plan) (ApplyResult, error) {
+	if p == nil || p.eng != e {
+		return ApplyResult{}, errForeignPlan
+	}
 	e.applyMu.Lock()
 	defer e.applyMu.Unlock()
+	d := e.diff(p)
+	started, err := e.startAll(d.starts)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	failing, err := waitStarted(ctx, d.starts, started)
+	if err != nil {
+		e.abort(d.starts, started)
+		return ApplyResult{}, err
+	}
+	res, retire := e.swap(d, started, p.apis)
+	res.Changes = append(res.Changes, e.retuneAll(d.retunes)...)
+	res.Changes = append(res.Changes, failing...)
+	sort.Strings(res.Changes)
+	e.drain(retire)
+	return res, nil
+}
 
+// applyDiff is what an Apply does to the runners that serve now.
+type applyDiff struct {
+	starts  []startSpec  // new or redefined: started beside what serves
+	retunes []retuneSpec // same definition: knobs change in place
+	removed []*Runner    // not in the plan: drained
+}
+
+type startSpec struct {
+	plannedRunner
+	old *Runner // the generation it replaces, if any
+}
+
+type retuneSpec struct {
+	r   *Runner
+	cfg RunnerConfig
+}
+
+func (e *Engine) diff(p *Plan) applyDiff {
 	current := map[string]*Runner{}
 	for _, r := range e.Runners() {
 		current[r.name] = r
 	}
-	type startSpec struct {
-		cfg RunnerConfig
-		typ *RunnableType
-		old *Runner
-	}
-	var starts []startSpec
-	inPlace := map[string]RunnerConfig{}
-	methods := map[string][]MethodSpec{}
-	var errs []error
-	desired := map[string]bool{}
-	for _, cfg := range runners {
-		if cfg.Batching == (batcher.Config{}) {
-			cfg.Batching = batcher.DefaultConfig()
-		}
-		if desired[cfg.Name] {
-			errs = append(errs, fmt.Errorf("runner %q is defined twice", cfg.Name))
-			continue
-		}
-		desired[cfg.Name] = true
-		typ, err := e.registry.Lookup(cfg.Runnable)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("runner %q: %w", cfg.Name, err))
-			continue
-		}
-		if err := cfg.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("runner %q: %w", cfg.Name, err))
-			continue
-		}
-		if typ.Validate != nil {
-			if err := typ.Validate(cfg.Params); err != nil {
-				errs = append(errs, fmt.Errorf("runner %q: %w", cfg.Name, err))
-				continue
-			}
-		}
-		specs, err := typ.methods(cfg.Params)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("runner %q: %w", cfg.Name, err))
-			continue
-		}
-		methods[cfg.Name] = specs
-		old := current[cfg.Name]
-		if old == nil || !sameDefinition(old.Config(), cfg) {
-			starts = append(starts, startSpec{cfg, typ, old})
+	var d applyDiff
+	for _, pr := range p.runners {
+		old := current[pr.cfg.Name]
+		delete(current, pr.cfg.Name)
+		if old != nil && sameDefinition(old.Config(), pr.cfg) {
+			d.retunes = append(d.retunes, retuneSpec{old, pr.cfg})
 		} else {
-			inPlace[cfg.Name] = cfg
+			d.starts = append(d.starts, startSpec{pr, old})
 		}
 	}
-	newAPIs := map[string]APISpec{}
-	for _, a := range apis {
-		if _, dup := newAPIs[a.Name]; dup {
-			errs = append(errs, fmt.Errorf("api %q is defined twice", a.Name))
-			continue
-		}
-		newAPIs[a.Name] = a
-		specs, ok := methods[a.Runner]
-		if !ok {
-			errs = append(errs, fmt.Errorf("api %q: %w %q", a.Name, ErrUnknownRunner, a.Runner))
-			continue
-		}
-		i := indexOfMethod(specs, a.Method)
-		if i < 0 {
-			errs = append(errs, fmt.Errorf("api %q: runner %q has no method %q (methods: %s)", a.Name, a.Runner, a.Method, methodNames(specs)))
-			continue
-		}
-		if err := CheckAPI(a, specs[i]); err != nil {
-			errs = append(errs, err)
-		}
+	for _, r := range current {
+		d.removed = append(d.removed, r)
 	}
-	if len(errs) > 0 {
-		return ApplyResult{}, errors.Join(errs...)
-	}
+	return d
+}
 
-	// Start what is new or redefined beside what runs now.
+// startAll starts what is new or redefined beside what serves now; if one
+// cannot be built, it stops the others.
+func (e *Engine) startAll(starts []startSpec) ([]*Runner, error) {
 	started := make([]*Runner, 0, len(starts))
-	abort := func(cause error) (ApplyResult, error) {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, r := range started {
-			_ = r.Close(closeCtx)
-		}
-		e.mu.Lock()
-		for _, s := range starts {
-			if _, running := e.runners[s.cfg.Name]; !running {
-				delete(e.custom, s.cfg.Name)
-			}
-		}
-		e.mu.Unlock()
-		return ApplyResult{}, cause
-	}
 	for _, s := range starts {
 		e.mu.Lock()
 		custom := e.customLocked(s.cfg.Name)
 		e.mu.Unlock()
-		r, err := newRunner(e.deps, s.typ, s.cfg, custom)
+		r, err := newRunner(e.deps, s.plannedRunner, custom)
 		if err != nil {
-			return abort(err)
+			e.abort(starts, started)
+			return nil, err
 		}
 		started = append(started, r)
 	}
-	// A replacement must be ready before it takes over, or the old
-	// generation keeps serving. A brand-new runner that cannot start
-	// (a missing library, a broken worker command) must not hold the
-	// others hostage: it is added, keeps retrying, and says why in its
-	// stats, /readyz and the events.
-	var failing []string
+	return started, nil
+}
+
+// abort stops what a failed Apply started and forgets the metrics of the
+// names that never served.
+func (e *Engine) abort(starts []startSpec, started []*Runner) {
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, r := range started {
+		_ = r.Close(closeCtx)
+	}
+	e.mu.Lock()
+	for _, s := range starts {
+		if _, running := e.runners[s.cfg.Name]; !running {
+			delete(e.custom, s.cfg.Name)
+		}
+	}
+	e.mu.Unlock()
+}
+
+// waitStarted waits for what Apply started. A replacement must be ready
+// before it takes over, or the old generation keeps serving. A brand-new
+// runner that cannot start (a missing library, a broken worker command) must
+// not hold the others hostage: it is added, keeps retrying, and says why in
+// its stats, /readyz and the events; failing lists those.
+func waitStarted(ctx context.Context, starts []startSpec, started []*Runner) (failing []string, err error) {
 	for i, r := range started {
 		if starts[i].old != nil {
 			if err := r.WaitReady(ctx); err != nil {
-				return abort(err)
+				return nil, err
 			}
 			continue
 		}
 		if err := r.waitStarted(ctx); err != nil {
 			if ctx.Err() != nil {
-				return abort(err)
+				return nil, err
 			}
 			failing = append(failing, fmt.Sprintf("%s: not ready, retrying: %v", r.name, err))
 		}
 	}
+	return failing, nil
+}
 
-	// Commit: swap, retune in place, retire what is gone.
+// swap commits: the started runners and the APIs take over, the removed
+// runners leave; it returns what changed and the runners to drain.
+func (e *Engine) swap(d applyDiff, started []*Runner, apis []APISpec) (ApplyResult, []*Runner) {
 	var res ApplyResult
 	var retire []*Runner
+	newAPIs := make(map[string]APISpec, len(apis))
+	for _, a := range apis {
+		newAPIs[a.Name] = a
+	}
 	e.mu.Lock()
-	for i, s := range starts {
+	for i, s := range d.starts {
 		e.runners[s.cfg.Name] = started[i]
 		if s.old != nil {
 			retire = append(retire, s.old)
@@ -258,27 +256,35 @@ func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISp
 			res.Changes = append(res.Changes, fmt.Sprintf("%s: added (runnable %s)", s.cfg.Name, s.cfg.Runnable))
 		}
 	}
-	for name, r := range current {
-		if !desired[name] {
-			delete(e.runners, name)
-			retire = append(retire, r)
-			res.Changes = append(res.Changes, name+": removed")
-		}
+	for _, r := range d.removed {
+		delete(e.runners, r.name)
+		retire = append(retire, r)
+		res.Changes = append(res.Changes, r.name+": removed")
 	}
 	oldAPIs := e.apis
 	e.apis = newAPIs
 	e.mu.Unlock()
 	res.Changes = append(res.Changes, apiDiff(oldAPIs, newAPIs)...)
-	for name, cfg := range inPlace {
-		changes, err := current[name].retune(cfg)
+	return res, retire
+}
+
+// retuneAll changes the knobs of the runners whose definition stayed.
+func (e *Engine) retuneAll(retunes []retuneSpec) []string {
+	var changes []string
+	for _, t := range retunes {
+		c, err := t.r.retune(t.cfg)
 		if err != nil {
-			// Validated above; a failure here is a bug worth hearing of.
-			e.deps.events.Add(slog.LevelError, name, fmt.Sprintf("retune: %v", err))
+			// Planned; a failure here is a bug worth hearing of.
+			e.deps.events.Add(slog.LevelError, t.r.name, fmt.Sprintf("retune: %v", err))
 		}
-		res.Changes = append(res.Changes, changes...)
+		changes = append(changes, c...)
 	}
-	res.Changes = append(res.Changes, failing...)
-	sort.Strings(res.Changes)
+	return changes
+}
+
+// drain closes the runners a reload replaced or removed in the background,
+// each for up to DefaultDrainTimeout.
+func (e *Engine) drain(retire []*Runner) {
 	for _, r := range retire {
 		e.bg.Add(1)
 		go func() {
@@ -291,7 +297,6 @@ func (e *Engine) Apply(ctx context.Context, runners []RunnerConfig, apis []APISp
 			e.forget(r.name)
 		}()
 	}
-	return res, nil
 }
 
 func indexOfMethod(specs []MethodSpec, name string) int {
@@ -373,8 +378,8 @@ func (r *Runner) retune(cfg RunnerConfig) ([]string, error) {
 	if r.closing {
 		return changes, ErrRunnerClosed
 	}
-	if r.cfg.timeout() != cfg.timeout() {
-		changes = append(changes, fmt.Sprintf("%s: timeout %v → %v", r.name, r.cfg.timeout(), cfg.timeout()))
+	if r.cfg.Timeout != cfg.Timeout {
+		changes = append(changes, fmt.Sprintf("%s: timeout %v → %v", r.name, r.cfg.Timeout, cfg.Timeout))
 	}
 	if !plan.equal(r.plan) {
 		changes = append(changes, fmt.Sprintf("%s: workers %d → %d", r.name, r.plan.Workers, plan.Workers))

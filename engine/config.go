@@ -1,8 +1,8 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/gpu/placement"
-	"github.com/benchtop/benchtop/store/names"
 )
 
 // Resources is what a runner asks for, as in BentoML's runner resources.
@@ -31,7 +30,7 @@ func (r Resources) equal(o Resources) bool {
 }
 
 // RunnerConfig is everything needed to start a runner. Front ends and the
-// config loader build it; the engine validates it.
+// config loader build it; Engine.Plan checks it and fills in its defaults.
 type RunnerConfig struct {
 	Name     string
 	Runnable string
@@ -59,50 +58,19 @@ const DefaultTimeout = 60 * time.Second
 // MaxWorkers caps a pool so that a typo cannot fork a thousand processes.
 const MaxWorkers = 256
 
-// ValidName reports whether s can name a runner or API: the rule of
-// package names, the one model names follow too.
-func ValidName(s string) bool { return names.Valid(s) }
-
-// Validate reports every problem with c that can be seen without the registry.
-func (c RunnerConfig) Validate() error {
-	var errs []error
-	if !ValidName(c.Name) {
-		errs = append(errs, fmt.Errorf("name %q: use %s", c.Name, names.Rule))
+// withDefaults is c with its unset knobs at their defaults: zero batching is
+// batcher.DefaultConfig(), a zero timeout DefaultTimeout. It is the one place
+// defaults are filled in (Plan calls it); the worker count is derived from
+// the resources where the pool is placed (PlanWorkers).
+func (c RunnerConfig) withDefaults() RunnerConfig {
+	if c.Batching == (batcher.Config{}) {
+		c.Batching = batcher.DefaultConfig()
 	}
-	if c.Runnable == "" {
-		errs = append(errs, fmt.Errorf("runnable: required"))
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
 	}
-	if c.Workers < 0 || c.Workers > MaxWorkers {
-		errs = append(errs, fmt.Errorf("workers is %d: want 0 (from resources) to %d", c.Workers, MaxWorkers))
-	}
-	if c.Resources.CPU < 0 {
-		errs = append(errs, fmt.Errorf("resources.cpu is %v: want 0 (all cores) or more", c.Resources.CPU))
-	}
-	if c.Resources.GPU < 0 {
-		errs = append(errs, fmt.Errorf("resources.nvidia.com/gpu is %d: want 0 or more", c.Resources.GPU))
-	}
-	if c.WorkersPerResource < 0 {
-		errs = append(errs, fmt.Errorf("workers_per_resource is %v: want a positive number", c.WorkersPerResource))
-	}
-	if c.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("timeout is %v: want 0 (default %v) or more", c.Timeout, DefaultTimeout))
-	}
-	if err := c.Batching.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("batching: %w", err))
-	}
-	for m, bc := range c.Methods {
-		if err := bc.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("methods.%s.batching: %w", m, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (c RunnerConfig) timeout() time.Duration {
-	if c.Timeout > 0 {
-		return c.Timeout
-	}
-	return DefaultTimeout
+	c.Methods = maps.Clone(c.Methods)
+	return c
 }
 
 // batchingFor is the effective batching of one method.

@@ -5,6 +5,11 @@
 // Front ends (the workbench, the HTTP server, the bench command) talk only to
 // this package's exported API; the engine imports none of them.
 //
+// A config is served in two steps, as caddy validates by running without
+// starting: Engine.Plan checks it, fills in defaults and resolves each
+// runner's methods, changing nothing; Engine.Apply starts, waits, swaps and
+// drains to serve the plan.
+//
 // The path of one request: Runner.Run validates the value against the method
 // signature, queues it in the method's batcher queue, and blocks on its own
 // result channel. The batcher forms a batch when its policy says so and puts

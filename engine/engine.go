@@ -26,7 +26,8 @@ type Options struct {
 	// NumCPU is the core count used to size CPU pools; 0 means runtime.NumCPU().
 	NumCPU int
 	// GPUs reports the GPUs visible to the process, for placing workers;
-	// nil means none (a GPU runner then fails to plan with a clear error).
+	// nil means none: a GPU runner then fails to start with a clear error
+	// (Plan, not knowing the machine, checks only what the runner asks).
 	GPUs func() placement.Visible
 	// Registerer gets the runner metrics and what runnables register,
 	// labelled per runner; a runner's series leave with it. nil keeps them
@@ -84,11 +85,14 @@ func (e *Engine) Registry() *Registry { return e.registry }
 // Events is the engine's event log.
 func (e *Engine) Events() *EventLog { return e.deps.events }
 
-// StartRunner creates a runner and starts its workers; it does not wait for
-// them (see Runner.WaitReady).
-func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
-	typ, err := e.registry.Lookup(cfg.Runnable)
-	if err != nil {
+// StartRunner checks cfg as Plan checks a runner, creates the runner and
+// starts its workers; it does not wait for them (see Runner.WaitReady).
+// Resolving its methods may ask a worker: ctx bounds that.
+func (e *Engine) StartRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
+	var ps problems
+	checkName(&ps, "", "runner", cfg.Name, map[string]bool{})
+	pr := e.planRunner(ctx, &ps, "", cfg)
+	if err := ps.err(); err != nil {
 		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 	}
 	exists := func() bool { _, dup := e.runners[cfg.Name]; return dup }
@@ -99,9 +103,7 @@ func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	custom := e.customLocked(cfg.Name)
 	e.mu.Unlock()
-	// Building the runner may describe its runnable (a worker's probe,
-	// reading a model): not under the lock that every lookup takes.
-	r, err := newRunner(e.deps, typ, cfg, custom)
+	r, err := newRunner(e.deps, pr, custom)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +115,7 @@ func (e *Engine) StartRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	e.runners[cfg.Name] = r
 	e.mu.Unlock()
-	e.deps.events.Add(slog.LevelInfo, cfg.Name, fmt.Sprintf("runner started: runnable %s, %d worker(s)", typ.Name, r.plan.Workers))
+	e.deps.events.Add(slog.LevelInfo, cfg.Name, fmt.Sprintf("runner started: runnable %s, %d worker(s)", pr.typ.Name, r.plan.Workers))
 	return r, nil
 }
 

@@ -41,7 +41,7 @@ func NewLocal(ctx context.Context, reg *Registry, cfg RunnerConfig) (*Local, err
 	if err != nil {
 		return nil, err
 	}
-	specs, err := typ.methods(cfg.Params)
+	specs, err := typ.methods(ctx, cfg.Params)
 	if err != nil {
 		return nil, err
 	}

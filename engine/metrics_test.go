@@ -61,6 +61,26 @@ func TestMetricsExposition(t *testing.T) {
 		t.Fatalf("threshold 0.05 said %v, threshold 0.6 said %v; want true, false", a.JSON(), b.JSON())
 	}
 
+	lintMetrics(t, reg)
+	checkExposition(t, gather(t, reg))
+
+	// A stopped runner leaves no series behind, custom ones included.
+	if err := e.StopRunner(ctx, "strict"); err != nil {
+		t.Fatal(err)
+	}
+	for name, mf := range gather(t, reg) {
+		for _, m := range mf.GetMetric() {
+			if labelsOf(m)["runner"] == "strict" {
+				t.Errorf("%s still reports the stopped runner", name)
+			}
+		}
+	}
+}
+
+// lintMetrics: benchtop's metrics and the sample runnables' pass the
+// Prometheus lint.
+func lintMetrics(t *testing.T, reg prometheus.Gatherer) {
+	t.Helper()
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
@@ -70,8 +90,12 @@ func TestMetricsExposition(t *testing.T) {
 			t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
 		}
 	}
+}
 
-	mfs := gather(t, reg)
+// checkExposition: the families TestMetricsExposition's traffic should
+// have made, with the values it should have left.
+func checkExposition(t *testing.T, mfs map[string]*dto.MetricFamily) {
+	t.Helper()
 	for _, name := range []string{
 		"benchtop_runner_requests_total", "benchtop_runner_request_duration_seconds",
 		"benchtop_runner_queue_duration_seconds", "benchtop_runner_execution_duration_seconds",
@@ -106,17 +130,5 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	if workers["sentiment"] != 2 || workers["strict"] != 1 {
 		t.Errorf("workers gauge %v", workers)
-	}
-
-	// A stopped runner leaves no series behind, custom ones included.
-	if err := e.StopRunner(ctx, "strict"); err != nil {
-		t.Fatal(err)
-	}
-	for name, mf := range gather(t, reg) {
-		for _, m := range mf.GetMetric() {
-			if labelsOf(m)["runner"] == "strict" {
-				t.Errorf("%s still reports the stopped runner", name)
-			}
-		}
 	}
 }

@@ -69,12 +69,14 @@ type RunnableType struct {
 	Name string
 	Doc  string
 	// Methods is the fixed signature list. Types whose methods depend on
-	// their init params (a model's inputs) set Describe instead.
+	// their init params (a model's inputs) set Describe instead; it may be
+	// slow (starting a worker to ask it) and must stop when ctx ends.
 	Methods  []MethodSpec
-	Describe func(Params) ([]MethodSpec, error)
+	Describe func(ctx context.Context, p Params) ([]MethodSpec, error)
 	// Validate, if set, checks init params without building anything, so
-	// that a config check catches a typo before a reload is attempted.
-	Validate func(Params) error
+	// that a config check catches a typo before a reload is attempted. It
+	// changes nothing and stops when ctx ends.
+	Validate func(ctx context.Context, p Params) error
 	// SupportedResources lists what it can run on; empty means cpu only.
 	SupportedResources []string
 	// MultiThreaded says one instance uses several cores on CPU, so a runner
@@ -207,14 +209,17 @@ func (r *Registry) namesLocked() []string {
 	return names
 }
 
-// MethodsFor resolves the signatures of t for the given init params.
-func (t *RunnableType) MethodsFor(p Params) ([]MethodSpec, error) { return t.methods(p) }
+// MethodsFor resolves the signatures of t for the given init params; ctx
+// bounds a Describe that has to ask a worker.
+func (t *RunnableType) MethodsFor(ctx context.Context, p Params) ([]MethodSpec, error) {
+	return t.methods(ctx, p)
+}
 
-func (t *RunnableType) methods(p Params) ([]MethodSpec, error) {
+func (t *RunnableType) methods(ctx context.Context, p Params) ([]MethodSpec, error) {
 	if t.Describe == nil {
 		return t.Methods, nil
 	}
-	ms, err := t.Describe(p)
+	ms, err := t.Describe(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("describe runnable %q: %w", t.Name, err)
 	}

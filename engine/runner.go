@@ -145,25 +145,9 @@ func (c *call) finish(r callResult) {
 	}
 }
 
-func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *runnerRegisterer) (*Runner, error) {
-	if cfg.Batching == (batcher.Config{}) {
-		cfg.Batching = batcher.DefaultConfig()
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
-	}
-	specs, err := typ.methods(cfg.Params)
-	if err != nil {
-		return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
-	}
-	if len(specs) == 0 {
-		return nil, fmt.Errorf("runner %q: runnable %q has no methods", cfg.Name, typ.Name)
-	}
-	for name := range cfg.Methods {
-		if !hasMethod(specs, name) {
-			return nil, fmt.Errorf("runner %q: batching for unknown method %q (methods: %s)", cfg.Name, name, methodNames(specs))
-		}
-	}
+// newRunner builds a planned runner and starts its workers.
+func newRunner(deps runnerDeps, pr plannedRunner, custom *runnerRegisterer) (*Runner, error) {
+	typ, cfg, specs := pr.typ, pr.cfg, pr.specs
 	plan, err := PlanWorkers(typ, cfg, deps.numCPU, deps.visible())
 	if err != nil {
 		return nil, err
@@ -207,15 +191,6 @@ func newRunner(deps runnerDeps, typ *RunnableType, cfg RunnerConfig, custom *run
 	r.reconcileLocked()
 	r.mu.Unlock()
 	return r, nil
-}
-
-func hasMethod(specs []MethodSpec, name string) bool {
-	for _, s := range specs {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 func methodNames(specs []MethodSpec) string {
@@ -808,7 +783,7 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 	crashed := false
 	if err == nil {
 		r.mu.Lock()
-		timeout := r.cfg.timeout()
+		timeout := r.cfg.Timeout
 		r.mu.Unlock()
 		ex := &execution{}
 		watchdog := time.AfterFunc(timeout+timeoutGrace, func() { r.abandon(w, bt, ex, start, timeout) })

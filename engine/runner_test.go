@@ -54,7 +54,7 @@ func newEngineOn(t testing.TB, prom prometheus.Registerer, extra ...*engine.Runn
 
 func start(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engine.Runner {
 	t.Helper()
-	r, err := e.StartRunner(cfg)
+	r, err := e.StartRunner(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,17 +533,13 @@ func TestStopRunnerDrainsQueuedRequests(t *testing.T) {
 
 func TestBadInitParamsSayWhichKey(t *testing.T) {
 	e := newEngine(t)
-	r, err := e.StartRunner(engine.RunnerConfig{Name: "sim", Runnable: "sim", Params: engine.Params{"fixd_ms": 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	err = r.WaitReady(ctx)
-	if err == nil || !strings.Contains(err.Error(), `unknown field "fixd_ms"`) {
+	// The runnable's Validate refuses them before any worker starts, as
+	// Plan does for a config.
+	_, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "sim", Runnable: "sim", Params: engine.Params{"fixd_ms": 1}})
+	if err == nil || !strings.Contains(err.Error(), `init: init params: unknown field "fixd_ms"`) {
 		t.Fatalf("got %v, want the unknown key named", err)
 	}
-	if _, err := e.StartRunner(engine.RunnerConfig{Name: "x", Runnable: "nope"}); err == nil || !strings.Contains(err.Error(), "registered: echo, sentiment, sim") {
+	if _, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "x", Runnable: "nope"}); err == nil || !strings.Contains(err.Error(), "registered: echo, sentiment, sim") {
 		t.Fatalf("unknown runnable: %v", err)
 	}
 }

@@ -32,6 +32,19 @@ func TestWindowPercentilesAndRates(t *testing.T) {
 	if st.E2E.Count != 1000 {
 		t.Fatalf("count %d, want 1000 (failures are not latencies)", st.E2E.Count)
 	}
+	checkWindowCounts(t, st)
+	// Sixteen seconds later the old slot is recycled, not summed in.
+	later := now.Add(histSeconds * time.Second)
+	w.recordRequest(later, true, 1, time.Second, 0)
+	if st := w.snapshot(later, 5, 0); st.E2E.Count != 1 {
+		t.Fatalf("stale second counted: %d", st.E2E.Count)
+	}
+}
+
+// checkWindowCounts: the rates, batch sizes and history of
+// TestWindowPercentilesAndRates's snapshot.
+func checkWindowCounts(t *testing.T, st WindowStats) {
+	t.Helper()
 	// Half a second into the window: rates per second double the counts.
 	if st.RequestsPerS < 1900 || st.RequestsPerS > 2100 || st.ErrorsPerS < 1.9 || st.ErrorsPerS > 2.1 {
 		t.Fatalf("rates %v req/s %v err/s over %v", st.RequestsPerS, st.ErrorsPerS, st.Span)
@@ -42,12 +55,9 @@ func TestWindowPercentilesAndRates(t *testing.T) {
 	if len(st.History) != 3 || st.History[2].Requests != 1000 || st.History[2].Errors != 1 || st.History[0].Requests != 0 {
 		t.Fatalf("history %+v", st.History)
 	}
-	// Sixteen seconds later the old slot is recycled, not summed in.
-	later := now.Add(histSeconds * time.Second)
-	w.recordRequest(later, true, 1, time.Second, 0)
-	if st := w.snapshot(later, 5, 0); st.E2E.Count != 1 {
-		t.Fatalf("stale second counted: %d", st.E2E.Count)
-	}
+}
+
+func TestBatchBucketLabels(t *testing.T) {
 	if BatchBucketLabel(0) != "1" || BatchBucketLabel(2) != "4-7" || BatchBucketLabel(batchBuckets-1) != "8192+" {
 		t.Fatalf("labels %q %q %q", BatchBucketLabel(0), BatchBucketLabel(2), BatchBucketLabel(batchBuckets-1))
 	}

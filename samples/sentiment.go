@@ -42,7 +42,7 @@ func Sentiment() *engine.RunnableType {
 				Output:    tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}},
 			},
 		},
-		Validate: func(p engine.Params) error { _, err := sentimentParams(p); return err },
+		Validate: func(_ context.Context, p engine.Params) error { _, err := sentimentParams(p); return err },
 		New:      newSentiment,
 	}
 }

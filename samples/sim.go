@@ -32,7 +32,7 @@ func Sim() *engine.RunnableType {
 			Input:     tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
 			Output:    tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
 		}},
-		Validate: func(p engine.Params) error { _, err := simParams(p); return err },
+		Validate: func(_ context.Context, p engine.Params) error { _, err := simParams(p); return err },
 		New:      newSim,
 	}
 }

@@ -54,11 +54,11 @@ func benchStack(b *testing.B) (string, *engine.Engine) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg, err := watcher.ParseAndValidate("bench.yaml", []byte(benchConfig), reg, func(string) string { return "" })
+	cfg, err := watcher.ParseAndValidate(b.Context(), "bench.yaml", []byte(benchConfig), eng, func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := eng.Apply(b.Context(), cfg.RunnerConfigs(), cfg.APISpecs()); err != nil {
+	if _, err := eng.Apply(b.Context(), cfg.Plan); err != nil {
 		b.Fatal(err)
 	}
 	srv, err := server.New(eng, server.Options{})

@@ -86,13 +86,13 @@ func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture
 	if opts.Registerer == nil && opts.Gatherer == nil {
 		opts.Registerer, opts.Gatherer = prom, prom
 	}
-	cfg, err := watcher.ParseAndValidate("test.yaml", []byte(config), reg, func(string) string { return "" })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := watcher.ParseAndValidate(ctx, "test.yaml", []byte(config), eng, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := eng.Apply(ctx, cfg.RunnerConfigs(), cfg.APISpecs()); err != nil {
+	if _, err := eng.Apply(ctx, cfg.Plan); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := server.New(eng, opts)
@@ -291,21 +291,7 @@ func TestHealthIndexMetricsAndDocs(t *testing.T) {
 	if !strings.Contains(idx.body, "curl -s "+f.url+"/predict -H 'Content-Type: application/json' -d '[[") {
 		t.Fatalf("index lacks a curl example:\n%s", idx.body)
 	}
-	// The index's examples work as printed.
-	for _, line := range strings.Split(idx.body, "\n") {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "curl ") || strings.Contains(line, "/slow") || strings.Contains(line, "/busy") {
-			continue
-		}
-		url := strings.Fields(line)[2]
-		ct := strings.TrimSuffix(strings.SplitN(line, "Content-Type: ", 2)[1], "' -d")
-		ct = ct[:strings.Index(ct, "'")]
-		body := line[strings.Index(line, "-d '")+4 : len(line)-1]
-		body = strings.ReplaceAll(body, `'\''`, "'")
-		if r := f.do("POST", strings.TrimPrefix(url, f.url), ct, body); r.status != 200 {
-			t.Errorf("example %q: %d %s", line, r.status, r.body)
-		}
-	}
+	checkIndexExamples(t, f, idx.body)
 
 	f.do("POST", "/predict", "application/json", `[[1]]`)
 	f.do("POST", "/nope", "application/json", `[[1]]`)
@@ -332,6 +318,31 @@ func TestHealthIndexMetricsAndDocs(t *testing.T) {
 		}
 	}
 
+	checkOpenAPI(t, f, "1.2.3")
+}
+
+// checkIndexExamples: the index's examples work as printed.
+func checkIndexExamples(t *testing.T, f *fixture, index string) {
+	t.Helper()
+	for _, line := range strings.Split(index, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "curl ") || strings.Contains(line, "/slow") || strings.Contains(line, "/busy") {
+			continue
+		}
+		url := strings.Fields(line)[2]
+		ct := strings.TrimSuffix(strings.SplitN(line, "Content-Type: ", 2)[1], "' -d")
+		ct = ct[:strings.Index(ct, "'")]
+		body := line[strings.Index(line, "-d '")+4 : len(line)-1]
+		body = strings.ReplaceAll(body, `'\''`, "'")
+		if r := f.do("POST", strings.TrimPrefix(url, f.url), ct, body); r.status != 200 {
+			t.Errorf("example %q: %d %s", line, r.status, r.body)
+		}
+	}
+}
+
+// checkOpenAPI: /docs.json is valid OpenAPI 3 with the service's paths.
+func checkOpenAPI(t *testing.T, f *fixture, version string) {
+	t.Helper()
 	d := f.do("GET", "/docs.json", "", "")
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData([]byte(d.body))
@@ -346,7 +357,7 @@ func TestHealthIndexMetricsAndDocs(t *testing.T) {
 			t.Errorf("docs.json lacks %s", p)
 		}
 	}
-	if doc.Info.Version != "1.2.3" {
+	if doc.Info.Version != version {
 		t.Errorf("version %q", doc.Info.Version)
 	}
 }

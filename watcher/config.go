@@ -2,8 +2,10 @@ package watcher
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -16,8 +18,6 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
-	"github.com/benchtop/benchtop/gpu/placement"
-	"github.com/benchtop/benchtop/store/names"
 )
 
 // Config is one benchtop YAML file, decoded. Optional knobs are pointers so
@@ -28,7 +28,7 @@ type Config struct {
 	APIs    []API
 
 	File string         // where it came from, for messages
-	Hash string         // sha256 of the bytes and the resolved models, to skip no-op reloads
+	sum  string         // sha256 of the bytes
 	pos  map[string]Pos // key path → position, for semantic errors
 }
 
@@ -101,10 +101,6 @@ type Runner struct {
 	Timeout   time.Duration
 	// WorkersPerResource: workers per GPU (or, below 1, GPUs per worker).
 	WorkersPerResource float64
-
-	// What actually runs, once Validate has resolved model and process.
-	runnable string
-	params   engine.Params
 }
 
 // Batching is a partial set of knobs; nil means inherit.
@@ -122,7 +118,7 @@ type API struct {
 	Input, Output        string
 }
 
-// Load reads and parses a config file (syntax and types only; see Validate).
+// Load reads and parses a config file (syntax and types only; see Check).
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -134,7 +130,7 @@ func Load(path string) (*Config, error) {
 // Parse decodes data, reporting every syntax and type problem at once.
 func Parse(file string, data []byte) (*Config, error) {
 	sum := sha256.Sum256(data)
-	c := &Config{File: file, Hash: hex.EncodeToString(sum[:]), Server: Server{
+	c := &Config{File: file, sum: hex.EncodeToString(sum[:]), Server: Server{
 		Host: DefaultHost, Port: DefaultPort, BodyTimeout: DefaultBodyTimeout, MaxInflightMB: DefaultMaxInflightMB,
 	}}
 	var root yaml.Node
@@ -320,53 +316,148 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	return nil
 }
 
-// RunnerConfigs converts the runners for the engine, defaults filled in.
-func (c *Config) RunnerConfigs() []engine.RunnerConfig {
-	out := make([]engine.RunnerConfig, 0, len(c.Runners))
-	for _, r := range c.Runners {
-		base := r.Batching.over(batcher.DefaultConfig())
-		runnable, params := r.runnable, r.params
-		if runnable == "" { // not validated: take the config at its word
-			runnable, params = r.Runnable, engine.Params(r.Init)
-		}
-		rc := engine.RunnerConfig{
-			Name: r.Name, Runnable: runnable, Params: params,
-			Workers: r.Workers, Resources: r.Resources, Batching: base, Timeout: r.Timeout,
-			WorkersPerResource: r.WorkersPerResource,
-		}
-		if len(r.Methods) > 0 {
-			rc.Methods = map[string]batcher.Config{}
-			for m, b := range r.Methods {
-				rc.Methods[m] = b.over(base)
-			}
-		}
-		out = append(out, rc)
-	}
-	return out
+// Resolved is a config whose runners say what they run: the runnable and
+// init params behind each model: and process: entry, and the file's partial
+// batching knobs layered (a method's over its runner's over the defaults).
+// It is what the engine plans.
+type Resolved struct {
+	Engine engine.Config
+	// Hash is the sha256 of the bytes and of the models resolved: a reload
+	// whose hash is the one served has nothing to do.
+	Hash string
 }
 
-// APISpecs converts the APIs for the engine (kinds already validated).
-func (c *Config) APISpecs() []engine.APISpec {
-	out := make([]engine.APISpec, 0, len(c.APIs))
+// Resolve decides what each runner runs: a registered runnable, a stored
+// model (through models) or a worker process. It changes nothing in c. A
+// runner it cannot resolve is left without a runnable, and the error lists
+// why, at file:line:column.
+func (c *Config) Resolve(models ModelResolver) (*Resolved, error) {
+	res, ps := c.resolve(models)
+	if len(ps) > 0 {
+		return res, ps
+	}
+	return res, nil
+}
+
+func (c *Config) resolve(models ModelResolver) (*Resolved, Problems) {
+	res := &Resolved{Hash: c.sum}
+	var ps Problems
+	for i, r := range c.Runners {
+		runnable, params, err := r.resolve(models)
+		if err != nil {
+			ps = append(ps, c.problem(fmt.Sprintf("runners[%d]", i), err))
+		} else if r.Model != "" {
+			// A new version behind the same tag must not look like an
+			// unchanged config.
+			sum := sha256.Sum256([]byte(res.Hash + r.Model + fmt.Sprint(params)))
+			res.Hash = hex.EncodeToString(sum[:])
+		}
+		res.Engine.Runners = append(res.Engine.Runners, r.engineConfig(runnable, params))
+	}
 	for _, a := range c.APIs {
-		in, _ := engine.ParseIOKind(a.Input)
-		outK, _ := engine.ParseIOKind(a.Output)
-		out = append(out, engine.APISpec{Name: a.Name, Runner: a.Runner, Method: a.Method, Input: in, Output: outK})
+		res.Engine.APIs = append(res.Engine.APIs, engine.APISpec{
+			Name: a.Name, Runner: a.Runner, Method: a.Method,
+			Input: engine.IOKind(a.Input), Output: engine.IOKind(a.Output),
+		})
 	}
-	return out
+	return res, ps
 }
 
-// Validate checks everything that needs knowledge of the runnables: names,
-// references, init params, method names, API kinds. It reports every problem
-// at once and changes nothing.
-func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
+// engineConfig is the runner for the engine, running runnable with params.
+func (r Runner) engineConfig(runnable string, params engine.Params) engine.RunnerConfig {
+	base := r.Batching.over(batcher.DefaultConfig())
+	rc := engine.RunnerConfig{
+		Name: r.Name, Runnable: runnable, Params: params,
+		Workers: r.Workers, Resources: r.Resources, Batching: base, Timeout: r.Timeout,
+		WorkersPerResource: r.WorkersPerResource,
+	}
+	if len(r.Methods) > 0 {
+		rc.Methods = map[string]batcher.Config{}
+		for m, b := range r.Methods {
+			rc.Methods[m] = b.over(base)
+		}
+	}
+	return rc
+}
+
+// Checked is a config that passed Check: the file as written, the hash of
+// what it resolved to, and the engine's plan for it.
+type Checked struct {
+	*Config
+	Hash string
+	Plan *engine.Plan
+}
+
+// Check resolves c and plans it on eng (engine.Engine.Plan): the plan that
+// Apply takes, or every problem at once, at file:line:column. It changes
+// neither c nor eng; ctx bounds what resolving the runners' methods asks of
+// workers. The engine does every runner and API check; the file adds its
+// own: the server section, at least one runner, and a workers key written
+// as 0.
+func (c *Config) Check(ctx context.Context, eng *engine.Engine, opts ...Option) (*Checked, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
+	ps := c.checkFile()
+	res, rps := c.resolve(o.models)
+	ps = append(ps, rps...)
+	plan, err := eng.Plan(ctx, res.Engine)
+	ps = append(ps, c.positioned(err, rps)...)
+	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool {
+			if ps[i].Pos.Line != ps[j].Pos.Line {
+				return ps[i].Pos.Line < ps[j].Pos.Line
+			}
+			return ps[i].Pos.Column < ps[j].Pos.Column
+		})
+		return nil, ps
+	}
+	return &Checked{Config: c, Hash: res.Hash, Plan: plan}, nil
+}
+
+// Validate is Check for its verdict alone: it reports every problem at once
+// and changes nothing.
+func (c *Config) Validate(ctx context.Context, eng *engine.Engine, opts ...Option) error {
+	_, err := c.Check(ctx, eng, opts...)
+	return err
+}
+
+// positioned turns the engine's problems into the file's. A runner that did
+// not resolve reaches the engine without a runnable: resolving said why
+// already (unresolved), so the engine's "required" is left out.
+func (c *Config) positioned(err error, unresolved Problems) Problems {
+	if err == nil {
+		return nil
+	}
+	var eps engine.Problems
+	if !errors.As(err, &eps) {
+		return Problems{{File: c.File, Msg: err.Error()}}
+	}
+	skip := map[string]bool{}
+	for _, p := range unresolved {
+		skip[p.Path+".runnable"] = true
+	}
+	var ps Problems
+	for _, p := range eps {
+		if !skip[p.Path] {
+			ps = append(ps, c.problem(p.Path, p.Err))
+		}
+	}
+	return ps
+}
+
+func (c *Config) problem(path string, err error) Problem {
+	return Problem{File: c.File, Pos: c.at(path), Path: path, Msg: err.Error()}
+}
+
+// checkFile reports what only the file can get wrong: the server section,
+// which the engine has no say in; a file without runners; and a workers key
+// written as 0, which the engine would hear as left out.
+func (c *Config) checkFile() Problems {
 	var ps Problems
 	add := func(path, format string, args ...any) {
-		ps = append(ps, Problem{File: c.File, Pos: c.at(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+		ps = append(ps, c.problem(path, fmt.Errorf(format, args...)))
 	}
 	if c.Server.Port < 0 || c.Server.Port > 65535 {
 		add("server.port", "%d is not a port: want 0 (any free port) to 65535", c.Server.Port)
@@ -378,107 +469,13 @@ func (c *Config) Validate(reg *engine.Registry, opts ...Option) error {
 	if len(c.Runners) == 0 {
 		add("runners", "no runners: add at least one")
 	}
-	methods := map[string][]engine.MethodSpec{}
-	names := map[string]bool{}
-	rcs := c.RunnerConfigs()
 	for i, r := range c.Runners {
-		p := fmt.Sprintf("runners[%d]", i)
-		checkName("runner", p, r.Name, names, add)
-		// 0 is how the engine hears "size the pool from resources", so a
-		// workers key the file spells out must be 1 or more.
-		if _, given := c.pos[p+".workers"]; r.Workers < 0 || r.Workers > engine.MaxWorkers || (r.Workers == 0 && given) {
-			add(p+".workers", "%d: want 1 to %d, or leave it out to size the pool from resources", r.Workers, engine.MaxWorkers)
-		}
-		if r.Resources.CPU < 0 {
-			add(p+".resources.cpu", "%v: want a positive number of cores", r.Resources.CPU)
-		}
-		if r.Resources.GPU < 0 {
-			add(p+".resources.nvidia.com/gpu", "%d: want 0 or more", r.Resources.GPU)
-		}
-		if r.Timeout < 0 {
-			add(p+".timeout", "%v: want a positive duration", r.Timeout)
-		}
-		checkBatching(rcs[i].Batching, p+".batching", add)
-		if err := c.resolve(i, o.models); err != nil {
-			add(p, "%v", err)
-			continue
-		}
-		r = c.Runners[i]
-		typ, err := reg.Lookup(r.runnable)
-		if err != nil {
-			add(p+".runnable", "%v", err)
-			continue
-		}
-		if typ.Validate != nil {
-			if err := typ.Validate(r.params); err != nil {
-				add(p+".init", "%v", err)
-			}
-		}
-		// The GPU count is checked against the machine when the engine
-		// applies the config; here only whether the runnable can use one.
-		if _, err := engine.PlanWorkers(typ, rcs[i], 1, placement.Visible{Count: 1 << 10}); err != nil && (r.Resources.GPU > 0 || len(r.Resources.GPUIDs) > 0) {
-			add(p+".resources", "%v", err)
-		}
-		specs, err := typ.MethodsFor(r.params)
-		if err != nil {
-			add(p+".init", "%v", err)
-			continue
-		}
-		methods[r.Name] = specs
-		for _, m := range keys(r.Methods) {
-			mp := p + ".methods." + m
-			spec, ok := findMethod(specs, m)
-			if !ok {
-				add(mp, "runnable %q has no method %q (methods: %s)", r.runnable, m, methodList(specs))
-				continue
-			}
-			if !spec.Batchable {
-				add(mp, "method %q is not batchable, so it has no batching to set", m)
-				continue
-			}
-			checkBatching(rcs[i].Methods[m], mp+".batching", add)
+		p := fmt.Sprintf("runners[%d].workers", i)
+		if _, given := c.pos[p]; given && r.Workers == 0 {
+			add(p, "0: want 1 to %d, or leave it out to size the pool from resources", engine.MaxWorkers)
 		}
 	}
-	apiNames := map[string]bool{}
-	for i, a := range c.APIs {
-		p := fmt.Sprintf("apis[%d]", i)
-		checkName("api", p, a.Name, apiNames, add)
-		in, errIn := engine.ParseIOKind(a.Input)
-		if errIn != nil {
-			add(p+".input", "%q: want json, text or ndarray", a.Input)
-		}
-		out, errOut := engine.ParseIOKind(a.Output)
-		if errOut != nil {
-			add(p+".output", "%q: want json, text or ndarray", a.Output)
-		}
-		specs, ok := methods[a.Runner]
-		if !ok {
-			if !names[a.Runner] {
-				add(p+".runner", "%q is not a runner in this config (runners: %s)", a.Runner, strings.Join(keys(names), ", "))
-			}
-			continue
-		}
-		spec, ok := findMethod(specs, a.Method)
-		if !ok {
-			add(p+".method", "runner %q has no method %q (methods: %s)", a.Runner, a.Method, methodList(specs))
-			continue
-		}
-		if errIn == nil && errOut == nil {
-			if err := engine.CheckAPI(engine.APISpec{Name: a.Name, Runner: a.Runner, Method: a.Method, Input: in, Output: out}, spec); err != nil {
-				add(p, "%v", err)
-			}
-		}
-	}
-	sort.SliceStable(ps, func(i, j int) bool {
-		if ps[i].Pos.Line != ps[j].Pos.Line {
-			return ps[i].Pos.Line < ps[j].Pos.Line
-		}
-		return ps[i].Pos.Column < ps[j].Pos.Column
-	})
-	if len(ps) > 0 {
-		return ps
-	}
-	return nil
+	return ps
 }
 
 // checkServerBounds reports server keys that would refuse everything or
@@ -503,38 +500,9 @@ func checkServerBounds(s Server, add func(path, format string, args ...any)) {
 	}
 }
 
-// checkName reports a missing, malformed or repeated name of a runner or api.
-func checkName(kind, path, name string, seen map[string]bool, add func(path, format string, args ...any)) {
-	switch {
-	case name == "":
-		add(path, "name: required")
-	case !engine.ValidName(name):
-		add(path+".name", "%q: use %s", name, names.Rule)
-	case seen[name]:
-		add(path+".name", "%q is used by another %s", name, kind)
-	}
-	seen[name] = true
-}
-
-func checkBatching(b batcher.Config, path string, add func(path, format string, args ...any)) {
-	if b.MaxBatchSize < 1 {
-		add(path+".max_batch_size", "%d: want at least 1", b.MaxBatchSize)
-	}
-	if b.MaxLatency < 0 {
-		add(path+".max_latency_ms", "%v: want 0 (no bound) or more", b.MaxLatency)
-	}
-	if b.BatchWait < 0 {
-		add(path+".batch_wait_ms", "%v: want 0 or more", b.BatchWait)
-	}
-	if b.MaxQueueSize < 0 {
-		add(path+".max_queue_size", "%d: want 0 (no bound) or more", b.MaxQueueSize)
-	}
-}
-
-// resolve decides what runner i runs: a registered runnable, a stored model
+// resolve decides what r runs: a registered runnable, a stored model
 // (through the resolver) or a worker process.
-func (c *Config) resolve(i int, models ModelResolver) error {
-	r := &c.Runners[i]
+func (r Runner) resolve(models ModelResolver) (runnable string, params engine.Params, err error) {
 	set := 0
 	for _, b := range []bool{r.Runnable != "", r.Model != "", r.Process != nil} {
 		if b {
@@ -543,56 +511,60 @@ func (c *Config) resolve(i int, models ModelResolver) error {
 	}
 	switch {
 	case set == 0:
-		return fmt.Errorf("say what it runs: runnable: (a registered runnable), model: (a stored model such as mlp:latest) or process: (a worker command)")
+		return "", nil, fmt.Errorf("say what it runs: runnable: (a registered runnable), model: (a stored model such as mlp:latest) or process: (a worker command)")
 	case set > 1:
-		return fmt.Errorf("runnable, model and process are alternatives: keep one")
+		return "", nil, fmt.Errorf("runnable, model and process are alternatives: keep one")
 	case r.Runnable != "":
-		r.runnable, r.params = r.Runnable, engine.Params(r.Init)
+		return r.Runnable, engine.Params(r.Init), nil
 	case r.Process != nil:
-		if len(r.Process.Command) == 0 {
-			return fmt.Errorf("process.command: required, e.g. [python3, samples/python/sentiment_worker.py]")
-		}
-		params := engine.Params{"command": r.Process.Command}
-		if len(r.Process.Env) > 0 {
-			env := map[string]any{}
-			for k, v := range r.Process.Env {
-				env[k] = v
-			}
-			params["env"] = env
-		}
-		if r.Process.Dir != "" {
-			params["dir"] = r.Process.Dir
-		}
-		if r.Process.HandshakeTimeout > 0 {
-			params["handshake_timeout_ms"] = r.Process.HandshakeTimeout.Milliseconds()
-		}
-		if len(r.Init) > 0 {
-			params["init"] = r.Init
-		}
-		r.runnable, r.params = "process", params
-	default:
-		if models == nil {
-			return fmt.Errorf("model %q: no model store is available here", r.Model)
-		}
-		runnable, params, err := models.ResolveModel(r.Model)
-		if err != nil {
-			return fmt.Errorf("model: %w", err)
-		}
-		// init tunes how the model runs (which output, batch dim…);
-		// where it lives is the store's business.
-		for k, v := range r.Init {
-			if k == "path" {
-				return fmt.Errorf("init.path: a stored model's file comes from the store (model %q): remove it", r.Model)
-			}
-			params[k] = v
-		}
-		r.runnable, r.params = runnable, params
-		// A new version behind the same tag must not look like an
-		// unchanged config.
-		sum := sha256.Sum256([]byte(c.Hash + r.Model + fmt.Sprint(params)))
-		c.Hash = hex.EncodeToString(sum[:])
+		return r.Process.params(r.Init)
 	}
-	return nil
+	return r.model(models)
+}
+
+// params are the process runnable's init params for p.
+func (p *Process) params(init map[string]any) (string, engine.Params, error) {
+	if len(p.Command) == 0 {
+		return "", nil, fmt.Errorf("process.command: required, e.g. [python3, samples/python/sentiment_worker.py]")
+	}
+	params := engine.Params{"command": p.Command}
+	if len(p.Env) > 0 {
+		env := map[string]any{}
+		for k, v := range p.Env {
+			env[k] = v
+		}
+		params["env"] = env
+	}
+	if p.Dir != "" {
+		params["dir"] = p.Dir
+	}
+	if p.HandshakeTimeout > 0 {
+		params["handshake_timeout_ms"] = p.HandshakeTimeout.Milliseconds()
+	}
+	if len(init) > 0 {
+		params["init"] = init
+	}
+	return "process", params, nil
+}
+
+// model asks the model store what runs r's model.
+func (r Runner) model(models ModelResolver) (string, engine.Params, error) {
+	if models == nil {
+		return "", nil, fmt.Errorf("model %q: no model store is available here", r.Model)
+	}
+	runnable, params, err := models.ResolveModel(r.Model)
+	if err != nil {
+		return "", nil, fmt.Errorf("model: %w", err)
+	}
+	// init tunes how the model runs (which output, batch dim…); where it
+	// lives is the store's business.
+	for k, v := range r.Init {
+		if k == "path" {
+			return "", nil, fmt.Errorf("init.path: a stored model's file comes from the store (model %q): remove it", r.Model)
+		}
+		params[k] = v
+	}
+	return runnable, params, nil
 }
 
 // at finds the position of path or of its nearest ancestor.
@@ -610,52 +582,35 @@ func (c *Config) at(path string) Pos {
 	return Pos{}
 }
 
-func findMethod(specs []engine.MethodSpec, name string) (engine.MethodSpec, bool) {
-	for _, s := range specs {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return engine.MethodSpec{}, false
-}
-
-func methodList(specs []engine.MethodSpec) string {
-	names := make([]string, len(specs))
-	for i, s := range specs {
-		names[i] = s.Name
-	}
-	return strings.Join(names, ", ")
-}
-
-// LoadAndValidate is Load, ApplyEnv and Validate in one step.
-func LoadAndValidate(path string, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
+// LoadAndValidate is Load, ApplyEnv and Check in one step.
+func LoadAndValidate(ctx context.Context, path string, eng *engine.Engine, getenv func(string) string, opts ...Option) (*Checked, error) {
 	c, err := Load(path)
 	if err != nil {
 		return nil, err
 	}
-	return c, c.finish(reg, getenv, opts)
+	return c.finish(ctx, eng, getenv, opts)
 }
 
-// ParseAndValidate is Parse, ApplyEnv and Validate in one step.
-func ParseAndValidate(file string, data []byte, reg *engine.Registry, getenv func(string) string, opts ...Option) (*Config, error) {
+// ParseAndValidate is Parse, ApplyEnv and Check in one step.
+func ParseAndValidate(ctx context.Context, file string, data []byte, eng *engine.Engine, getenv func(string) string, opts ...Option) (*Checked, error) {
 	c, err := Parse(file, data)
 	if err != nil {
 		return nil, err
 	}
-	return c, c.finish(reg, getenv, opts)
+	return c.finish(ctx, eng, getenv, opts)
 }
 
-func (c *Config) finish(reg *engine.Registry, getenv func(string) string, opts []Option) error {
+func (c *Config) finish(ctx context.Context, eng *engine.Engine, getenv func(string) string, opts []Option) (*Checked, error) {
 	if getenv != nil {
 		if err := c.ApplyEnv(getenv); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return c.Validate(reg, opts...)
+	return c.Check(ctx, eng, opts...)
 }
 
 // Effective renders the config with every default filled in, as YAML.
-func (c *Config) Effective() ([]byte, error) {
+func (c *Checked) Effective() ([]byte, error) {
 	type batchingOut struct {
 		Policy       string  `yaml:"policy"`
 		MaxBatchSize int     `yaml:"max_batch_size"`
@@ -701,11 +656,11 @@ func (c *Config) Effective() ([]byte, error) {
 	out.Server.Host, out.Server.Port = c.Server.Host, c.Server.Port
 	out.Server.BodyTimeout, out.Server.MaxInflightMB = c.Server.BodyTimeout.String(), c.Server.MaxInflightMB
 	out.Server.AllowedHosts, out.Server.AllowedOrigins = c.Server.AllowedHosts, c.Server.AllowedOrigins
-	for i, rc := range c.RunnerConfigs() {
+	for i, rc := range c.Plan.Config().Runners {
 		ro := runnerOut{
 			Name: rc.Name, Runnable: rc.Runnable, Init: c.Runners[i].Init, Workers: rc.Workers,
 			Resources: map[string]any{"cpu": rc.Resources.CPU, "nvidia.com/gpu": rc.Resources.GPU},
-			Batching:  conv(rc.Batching), Timeout: timeoutOrDefault(rc.Timeout).String(),
+			Batching:  conv(rc.Batching), Timeout: rc.Timeout.String(),
 		}
 		if len(rc.Methods) > 0 {
 			ro.Methods = map[string]methodOut{}
@@ -725,11 +680,4 @@ func (c *Config) Effective() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-func timeoutOrDefault(d time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return engine.DefaultTimeout
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -29,6 +30,16 @@ func registry(t testing.TB) *engine.Registry {
 }
 
 func noEnv(string) string { return "" }
+
+// checker is an engine that serves nothing, to check configs on.
+func checker(t testing.TB, reg *engine.Registry) *engine.Engine {
+	t.Helper()
+	eng, err := engine.New(engine.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
 
 func TestProblemsWithPositions(t *testing.T) {
 	cases := []struct {
@@ -116,10 +127,10 @@ runners:
 		{"syntax error", "runners: [\n", []string{`c.yaml: line 1: did not find expected node content`}},
 		{"empty", "", []string{`c.yaml: config is empty: it needs at least runners:`}},
 	}
-	reg := registry(t)
+	eng := checker(t, registry(t))
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseAndValidate("c.yaml", []byte(strings.TrimPrefix(c.yaml, "\n")), reg, noEnv)
+			_, err := ParseAndValidate(t.Context(), "c.yaml", []byte(strings.TrimPrefix(c.yaml, "\n")), eng, noEnv)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -131,8 +142,84 @@ runners:
 	}
 }
 
+// TestEnginePathsToPositions: the engine reports a problem at its path in
+// the config (runners[2]...), and the watcher finds that key in the file.
+func TestEnginePathsToPositions(t *testing.T) {
+	data := []byte(`runners:
+  - {name: a, runnable: sim}
+  - {name: b, runnable: sentiment}
+  - name: c
+    runnable: sim
+    timeout: -1s
+    workers_per_resource: -2
+    init:
+      fixd_ms: 1
+apis:
+  - {name: p, runner: c, method: predict, input: json, output: ndarray}
+`)
+	_, err := ParseAndValidate(t.Context(), "c.yaml", data, checker(t, registry(t)), noEnv)
+	want := []string{
+		`c.yaml:6:14: runners[2].timeout: -1s: want a positive duration, or leave it out for 1m0s`,
+		`c.yaml:7:27: runners[2].workers_per_resource: -2: want a positive number, or leave it out for one worker per GPU`,
+		`c.yaml:9:7: runners[2].init: init params: unknown field "fixd_ms"`,
+		`c.yaml:11:5: apis[0]: api "p": input json does not fit c.predict, which takes tensor float32[-1 -1] (use ndarray)`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Fatalf("got:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestCheckChangesNothing: checking a config (resolving it included) leaves
+// it as it was; what it resolves to is a value of its own.
+func TestCheckChangesNothing(t *testing.T) {
+	store := dirResolver{t.TempDir()}
+	os.MkdirAll(filepath.Join(store.dir, "mlp"), 0o755)
+	os.WriteFile(filepath.Join(store.dir, "mlp", "latest"), []byte("v3\n"), 0o644)
+	data := []byte(`runners:
+  - name: stored
+    model: mlp:latest
+    init: {per_row_ms: 0.5}
+  - name: sim
+    runnable: sim
+    batching: {max_batch_size: 8}
+    methods:
+      predict: {batching: {policy: fixed}}
+apis:
+  - {name: p, runner: sim, method: predict, input: ndarray, output: ndarray}
+`)
+	parse := func() *Config {
+		c, err := Parse("c.yaml", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := parse()
+	eng := checker(t, registry(t))
+	checked, err := c.Check(t.Context(), eng, WithModels(store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, parse()) {
+		t.Fatalf("Check changed the config:\n%+v", c)
+	}
+	if len(eng.Runners()) != 0 {
+		t.Fatal("Check started runners")
+	}
+	if checked.Hash == c.sum {
+		t.Fatal("the hash does not cover the model resolved")
+	}
+	rcs := checked.Plan.Config().Runners
+	if rcs[0].Runnable != "sim" || rcs[0].Params["fixed_ms"] != 3 || rcs[0].Params["per_row_ms"] != 0.5 {
+		t.Fatalf("stored model resolved to %s %v", rcs[0].Runnable, rcs[0].Params)
+	}
+	if c.Runners[0].Init["fixed_ms"] != nil {
+		t.Fatal("the store's params leaked into the file's init")
+	}
+}
+
 func TestDefaultsAndOverrides(t *testing.T) {
-	cfg, err := ParseAndValidate("c.yaml", []byte(`
+	cfg, err := ParseAndValidate(t.Context(), "c.yaml", []byte(`
 runners:
   - name: sim
     runnable: sim
@@ -140,14 +227,14 @@ runners:
     batching: {max_batch_size: 16, max_latency_ms: 30}
     methods:
       predict: {batching: {policy: fixed, batch_wait_ms: 1.5}}
-`), registry(t), func(k string) string { return map[string]string{"BENCHTOP_PORT": "4000"}[k] })
+`), checker(t, registry(t)), func(k string) string { return map[string]string{"BENCHTOP_PORT": "4000"}[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Server.Host != DefaultHost || cfg.Server.Port != 4000 || cfg.Server.BodyTimeout != 30*time.Second || cfg.Server.MaxInflightMB != 256 {
 		t.Fatalf("server %+v: want default host and bounds, env port", cfg.Server)
 	}
-	rc := cfg.RunnerConfigs()[0]
+	rc := cfg.Plan.Config().Runners[0]
 	want := batcher.Config{Policy: batcher.Fixed, MaxBatchSize: 16, MaxLatency: 30 * time.Millisecond, BatchWait: 1500 * time.Microsecond, MaxQueueSize: batcher.DefaultMaxQueueSize}
 	if rc.Methods["predict"] != want {
 		t.Fatalf("method batching %+v, want %+v (method over runner over defaults)", rc.Methods["predict"], want)
@@ -163,7 +250,7 @@ runners:
 }
 
 func TestServerKeys(t *testing.T) {
-	cfg, err := ParseAndValidate("c.yaml", []byte(`
+	cfg, err := ParseAndValidate(t.Context(), "c.yaml", []byte(`
 server:
   body_timeout: 2s
   max_inflight_mb: 8
@@ -171,7 +258,7 @@ server:
   allowed_origins: [https://app.example]
 runners:
   - {name: sim, runnable: sim}
-`), registry(t), noEnv)
+`), checker(t, registry(t)), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +289,10 @@ func TestShippedConfigsValidate(t *testing.T) {
 	withStore := WithModels(onnx.StoreResolver{Store: s})
 	reg.Register(onnx.Type(onnx.NewLibrary("/nonexistent")))
 	reg.Register(process.Type())
+	eng := checker(t, reg)
 	// The sample's worker command is relative to the repository root.
 	t.Chdir("..")
-	if _, err := ParseAndValidate(samples.ConfigName, samples.Config, reg, noEnv, withStore); err != nil {
+	if _, err := ParseAndValidate(t.Context(), samples.ConfigName, samples.Config, eng, noEnv, withStore); err != nil {
 		t.Fatalf("embedded sample config: %v", err)
 	}
 	block := regexp.MustCompile("(?s)```yaml\n(.*?)```")
@@ -218,7 +306,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 				continue // a fragment, not a whole config
 			}
 			name := filepath.Base(doc) + "#" + string(rune('1'+i))
-			if _, err := ParseAndValidate(name, m[1], reg, noEnv, withStore); err != nil {
+			if _, err := ParseAndValidate(t.Context(), name, m[1], eng, noEnv, withStore); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
 		}

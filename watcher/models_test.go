@@ -36,8 +36,8 @@ func TestRunnerKinds(t *testing.T) {
 	store := dirResolver{t.TempDir()}
 	os.MkdirAll(filepath.Join(store.dir, "mlp"), 0o755)
 	os.WriteFile(filepath.Join(store.dir, "mlp", "latest"), []byte("v1\n"), 0o644)
-	reg := registry(t)
-	cfg, err := ParseAndValidate("c.yaml", []byte(`
+	eng := checker(t, registry(t))
+	cfg, err := Parse("c.yaml", []byte(`
 runners:
   - name: stored
     model: mlp:latest
@@ -47,13 +47,20 @@ runners:
       env: {MODEL: small}
       dir: /srv
     init: {threshold: 0.5}
-`), reg, noEnv, WithModels(store))
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	// "process" is not registered in this test's registry: the process
 	// runner is refused, the stored model resolves.
-	if err == nil || !strings.Contains(err.Error(), `unknown runnable "process"`) {
+	if err := cfg.Validate(t.Context(), eng, WithModels(store)); err == nil || !strings.Contains(err.Error(), `unknown runnable "process"`) {
 		t.Fatalf("got %v", err)
 	}
-	rcs := cfg.RunnerConfigs()
+	res, err := cfg.Resolve(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcs := res.Engine.Runners
 	if rcs[0].Runnable != "sim" || rcs[0].Params["fixed_ms"] != 1 {
 		t.Fatalf("model runner resolved to %s %v", rcs[0].Runnable, rcs[0].Params)
 	}
@@ -71,7 +78,7 @@ runners:
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseAndValidate("c.yaml", []byte(c.yaml), reg, noEnv, WithModels(store))
+			_, err := ParseAndValidate(t.Context(), "c.yaml", []byte(c.yaml), eng, noEnv, WithModels(store))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want %q", err, c.want)
 			}

@@ -39,15 +39,7 @@ func SaveTweak(path string, t Tweak) error {
 	if len(root.Content) == 0 {
 		return fmt.Errorf("save to config %s: file is empty", path)
 	}
-	runners := lookup(root.Content[0], "runners")
-	var runner *yaml.Node
-	if runners != nil && runners.Kind == yaml.SequenceNode {
-		for _, r := range runners.Content {
-			if n := lookup(r, "name"); n != nil && n.Value == t.Runner {
-				runner = r
-			}
-		}
-	}
+	runner := findRunner(root.Content[0], t.Runner)
 	if runner == nil {
 		return fmt.Errorf("save to config %s: no runner named %q in the file", path, t.Runner)
 	}
@@ -55,29 +47,7 @@ func SaveTweak(path string, t Tweak) error {
 		set(runner, "workers", strconv.Itoa(t.Workers), "!!int")
 	}
 	if t.Batching != nil {
-		target := runner
-		if t.Method != "" {
-			if ms := lookup(runner, "methods"); ms != nil {
-				if m := lookup(ms, t.Method); m != nil && lookup(m, "batching") != nil {
-					target = m
-				}
-			}
-		}
-		b := lookup(target, "batching")
-		if b == nil || b.Kind != yaml.MappingNode {
-			b = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-			setNode(target, "batching", b)
-		}
-		c := t.Batching
-		set(b, "policy", c.Policy.String(), "!!str")
-		set(b, "max_batch_size", strconv.Itoa(c.MaxBatchSize), "!!int")
-		set(b, "max_latency_ms", ms(c.MaxLatency.Seconds()*1000), "")
-		if c.Policy == batcher.Fixed || lookup(b, "batch_wait_ms") != nil {
-			set(b, "batch_wait_ms", ms(c.BatchWait.Seconds()*1000), "")
-		}
-		if lookup(b, "max_queue_size") != nil || c.MaxQueueSize != batcher.DefaultMaxQueueSize {
-			set(b, "max_queue_size", strconv.Itoa(c.MaxQueueSize), "!!int")
-		}
+		setBatching(runner, t.Method, t.Batching)
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -89,6 +59,48 @@ func SaveTweak(path string, t Tweak) error {
 		return fmt.Errorf("save to config: %w", err)
 	}
 	return nil
+}
+
+// findRunner finds the runners: entry named name in the document doc.
+func findRunner(doc *yaml.Node, name string) *yaml.Node {
+	runners := lookup(doc, "runners")
+	var runner *yaml.Node
+	if runners != nil && runners.Kind == yaml.SequenceNode {
+		for _, r := range runners.Content {
+			if n := lookup(r, "name"); n != nil && n.Value == name {
+				runner = r
+			}
+		}
+	}
+	return runner
+}
+
+// setBatching writes c into the runner's batching, or into
+// methods.<method>.batching where the file already overrides it;
+// batch_wait_ms and max_queue_size only where they matter or are there.
+func setBatching(runner *yaml.Node, method string, c *batcher.Config) {
+	target := runner
+	if method != "" {
+		if ms := lookup(runner, "methods"); ms != nil {
+			if m := lookup(ms, method); m != nil && lookup(m, "batching") != nil {
+				target = m
+			}
+		}
+	}
+	b := lookup(target, "batching")
+	if b == nil || b.Kind != yaml.MappingNode {
+		b = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		setNode(target, "batching", b)
+	}
+	set(b, "policy", c.Policy.String(), "!!str")
+	set(b, "max_batch_size", strconv.Itoa(c.MaxBatchSize), "!!int")
+	set(b, "max_latency_ms", ms(c.MaxLatency.Seconds()*1000), "")
+	if c.Policy == batcher.Fixed || lookup(b, "batch_wait_ms") != nil {
+		set(b, "batch_wait_ms", ms(c.BatchWait.Seconds()*1000), "")
+	}
+	if lookup(b, "max_queue_size") != nil || c.MaxQueueSize != batcher.DefaultMaxQueueSize {
+		set(b, "max_queue_size", strconv.Itoa(c.MaxQueueSize), "!!int")
+	}
 }
 
 func ms(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }

@@ -46,7 +46,7 @@ type Reloader struct {
 	applyMu     sync.Mutex
 	mu          sync.Mutex
 	status      Status
-	current     *Config
+	current     *Checked
 	subscribers []chan<- Status
 }
 
@@ -128,7 +128,7 @@ func (r *Reloader) Status() Status {
 }
 
 // Current is the config being served (nil before the first apply).
-func (r *Reloader) Current() *Config {
+func (r *Reloader) Current() *Checked {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.current
@@ -162,7 +162,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	if r.models != nil {
 		opts = append(opts, WithModels(r.models))
 	}
-	cfg, err := ParseAndValidate(r.name, data, r.eng.Registry(), r.getenv, opts...)
+	cfg, err := ParseAndValidate(ctx, r.name, data, r.eng, r.getenv, opts...)
 	if err != nil {
 		return r.refused(err)
 	}
@@ -173,7 +173,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.ready)
 	defer cancel()
-	res, err := r.eng.Apply(ctx, cfg.RunnerConfigs(), cfg.APISpecs())
+	res, err := r.eng.Apply(ctx, cfg.Plan)
 	if err != nil {
 		return r.refused(fmt.Errorf("%s: not applied, the previous config keeps serving: %w", r.name, err))
 	}
@@ -200,7 +200,7 @@ func (r *Reloader) refused(err error) error {
 	return err
 }
 
-func (r *Reloader) finish(cfg *Config, changes []string, err error) {
+func (r *Reloader) finish(cfg *Checked, changes []string, err error) {
 	r.mu.Lock()
 	r.status.LastReload = time.Now()
 	r.status.OK = err == nil
@@ -250,27 +250,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", filepath.Dir(r.path), err)
 		}
 	}
-	// The model store is watched one level deep: its root (new models) and
-	// each model's folder, where `latest` is replaced on a new version.
-	watched := map[string]bool{}
-	watchTree := func(dir string) {
-		for _, d := range append([]string{dir}, subdirs(dir)...) {
-			if !watched[d] && w.Add(d) == nil {
-				watched[d] = true
-			}
-		}
-	}
-	for _, d := range modelDirs {
-		watchTree(d)
-	}
-	inModels := func(name string) bool {
-		for _, d := range modelDirs {
-			if strings.HasPrefix(name, filepath.Clean(d)+string(filepath.Separator)) {
-				return true
-			}
-		}
-		return false
-	}
+	store := newStoreWatch(w, modelDirs)
 	var timer *time.Timer
 	var fire <-chan time.Time
 	defer func() {
@@ -286,27 +266,9 @@ func (r *Reloader) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			name := filepath.Clean(ev.Name)
-			relevant := name == r.path && ev.Op != fsnotify.Chmod
-			if inModels(name) {
-				if ev.Op&fsnotify.Create != 0 && filepath.Dir(name) != name {
-					for _, d := range modelDirs {
-						if filepath.Dir(name) == filepath.Clean(d) {
-							watchTree(name)
-						}
-					}
-				}
-				relevant = filepath.Base(name) == "latest" || ev.Op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) != 0
+			if r.relevant(ev, store) {
+				timer, fire = rearm(timer, r.debounce)
 			}
-			if !relevant {
-				continue
-			}
-			if timer == nil {
-				timer = time.NewTimer(r.debounce)
-			} else {
-				timer.Reset(r.debounce)
-			}
-			fire = timer.C
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -315,6 +277,75 @@ func (r *Reloader) Run(ctx context.Context) error {
 		case <-fire:
 			fire = nil
 			_ = r.Reload(ctx) // the outcome is in Status, the events and the metrics
+		}
+	}
+}
+
+// relevant says whether ev may change what is served: the config file
+// written (not only its mode changed), or a model store changing.
+func (r *Reloader) relevant(ev fsnotify.Event, store *storeWatch) bool {
+	name := filepath.Clean(ev.Name)
+	if !store.contains(name) {
+		return name == r.path && ev.Op != fsnotify.Chmod
+	}
+	store.follow(name, ev.Op)
+	return filepath.Base(name) == "latest" || ev.Op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) != 0
+}
+
+// rearm starts the debounce timer, or restarts it.
+func rearm(t *time.Timer, d time.Duration) (*time.Timer, <-chan time.Time) {
+	if t == nil {
+		t = time.NewTimer(d)
+	} else {
+		t.Reset(d)
+	}
+	return t, t.C
+}
+
+// storeWatch watches the model stores one level deep: each root (new
+// models) and each model's folder, where `latest` is replaced on a new
+// version.
+type storeWatch struct {
+	w       *fsnotify.Watcher
+	roots   []string // cleaned
+	watched map[string]bool
+}
+
+func newStoreWatch(w *fsnotify.Watcher, roots []string) *storeWatch {
+	s := &storeWatch{w: w, watched: map[string]bool{}}
+	for _, d := range roots {
+		s.roots = append(s.roots, filepath.Clean(d))
+		s.watchTree(d)
+	}
+	return s
+}
+
+func (s *storeWatch) watchTree(dir string) {
+	for _, d := range append([]string{dir}, subdirs(dir)...) {
+		if !s.watched[d] && s.w.Add(d) == nil {
+			s.watched[d] = true
+		}
+	}
+}
+
+// contains says whether name lies inside a store.
+func (s *storeWatch) contains(name string) bool {
+	for _, d := range s.roots {
+		if strings.HasPrefix(name, d+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// follow watches a model's folder created in a store's root.
+func (s *storeWatch) follow(name string, op fsnotify.Op) {
+	if op&fsnotify.Create == 0 || filepath.Dir(name) == name {
+		return
+	}
+	for _, d := range s.roots {
+		if filepath.Dir(name) == d {
+			s.watchTree(name)
 		}
 	}
 }

@@ -271,11 +271,11 @@ runners:
 			t.Errorf("saved file lacks %q:\n%s", want, got)
 		}
 	}
-	cfg, err := ParseAndValidate(path, data, registry(t), noEnv)
+	cfg, err := ParseAndValidate(t.Context(), path, data, checker(t, registry(t)), noEnv)
 	if err != nil {
 		t.Fatalf("saved file no longer validates: %v\n%s", err, got)
 	}
-	rcs := cfg.RunnerConfigs()
+	rcs := cfg.Plan.Config().Runners
 	if rcs[0].Batching.MaxBatchSize != 64 || rcs[0].Workers != 3 || rcs[1].Methods["scores"].MaxBatchSize != 128 {
 		t.Fatalf("saved values not read back: %+v", rcs)
 	}

@@ -72,7 +72,7 @@ func startRunner(t testing.TB, e *engine.Engine, params engine.Params, workers, 
 
 func startRunnerWith(t testing.TB, e *engine.Engine, params engine.Params, workers int, bc batcher.Config) *engine.Runner {
 	t.Helper()
-	r, err := e.StartRunner(engine.RunnerConfig{Name: "mlp", Runnable: onnx.TypeName, Params: params, Workers: workers, Batching: bc})
+	r, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "mlp", Runnable: onnx.TypeName, Params: params, Workers: workers, Batching: bc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,17 +441,17 @@ func TestModelsItCannotServe(t *testing.T) {
 	typ := onnx.Type(onnx.Locate())
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := typ.MethodsFor(c.params)
+			_, err := typ.MethodsFor(t.Context(), c.params)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want an error about %q", err, c.want)
 			}
-			if err := typ.Validate(c.params); err == nil {
+			if err := typ.Validate(t.Context(), c.params); err == nil {
 				t.Fatal("Validate passed it")
 			}
 		})
 	}
 	// The same fixed-batch model serves one request per call when told.
-	ms, err := typ.MethodsFor(engine.Params{"path": modelFile(t, fixed), "batchable": false, "method": "predict"})
+	ms, err := typ.MethodsFor(t.Context(), engine.Params{"path": modelFile(t, fixed), "batchable": false, "method": "predict"})
 	if err != nil || ms[0].Batchable || ms[0].Name != "predict" {
 		t.Fatalf("batchable: false: %+v, %v", ms, err)
 	}
@@ -477,7 +477,7 @@ func TestNoLibrary(t *testing.T) {
 	missing := onnx.NewLibrary(filepath.Join(t.TempDir(), "libonnxruntime.so.1"))
 	typ := onnx.Type(missing)
 	params := engine.Params{"path": modelFile(t, models.Small().ONNX)}
-	if _, err := typ.MethodsFor(params); err != nil {
+	if _, err := typ.MethodsFor(t.Context(), params); err != nil {
 		t.Fatalf("describe needs no runtime: %v", err)
 	}
 	_, err := typ.New(context.Background(), engine.Env{Params: params, Threads: 1})

@@ -21,14 +21,14 @@ func Type(lib *Library) *engine.RunnableType {
 	return &engine.RunnableType{
 		Name: TypeName,
 		Doc:  "an ONNX model on ONNX Runtime; init: {path: model.onnx} or model: name:version from the store",
-		Describe: func(p engine.Params) ([]engine.MethodSpec, error) {
+		Describe: func(_ context.Context, p engine.Params) ([]engine.MethodSpec, error) {
 			info, err := describe(p)
 			if err != nil {
 				return nil, err
 			}
 			return []engine.MethodSpec{info.spec}, nil
 		},
-		Validate: func(p engine.Params) error {
+		Validate: func(_ context.Context, p engine.Params) error {
 			_, err := describe(p)
 			return err
 		},

@@ -73,27 +73,7 @@ func TestProtocolDocExamples(t *testing.T) {
 			t.Errorf("doc\n%x\nwant\n%x", ex["HELLO"], want)
 		}
 	})
-	t.Run("READY", func(t *testing.T) {
-		var r readyMsg
-		if err := decodeStrict(ex["READY"], &r); err != nil {
-			t.Fatal(err)
-		}
-		specs, err := specsFromReady(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, s := range specs {
-			got = append(got, s.Name+": "+signature(s))
-		}
-		want := []string{
-			"is_positive: text → json, not batchable",
-			"scores: tensor string[-1] → tensor float32[-1], batchable along dim 0 → 0",
-		}
-		if strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("got %q, want %q", got, want)
-		}
-	})
+	t.Run("READY", func(t *testing.T) { checkDocReady(t, ex["READY"]) })
 	t.Run("CALL", func(t *testing.T) {
 		want, err := appendCall(nil, 7, "double", f32(1, 2, 3, 4))
 		if err != nil {
@@ -114,17 +94,7 @@ func TestProtocolDocExamples(t *testing.T) {
 			t.Errorf("value %v %v, %v", v, v.Tensor().Float32s(), err)
 		}
 	})
-	t.Run("ERROR", func(t *testing.T) {
-		b := ex["ERROR"]
-		h, err := parseHeader(b[:headerSize])
-		if err != nil || h.typ != msgError || h.id != 8 {
-			t.Fatalf("header %+v, %v", h, err)
-		}
-		var em errorMsg
-		if err := decodeStrict(b[headerSize:], &em); err != nil || !em.InvalidInput || em.Message == "" {
-			t.Errorf("got %+v, %v", em, err)
-		}
-	})
+	t.Run("ERROR", func(t *testing.T) { checkDocError(t, ex["ERROR"]) })
 	t.Run("SHUTDOWN", func(t *testing.T) {
 		if want := appendHeader(nil, msgShutdown, 0, 0); !bytes.Equal(ex["SHUTDOWN"], want) {
 			t.Errorf("doc %x, want %x", ex["SHUTDOWN"], want)
@@ -143,5 +113,40 @@ func TestProtocolDocExamples(t *testing.T) {
 				t.Errorf("doc %x, want %x", ex[name], want)
 			}
 		})
+	}
+}
+
+// checkDocReady: the READY example declares the methods the doc says.
+func checkDocReady(t *testing.T, b []byte) {
+	var r readyMsg
+	if err := decodeStrict(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	specs, err := specsFromReady(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range specs {
+		got = append(got, s.Name+": "+signature(s))
+	}
+	want := []string{
+		"is_positive: text → json, not batchable",
+		"scores: tensor string[-1] → tensor float32[-1], batchable along dim 0 → 0",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// checkDocError: the ERROR example answers call 8 as an invalid input.
+func checkDocError(t *testing.T, b []byte) {
+	h, err := parseHeader(b[:headerSize])
+	if err != nil || h.typ != msgError || h.id != 8 {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	var em errorMsg
+	if err := decodeStrict(b[headerSize:], &em); err != nil || !em.InvalidInput || em.Message == "" {
+		t.Errorf("got %+v, %v", em, err)
 	}
 }

@@ -110,7 +110,7 @@ func startRunner(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engin
 	if cfg.Batching == (batcher.Config{}) {
 		cfg.Batching = batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 64, MaxQueueSize: 100000}
 	}
-	r, err := e.StartRunner(cfg)
+	r, err := e.StartRunner(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func startRunner(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engin
 // probe the engine always runs first.
 func newWorker(t testing.TB, typ *engine.RunnableType, p engine.Params, env engine.Env) *worker {
 	t.Helper()
-	if _, err := typ.Describe(p); err != nil {
+	if _, err := typ.Describe(t.Context(), p); err != nil {
 		t.Fatal(err)
 	}
 	env.Params = p

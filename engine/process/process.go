@@ -36,7 +36,7 @@ func newType(h hooks) *engine.RunnableType {
 		Name:     "process",
 		Doc:      "runs worker processes (e.g. Python) that speak the benchtop worker protocol; methods come from the worker's handshake",
 		Describe: r.describe,
-		Validate: func(p engine.Params) error {
+		Validate: func(_ context.Context, p engine.Params) error {
 			_, err := ParseParams(p)
 			return err
 		},
@@ -65,14 +65,16 @@ type described struct {
 }
 
 // describeReuse is how long a probe's answer is reused for the same params
-// and unchanged files: one config reload asks for the methods three times
-// (check, apply, start), and a probe can cost seconds of imports.
+// and unchanged files: a probe can cost seconds of imports, and reloads come
+// in bursts (an editor's saves, a model store changing).
 const describeReuse = 10 * time.Second
 
 // maxDescribed bounds the cache; it only grows with distinct configs.
 const maxDescribed = 256
 
-func (r *runnable) describe(params engine.Params) ([]engine.MethodSpec, error) {
+// describe starts a worker to read its methods (a probe) and stops it. ctx
+// ends the probe early; the handshake timeout bounds it too.
+func (r *runnable) describe(ctx context.Context, params engine.Params) ([]engine.MethodSpec, error) {
 	p, err := ParseParams(params)
 	if err != nil {
 		return nil, err
@@ -84,8 +86,6 @@ func (r *runnable) describe(params engine.Params) ([]engine.MethodSpec, error) {
 	if ok && d.fingerprint == fp && time.Since(d.at) < describeReuse {
 		return slices.Clone(d.specs), nil
 	}
-	// The handshake timeout bounds the probe; there is no caller to cancel it.
-	ctx := context.Background()
 	hello := helloMsg{Protocol: protocolVersion, Probe: true, Worker: -1, Threads: 1, GPUs: []int{}, Init: initOf(p)}
 	c, specs, err := r.start(ctx, p, hello, engine.Env{Threads: 1}, discardLogger())
 	if err != nil {

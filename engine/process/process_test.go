@@ -26,7 +26,7 @@ import (
 
 func TestDescribeReadsTheWorkersMethods(t *testing.T) {
 	typ, _ := testType()
-	specs, err := typ.Describe(params(t, "worker.py", nil))
+	specs, err := typ.Describe(t.Context(), params(t, "worker.py", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestGarbageOnStdout(t *testing.T) {
 	})
 	t.Run("before the handshake", func(t *testing.T) {
 		typ, _ := testType()
-		_, err := typ.Describe(params(t, "raw_worker.py", map[string]any{"banner": true}))
+		_, err := typ.Describe(t.Context(), params(t, "raw_worker.py", map[string]any{"banner": true}))
 		if err == nil || !strings.Contains(err.Error(), `wrote "Loading the model, please wait...\n"`) || !strings.Contains(err.Error(), "stdout, which is reserved") {
 			t.Fatalf("error %v, want one quoting the banner and saying stdout is reserved", err)
 		}
@@ -409,7 +409,7 @@ func TestGarbageOnStdout(t *testing.T) {
 func TestHandshakeThatLies(t *testing.T) {
 	typ, _ := testType()
 	p := params(t, "raw_worker.py", map[string]any{"lie": true})
-	specs, err := typ.Describe(p)
+	specs, err := typ.Describe(t.Context(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestHandshakeThatLies(t *testing.T) {
 func TestWorkerThatFailsToStart(t *testing.T) {
 	typ, ps := testType()
 	t.Run("exits before its handshake", func(t *testing.T) {
-		_, err := typ.Describe(params(t, "exit_at_start.py", nil))
+		_, err := typ.Describe(t.Context(), params(t, "exit_at_start.py", nil))
 		for _, want := range []string{"exited before its handshake (exit status 3)", "fatal: CUDA driver not found"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("error %v does not say %q", err, want)
@@ -439,7 +439,7 @@ func TestWorkerThatFailsToStart(t *testing.T) {
 	})
 	t.Run("exits after the probe", func(t *testing.T) {
 		p := params(t, "raw_worker.py", map[string]any{"exit_at_init": true})
-		if _, err := typ.Describe(p); err != nil {
+		if _, err := typ.Describe(t.Context(), p); err != nil {
 			t.Fatal(err)
 		}
 		_, err := typ.New(context.Background(), engine.Env{Params: p})
@@ -451,7 +451,7 @@ func TestWorkerThatFailsToStart(t *testing.T) {
 	})
 	t.Run("init raises", func(t *testing.T) {
 		p := params(t, "worker.py", map[string]any{"fail_init": true})
-		if _, err := typ.Describe(p); err != nil {
+		if _, err := typ.Describe(t.Context(), p); err != nil {
 			t.Fatal(err)
 		}
 		_, err := typ.New(context.Background(), engine.Env{Params: p})
@@ -463,7 +463,7 @@ func TestWorkerThatFailsToStart(t *testing.T) {
 	})
 	t.Run("unknown init param", func(t *testing.T) {
 		p := params(t, "worker.py", map[string]any{"treshold": 0.5})
-		if _, err := typ.Describe(p); err != nil {
+		if _, err := typ.Describe(t.Context(), p); err != nil {
 			t.Fatal(err)
 		}
 		_, err := typ.New(context.Background(), engine.Env{Params: p})
@@ -473,7 +473,7 @@ func TestWorkerThatFailsToStart(t *testing.T) {
 	})
 	t.Run("never answers", func(t *testing.T) {
 		p := engine.Params{"command": []any{python(t), "-c", "import time; time.sleep(60)"}, "handshake_timeout_ms": 300}
-		_, err := typ.Describe(p)
+		_, err := typ.Describe(t.Context(), p)
 		if err == nil || !strings.Contains(err.Error(), "did not answer its handshake within 300ms") {
 			t.Errorf("error %v, want a handshake timeout", err)
 		}
@@ -481,6 +481,31 @@ func TestWorkerThatFailsToStart(t *testing.T) {
 	for _, pid := range ps.all() {
 		if !gone(pid) {
 			t.Errorf("worker %d that failed to start was not reaped", pid)
+		}
+	}
+}
+
+// TestProbeStopsWithItsContext: a config check or reload that gives up ends
+// the probe's worker with it, instead of waiting out the handshake timeout.
+func TestProbeStopsWithItsContext(t *testing.T) {
+	typ, ps := testType()
+	p := engine.Params{"command": []any{python(t), "-c", "import time; time.sleep(60)"}, "handshake_timeout_ms": 30000}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := typ.Describe(ctx, p)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the context's end", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the probe took %v: it waited for its handshake timeout, not its context", took)
+	}
+	if len(ps.all()) != 1 {
+		t.Fatalf("started %d processes, want the one probe", len(ps.all()))
+	}
+	for _, pid := range ps.all() {
+		if !gone(pid) {
+			t.Errorf("probe %d outlived its context", pid)
 		}
 	}
 }
@@ -549,7 +574,7 @@ func TestNoProcessOutlivesClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := e.StartRunner(engine.RunnerConfig{Name: "py", Runnable: "process", Params: params(t, "worker.py", nil), Workers: 3})
+	r, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "py", Runnable: "process", Params: params(t, "worker.py", nil), Workers: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -645,7 +670,7 @@ func TestHelperBenchtop(t *testing.T) {
 		"env":     map[string]any{"PYTHONPATH": sdk},
 	}
 	typ := Type()
-	if _, err := typ.Describe(p); err != nil {
+	if _, err := typ.Describe(t.Context(), p); err != nil {
 		t.Fatal(err)
 	}
 	inst, err := typ.New(context.Background(), engine.Env{Params: p})
@@ -736,7 +761,7 @@ func TestDescribeReusesAFreshProbe(t *testing.T) {
 	typ, ps := testType()
 	p := params(t, script, nil)
 	for range 3 {
-		if _, err := typ.Describe(p); err != nil {
+		if _, err := typ.Describe(t.Context(), p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -748,7 +773,7 @@ func TestDescribeReusesAFreshProbe(t *testing.T) {
 	if err := os.Chtimes(script, later, later); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := typ.Describe(p); err != nil {
+	if _, err := typ.Describe(t.Context(), p); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(ps.all()); n != 2 {

@@ -242,6 +242,11 @@ func decodeValue(b []byte) (tensor.Value, error) {
 	default:
 		return tensor.Value{}, fmt.Errorf("value has kind %d, want 1 (tensor), 2 (text) or 3 (json)", kind)
 	}
+	return decodeTensor(code, rank, b[valueHeaderSize:])
+}
+
+// decodeTensor decodes a tensor's dims and data (body), as decodeValue.
+func decodeTensor(code byte, rank int, body []byte) (engine.Value, error) {
 	if int(code) >= len(wireDTypes) || code == 0 {
 		return tensor.Value{}, fmt.Errorf("tensor has dtype code %d, want 1 to %d", code, len(wireDTypes)-1)
 	}
@@ -249,7 +254,6 @@ func decodeValue(b []byte) (tensor.Value, error) {
 	if rank > maxRank {
 		return tensor.Value{}, fmt.Errorf("tensor has %d dims, the protocol carries at most %d", rank, maxRank)
 	}
-	body := b[valueHeaderSize:]
 	if len(body) < 8*rank {
 		return tensor.Value{}, fmt.Errorf("tensor of rank %d needs %d bytes of dims, the value has %d", rank, 8*rank, len(body))
 	}
