@@ -246,7 +246,7 @@ func decodeValue(b []byte) (tensor.Value, error) {
 }
 
 // decodeTensor decodes a tensor's dims and data (body), as decodeValue.
-func decodeTensor(code byte, rank int, body []byte) (engine.Value, error) {
+func decodeTensor(code byte, rank int, body []byte) (tensor.Value, error) {
 	if int(code) >= len(wireDTypes) || code == 0 {
 		return tensor.Value{}, fmt.Errorf("tensor has dtype code %d, want 1 to %d", code, len(wireDTypes)-1)
 	}
