@@ -677,7 +677,7 @@ func (r *Runner) runWorker(w *worker) {
 		}
 		r.startErr = nil
 		w.ready = true
-		if p, ok := inst.(interface{ PID() int }); ok {
+		if p, ok := inst.(PIDReporter); ok {
 			w.pid = p.PID()
 		}
 		r.setReadyLocked(r.ready + 1)
@@ -776,7 +776,7 @@ func (r *Runner) serve(w *worker, inst Instance) outcome {
 	// killed while idle (the OOM killer, a stray kill) is replaced before
 	// a batch is lost to it.
 	var died <-chan struct{}
-	if d, ok := inst.(interface{ Done() <-chan struct{} }); ok {
+	if d, ok := inst.(ExitNotifier); ok {
 		died = d.Done()
 	}
 	for {
