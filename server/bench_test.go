@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server"
 	"github.com/benchtop/benchtop/server/codec"
@@ -39,13 +39,8 @@ const simIdeal = 64 / 0.0084 // rows/s: 64 rows per 2 ms + 64 × 0.1 ms
 
 func benchServer(b *testing.B) string {
 	b.Helper()
-	reg := engine.NewRegistry()
-	registerSamples(b, reg)
-	eng, err := engine.New(engine.Options{Registry: reg})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := watcher.ParseAndValidate("bench.yaml", []byte(benchConfig), reg, func(string) string { return "" })
+	eng := enginetest.New(b, enginetest.Options{Samples: true})
+	cfg, err := watcher.ParseAndValidate("bench.yaml", []byte(benchConfig), eng.Registry(), func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,7 +52,7 @@ func benchServer(b *testing.B) string {
 		b.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
-	b.Cleanup(func() { ts.Close(); eng.Close(b.Context()) })
+	b.Cleanup(ts.Close) // before the engine closes
 	return ts.URL
 }
 
@@ -179,12 +174,5 @@ func BenchmarkEchoAPIVsBareHandler(b *testing.B) {
 		b.ReportMetric(apiRate, "api_req/s")
 		b.ReportMetric(apiRate/bareRate, "api/bare")
 		b.ReportMetric(float64(e1+e2), "errors")
-	}
-}
-
-func registerSamples(b *testing.B, reg *engine.Registry) {
-	b.Helper()
-	if err := samplesRegister(reg); err != nil {
-		b.Fatal(fmt.Errorf("register samples: %w", err))
 	}
 }

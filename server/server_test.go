@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/benchtop/benchtop/engine"
-	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/server"
 	"github.com/benchtop/benchtop/watcher"
 )
@@ -73,20 +73,13 @@ func newFixture(t *testing.T, opts server.Options) *fixture {
 // newFixtureConfig serves config with httptest (see serveReal for Serve).
 func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture {
 	t.Helper()
-	reg := engine.NewRegistry()
-	if err := samples.Register(reg); err != nil {
-		t.Fatal(err)
-	}
 	// One registry, as main has: the engine's metrics and the server's.
 	prom := prometheus.NewPedanticRegistry()
-	eng, err := engine.New(engine.Options{Registry: reg, Registerer: prom})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{Registerer: prom}})
 	if opts.Registerer == nil && opts.Gatherer == nil {
 		opts.Registerer, opts.Gatherer = prom, prom
 	}
-	cfg, err := watcher.ParseAndValidate("test.yaml", []byte(config), reg, func(string) string { return "" })
+	cfg, err := watcher.ParseAndValidate("test.yaml", []byte(config), eng.Registry(), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,12 +93,7 @@ func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		eng.Close(ctx)
-	})
+	t.Cleanup(ts.Close) // before the engine closes
 	return &fixture{t: t, eng: eng, srv: srv, url: ts.URL}
 }
 
@@ -442,5 +430,3 @@ func TestConcurrentHTTPCallersGetTheirOwnRows(t *testing.T) {
 	}
 	wg.Wait()
 }
-
-var samplesRegister = samples.Register
