@@ -436,6 +436,9 @@ func TestResizeAndRetuneUnderLoad(t *testing.T) {
 			}
 		})
 	}
+	// Each setting serves 200 requests before the next: steps at points of
+	// progress, not of time, so that they land while traffic flows
+	// whatever the machine's load.
 	policies := []batcher.Policy{batcher.Fixed, batcher.None, batcher.Adaptive}
 	for step := range 30 {
 		if err := r.SetWorkers(1 + step%4); err != nil {
@@ -446,7 +449,8 @@ func TestResizeAndRetuneUnderLoad(t *testing.T) {
 		if err := r.SetBatching("predict", c); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		target := done.Load() + 200
+		waitFor(t, func() bool { return done.Load() >= target })
 	}
 	stop()
 	wg.Wait()

@@ -237,8 +237,15 @@ func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
 	f := newFixture(t, server.Options{})
 	// Occupy the only worker of "busy", then queue a request and hang up.
+	r, _ := f.eng.Runner("busy")
 	go f.do("POST", "/busy", "application/json", `[[1]]`)
-	time.Sleep(5 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats(engine.StatsOptions{}).Methods[0].Queue.InFlight == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never ran")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", f.url+"/busy", strings.NewReader(`[[2]]`))
 	done := make(chan struct{})
@@ -248,8 +255,6 @@ func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	r, _ := f.eng.Runner("busy")
-	deadline := time.Now().Add(5 * time.Second)
 	for r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("request never queued")
