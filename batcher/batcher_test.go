@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/benchtop/benchtop/batcher/batchertest"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -16,7 +18,7 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // harness collects dispatched batches and rejections under a fake clock.
 type harness struct {
 	t        *testing.T
-	clock    *FakeClock
+	clock    *batchertest.Clock
 	b        *Batcher[int]
 	mu       sync.Mutex
 	batches  []*Batch[int]
@@ -24,7 +26,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, slots int) *harness {
-	h := &harness{t: t, clock: NewFakeClock(t0), rejected: map[int]error{}}
+	h := &harness{t: t, clock: batchertest.NewClock(t0), rejected: map[int]error{}}
 	h.b = New(Options[int]{
 		Clock: h.clock,
 		Slots: slots,

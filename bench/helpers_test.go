@@ -11,7 +11,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
-	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/server"
 )
 
@@ -30,19 +30,7 @@ func simEngine(t *testing.T, cfg batcher.Config) *engine.Engine {
 // simEngineOn is simEngine with its metrics on prom.
 func simEngineOn(t *testing.T, cfg batcher.Config, prom prometheus.Registerer) *engine.Engine {
 	t.Helper()
-	reg := engine.NewRegistry()
-	if err := samples.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.New(engine.Options{Registry: reg, Registerer: prom})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		eng.Close(ctx)
-	})
+	eng := enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{Registerer: prom}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	plan, err := eng.Plan(ctx, engine.Config{Runners: []engine.RunnerConfig{{

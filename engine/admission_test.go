@@ -13,6 +13,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 )
 
@@ -21,7 +22,7 @@ import (
 // never a neighbour's concat error (issue 12, item 2).
 func TestRowsOfDifferentWidthsNeverFailEachOther(t *testing.T) {
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{
+	r := enginetest.Start(t, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 1,
 		Params:   engine.Params{"fixed_ms": 1, "per_row_ms": 0},
 		Batching: batching(batcher.Adaptive, 64, 0),
@@ -97,7 +98,7 @@ func (slowOnce) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Val
 func TestSlowRequestsDoNotLockAMethodOut(t *testing.T) {
 	prom := prometheus.NewPedanticRegistry()
 	e := newEngineOn(t, prom, slowType())
-	r := start(t, e, engine.RunnerConfig{Name: "slow", Runnable: "slow", Workers: 1, Batching: batching(batcher.Adaptive, 8, 100*time.Millisecond)})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "slow", Runnable: "slow", Workers: 1, Batching: batching(batcher.Adaptive, 8, 100*time.Millisecond)})
 	ctx := context.Background()
 	for range 4 {
 		if _, err := r.Run(ctx, "run", one(300)); err != nil {
@@ -160,7 +161,7 @@ func TestSlowRequestsDoNotLockAMethodOut(t *testing.T) {
 // it is refused at once, instead of holding the worker for 13 s (item 3).
 func TestWholeRequestIsPricedAndRefusedAtOnce(t *testing.T) {
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{
+	r := enginetest.Start(t, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 1,
 		Params:   engine.Params{"fixed_ms": 2, "per_row_ms": 0.1},
 		Batching: batching(batcher.Adaptive, 64, 100*time.Millisecond),
@@ -215,7 +216,7 @@ func TestFailedChunkWithdrawsTheRest(t *testing.T) {
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return failingChunk{&ran}, nil },
 	}
 	e := newEngine(t, typ)
-	r := start(t, e, engine.RunnerConfig{Name: "c", Runnable: "chunky", Workers: 1, Batching: batching(batcher.Adaptive, 10, 0)})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "c", Runnable: "chunky", Workers: 1, Batching: batching(batcher.Adaptive, 10, 0)})
 	data := make([]float32, 1000)
 	data[5] = -1 // in the first chunk
 	tt, err := tensor.NewTensor([]int{1000, 1}, data)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 )
 
 // The reference workload of the issue: sim at 2 ms + 0.1 ms per row, max
@@ -24,7 +25,7 @@ const (
 )
 
 func simRunner(b *testing.B, e *engine.Engine, c batcher.Config) *engine.Runner {
-	return start(b, e, engine.RunnerConfig{
+	return enginetest.Start(b, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 1,
 		Params:   engine.Params{"fixed_ms": 2, "per_row_ms": 0.1},
 		Batching: c,
@@ -123,7 +124,7 @@ func BenchmarkEngineOverhead(b *testing.B) {
 	for _, callers := range []int{1, 256} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			e := newEngine(b)
-			r := start(b, e, engine.RunnerConfig{Name: "echo", Runnable: "echo", Workers: 1, Batching: batching(batcher.Adaptive, 64, 0)})
+			r := enginetest.Start(b, e, engine.RunnerConfig{Name: "echo", Runnable: "echo", Workers: 1, Batching: batching(batcher.Adaptive, 64, 0)})
 			in := rowsTensor(b, 1, 1, 4)
 			b.ReportAllocs()
 			rate := closedLoop(b, callers, func(int) error {

@@ -12,17 +12,6 @@ import (
 	"github.com/benchtop/benchtop/engine/tensor"
 )
 
-// Caller is what both a Runner and a Local offer: code written against it
-// runs the same with or without the engine.
-type Caller interface {
-	Run(ctx context.Context, method string, in tensor.Value) (tensor.Value, error)
-}
-
-var (
-	_ Caller = (*Runner)(nil)
-	_ Caller = (*Local)(nil)
-)
-
 // Local runs one instance of a runnable in the caller's goroutine: no queue,
 // no batching, no workers — BentoML's init_local, for tests, notebooks and
 // library users who want the runnable's logic alone. Calls are serialised,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 )
 
@@ -38,9 +39,9 @@ func labelsOf(m *dto.Metric) map[string]string {
 func TestMetricsExposition(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	e := newEngineOn(t, reg)
-	sim := start(t, e, engine.RunnerConfig{Name: "sim", Runnable: "sim", Workers: 1, Params: engine.Params{"fixed_ms": 0, "per_row_ms": 0}, Batching: batching(batcher.Adaptive, 1, 0)})
-	lenient := start(t, e, engine.RunnerConfig{Name: "sentiment", Runnable: "sentiment", Workers: 2})
-	strict := start(t, e, engine.RunnerConfig{Name: "strict", Runnable: "sentiment", Workers: 1, Params: engine.Params{"threshold": 0.6}})
+	sim := enginetest.Start(t, e, engine.RunnerConfig{Name: "sim", Runnable: "sim", Workers: 1, Params: engine.Params{"fixed_ms": 0, "per_row_ms": 0}, Batching: batching(batcher.Adaptive, 1, 0)})
+	lenient := enginetest.Start(t, e, engine.RunnerConfig{Name: "sentiment", Runnable: "sentiment", Workers: 2})
+	strict := enginetest.Start(t, e, engine.RunnerConfig{Name: "strict", Runnable: "sentiment", Workers: 1, Params: engine.Params{"threshold": 0.6}})
 	ctx := context.Background()
 	for i := range 5 {
 		if _, err := sim.Run(ctx, "predict", rowsTensor(t, i, 1, 2)); err != nil {

@@ -94,9 +94,41 @@ type Instance interface {
 	Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error)
 }
 
-// Closer is implemented by instances that hold resources (sessions, files).
+// An Instance may implement the optional interfaces below; the engine looks
+// for each with a type assertion. An implementation says so at compile
+// time, beside its type: var _ engine.Closer = (*session)(nil).
+
+// Closer is implemented by instances that hold resources (sessions, files,
+// processes). A runner's worker calls Close once, from its own goroutine,
+// after the instance's last Call has returned — when the worker retires,
+// crashes or is replaced, or its runner closes — and also on an instance
+// that finished starting after its worker was retired. Close must release
+// everything even when the instance is broken (a crashed process, a failed
+// call); the engine ignores its error and recovers its panic. Local.Close
+// calls it whenever its own caller closes the Local.
 type Closer interface {
 	Close() error
+}
+
+// PIDReporter is implemented by instances backed by an operating-system
+// process (a worker child). PID is that process's id, shown in a runner's
+// stats (WorkerInfo.PID), the workbench, the v2 API and the GPU panel. The
+// engine reads it once, when the worker becomes ready, so it must not block
+// and must not change over the instance's life.
+type PIDReporter interface {
+	PID() int
+}
+
+// ExitNotifier is implemented by instances that can stop being able to
+// serve between calls, on their own (a worker process killed by the OOM
+// killer or a stray signal). Done returns a channel that is closed when that
+// happens; the engine calls it once, after New, and watches the channel
+// while the worker waits for work, so that a dead instance is replaced
+// before a batch is lost to it. The channel may also close after Close.
+// A death during a Call is reported by that Call instead, with an error
+// wrapping ErrWorkerCrashed.
+type ExitNotifier interface {
+	Done() <-chan struct{}
 }
 
 // Env is what a new instance learns about where it runs.

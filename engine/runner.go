@@ -30,11 +30,11 @@ type Runner struct {
 	work    chan *batcher.Batch[*call]
 	custom  *runnerRegisterer
 
-	// lifetime ends when the runner closes; it is the parent of every
-	// instance-creation and execution context, so closing aborts them.
-	lifetime context.Context
-	stop     context.CancelFunc
-	wg       sync.WaitGroup // every worker goroutine, abandoned ones too
+	// stopped is closed when the runner closes. Each worker hands its
+	// instance (New, Call) a context that ends with it, so closing aborts
+	// them.
+	stopped chan struct{}
+	wg      sync.WaitGroup // every worker goroutine, abandoned ones too
 
 	mu       sync.Mutex
 	cfg      RunnerConfig
@@ -164,6 +164,7 @@ func newRunner(deps runnerDeps, pr plannedRunner, custom *runnerRegisterer) (*Ru
 		workers:   map[int]*worker{},
 		readyCh:   make(chan struct{}),
 		startedCh: make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	r.b = batcher.New(batcher.Options[*call]{
 		Dispatch: func(bt *batcher.Batch[*call]) { r.work <- bt },
@@ -186,7 +187,6 @@ func newRunner(deps runnerDeps, pr plannedRunner, custom *runnerRegisterer) (*Ru
 		r.methods[s.Name] = m
 		r.order = append(r.order, m)
 	}
-	r.lifetime, r.stop = context.WithCancel(context.Background())
 	r.mu.Lock()
 	r.reconcileLocked()
 	r.mu.Unlock()
@@ -622,12 +622,14 @@ const timeoutGrace = time.Second
 
 func (r *Runner) runWorker(w *worker) {
 	defer r.wg.Done()
+	ctx, cancel := r.untilStopped()
+	defer cancel()
 	backoff := 100 * time.Millisecond
 	crashes := 0
 	for {
-		inst, err := r.newInstance(w)
+		inst, err := r.newInstance(ctx, w)
 		if err != nil {
-			if r.lifetime.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			r.mu.Lock()
@@ -652,14 +654,14 @@ func (r *Runner) runWorker(w *worker) {
 		}
 		r.startErr = nil
 		w.ready = true
-		if p, ok := inst.(interface{ PID() int }); ok {
+		if p, ok := inst.(PIDReporter); ok {
 			w.pid = p.PID()
 		}
 		r.setReadyLocked(r.ready + 1)
 		r.mu.Unlock()
 
 		readyAt := time.Now()
-		out := r.serve(w, inst)
+		out := r.serve(ctx, w, inst)
 		closeInstance(inst)
 		if out != outcomeCrashed {
 			return
@@ -697,7 +699,7 @@ func (r *Runner) runWorker(w *worker) {
 		select {
 		case <-w.quit:
 			return
-		case <-r.lifetime.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(delay):
 		}
@@ -710,7 +712,21 @@ const (
 	crashBackoff       = 100 * time.Millisecond
 )
 
-func (r *Runner) newInstance(w *worker) (inst Instance, err error) {
+// untilStopped returns a context that ends when the runner closes, for a
+// worker to hand its instance; cancel releases it.
+func (r *Runner) untilStopped() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-r.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func (r *Runner) newInstance(ctx context.Context, w *worker) (inst Instance, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &panicError{p}
@@ -734,7 +750,7 @@ func (r *Runner) newInstance(w *worker) (inst Instance, err error) {
 		}
 		env.CUDAVisibleDevices = cvd
 	}
-	return r.typ.New(r.lifetime, env)
+	return r.typ.New(ctx, env)
 }
 
 func closeInstance(inst Instance) {
@@ -746,12 +762,12 @@ func closeInstance(inst Instance) {
 	}
 }
 
-func (r *Runner) serve(w *worker, inst Instance) outcome {
+func (r *Runner) serve(ctx context.Context, w *worker, inst Instance) outcome {
 	// An instance backed by a process says when it dies, so that a worker
 	// killed while idle (the OOM killer, a stray kill) is replaced before
 	// a batch is lost to it.
 	var died <-chan struct{}
-	if d, ok := inst.(interface{ Done() <-chan struct{} }); ok {
+	if d, ok := inst.(ExitNotifier); ok {
 		died = d.Done()
 	}
 	for {
@@ -762,7 +778,7 @@ func (r *Runner) serve(w *worker, inst Instance) outcome {
 			w.lastCrash = "its process exited while idle"
 			return outcomeCrashed
 		case bt := <-r.work:
-			if out := r.execute(w, inst, bt); out != outcomeOK {
+			if out := r.execute(ctx, w, inst, bt); out != outcomeOK {
 				return out
 			}
 		}
@@ -775,7 +791,7 @@ type execution struct {
 	settled atomic.Bool
 }
 
-func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) outcome {
+func (r *Runner) execute(ctx context.Context, w *worker, inst Instance, bt *batcher.Batch[*call]) outcome {
 	m := bt.Parts[0].Item.Payload.m
 	start := time.Now()
 	in, err := assemble(m.spec, bt)
@@ -787,9 +803,9 @@ func (r *Runner) execute(w *worker, inst Instance, bt *batcher.Batch[*call]) out
 		r.mu.Unlock()
 		ex := &execution{}
 		watchdog := time.AfterFunc(timeout+timeoutGrace, func() { r.abandon(w, bt, ex, start, timeout) })
-		ctx, cancel := context.WithTimeout(r.lifetime, timeout)
-		out, err = safeCall(ctx, inst, m.spec.Name, in)
-		deadline := ctx.Err() == context.DeadlineExceeded
+		callCtx, cancel := context.WithTimeout(ctx, timeout)
+		out, err = safeCall(callCtx, inst, m.spec.Name, in)
+		deadline := callCtx.Err() == context.DeadlineExceeded
 		cancel()
 		if !ex.settled.CompareAndSwap(false, true) {
 			return outcomeAbandoned
@@ -989,8 +1005,12 @@ func (r *Runner) Close(ctx context.Context) error {
 	for _, w := range r.workers {
 		r.retireLocked(w)
 	}
+	select {
+	case <-r.stopped: // a concurrent Close got here first
+	default:
+		close(r.stopped)
+	}
 	r.mu.Unlock()
-	r.stop()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	var waitErr error

@@ -16,11 +16,14 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/gpu/placement"
 	"github.com/benchtop/benchtop/samples"
 )
 
+// newEngine has the samples and extra on two CPUs, so that worker plans do
+// not depend on the machine running the tests.
 func newEngine(t testing.TB, extra ...*engine.RunnableType) *engine.Engine {
 	t.Helper()
 	return newEngineOn(t, nil, extra...)
@@ -29,41 +32,7 @@ func newEngine(t testing.TB, extra ...*engine.RunnableType) *engine.Engine {
 // newEngineOn is newEngine with its metrics on prom.
 func newEngineOn(t testing.TB, prom prometheus.Registerer, extra ...*engine.RunnableType) *engine.Engine {
 	t.Helper()
-	reg := engine.NewRegistry()
-	if err := samples.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range extra {
-		if err := reg.Register(typ); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e, err := engine.New(engine.Options{Registry: reg, NumCPU: 2, Registerer: prom})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := e.Close(ctx); err != nil {
-			t.Errorf("close engine: %v", err)
-		}
-	})
-	return e
-}
-
-func start(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engine.Runner {
-	t.Helper()
-	r, err := e.StartRunner(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{NumCPU: 2, Registerer: prom}}, extra...)
 }
 
 func batching(p batcher.Policy, max int, latency time.Duration) batcher.Config {
@@ -107,7 +76,7 @@ func checkDoubled(in, out tensor.Value) error {
 
 func TestThousandsOfCallersGetTheirOwnRows(t *testing.T) {
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{
+	r := enginetest.Start(t, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 2,
 		Params:   engine.Params{"fixed_ms": 1, "per_row_ms": 0.005},
 		Batching: batching(batcher.Adaptive, 64, 0),
@@ -157,7 +126,7 @@ func TestThousandsOfCallersGetTheirOwnRows(t *testing.T) {
 
 func TestOversizedRequestIsSplitAcrossBatches(t *testing.T) {
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{
+	r := enginetest.Start(t, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 1,
 		Params:   engine.Params{"fixed_ms": 0, "per_row_ms": 0},
 		Batching: batching(batcher.Adaptive, 8, 0),
@@ -181,7 +150,7 @@ func TestOversizedRequestIsSplitAcrossBatches(t *testing.T) {
 
 func TestErrorsNameWhatToFix(t *testing.T) {
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{Name: "sim", Runnable: "sim", Workers: 1, Batching: batching(batcher.Adaptive, 8, 0)})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "sim", Runnable: "sim", Workers: 1, Batching: batching(batcher.Adaptive, 8, 0)})
 	ctx := context.Background()
 	cases := []struct {
 		name   string
@@ -282,7 +251,7 @@ func one(v float32) tensor.Value {
 func TestCancelledWhileQueuedNeverExecutes(t *testing.T) {
 	g := newGate()
 	e := newEngine(t, g.typ())
-	r := start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: batching(batcher.None, 1, 0)})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: batching(batcher.None, 1, 0)})
 	blocker := make(chan error, 1)
 	go func() { _, err := r.Run(context.Background(), "run", one(-4)); blocker <- err }()
 	<-g.started // the only worker is busy
@@ -309,7 +278,7 @@ func TestCancelledWhileQueuedNeverExecutes(t *testing.T) {
 func TestFailuresStayInTheirBatch(t *testing.T) {
 	g := newGate()
 	e := newEngine(t, g.typ())
-	r := start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: batching(batcher.None, 1, 0)})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: batching(batcher.None, 1, 0)})
 	ctx := context.Background()
 
 	_, err := r.Run(ctx, "run", one(-1))
@@ -361,7 +330,7 @@ func TestFailuresStayInTheirBatch(t *testing.T) {
 func TestHungWorkerIsReplacedAfterTimeout(t *testing.T) {
 	g := newGate()
 	e := newEngine(t, g.typ())
-	r := start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Timeout: 50 * time.Millisecond, Batching: batching(batcher.None, 1, 0)})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Timeout: 50 * time.Millisecond, Batching: batching(batcher.None, 1, 0)})
 	defer close(g.release)
 	ctx := context.Background()
 	_, err := r.Run(ctx, "run", one(-4)) // honours ctx: plain timeout
@@ -380,7 +349,7 @@ func TestHungWorkerIsReplacedAfterTimeout(t *testing.T) {
 
 func TestOverloadIsRejectedNotQueuedForever(t *testing.T) {
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{
+	r := enginetest.Start(t, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 1,
 		Params:   engine.Params{"fixed_ms": 10, "per_row_ms": 1},
 		Batching: batching(batcher.Adaptive, 4, 40*time.Millisecond),
@@ -421,7 +390,7 @@ func TestQueueBound(t *testing.T) {
 	e := newEngine(t, g.typ())
 	c := batching(batcher.None, 1, 0)
 	c.MaxQueueSize = 2
-	r := start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: c})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: c})
 	go r.Run(context.Background(), "run", one(-3))
 	<-g.started
 	for i := range 2 {
@@ -442,7 +411,7 @@ func TestQueueBound(t *testing.T) {
 func TestResizeAndRetuneUnderLoad(t *testing.T) {
 	before := runtime.NumGoroutine()
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{
+	r := enginetest.Start(t, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 1,
 		Params:   engine.Params{"fixed_ms": 0.5, "per_row_ms": 0.01},
 		Batching: batching(batcher.Adaptive, 16, 0),
@@ -467,6 +436,9 @@ func TestResizeAndRetuneUnderLoad(t *testing.T) {
 			}
 		})
 	}
+	// Each setting serves 200 requests before the next: steps at points of
+	// progress, not of time, so that they land while traffic flows
+	// whatever the machine's load.
 	policies := []batcher.Policy{batcher.Fixed, batcher.None, batcher.Adaptive}
 	for step := range 30 {
 		if err := r.SetWorkers(1 + step%4); err != nil {
@@ -477,7 +449,8 @@ func TestResizeAndRetuneUnderLoad(t *testing.T) {
 		if err := r.SetBatching("predict", c); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		target := done.Load() + 200
+		waitFor(t, func() bool { return done.Load() >= target })
 	}
 	stop()
 	wg.Wait()
@@ -494,7 +467,7 @@ func TestResizeAndRetuneUnderLoad(t *testing.T) {
 
 func TestStopRunnerDrainsQueuedRequests(t *testing.T) {
 	e := newEngine(t)
-	r := start(t, e, engine.RunnerConfig{
+	r := enginetest.Start(t, e, engine.RunnerConfig{
 		Name: "sim", Runnable: "sim", Workers: 1,
 		Params:   engine.Params{"fixed_ms": 5, "per_row_ms": 0},
 		Batching: batching(batcher.None, 1, 0),
@@ -624,7 +597,7 @@ func waitFor(t testing.TB, cond func() bool) {
 func TestCrashLoopIsReportedAndClears(t *testing.T) {
 	g := newGate()
 	e := newEngine(t, g.typ())
-	r := start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: batching(batcher.None, 1, 0)})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: batching(batcher.None, 1, 0)})
 	ctx := context.Background()
 	for range 3 {
 		if _, err := r.Run(ctx, "run", one(-2)); !errors.Is(err, engine.ErrWorkerCrashed) {

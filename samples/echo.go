@@ -35,4 +35,6 @@ func Echo() *engine.RunnableType {
 
 type echo struct{}
 
+var _ engine.Instance = echo{}
+
 func (echo) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) { return in, nil }

@@ -69,6 +69,8 @@ type sentiment struct {
 	metrics   sentimentMetrics
 }
 
+var _ engine.Instance = (*sentiment)(nil)
+
 func newSentiment(_ context.Context, env engine.Env) (engine.Instance, error) {
 	p, err := sentimentParams(env.Params)
 	if err != nil {

@@ -52,6 +52,8 @@ type sim struct {
 	fixed, perRow time.Duration
 }
 
+var _ engine.Instance = (*sim)(nil)
+
 func newSim(_ context.Context, env engine.Env) (engine.Instance, error) {
 	p, err := simParams(env.Params)
 	if err != nil {

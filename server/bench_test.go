@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server"
 	"github.com/benchtop/benchtop/server/codec"
@@ -48,12 +49,7 @@ func benchServer(b *testing.B) string {
 
 func benchStack(b *testing.B) (string, *engine.Engine) {
 	b.Helper()
-	reg := engine.NewRegistry()
-	registerSamples(b, reg)
-	eng, err := engine.New(engine.Options{Registry: reg})
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng := enginetest.New(b, enginetest.Options{Samples: true})
 	cfg, err := watcher.ParseAndValidate(b.Context(), "bench.yaml", []byte(benchConfig), eng, func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
@@ -66,7 +62,7 @@ func benchStack(b *testing.B) (string, *engine.Engine) {
 		b.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
-	b.Cleanup(func() { ts.Close(); eng.Close(b.Context()) })
+	b.Cleanup(ts.Close) // before the engine closes
 	return ts.URL, eng
 }
 
@@ -277,12 +273,5 @@ func BenchmarkEchoAPIVsBareHandler(b *testing.B) {
 		b.ReportMetric(apiRate, "api_req/s")
 		b.ReportMetric(apiRate/bareRate, "api/bare")
 		b.ReportMetric(float64(e1+e2), "errors")
-	}
-}
-
-func registerSamples(b *testing.B, reg *engine.Registry) {
-	b.Helper()
-	if err := samplesRegister(reg); err != nil {
-		b.Fatal(fmt.Errorf("register samples: %w", err))
 	}
 }

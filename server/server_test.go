@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/benchtop/benchtop/engine"
-	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/server"
 	"github.com/benchtop/benchtop/watcher"
 )
@@ -73,16 +73,9 @@ func newFixture(t *testing.T, opts server.Options) *fixture {
 // newFixtureConfig serves config with httptest (see serveReal for Serve).
 func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture {
 	t.Helper()
-	reg := engine.NewRegistry()
-	if err := samples.Register(reg); err != nil {
-		t.Fatal(err)
-	}
 	// One registry, as main has: the engine's metrics and the server's.
 	prom := prometheus.NewPedanticRegistry()
-	eng, err := engine.New(engine.Options{Registry: reg, Registerer: prom})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{Registerer: prom}})
 	if opts.Registerer == nil && opts.Gatherer == nil {
 		opts.Registerer, opts.Gatherer = prom, prom
 	}
@@ -100,12 +93,7 @@ func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		eng.Close(ctx)
-	})
+	t.Cleanup(ts.Close) // before the engine closes
 	return &fixture{t: t, eng: eng, srv: srv, url: ts.URL}
 }
 
@@ -249,8 +237,15 @@ func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
 	f := newFixture(t, server.Options{})
 	// Occupy the only worker of "busy", then queue a request and hang up.
+	r, _ := f.eng.Runner("busy")
 	go f.do("POST", "/busy", "application/json", `[[1]]`)
-	time.Sleep(5 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats(engine.StatsOptions{}).Methods[0].Queue.InFlight == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never ran")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", f.url+"/busy", strings.NewReader(`[[2]]`))
 	done := make(chan struct{})
@@ -260,8 +255,6 @@ func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	r, _ := f.eng.Runner("busy")
-	deadline := time.Now().Add(5 * time.Second)
 	for r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("request never queued")
@@ -453,5 +446,3 @@ func TestConcurrentHTTPCallersGetTheirOwnRows(t *testing.T) {
 	}
 	wg.Wait()
 }
-
-var samplesRegister = samples.Register

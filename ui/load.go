@@ -2,7 +2,6 @@ package ui
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,8 +13,6 @@ import (
 	"github.com/charmbracelet/bubbles/progress"
 	tea "github.com/charmbracelet/bubbletea"
 )
-
-var errorsIs = errors.Is
 
 // loadPanel fires N requests at concurrency C at one target and shows
 // progress while the charts above respond.

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -112,13 +113,13 @@ func (m Model) viewTest(width, height int) string {
 // statusWord names an error the way the HTTP front end's status would.
 func statusWord(err error) string {
 	switch {
-	case errorsIs(err, engine.ErrInvalidInput):
+	case errors.Is(err, engine.ErrInvalidInput):
 		return "invalid input (400)"
-	case errorsIs(err, engine.ErrOverloaded):
+	case errors.Is(err, engine.ErrOverloaded):
 		return "overloaded (503)"
-	case errorsIs(err, engine.ErrTimeout):
+	case errors.Is(err, engine.ErrTimeout):
 		return "timeout (504)"
-	case errorsIs(err, engine.ErrUnknownRunner), errorsIs(err, engine.ErrUnknownMethod):
+	case errors.Is(err, engine.ErrUnknownRunner), errors.Is(err, engine.ErrUnknownMethod):
 		return "not found (404)"
 	}
 	return "error (500)"

@@ -13,7 +13,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest"
 
 	"github.com/benchtop/benchtop/engine"
-	"github.com/benchtop/benchtop/samples"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -36,15 +36,7 @@ func TestWorkbenchDrivesTheEngine(t *testing.T) {
 	if err := os.WriteFile(path, []byte(workbenchConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reg := engine.NewRegistry()
-	if err := samples.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.New(engine.Options{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
+	eng := enginetest.New(t, enginetest.Options{Samples: true})
 	rl, err := watcher.NewReloader(eng, path, nil, "", watcher.Options{Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)

@@ -1,13 +1,11 @@
 package watcher
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/benchtop/benchtop/engine"
 )
@@ -92,29 +90,12 @@ func TestNewModelVersionReloads(t *testing.T) {
 	store := dirResolver{t.TempDir()}
 	os.MkdirAll(filepath.Join(store.dir, "mlp"), 0o755)
 	os.WriteFile(filepath.Join(store.dir, "mlp", "latest"), []byte("v1\n"), 0o644)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
-	os.WriteFile(path, []byte("runners:\n  - name: stored\n    model: mlp:latest\n    workers: 1\n"), 0o644)
-	eng, err := engine.New(engine.Options{Registry: registry(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	rl, err := NewReloader(eng, path, nil, "", Options{Debounce: 20 * time.Millisecond, Getenv: noEnv, Models: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rl.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rl.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	time.Sleep(50 * time.Millisecond)
+	f := newFixtureWith(t, "runners:\n  - name: stored\n    model: mlp:latest\n    workers: 1\n", Options{Models: store})
+	f.watch()
+	f.watched.wait(t, filepath.Join(store.dir, "mlp"))
 
 	fixed := func() any {
-		r, err := eng.Runner("stored")
+		r, err := f.eng.Runner("stored")
 		if err != nil {
 			return nil
 		}
@@ -127,25 +108,14 @@ func TestNewModelVersionReloads(t *testing.T) {
 	tmp := filepath.Join(store.dir, "mlp", ".latest.tmp")
 	os.WriteFile(tmp, []byte("v2\n"), 0o644)
 	os.Rename(tmp, filepath.Join(store.dir, "mlp", "latest"))
-	deadline := time.Now().Add(5 * time.Second)
-	for fixed() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("runner still on %v after a new version; status %+v", fixed(), rl.Status())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	f.waitFor("the runner on the new version", func() bool { return fixed() == 2 })
 	// A model added later is watched too.
 	os.MkdirAll(filepath.Join(store.dir, "other"), 0o755)
-	time.Sleep(50 * time.Millisecond)
+	f.watched.wait(t, filepath.Join(store.dir, "other"))
 	os.WriteFile(filepath.Join(store.dir, "other", "latest"), []byte("v3\n"), 0o644)
-	os.WriteFile(path, []byte("runners:\n  - name: stored\n    model: mlp:latest\n  - name: o\n    model: other\n"), 0o644)
-	for {
-		if r, err := eng.Runner("o"); err == nil && r.Config().Params["fixed_ms"] == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new model not served; status %+v", rl.Status())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	os.WriteFile(f.path, []byte("runners:\n  - name: stored\n    model: mlp:latest\n  - name: o\n    model: other\n"), 0o644)
+	f.waitFor("the new model served", func() bool {
+		r, err := f.eng.Runner("o")
+		return err == nil && r.Config().Params["fixed_ms"] == 3
+	})
 }

@@ -38,6 +38,7 @@ type Reloader struct {
 	models   ModelResolver
 	debounce time.Duration
 	ready    time.Duration
+	onWatch  func(dir string)
 
 	reloads     *prometheus.CounterVec
 	lastOK      prometheus.Gauge
@@ -63,6 +64,12 @@ type Options struct {
 	// Registerer gets the benchtop_config_* metrics; nil keeps them on a
 	// registry of the reloader's own.
 	Registerer prometheus.Registerer
+	// OnWatch, if set, is called by Run with each folder it starts to
+	// watch (the config file's, the model store's and each model's, then
+	// each model folder that appears), once a change there will be seen.
+	// It runs in Run's goroutine and must not block. Tests wait for it
+	// rather than sleep before they change a file.
+	OnWatch func(dir string)
 }
 
 // NewReloader prepares to load path into eng; an empty path means the
@@ -80,9 +87,12 @@ func NewReloader(eng *engine.Engine, path string, embedded []byte, embeddedName 
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
+	if opts.OnWatch == nil {
+		opts.OnWatch = func(string) {}
+	}
 	r := &Reloader{
 		eng: eng, data: embedded, name: embeddedName, getenv: opts.Getenv, models: opts.Models,
-		debounce: opts.Debounce, ready: opts.ReadyTimeout,
+		debounce: opts.Debounce, ready: opts.ReadyTimeout, onWatch: opts.OnWatch,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "benchtop_config_reloads_total",
 			Help: "Config reloads by result (applied, unchanged, refused).",
@@ -249,8 +259,9 @@ func (r *Reloader) Run(ctx context.Context) error {
 		if err := w.Add(filepath.Dir(r.path)); err != nil {
 			return fmt.Errorf("watch %s: %w", filepath.Dir(r.path), err)
 		}
+		r.onWatch(filepath.Dir(r.path))
 	}
-	store := newStoreWatch(w, modelDirs)
+	store := newStoreWatch(w, modelDirs, r.onWatch)
 	var timer *time.Timer
 	var fire <-chan time.Time
 	defer func() {
@@ -309,10 +320,11 @@ type storeWatch struct {
 	w       *fsnotify.Watcher
 	roots   []string // cleaned
 	watched map[string]bool
+	onWatch func(dir string) // Options.OnWatch
 }
 
-func newStoreWatch(w *fsnotify.Watcher, roots []string) *storeWatch {
-	s := &storeWatch{w: w, watched: map[string]bool{}}
+func newStoreWatch(w *fsnotify.Watcher, roots []string, onWatch func(dir string)) *storeWatch {
+	s := &storeWatch{w: w, watched: map[string]bool{}, onWatch: onWatch}
 	for _, d := range roots {
 		s.roots = append(s.roots, filepath.Clean(d))
 		s.watchTree(d)
@@ -324,6 +336,7 @@ func (s *storeWatch) watchTree(dir string) {
 	for _, d := range append([]string{dir}, subdirs(dir)...) {
 		if !s.watched[d] && s.w.Add(d) == nil {
 			s.watched[d] = true
+			s.onWatch(d)
 		}
 	}
 }

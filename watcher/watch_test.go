@@ -14,6 +14,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 )
 
@@ -31,40 +32,72 @@ apis:
 }
 
 type fixture struct {
-	t    *testing.T
-	dir  string
-	path string
-	eng  *engine.Engine
-	rl   *Reloader
+	t       *testing.T
+	dir     string
+	path    string
+	eng     *engine.Engine
+	rl      *Reloader
+	watched *watchLog
+	reloads chan Status // after every reload attempt (Subscribe)
 }
 
 func newFixture(t *testing.T, initial string) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir()}
+	return newFixtureWith(t, initial, Options{})
+}
+
+// newFixtureWith serves initial from a file in a folder of its own, with
+// opts for the reloader (Debounce, Getenv and OnWatch are the fixture's).
+func newFixtureWith(t *testing.T, initial string, opts Options) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir(), watched: newWatchLog(), reloads: make(chan Status, 1)}
 	f.path = filepath.Join(f.dir, "benchtop.yaml")
 	if err := os.WriteFile(f.path, []byte(initial), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Options{Registry: registry(t), NumCPU: 2})
+	f.eng = enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{NumCPU: 2}})
+	opts.Debounce, opts.Getenv, opts.OnWatch = 30*time.Millisecond, noEnv, f.watched.add
+	var err error
+	f.rl, err = NewReloader(f.eng, f.path, nil, "", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.eng = eng
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := eng.Close(ctx); err != nil {
-			t.Errorf("close engine: %v", err)
-		}
-	})
-	f.rl, err = NewReloader(eng, f.path, nil, "", Options{Debounce: 30 * time.Millisecond, Getenv: noEnv})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.rl.Subscribe(f.reloads)
 	if err := f.rl.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// watch runs the reloader's watch until the test ends, and returns once a
+// change to the config file will be seen.
+func (f *fixture) watch() {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.rl.Run(ctx) }()
+	f.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Error(err)
+		}
+	})
+	f.watched.wait(f.t, f.dir)
+}
+
+// waitFor returns once cond holds, checking it again after each reload
+// attempt. The reloader updates what cond reads before it tells
+// subscribers, and a subscriber's buffer holds one wake-up, so none is lost.
+func (f *fixture) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for !cond() {
+		select {
+		case <-f.reloads:
+		case <-timeout:
+			f.t.Fatalf("still waiting for %s (status %+v)", what, f.rl.Status())
+		}
+	}
 }
 
 func (f *fixture) maxBatch() int {
@@ -77,27 +110,51 @@ func (f *fixture) maxBatch() int {
 
 func (f *fixture) waitMaxBatch(want int) {
 	f.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.maxBatch() != want {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("max_batch_size is %d, want %d (status %+v)", f.maxBatch(), want, f.rl.Status())
+	f.waitFor(fmt.Sprintf("max_batch_size %d", want), func() bool { return f.maxBatch() == want })
+}
+
+// watchLog records the folders a reloader's Run watches (Options.OnWatch),
+// so that a test changes a file only once the change will be seen.
+type watchLog struct {
+	mu      sync.Mutex
+	watched map[string]bool
+	changed chan struct{} // closed, and replaced, when a folder is added
+}
+
+func newWatchLog() *watchLog {
+	return &watchLog{watched: map[string]bool{}, changed: make(chan struct{})}
+}
+
+func (l *watchLog) add(dir string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.watched[filepath.Clean(dir)] = true
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// wait returns once dir is watched.
+func (l *watchLog) wait(t testing.TB, dir string) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		l.mu.Lock()
+		ok, changed := l.watched[filepath.Clean(dir)], l.changed
+		l.mu.Unlock()
+		if ok {
+			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("%s is not watched after 5s", dir)
+		}
 	}
 }
 
 func TestFollowsEditorsSaveStyles(t *testing.T) {
 	f := newFixture(t, simConfig(8, 1, 0))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.rl.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	time.Sleep(50 * time.Millisecond) // let the watch start
+	f.watch()
 
 	t.Run("write in place", func(t *testing.T) {
 		if err := os.WriteFile(f.path, []byte(simConfig(9, 1, 0)), 0o644); err != nil {
@@ -119,7 +176,7 @@ func TestFollowsEditorsSaveStyles(t *testing.T) {
 		if err := os.Remove(f.path); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		f.waitFor("the reload that finds the file gone", func() bool { return strings.Contains(f.rl.Status().Err, "is gone") })
 		if f.maxBatch() != 10 {
 			t.Fatal("a vanished file must not stop the runners")
 		}
@@ -140,13 +197,7 @@ func TestFollowsEditorsSaveStyles(t *testing.T) {
 		if err := os.WriteFile(f.path, []byte(strings.Replace(simConfig(30, 1, 0), "max_batch_size: 30", "max_batch_size: zero", 1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for f.rl.Status().OK {
-			if time.Now().After(deadline) {
-				t.Fatal("broken config not reported")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		f.waitFor("the broken config to be reported", func() bool { return !f.rl.Status().OK })
 		st := f.rl.Status()
 		if !strings.Contains(st.Err, `max_batch_size: want an integer, got "zero"`) || !strings.Contains(st.Err, ":7:") {
 			t.Fatalf("refusal does not say where and why: %q", st.Err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples/models"
@@ -49,20 +50,7 @@ func modelFile(t testing.TB, data []byte) string {
 
 func newEngine(t testing.TB, lib *onnx.Library) *engine.Engine {
 	t.Helper()
-	reg := engine.NewRegistry()
-	if err := onnx.Register(reg, lib); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.New(engine.Options{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		e.Close(ctx)
-	})
-	return e
+	return enginetest.New(t, enginetest.Options{}, onnx.Type(lib))
 }
 
 func startRunner(t testing.TB, e *engine.Engine, params engine.Params, workers, maxBatch int) *engine.Runner {
@@ -72,16 +60,7 @@ func startRunner(t testing.TB, e *engine.Engine, params engine.Params, workers, 
 
 func startRunnerWith(t testing.TB, e *engine.Engine, params engine.Params, workers int, bc batcher.Config) *engine.Runner {
 	t.Helper()
-	r, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "mlp", Runnable: onnx.TypeName, Params: params, Workers: workers, Batching: bc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return enginetest.Start(t, e, engine.RunnerConfig{Name: "mlp", Runnable: onnx.TypeName, Params: params, Workers: workers, Batching: bc})
 }
 
 // inputs are rows of deterministic values in [-1, 1].

@@ -77,6 +77,11 @@ type session struct {
 	terminated bool
 }
 
+var (
+	_ engine.Instance = (*session)(nil)
+	_ engine.Closer   = (*session)(nil)
+)
+
 func newSession(ctx context.Context, lib *Library, env engine.Env) (*session, error) {
 	if err := lib.Load(); err != nil {
 		return nil, err

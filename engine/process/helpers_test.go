@@ -14,6 +14,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"golang.org/x/sys/unix"
 )
@@ -81,26 +82,8 @@ func testType() (*engine.RunnableType, *pids) {
 	return newType(hooks{started: ps.add}), ps
 }
 
-func newEngine(t testing.TB, typ *engine.RunnableType) *engine.Engine {
-	t.Helper()
-	reg := engine.NewRegistry()
-	if err := reg.Register(typ); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.New(engine.Options{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := e.Close(ctx); err != nil {
-			t.Errorf("close engine: %v", err)
-		}
-	})
-	return e
-}
-
+// startRunner starts a runner of the process type: "py" unless cfg names
+// it, with room for large queues unless cfg sets its batching.
 func startRunner(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engine.Runner {
 	t.Helper()
 	if cfg.Name == "" {
@@ -110,16 +93,7 @@ func startRunner(t testing.TB, e *engine.Engine, cfg engine.RunnerConfig) *engin
 	if cfg.Batching == (batcher.Config{}) {
 		cfg.Batching = batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 64, MaxQueueSize: 100000}
 	}
-	r, err := e.StartRunner(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return enginetest.Start(t, e, cfg)
 }
 
 // newWorker builds one instance directly, as the engine would, after the

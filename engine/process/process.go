@@ -384,6 +384,13 @@ type worker struct {
 	closeErr  error
 }
 
+var (
+	_ engine.Instance     = (*worker)(nil)
+	_ engine.Closer       = (*worker)(nil)
+	_ engine.PIDReporter  = (*worker)(nil)
+	_ engine.ExitNotifier = (*worker)(nil)
+)
+
 // maxKeptBuffer bounds the frame buffer a worker keeps between calls.
 const maxKeptBuffer = 4 << 20
 

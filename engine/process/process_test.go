@@ -20,6 +20,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples"
 )
@@ -62,7 +63,7 @@ func TestDescribeReadsTheWorkersMethods(t *testing.T) {
 
 func TestValuesRoundTripThroughAWorker(t *testing.T) {
 	typ, _ := testType()
-	e := newEngine(t, typ)
+	e := enginetest.New(t, enginetest.Options{}, typ)
 	r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "worker.py", nil), Workers: 1})
 	mustTensor := func(x *tensor.Tensor, err error) tensor.Value {
 		if err != nil {
@@ -127,7 +128,7 @@ func TestValuesRoundTripThroughAWorker(t *testing.T) {
 // shared calls, and each must get exactly its own rows back, doubled.
 func TestConcurrentCallersGetTheirOwnRows(t *testing.T) {
 	typ, _ := testType()
-	e := newEngine(t, typ)
+	e := enginetest.New(t, enginetest.Options{}, typ)
 	r := startRunner(t, e, engine.RunnerConfig{
 		Params: params(t, "worker.py", nil), Workers: 2,
 		Batching: batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 64, MaxLatency: 30 * time.Second, MaxQueueSize: 100000},
@@ -224,7 +225,7 @@ func TestWorkerErrors(t *testing.T) {
 
 func TestOutputThatBreaksItsSignatureFailsTheCall(t *testing.T) {
 	typ, _ := testType()
-	e := newEngine(t, typ)
+	e := enginetest.New(t, enginetest.Options{}, typ)
 	r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "worker.py", nil), Workers: 1})
 	_, err := r.Run(context.Background(), "wrong_output", tensor.JSONValue(nil))
 	if err == nil || !strings.Contains(err.Error(), "does not match its signature") {
@@ -279,7 +280,7 @@ func TestWorkerEnvironment(t *testing.T) {
 // replacement.
 func TestWorkerKilledMidBatch(t *testing.T) {
 	typ, _ := testType()
-	e := newEngine(t, typ)
+	e := enginetest.New(t, enginetest.Options{}, typ)
 	r := startRunner(t, e, engine.RunnerConfig{
 		Params: params(t, "worker.py", nil), Workers: 1,
 		Batching: batcher.Config{Policy: batcher.None, MaxBatchSize: 1, MaxQueueSize: 1000},
@@ -333,7 +334,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 
 func TestWorkerThatHangsPastTheTimeout(t *testing.T) {
 	typ, _ := testType()
-	e := newEngine(t, typ)
+	e := enginetest.New(t, enginetest.Options{}, typ)
 	r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "worker.py", nil), Workers: 1, Timeout: 300 * time.Millisecond})
 	before, err := r.Run(context.Background(), "pid", tensor.JSONValue(nil))
 	if err != nil {
@@ -378,7 +379,7 @@ func TestTimeoutKillsTheCallDirectly(t *testing.T) {
 func TestGarbageOnStdout(t *testing.T) {
 	t.Run("mid-call", func(t *testing.T) {
 		typ, _ := testType()
-		e := newEngine(t, typ)
+		e := enginetest.New(t, enginetest.Options{}, typ)
 		r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "raw_worker.py", nil), Workers: 1})
 		_, err := r.Run(context.Background(), "double", floats(t, []int{1, 2}, []float32{-3000, 1}))
 		if !errors.Is(err, engine.ErrWorkerCrashed) {
@@ -512,7 +513,7 @@ func TestProbeStopsWithItsContext(t *testing.T) {
 
 func TestResizeUnderLoad(t *testing.T) {
 	typ, ps := testType()
-	e := newEngine(t, typ)
+	e := enginetest.New(t, enginetest.Options{}, typ)
 	r := startRunner(t, e, engine.RunnerConfig{
 		Params: params(t, "worker.py", nil), Workers: 1,
 		Batching: batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 16, MaxQueueSize: 100000},
@@ -566,23 +567,10 @@ func TestResizeUnderLoad(t *testing.T) {
 func TestNoProcessOutlivesClose(t *testing.T) {
 	adoptOrphans(t)
 	typ, ps := testType()
-	reg := engine.NewRegistry()
-	if err := reg.Register(typ); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.New(engine.Options{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := e.StartRunner(t.Context(), engine.RunnerConfig{Name: "py", Runnable: "process", Params: params(t, "worker.py", nil), Workers: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := enginetest.New(t, enginetest.Options{}, typ)
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "py", Runnable: "process", Params: params(t, "worker.py", nil), Workers: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	out, err := r.Run(ctx, "spawn", tensor.JSONValue(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -684,7 +672,7 @@ func TestHelperBenchtop(t *testing.T) {
 // The Python sample is the Go sentiment sample, bit for bit.
 func TestSentimentWorkerAgreesWithGo(t *testing.T) {
 	typ, _ := testType()
-	e := newEngine(t, typ)
+	e := enginetest.New(t, enginetest.Options{}, typ)
 	root := filepath.Join("..", "..")
 	p := engine.Params{"command": []any{python(t), filepath.Join(root, "samples", "python", "sentiment_worker.py")}, "init": map[string]any{"threshold": 0.05}}
 	r := startRunner(t, e, engine.RunnerConfig{Params: p, Workers: 2})
