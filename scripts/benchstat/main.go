@@ -1,7 +1,7 @@
 // Command benchstat summarises repeated runs of Go benchmarks: it reads the
 // output of `go test -bench … -count=N` and writes, for each benchmark and
-// each metric it reported, the median and the range (min–max) over the
-// runs, as a Markdown table. scripts/bench.sh uses it so that the
+// each metric it reported, the median and the range [min–max] over the
+// runs, as Markdown tables. scripts/bench.sh uses it so that the
 // performance report quotes medians with their spread instead of one run.
 // (A small, stdlib-only cousin of golang.org/x/perf's benchstat.)
 //
@@ -132,22 +132,29 @@ func stats(vals []float64) (median, lo, hi float64) {
 	return median, s[0], s[n-1]
 }
 
+// write prints one Markdown table per run of consecutive benchmarks that
+// report the same metrics: a row per benchmark, a column per metric, each
+// cell the median with the range, "0.7722 [0.7076–0.8090]".
 func write(w io.Writer, benches []*bench) {
-	fmt.Fprintln(w, "| benchmark | runs | metric | median | min–max |")
-	fmt.Fprintln(w, "|---|--:|---|--:|--:|")
-	for _, b := range benches {
-		for i, u := range b.units {
-			v := b.vals[u]
-			name, runs := "", ""
-			if i == 0 {
-				name = "`" + strings.TrimPrefix(b.name, "Benchmark") + "`"
+	for i, b := range benches {
+		if i == 0 || !slices.Equal(b.units, benches[i-1].units) {
+			if i > 0 {
+				fmt.Fprintln(w)
 			}
-			if i == 0 || len(v) != b.runs {
-				runs = strconv.Itoa(len(v)) // a metric some runs did not report
-			}
-			med, lo, hi := stats(v)
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s–%s |\n", name, runs, u, num(med), num(lo), num(hi))
+			fmt.Fprintf(w, "| benchmark | runs | %s |\n", strings.Join(b.units, " | "))
+			fmt.Fprintf(w, "|---|--:|%s\n", strings.Repeat("--:|", len(b.units)))
 		}
+		fmt.Fprintf(w, "| `%s` | %d |", strings.TrimPrefix(b.name, "Benchmark"), b.runs)
+		for _, u := range b.units {
+			v := b.vals[u]
+			med, lo, hi := stats(v)
+			cell := fmt.Sprintf("%s [%s–%s]", num(med), num(lo), num(hi))
+			if len(v) != b.runs {
+				cell += fmt.Sprintf(" (%d of %d runs)", len(v), b.runs) // some runs did not report it
+			}
+			fmt.Fprintf(w, " %s |", cell)
+		}
+		fmt.Fprintln(w)
 	}
 }
 

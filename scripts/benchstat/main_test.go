@@ -21,6 +21,7 @@ BenchmarkEchoAPIVsBareHandler-2   	       1	6100000000 ns/op	         0.7100 api
 BenchmarkProtocolOverhead/64x256-2         	this benchmark printed something
     2000	     78283 ns/op	1674.34 MB/s	      5.1 x_copy
 BenchmarkProtocolOverhead/64x256-2         	    2000	     70000 ns/op	1800 MB/s	      4.9 x_copy
+BenchmarkProtocolOverhead/1x4-2            	    2000	     37618 ns/op	   0.85 MB/s	      2465 x_copy
 BenchmarkOdd-2   	 10	 100 ns/op	 2 extra
 BenchmarkOdd-2   	 10	 300 ns/op
 --- FAIL: BenchmarkBroken-2
@@ -37,7 +38,7 @@ func TestParse(t *testing.T) {
 	for _, b := range benches {
 		names = append(names, b.name)
 	}
-	want := []string{"BenchmarkEchoAPIVsBareHandler-2", "BenchmarkProtocolOverhead/64x256-2", "BenchmarkOdd-2"}
+	want := []string{"BenchmarkEchoAPIVsBareHandler-2", "BenchmarkProtocolOverhead/64x256-2", "BenchmarkProtocolOverhead/1x4-2", "BenchmarkOdd-2"}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("benchmarks %q, want %q", names, want)
 	}
@@ -51,7 +52,7 @@ func TestParse(t *testing.T) {
 	if p := benches[1]; p.runs != 2 || p.vals["x_copy"][0] != 5.1 {
 		t.Errorf("a result on the line after its name: %d runs, x_copy %v", p.runs, p.vals["x_copy"])
 	}
-	if o := benches[2]; o.runs != 2 || len(o.vals["extra"]) != 1 {
+	if o := benches[3]; o.runs != 2 || len(o.vals["extra"]) != 1 {
 		t.Errorf("a metric one run lacks: %d runs, extra %v", o.runs, o.vals["extra"])
 	}
 }
@@ -88,16 +89,16 @@ func TestWrite(t *testing.T) {
 	write(&buf, benches)
 	got := buf.String()
 	for _, want := range []string{
-		"| benchmark | runs | metric | median | min–max |\n",
-		"| `EchoAPIVsBareHandler-2` | 3 | ns/op | 6032270828 | 6000000000–6100000000 |\n",
-		"|  |  | api/bare | 0.7100 | 0.6400–0.7878 |\n",
-		"|  |  | api_req/s | 45000 | 40000–49761 |\n",
-		"| `ProtocolOverhead/64x256-2` | 2 | ns/op | 74142 | 70000–78283 |\n",
-		"|  |  | MB/s | 1737 | 1674–1800 |\n",
-		"|  | 1 | extra | 2.000 | 2.000–2.000 |\n",
+		"| benchmark | runs | ns/op | api/bare | api_req/s |\n|---|--:|--:|--:|--:|\n" +
+			"| `EchoAPIVsBareHandler-2` | 3 | 6032270828 [6000000000–6100000000] | 0.7100 [0.6400–0.7878] | 45000 [40000–49761] |\n\n",
+		"| benchmark | runs | ns/op | MB/s | x_copy |\n|---|--:|--:|--:|--:|\n" +
+			"| `ProtocolOverhead/64x256-2` | 2 | 74142 [70000–78283] | 1737 [1674–1800] | 5.000 [4.900–5.100] |\n" +
+			"| `ProtocolOverhead/1x4-2` | 1 | 37618 [37618–37618] | 0.8500 [0.8500–0.8500] | 2465 [2465–2465] |\n\n",
+		"| benchmark | runs | ns/op | extra |\n|---|--:|--:|--:|\n" +
+			"| `Odd-2` | 2 | 200.0 [100.0–300.0] | 2.000 [2.000–2.000] (1 of 2 runs) |\n",
 	} {
 		if !strings.Contains(got, want) {
-			t.Errorf("table lacks %q:\n%s", want, got)
+			t.Errorf("output lacks\n%s\ngot:\n%s", want, got)
 		}
 	}
 	if strings.Contains(got, "Broken") {
