@@ -96,6 +96,8 @@ section "Policies across load (open-loop Poisson, 10% to 100% of saturation; lat
 gobench policies 'PolicySweep' 1x ./engine/
 section "Overload: twice the saturating load on sim (open-loop Poisson; one-row and 1-32-row requests; max_latency 100 ms)"
 gobench overload 'Overload2x' 1x ./engine/
+section "One sweep with benchtop bench (closed loop, in process, adaptive; two-row requests)"
+run sweep "$bin" bench --concurrency 1,16,64,256
 section "Policies side by side with benchtop bench (closed loop, in process)"
 run compare "$bin" bench --runner sim --method predict --concurrency 1,8,32,128 --compare policy=none,fixed,adaptive --max-time 6s
 section "HTTP (sim at 128 connections and at one; echo API vs a bare net/http handler doing the same JSON work)"
