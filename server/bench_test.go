@@ -113,6 +113,9 @@ func load(b *testing.B, url string, body []byte, conns, n int, dur time.Duration
 	return float64(len(lat)) / elapsed.Seconds(), lat, errs.Load()
 }
 
+// BenchmarkHTTPSim128Connections: 128 keep-alive connections, one row a
+// request, against sim's ideal; of_ideal is req/s ÷ the ideal (higher is
+// better, 1 is the ceiling).
 func BenchmarkHTTPSim128Connections(b *testing.B) {
 	url := benchServer(b) + "/predict"
 	body := []byte(`[[0.1, 0.2, 0.3, 0.4]]`)
