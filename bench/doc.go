@@ -13,8 +13,8 @@
 // of disappearing (coordinated omission).
 //
 // Each level has a warm-up, then measurement windows until the last few
-// windows' throughputs agree (perf_analyzer's stability rule) or a time
-// limit passes. Alongside the client-side figures, the serving side's own
+// windows' throughputs (successes per second, as reported) agree
+// (perf_analyzer's stability rule) or a time limit passes. Alongside the client-side figures, the serving side's own
 // counters — Prometheus histograms scraped from /metrics over HTTP, the
 // runner's Stats in process — are diffed across the measured span, giving
 // the batch-size distribution and the split between queueing and execution.

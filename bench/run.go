@@ -22,7 +22,9 @@ type Options struct {
 	MaxTime time.Duration
 	// StableWindows is how many windows must agree (default 3), and
 	// Tolerance how closely: each throughput within this fraction of their
-	// mean (default 0.1), as perf_analyzer judges stability.
+	// mean (default 0.1), as perf_analyzer judges stability. Throughput is
+	// successes per second, the figure a level reports: a level whose
+	// answers come at a steady rate but succeed less and less is not stable.
 	StableWindows int
 	Tolerance     float64
 	// LatencyLimit stops a sweep after the first level whose p99 exceeds
@@ -83,14 +85,15 @@ type Progress struct {
 	Index, Count int    // this level's place in the sweep, from 1
 	Phase        string // "warm-up" or "measure"
 	Window       int    // windows measured so far
-	// Throughput is the last window's answers per second.
+	// Throughput is the last window's successes per second.
 	Throughput float64
 }
 
 // LevelResult is one measured level.
 type LevelResult struct {
 	Level Level
-	// Stable: the last windows agreed; false when MaxTime ran out first.
+	// Stable: the last windows' throughputs (successes per second)
+	// agreed; false when MaxTime ran out first.
 	Stable bool
 	// Span is the measured time: the last StableWindows windows (or all,
 	// if fewer ran), which every figure below covers.
@@ -423,19 +426,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 // window is what was answered during one measurement window.
 type window struct {
 	start, end time.Time
-	latencies  []time.Duration // successes only
+	latencies  []time.Duration // successes only; dropped once not reported
+	ok         uint64          // successes, kept when latencies are dropped
 	answered   uint64
 	refused    uint64 // of the errors
 	errors     map[string]uint64
 	samples    map[string]string
 }
 
+// rate is the window's throughput: successes per second, the figure a
+// level reports, and so the one whose stability is judged.
 func (w *window) rate() float64 {
 	d := w.end.Sub(w.start).Seconds()
 	if d <= 0 {
 		return 0
 	}
-	return float64(w.answered) / d
+	return float64(w.ok) / d
 }
 
 // recorder collects answers into the current window; outside the
@@ -485,6 +491,7 @@ func (r *recorder) record(lat time.Duration, err error) {
 	}
 	w.answered++
 	if err == nil {
+		w.ok++
 		w.latencies = append(w.latencies, lat)
 		return
 	}

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -235,6 +237,65 @@ func TestStable(t *testing.T) {
 				t.Errorf("Stable(%v) = %v, want %v", tc.rates, got, tc.want)
 			}
 		})
+	}
+}
+
+// flipTarget answers every call after a millisecond, succeeding while ok
+// is set and failing otherwise.
+type flipTarget struct{ ok atomic.Bool }
+
+func (f *flipTarget) Call(ctx context.Context) error {
+	time.Sleep(time.Millisecond)
+	if f.ok.Load() {
+		return nil
+	}
+	return errors.New("flip: failing this window")
+}
+
+func (f *flipTarget) ServerStats(context.Context) (ServerStats, error) {
+	return ServerStats{}, ErrNoServerStats
+}
+
+func (f *flipTarget) String() string { return "flip" }
+
+func TestStabilityJudgedOnSuccesses(t *testing.T) {
+	// Answers come at a steady rate, but every other window fails them
+	// all: the successes per second that the level reports swing between
+	// full and nothing, so the level is not stable, however steady the
+	// answers are (a wide tolerance, so that a busy machine cannot make
+	// them look unsteady either).
+	f := &flipTarget{}
+	f.ok.Store(true)
+	opts := Options{Window: 100 * time.Millisecond, MaxTime: 600 * time.Millisecond, Tolerance: 0.5, Timeout: 5 * time.Second, Seed: 1}
+	opts.Progress = func(p Progress) {
+		if p.Phase == "measure" {
+			f.ok.Store(!f.ok.Load())
+		}
+	}
+	res, err := RunLevel(context.Background(), f, Level{Concurrency: 2}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stable {
+		t.Errorf("stable after %d windows, though successes swing between windows (%d of %d answers succeeded)", res.Windows, res.OK, res.Requests)
+	}
+	if res.OK == 0 || res.OK == res.Requests {
+		t.Errorf("%d of %d answers succeeded, want some of each", res.OK, res.Requests)
+	}
+	if want := float64(res.OK) / res.Span.Seconds(); math.Abs(res.Throughput-want) > 1e-9*want {
+		t.Errorf("throughput %.1f/s, want the successes' %.1f/s", res.Throughput, want)
+	}
+}
+
+func TestWindowRateCountsSuccesses(t *testing.T) {
+	start := time.Now()
+	w := &window{start: start, end: start.Add(time.Second), answered: 10, ok: 4}
+	if got := w.rate(); got != 4 {
+		t.Errorf("rate %v for 4 successes of 10 answers in 1 s, want 4", got)
+	}
+	w.latencies = nil // dropped once the window is too old to report
+	if got := w.rate(); got != 4 {
+		t.Errorf("rate %v after its latencies were dropped, want 4", got)
 	}
 }
 

@@ -30,9 +30,9 @@ type Params struct {
 	Output string `json:"output,omitempty"`
 	// Spinning (default true, the runtime's own default) keeps the
 	// runtime's threads spinning for a moment after each parallel section
-	// instead of sleeping: about 10% more throughput and lower latency on
-	// the MLP samples, at the price of cores busy-waiting, which other
-	// processes on a shared machine may want (false).
+	// instead of sleeping, at the price of cores busy-waiting, which other
+	// processes on a shared machine may want (false). Whether it pays
+	// depends on the machine; BenchmarkLargeMLPSaturation measures both.
 	Spinning *bool `json:"spinning,omitempty"`
 }
 
