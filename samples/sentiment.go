@@ -29,17 +29,17 @@ func Sentiment() *engine.RunnableType {
 		Doc:  "lexicon-based sentiment analysis; is_positive(text) and batchable scores([N] strings)",
 		Methods: []engine.MethodSpec{
 			{
-				Name:   "is_positive",
-				Doc:    "text → JSON true when its compound score reaches the threshold",
-				Input:  tensor.IOSpec{Kind: tensor.KindText},
-				Output: tensor.IOSpec{Kind: tensor.KindJSON},
+				Name:    "is_positive",
+				Doc:     "text → JSON true when its compound score reaches the threshold",
+				Inputs:  []tensor.IOSpec{{Kind: tensor.KindText}},
+				Outputs: []tensor.IOSpec{{Kind: tensor.KindJSON}},
 			},
 			{
 				Name:      "scores",
 				Doc:       "string [N] → float32 [N] compound scores in [-1, 1]",
 				Batchable: true,
-				Input:     tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.String, Shape: []int{-1}},
-				Output:    tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}},
+				Inputs:    []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.String, Shape: []int{-1}}},
+				Outputs:   []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}}},
 			},
 		},
 		Validate: func(_ context.Context, p engine.Params) error { _, err := sentimentParams(p); return err },
@@ -94,32 +94,32 @@ func newSentiment(_ context.Context, env engine.Env) (engine.Instance, error) {
 	return &sentiment{threshold: p.Threshold, metrics: sentimentMetrics{d, c}}, nil
 }
 
-func (s *sentiment) Call(_ context.Context, method string, in tensor.Value) (tensor.Value, error) {
+func (s *sentiment) Call(_ context.Context, method string, in []tensor.Value) ([]tensor.Value, error) {
 	start := time.Now()
 	defer func() {
 		s.metrics.duration.WithLabelValues(method, lexiconVersion).Observe(time.Since(start).Seconds())
 	}()
 	switch method {
 	case "is_positive":
-		text := in.Text()
+		text := in[0].Text()
 		if strings.TrimSpace(text) == "" {
-			return tensor.Value{}, engine.InvalidInput(fmt.Errorf("text is empty: send a sentence to analyse"))
+			return nil, engine.InvalidInput(fmt.Errorf("text is empty: send a sentence to analyse"))
 		}
 		score := s.score(text)
-		return tensor.JSONValue(score >= s.threshold), nil
+		return []tensor.Value{tensor.JSONValue(score >= s.threshold)}, nil
 	case "scores":
-		texts := in.Tensor().Strings()
+		texts := in[0].Tensor().Strings()
 		out := make([]float32, len(texts))
 		for i, t := range texts {
 			out[i] = float32(s.score(t))
 		}
 		t, err := tensor.NewTensor([]int{len(out)}, out)
 		if err != nil {
-			return tensor.Value{}, err
+			return nil, err
 		}
-		return tensor.TensorValue(t), nil
+		return []tensor.Value{tensor.TensorValue(t)}, nil
 	}
-	return tensor.Value{}, fmt.Errorf("sentiment has no method %q", method)
+	return nil, fmt.Errorf("sentiment has no method %q", method)
 }
 
 func (s *sentiment) score(text string) float64 {

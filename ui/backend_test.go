@@ -15,7 +15,7 @@ import (
 // with codec.Decode (whose own test holds the rules).
 func TestSendRefusesAsHTTPDoes(t *testing.T) {
 	target := func(kind engine.IOKind, spec tensor.IOSpec) Target {
-		return Target{Runner: "r", Method: "m", Input: kind, Spec: engine.MethodSpec{Name: "m", Input: spec}}
+		return Target{Runner: "r", Method: "m", Input: kind, Spec: engine.MethodSpec{Name: "m", Inputs: []tensor.IOSpec{spec}, Outputs: []tensor.IOSpec{{}}}}
 	}
 	rows := tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 2}}
 	tests := []struct {
@@ -31,7 +31,7 @@ func TestSendRefusesAsHTTPDoes(t *testing.T) {
 	b := &EngineBackend{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, want := codec.Decode(tc.target.Input, tc.target.Spec.Input, []byte(tc.body))
+			_, want := codec.Decode(tc.target.Input, tc.target.Spec.Inputs[0], []byte(tc.body))
 			if want == nil {
 				t.Fatalf("codec.Decode accepts %q; the case is wrong", tc.body)
 			}

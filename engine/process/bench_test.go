@@ -14,7 +14,9 @@ import (
 // noop is the in-process yardstick: the same method with no process.
 type noop struct{}
 
-func (noop) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) { return in, nil }
+func (noop) Call(_ context.Context, _ string, in []tensor.Value) ([]tensor.Value, error) {
+	return in, nil
+}
 
 // BenchmarkProtocolOverhead is the cost of one batch round trip to a worker
 // process: a float32 batch sent to the Python sample's noop and returned,
@@ -39,7 +41,7 @@ func benchRoundTrip(b *testing.B, rows, k int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := tensor.TensorValue(x)
+	in := []tensor.Value{tensor.TensorValue(x)}
 	run := func(b *testing.B, inst engine.Instance) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -50,7 +52,7 @@ func benchRoundTrip(b *testing.B, rows, k int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if out.Tensor().Len() != rows*k {
+			if out[0].Tensor().Len() != rows*k {
 				b.Fatalf("got %v", out)
 			}
 		}
