@@ -56,12 +56,9 @@ func (m MethodSpec) Validate() error {
 		specs tensor.IOSpecs
 		dim   int
 	}{{"input", m.Inputs, m.BatchDim}, {"output", m.Outputs, m.OutputBatchDim}} {
-		for i, s := range side.specs {
+		for i := range side.specs {
 			if err := m.validateSlot(side.what, i, side.specs, side.dim); err != nil {
 				return fmt.Errorf("method %q: %w", m.Name, err)
-			}
-			if s.Optional && side.what == "output" {
-				return fmt.Errorf("method %q: output %q is optional; only inputs may be", m.Name, s.Name)
 			}
 		}
 	}
@@ -90,6 +87,9 @@ func (m MethodSpec) validateSlot(what string, i int, specs tensor.IOSpecs, dim i
 		return fmt.Errorf("two %ss are named %q", what, name)
 	case name == "":
 		name = defaultName(what)
+	}
+	if s.Optional && what == "output" {
+		return fmt.Errorf("output %q is optional; only inputs may be", name)
 	}
 	if !m.Batchable {
 		if s.Unbatched {
