@@ -17,7 +17,7 @@ import (
 type InProcess struct {
 	eng            *engine.Engine
 	runner, method string
-	in             tensor.Value
+	in             []tensor.Value // one value: the method's one input
 }
 
 // NewInProcess targets runner.method of eng with input in; the zero Value
@@ -31,13 +31,17 @@ func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*
 	if !ok {
 		return nil, fmt.Errorf("runner %q: %w %q", runner, engine.ErrUnknownMethod, method)
 	}
-	if in.Kind() == tensor.KindInvalid {
-		in = codec.ExampleValue(spec.Input)
+	inSpec, _, err := spec.Single()
+	if err != nil {
+		return nil, fmt.Errorf("%s.%s: %w", runner, method, err)
 	}
-	if err := spec.Input.Check(in); err != nil {
+	if in.Kind() == tensor.KindInvalid {
+		in = codec.ExampleValue(inSpec)
+	}
+	if err := inSpec.Check(in); err != nil {
 		return nil, fmt.Errorf("input for %s.%s: %w", runner, method, err)
 	}
-	return &InProcess{eng: eng, runner: runner, method: method, in: in}, nil
+	return &InProcess{eng: eng, runner: runner, method: method, in: []tensor.Value{in}}, nil
 }
 
 func (p *InProcess) String() string { return p.runner + "." + p.method + " (in process)" }

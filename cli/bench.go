@@ -282,10 +282,14 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 	}
 	var in tensor.Value
 	if body != nil {
+		inSpec, _, err := spec.Single()
+		if err != nil {
+			return fail(fmt.Errorf("%s.%s: %w", name, method, err))
+		}
 		// Read as the workbench reads a method's test input, and as the
 		// HTTP front end reads an API's body.
-		if in, err = codec.Decode(engine.IOKindFor(spec.Input.Kind), spec.Input, body); err != nil {
-			return fail(fmt.Errorf("--input for %s.%s (%s): %w", name, method, spec.Input, err))
+		if in, err = codec.Decode(engine.IOKindFor(inSpec.Kind), inSpec, body); err != nil {
+			return fail(fmt.Errorf("--input for %s.%s (%s): %w", name, method, inSpec, err))
 		}
 	}
 	p, err := bench.NewInProcess(eng, name, method, in)

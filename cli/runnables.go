@@ -60,7 +60,7 @@ func newRunnablesCmd() *cobra.Command {
 					if m.Batchable {
 						batch = fmt.Sprintf("batchable, batch dim %d", m.BatchDim)
 					}
-					fmt.Fprintf(out, "  %-12s %s → %s  (%s)\n", m.Name, m.Input, m.Output, batch)
+					fmt.Fprintf(out, "  %-12s %s → %s  (%s)\n", m.Name, m.Inputs, m.Outputs, batch)
 				}
 			}
 			return nil

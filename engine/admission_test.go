@@ -71,14 +71,15 @@ func slowType() *engine.RunnableType {
 		Name: "slow",
 		Methods: []engine.MethodSpec{{
 			Name: "run", Batchable: true,
-			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
-			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+			Inputs:  []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}}},
+			Outputs: []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}}},
 		}},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return slowOnce{}, nil },
 	}
 }
 
-func (slowOnce) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Value, error) {
+func (slowOnce) Call(ctx context.Context, _ string, ins []tensor.Value) ([]tensor.Value, error) {
+	in := ins[0]
 	var ms float32
 	for _, v := range in.Tensor().Float32s() {
 		ms = max(ms, v)
@@ -86,9 +87,9 @@ func (slowOnce) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Val
 	select {
 	case <-time.After(time.Duration(ms * float32(time.Millisecond))):
 	case <-ctx.Done():
-		return tensor.Value{}, ctx.Err()
+		return nil, ctx.Err()
 	}
-	return in, nil
+	return ins, nil
 }
 
 // TestSlowRequestsDoNotLockAMethodOut: a method that was slow for a while
@@ -191,15 +192,16 @@ func TestWholeRequestIsPricedAndRefusedAtOnce(t *testing.T) {
 // it ever ran.
 type failingChunk struct{ rows *atomic.Int64 }
 
-func (f failingChunk) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) {
+func (f failingChunk) Call(_ context.Context, _ string, ins []tensor.Value) ([]tensor.Value, error) {
+	in := ins[0]
 	for _, v := range in.Tensor().Float32s() {
 		if v == -1 {
-			return tensor.Value{}, errors.New("row -1 is not allowed")
+			return nil, errors.New("row -1 is not allowed")
 		}
 	}
 	f.rows.Add(int64(in.Tensor().Shape()[0]))
 	time.Sleep(time.Millisecond)
-	return in, nil
+	return ins, nil
 }
 
 // TestFailedChunkWithdrawsTheRest: when one chunk of a split request
@@ -210,8 +212,8 @@ func TestFailedChunkWithdrawsTheRest(t *testing.T) {
 		Name: "chunky",
 		Methods: []engine.MethodSpec{{
 			Name: "run", Batchable: true,
-			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
-			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+			Inputs:  []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}}},
+			Outputs: []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}}},
 		}},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return failingChunk{&ran}, nil },
 	}

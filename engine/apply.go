@@ -69,13 +69,18 @@ func (e *Engine) API(name string) (APISpec, bool) {
 	return a, ok
 }
 
-// CheckAPI reports whether api fits the method it calls.
+// CheckAPI reports whether api fits the method it calls. A service API
+// serves a method of one input and one output.
 func CheckAPI(api APISpec, m MethodSpec) error {
-	if got, want := api.Input.valueKind(), m.Input.Kind; want != tensor.KindInvalid && got != want {
-		return fmt.Errorf("api %q: input %s does not fit %s.%s, which takes %s (use %s)", api.Name, api.Input, api.Runner, api.Method, m.Input, IOKindFor(want))
+	in, out, err := m.Single()
+	if err != nil {
+		return fmt.Errorf("api %q: %s.%s: %w", api.Name, api.Runner, api.Method, err)
 	}
-	if got, want := api.Output.valueKind(), m.Output.Kind; want != tensor.KindInvalid && got != want {
-		return fmt.Errorf("api %q: output %s does not fit %s.%s, which returns %s (use %s)", api.Name, api.Output, api.Runner, api.Method, m.Output, IOKindFor(want))
+	if got, want := api.Input.valueKind(), in.Kind; want != tensor.KindInvalid && got != want {
+		return fmt.Errorf("api %q: input %s does not fit %s.%s, which takes %s (use %s)", api.Name, api.Input, api.Runner, api.Method, in, IOKindFor(want))
+	}
+	if got, want := api.Output.valueKind(), out.Kind; want != tensor.KindInvalid && got != want {
+		return fmt.Errorf("api %q: output %s does not fit %s.%s, which returns %s (use %s)", api.Name, api.Output, api.Runner, api.Method, out, IOKindFor(want))
 	}
 	return nil
 }

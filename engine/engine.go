@@ -187,25 +187,35 @@ func (e *Engine) Runners() []*Runner {
 	return rs
 }
 
-// Run calls a runner's method; see Runner.Run. Front ends should call
-// through the engine rather than hold a *Runner: a reload may replace a
-// runner with a new generation, and a request the old one refused because it
-// was closing (so it never ran) is retried on the new one here.
+// Run calls a runner's method of one input and one output; see
+// Runner.Run. Front ends should call through the engine rather than hold a
+// *Runner: a reload may replace a runner with a new generation, and a
+// request the old one refused because it was closing (so it never ran) is
+// retried on the new one here.
 func (e *Engine) Run(ctx context.Context, runner, method string, in tensor.Value) (tensor.Value, error) {
-	v, _, err := e.RunInfo(ctx, runner, method, in)
-	return v, err
-}
-
-// RunInfo is Run that also says which batch served the request.
-func (e *Engine) RunInfo(ctx context.Context, runner, method string, in tensor.Value) (tensor.Value, CallInfo, error) {
 	var last *Runner
 	for {
-		r, err := e.Runner(runner)
+		r, err := e.next(runner, method, last)
 		if err != nil {
-			return tensor.Value{}, CallInfo{}, err
+			return tensor.Value{}, err
 		}
-		if r == last {
-			return tensor.Value{}, CallInfo{}, &MethodError{runner, method, ErrRunnerClosed}
+		v, err := r.Run(ctx, method, in)
+		if !errors.Is(err, ErrRunnerClosed) {
+			return v, err
+		}
+		last = r
+	}
+}
+
+// RunInfo calls any method of a runner with a value per input, returns a
+// value per output and which batch served the request; see Runner.RunInfo
+// and Run.
+func (e *Engine) RunInfo(ctx context.Context, runner, method string, in []tensor.Value) ([]tensor.Value, CallInfo, error) {
+	var last *Runner
+	for {
+		r, err := e.next(runner, method, last)
+		if err != nil {
+			return nil, CallInfo{}, err
 		}
 		v, info, err := r.RunInfo(ctx, method, in)
 		if !errors.Is(err, ErrRunnerClosed) {
@@ -213,6 +223,19 @@ func (e *Engine) RunInfo(ctx context.Context, runner, method string, in tensor.V
 		}
 		last = r
 	}
+}
+
+// next is the runner to try a request on: the current generation, unless
+// that is last, which refused it as closing.
+func (e *Engine) next(runner, method string, last *Runner) (*Runner, error) {
+	r, err := e.Runner(runner)
+	if err != nil {
+		return nil, err
+	}
+	if r == last {
+		return nil, &MethodError{runner, method, ErrRunnerClosed}
+	}
+	return r, nil
 }
 
 // Close stops every runner in parallel, each draining until ctx ends.

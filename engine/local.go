@@ -39,7 +39,7 @@ func NewLocal(ctx context.Context, reg *Registry, cfg RunnerConfig) (*Local, err
 		name = typ.Name
 	}
 	inst, err := typ.New(ctx, Env{
-		Runner: name, Params: cfg.Params, Threads: 1,
+		Runner: name, Params: cfg.Params, Threads: 1, Methods: specs,
 		Metrics: prometheus.NewRegistry(),
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -53,25 +53,42 @@ func NewLocal(ctx context.Context, reg *Registry, cfg RunnerConfig) (*Local, err
 	return l, nil
 }
 
-// Run checks in against the signature and calls the method directly.
+// Run calls a method of one input and one output directly; see Call.
 func (l *Local) Run(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	spec, ok := l.methods[method]
-	if !ok {
-		return tensor.Value{}, &MethodError{l.name, method, fmt.Errorf("%w %q", ErrUnknownMethod, method)}
+	if ok && (len(spec.Inputs) != 1 || len(spec.Outputs) != 1) {
+		return tensor.Value{}, &MethodError{l.name, method, fmt.Errorf("%w: %s and returns %s: call Call with a value per input",
+			ErrInvalidInput, takes(&spec), count(spec.Outputs, "output"))}
 	}
-	if err := spec.Input.Check(in); err != nil {
-		return tensor.Value{}, &MethodError{l.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
+	outs, err := l.Call(ctx, method, []tensor.Value{in})
+	if err != nil {
+		return tensor.Value{}, err
+	}
+	return outs[0], nil
+}
+
+// Call checks in (a value per input of the method, the zero Value for an
+// absent optional one) against the signature as a runner does, calls the
+// method directly, checks its outputs and returns them, a value per output.
+func (l *Local) Call(ctx context.Context, method string, in []tensor.Value) ([]tensor.Value, error) {
+	spec, ok := l.methods[method]
+	if !ok {
+		return nil, &MethodError{l.name, method, fmt.Errorf("%w %q", ErrUnknownMethod, method)}
+	}
+	rows, err := checkInputs(&spec, in)
+	if err != nil {
+		return nil, &MethodError{l.name, method, err}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out, err := safeCall(ctx, l.inst, method, in)
+	outs, err := safeCall(ctx, l.inst, method, in)
 	if err != nil {
-		return tensor.Value{}, &MethodError{l.name, method, err}
+		return nil, &MethodError{l.name, method, err}
 	}
-	if err := spec.Output.Check(out); err != nil {
-		return tensor.Value{}, &MethodError{l.name, method, fmt.Errorf("runnable returned an output that does not match its signature: %w", err)}
+	if err := checkOutputs(&spec, outs, rows); err != nil {
+		return nil, &MethodError{l.name, method, err}
 	}
-	return out, nil
+	return outs, nil
 }
 
 // Close releases the instance.

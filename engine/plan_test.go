@@ -30,6 +30,7 @@ func TestPlanProblemPaths(t *testing.T) {
 		APIs: []engine.APISpec{
 			{Name: "predict", Runner: "sim", Method: "run", Input: engine.IONDArray, Output: engine.IONDArray},
 			{Name: "Bad", Runner: "ghost", Method: "x", Input: "csv", Output: engine.IOJSON},
+			{Name: "classify", Runner: "sentiment", Method: "classify", Input: engine.IONDArray, Output: engine.IONDArray},
 		},
 	}
 	_, err := e.Plan(t.Context(), cfg)
@@ -50,6 +51,7 @@ func TestPlanProblemPaths(t *testing.T) {
 		`apis[1].name: "Bad": use lower-case letters, digits and -._ (1 to 63 characters, starting and ending with a letter or digit)`,
 		`apis[1].input: "csv": want json, text or ndarray`,
 		`apis[1].runner: "ghost" is not a runner in this config (runners: broken, sentiment, sim)`,
+		`apis[2]: api "classify": sentiment.classify: method "classify" takes 2 inputs (texts, threshold) and returns 2 outputs (positive, scores); this front end serves only methods of one input and one output`,
 	}
 	if got := strings.Split(err.Error(), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -16,45 +16,148 @@ import (
 	"github.com/benchtop/benchtop/engine/tensor"
 )
 
-// MethodSpec is the signature of one method of a runnable.
+// MethodSpec is the signature of one method of a runnable: an ordered list
+// of inputs and one of outputs, each a tensor.IOSpec. A method of one input
+// and one output may leave them unnamed; the engine calls them "input" and
+// "output" (DefaultInputName, DefaultOutputName). Several inputs (or
+// outputs) must each have a name, unique within their list.
 type MethodSpec struct {
 	Name string
 	Doc  string
-	// Batchable methods take and return tensors (or JSON arrays) whose rows
-	// along BatchDim / OutputBatchDim belong to different callers.
+	// Batchable methods cut the rows of their batched inputs along BatchDim
+	// (and of their batched outputs along OutputBatchDim) between callers:
+	// requests are concatenated into one batch and its outputs split back.
+	// Inputs and outputs marked Unbatched are passed whole.
 	Batchable      bool
 	BatchDim       int
 	OutputBatchDim int
-	Input, Output  tensor.IOSpec
+	Inputs         tensor.IOSpecs
+	Outputs        tensor.IOSpecs
 }
 
-// Validate checks that the spec can be served.
+// The names the engine gives the sole input and the sole output of a
+// method that leaves them unnamed.
+const (
+	DefaultInputName  = "input"
+	DefaultOutputName = "output"
+)
+
+// Validate checks that the spec can be served: names (present where there
+// are several, unique), batch dims inside every batched shape, batched
+// slots that can be cut into rows (tensors or JSON arrays), a batchable
+// method with at least one batched input, Unbatched only on a batchable
+// method, Optional only on inputs.
 func (m MethodSpec) Validate() error {
 	if m.Name == "" {
 		return fmt.Errorf("method has no name")
 	}
+	for _, side := range []struct {
+		what  string
+		specs tensor.IOSpecs
+		dim   int
+	}{{"input", m.Inputs, m.BatchDim}, {"output", m.Outputs, m.OutputBatchDim}} {
+		for i := range side.specs {
+			if err := m.validateSlot(side.what, i, side.specs, side.dim); err != nil {
+				return fmt.Errorf("method %q: %w", m.Name, err)
+			}
+		}
+	}
 	if !m.Batchable {
 		return nil
 	}
-	for _, s := range []struct {
-		what string
-		io   tensor.IOSpec
-		dim  int
-	}{{"input", m.Input, m.BatchDim}, {"output", m.Output, m.OutputBatchDim}} {
-		switch s.io.Kind {
-		case tensor.KindTensor:
-			if s.io.Shape != nil && (s.dim < 0 || s.dim >= len(s.io.Shape)) {
-				return fmt.Errorf("method %q: %s batch dim %d is outside its shape %v", m.Name, s.what, s.dim, s.io.Shape)
-			}
-		case tensor.KindJSON:
-			if s.dim != 0 {
-				return fmt.Errorf("method %q: %s is a JSON array, so its batch dim must be 0, not %d", m.Name, s.what, s.dim)
-			}
-		default:
-			return fmt.Errorf("method %q is batchable, so its %s must be a tensor or a JSON array, not %s", m.Name, s.what, s.io.Kind)
+	if m.BatchDim < 0 || m.OutputBatchDim < 0 {
+		return fmt.Errorf("method %q: batch dims %d and %d: want 0 or more", m.Name, m.BatchDim, m.OutputBatchDim)
+	}
+	for _, s := range m.Inputs {
+		if !s.Unbatched {
+			return nil
 		}
 	}
+	return fmt.Errorf("method %q is batchable but has no batched input to count its rows by: mark an input batched, or the method not batchable", m.Name)
+}
+
+// validateSlot checks the i-th spec of one side of m.
+func (m MethodSpec) validateSlot(what string, i int, specs tensor.IOSpecs, dim int) error {
+	s := specs[i]
+	name := s.Name
+	switch {
+	case name == "" && len(specs) > 1:
+		return fmt.Errorf("%s %d has no name: a method of several %ss names each", what, i, what)
+	case name != "" && specs[:i].Index(name) >= 0:
+		return fmt.Errorf("two %ss are named %q", what, name)
+	case name == "":
+		name = defaultName(what)
+	}
+	if s.Optional && what == "output" {
+		return fmt.Errorf("output %q is optional; only inputs may be", name)
+	}
+	if !m.Batchable {
+		if s.Unbatched {
+			return fmt.Errorf("%s %q is marked unbatched, but the method is not batchable: every value is passed whole", what, name)
+		}
+		return nil
+	}
+	if s.Unbatched {
+		return nil
+	}
+	switch s.Kind {
+	case tensor.KindTensor:
+		if s.Shape != nil && (dim < 0 || dim >= len(s.Shape)) {
+			return fmt.Errorf("%s %q: batch dim %d is outside its shape %v", what, name, dim, s.Shape)
+		}
+	case tensor.KindJSON:
+		if dim != 0 {
+			return fmt.Errorf("%s %q is a JSON array, so its batch dim must be 0, not %d", what, name, dim)
+		}
+	default:
+		return fmt.Errorf("the method is batchable, so its batched %s %q must be a tensor or a JSON array, not %s (or mark it unbatched)", what, name, s.Kind)
+	}
 	return nil
+}
+
+func defaultName(what string) string {
+	if what == "input" {
+		return DefaultInputName
+	}
+	return DefaultOutputName
+}
+
+// withDefaultNames returns m with its sole input and sole output named
+// when the runnable left them unnamed: the one place the defaults are
+// given, so that every spec the engine hands out names every slot. It
+// copies a list only when it changes one.
+func (m MethodSpec) withDefaultNames() MethodSpec {
+	if len(m.Inputs) == 1 && m.Inputs[0].Name == "" {
+		m.Inputs = slices.Clone(m.Inputs)
+		m.Inputs[0].Name = DefaultInputName
+	}
+	if len(m.Outputs) == 1 && m.Outputs[0].Name == "" {
+		m.Outputs = slices.Clone(m.Outputs)
+		m.Outputs[0].Name = DefaultOutputName
+	}
+	return m
+}
+
+// Single returns the input and output of a method of one input and one
+// output, the common case; for any other method the error says what the
+// method takes, for a front end that serves only the common case.
+func (m MethodSpec) Single() (in, out tensor.IOSpec, err error) {
+	if len(m.Inputs) != 1 || len(m.Outputs) != 1 {
+		return in, out, fmt.Errorf("method %q takes %s and returns %s; this front end serves only methods of one input and one output",
+			m.Name, count(m.Inputs, "input"), count(m.Outputs, "output"))
+	}
+	return m.Inputs[0], m.Outputs[0], nil
+}
+
+// count is "1 input", "2 inputs (a, b)", "no output" and so on.
+func count(l tensor.IOSpecs, what string) string {
+	switch len(l) {
+	case 0:
+		return "no " + what
+	case 1:
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss (%s)", len(l), what, l.Names())
 }
 
 // Resource names, as BentoML and Kubernetes spell them.
@@ -88,10 +191,17 @@ type RunnableType struct {
 }
 
 // Instance is one live copy of a runnable, owned by one worker: it is never
-// called concurrently. Outputs must not be modified by the instance after it
-// returns them, since callers get views into them.
+// called concurrently.
+//
+// Call runs one batch (or, for a method that is not batchable, one
+// request). in holds a value per input of the method, in the order its
+// spec declares them; an optional input that is absent is the zero Value.
+// Call returns a value per output, in the spec's order. Args and Results
+// read inputs and build outputs by name. The engine has checked in against
+// the spec and checks the outputs. Neither in nor the outputs may be
+// modified after Call returns, since callers get views into them.
 type Instance interface {
-	Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error)
+	Call(ctx context.Context, method string, in []tensor.Value) ([]tensor.Value, error)
 }
 
 // An Instance may implement the optional interfaces below; the engine looks
@@ -136,6 +246,9 @@ type Env struct {
 	Runner string
 	Worker int
 	Params Params
+	// Methods are the runner's method signatures as the engine serves
+	// them (default names given), for building Args and Results.
+	Methods []MethodSpec
 	// Threads is how many CPU threads the instance may use.
 	Threads int
 	// GPUs are the device ids assigned to this worker (empty on CPU), in
@@ -149,6 +262,16 @@ type Env struct {
 	// Every worker of a runner shares them: use RegisterOrReuse.
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
+}
+
+// Method finds one of Methods by name.
+func (e Env) Method(name string) (MethodSpec, bool) {
+	for _, m := range e.Methods {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MethodSpec{}, false
 }
 
 // RegisterOrReuse registers c, or returns the equal collector a sibling
@@ -247,20 +370,25 @@ func (t *RunnableType) MethodsFor(ctx context.Context, p Params) ([]MethodSpec, 
 	return t.methods(ctx, p)
 }
 
+// methods resolves the signatures, every slot named (withDefaultNames).
 func (t *RunnableType) methods(ctx context.Context, p Params) ([]MethodSpec, error) {
-	if t.Describe == nil {
-		return t.Methods, nil
-	}
-	ms, err := t.Describe(ctx, p)
-	if err != nil {
-		return nil, fmt.Errorf("describe runnable %q: %w", t.Name, err)
-	}
-	for _, m := range ms {
-		if err := m.Validate(); err != nil {
-			return nil, fmt.Errorf("runnable %q: %w", t.Name, err)
+	ms := t.Methods
+	if t.Describe != nil {
+		var err error
+		if ms, err = t.Describe(ctx, p); err != nil {
+			return nil, fmt.Errorf("describe runnable %q: %w", t.Name, err)
+		}
+		for _, m := range ms {
+			if err := m.Validate(); err != nil {
+				return nil, fmt.Errorf("runnable %q: %w", t.Name, err)
+			}
 		}
 	}
-	return ms, nil
+	out := make([]MethodSpec, len(ms))
+	for i, m := range ms {
+		out[i] = m.withDefaultNames()
+	}
+	return out, nil
 }
 
 func (t *RunnableType) supports(resource string) bool {

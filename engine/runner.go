@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,17 +70,19 @@ func (d runnerDeps) visible() placement.Visible {
 
 type method struct {
 	spec MethodSpec
-	// variableShape: the signature leaves the input's dtype or a non-batch
-	// dim open, so requests group by their actual shape.
-	variableShape bool
-	refusals      refusalLog
-	q             *batcher.Queue[*call]
-	metrics       *methodMetrics
-	window        window
-	totals        [6]atomic.Uint64 // indexed by statusIndex
-	cum           cumulative
-	sizesMu       sync.Mutex
-	sizes         map[int]*batchSizeTotals // by exact rows per batch, since start
+	// keyParts says what a request's batching key spells out for each
+	// input (see groupKey); nil when every request has the empty key.
+	keyParts []keyPart
+	// single: one input and one output, the case Run serves.
+	single   bool
+	refusals refusalLog
+	q        *batcher.Queue[*call]
+	metrics  *methodMetrics
+	window   window
+	totals   [6]atomic.Uint64 // indexed by statusIndex
+	cum      cumulative
+	sizesMu  sync.Mutex
+	sizes    map[int]*batchSizeTotals // by exact rows per batch, since start
 }
 
 // cumulative sums since start, for Triton-style statistics.
@@ -108,8 +109,11 @@ type worker struct {
 
 // call is one Run in flight.
 type call struct {
-	m    *method
-	in   tensor.Value
+	m *method
+	// in holds a value per input of the method; for a method of one input
+	// it points into one, so that a request costs no extra allocation.
+	in   []tensor.Value
+	one  [1]tensor.Value
 	rows int
 	done chan callResult // buffered: a worker never blocks on a caller that left
 	sent atomic.Bool
@@ -122,11 +126,11 @@ type call struct {
 
 type piece struct {
 	offset int
-	v      tensor.Value
+	outs   []tensor.Value // a value per output of the method
 }
 
 type callResult struct {
-	out  tensor.Value
+	out  []tensor.Value // a value per output of the method
 	err  error
 	info CallInfo
 }
@@ -183,7 +187,10 @@ func newRunner(deps runnerDeps, pr plannedRunner, custom *runnerRegisterer) (*Ru
 		if err != nil {
 			return nil, fmt.Errorf("runner %q: %w", cfg.Name, err)
 		}
-		m := &method{spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]*batchSizeTotals{}, variableShape: variableBeside(s.Input, s.BatchDim)}
+		m := &method{
+			spec: s, q: q, metrics: deps.metrics.forMethod(cfg.Name, s.Name), sizes: map[int]*batchSizeTotals{},
+			keyParts: keyParts(s), single: len(s.Inputs) == 1 && len(s.Outputs) == 1,
+		}
 		r.methods[s.Name] = m
 		r.order = append(r.order, m)
 	}
@@ -239,27 +246,55 @@ func (r *Runner) Config() RunnerConfig {
 	return cfg
 }
 
-// Run calls method with in and blocks until the caller's own result, an
-// error, or the end of ctx. A request cancelled while queued never executes.
+// Run calls a method of one input and one output with in and blocks until
+// the caller's own result, an error, or the end of ctx. A request
+// cancelled while queued never executes. RunInfo calls any method.
 func (r *Runner) Run(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
-	v, _, err := r.RunInfo(ctx, method, in)
-	return v, err
+	m, err := r.lookup(method)
+	if err != nil {
+		return tensor.Value{}, err
+	}
+	if !m.single {
+		m.count(statusInvalid)
+		return tensor.Value{}, &MethodError{r.name, method, fmt.Errorf("%w: %s and returns %s: call RunInfo with a value per input",
+			ErrInvalidInput, takes(&m.spec), count(m.spec.Outputs, "output"))}
+	}
+	outs, _, err := r.run(ctx, m, []tensor.Value{in})
+	if err != nil {
+		return tensor.Value{}, err
+	}
+	return outs[0], nil
 }
 
-// RunInfo is Run that also says which batch served the request.
-func (r *Runner) RunInfo(ctx context.Context, method string, in tensor.Value) (tensor.Value, CallInfo, error) {
-	m, ok := r.methods[method]
-	if !ok {
-		return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w %q (methods: %s)", ErrUnknownMethod, method, methodNames(r.Methods()))}
+// RunInfo calls method with in, a value per input of the method in the
+// order of its spec (the zero Value for an absent optional input), and
+// returns a value per output, in the same way, and which batch served the
+// request. The caller may reuse in once it returns.
+func (r *Runner) RunInfo(ctx context.Context, method string, in []tensor.Value) ([]tensor.Value, CallInfo, error) {
+	m, err := r.lookup(method)
+	if err != nil {
+		return nil, CallInfo{}, err
 	}
-	rows, err := m.rowsOf(in)
+	return r.run(ctx, m, in)
+}
+
+func (r *Runner) lookup(name string) (*method, error) {
+	m, ok := r.methods[name]
+	if !ok {
+		return nil, &MethodError{r.name, name, fmt.Errorf("%w %q (methods: %s)", ErrUnknownMethod, name, methodNames(r.Methods()))}
+	}
+	return m, nil
+}
+
+func (r *Runner) run(ctx context.Context, m *method, in []tensor.Value) ([]tensor.Value, CallInfo, error) {
+	rows, err := checkInputs(&m.spec, in)
 	if err != nil {
 		m.count(statusInvalid)
-		return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrInvalidInput, err)}
+		return nil, CallInfo{}, &MethodError{r.name, m.spec.Name, err}
 	}
 	if err := ctx.Err(); err != nil {
 		m.count(statusCancelled)
-		return tensor.Value{}, CallInfo{}, err
+		return nil, CallInfo{}, err
 	}
 	if r.readyN.Load() == 0 {
 		// No worker, and the last attempt to start one failed: say why
@@ -269,12 +304,20 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in tensor.Value) (t
 		r.mu.Unlock()
 		if startErr != nil {
 			m.count(statusError)
-			return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, fmt.Errorf("%w: %w", ErrNotReady, startErr)}
+			return nil, CallInfo{}, &MethodError{r.name, m.spec.Name, fmt.Errorf("%w: %w", ErrNotReady, startErr)}
 		}
 	}
-	c := &call{m: m, in: in, rows: rows, done: make(chan callResult, 1)}
-	var keyBuf [48]byte
-	it, err := m.q.Submit(c, batcher.Request{Rows: rows, Bytes: sizeOf(in), Key: m.groupKey(keyBuf[:0], in)})
+	var keyBuf [64]byte
+	key, err := m.groupKey(keyBuf[:0], in)
+	if err != nil {
+		m.count(statusInvalid)
+		return nil, CallInfo{}, &MethodError{r.name, m.spec.Name, err}
+	}
+	c := &call{m: m, rows: rows, done: make(chan callResult, 1)}
+	// A copy, so that the caller's slice need not outlive the call (and a
+	// literal one stays on its stack).
+	c.in = append(c.one[:0], in...)
+	it, err := m.q.Submit(c, batcher.Request{Rows: rows, Bytes: sizeOfAll(in), Key: key})
 	if err != nil {
 		if errors.Is(err, batcher.ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrRunnerClosed, err)
@@ -282,14 +325,14 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in tensor.Value) (t
 		err = overloadFrom(err)
 		r.noteRefusal(m, err)
 		m.record(time.Now(), rows, callResult{err: err})
-		return tensor.Value{}, CallInfo{}, &MethodError{r.name, method, err}
+		return nil, CallInfo{}, &MethodError{r.name, m.spec.Name, err}
 	}
 	start := it.Enqueued() // the batcher's clock reading, not a second one
 	select {
 	case res := <-c.done:
 		m.record(start, rows, res)
 		if res.err != nil {
-			return tensor.Value{}, res.info, &MethodError{r.name, method, res.err}
+			return nil, res.info, &MethodError{r.name, m.spec.Name, res.err}
 		}
 		return res.out, res.info, nil
 	case <-ctx.Done():
@@ -297,112 +340,8 @@ func (r *Runner) RunInfo(ctx context.Context, method string, in tensor.Value) (t
 		// result lands in the buffered channel and is dropped.
 		m.q.Cancel(it)
 		m.count(statusCancelled)
-		return tensor.Value{}, CallInfo{}, ctx.Err()
+		return nil, CallInfo{}, ctx.Err()
 	}
-}
-
-// groupKey says which requests may share a batch: tensors concatenate
-// only when their dtype and every non-batch dim agree (Triton's rule), so
-// where the signature leaves those open the key spells them out; where
-// it fixes them every valid request has the same key, the empty one.
-func (m *method) groupKey(key []byte, in tensor.Value) []byte {
-	if !m.spec.Batchable || in.Kind() != tensor.KindTensor || !m.variableShape {
-		return key
-	}
-	t := in.Tensor()
-	key = append(key, byte(t.DType()))
-	for i, d := range t.Shape() {
-		if i == m.spec.BatchDim {
-			d = -1
-		}
-		key = strconv.AppendInt(append(key, ','), int64(d), 10)
-	}
-	return key
-}
-
-// variableBeside reports whether tensors that meet s may differ in dtype or
-// in a dim other than batchDim, so that two of them may not concatenate
-// along batchDim.
-func variableBeside(s tensor.IOSpec, batchDim int) bool {
-	if s.Kind != tensor.KindTensor && s.Kind != tensor.KindInvalid {
-		return false
-	}
-	if s.DType == tensor.DTypeInvalid || s.Shape == nil {
-		return true
-	}
-	for i, d := range s.Shape {
-		if i != batchDim && d < 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// sizeOf is the bytes of data a value carries, for the batcher's cost
-// model: where rows differ in size, cost follows bytes.
-func sizeOf(v tensor.Value) int64 {
-	switch v.Kind() {
-	case tensor.KindTensor:
-		t := v.Tensor()
-		if t == nil {
-			return 0
-		}
-		n := int64(len(t.Bytes()))
-		for _, s := range t.Strings() {
-			n += int64(len(s))
-		}
-		return n
-	case tensor.KindText:
-		return int64(len(v.Text()))
-	case tensor.KindJSON:
-		return jsonSize(v.JSON(), 0)
-	}
-	return 0
-}
-
-// jsonSize approximates the bytes of a decoded JSON value: strings by
-// their length, anything else by a word, nesting followed a few levels.
-func jsonSize(x any, depth int) int64 {
-	switch x := x.(type) {
-	case string:
-		return int64(len(x))
-	case []any:
-		if depth > 4 {
-			return int64(8 * len(x))
-		}
-		var n int64
-		for _, e := range x {
-			n += jsonSize(e, depth+1)
-		}
-		return n
-	case map[string]any:
-		if depth > 4 {
-			return int64(16 * len(x))
-		}
-		var n int64
-		for k, e := range x {
-			n += int64(len(k)) + jsonSize(e, depth+1)
-		}
-		return n
-	}
-	return 8
-}
-
-func (m *method) rowsOf(in tensor.Value) (int, error) {
-	if err := m.spec.Input.Check(in); err != nil {
-		return 0, err
-	}
-	if !m.spec.Batchable {
-		return 1, nil
-	}
-	rows, err := in.Rows(m.spec.BatchDim)
-	if err != nil {
-		return 0, err
-	}
-	if rows < 1 {
-		return 0, fmt.Errorf("input has no rows along batch dim %d: send at least one", m.spec.BatchDim)
-	}
-	return rows, nil
 }
 
 func statusOf(err error) string {
@@ -737,6 +676,7 @@ func (r *Runner) newInstance(ctx context.Context, w *worker) (inst Instance, err
 		Runner:  r.name,
 		Worker:  w.id,
 		Params:  r.cfg.Params,
+		Methods: r.Methods(),
 		Threads: r.plan.Threads,
 		GPUs:    slices.Clone(w.gpus),
 		Metrics: r.custom,
@@ -794,8 +734,8 @@ type execution struct {
 func (r *Runner) execute(ctx context.Context, w *worker, inst Instance, bt *batcher.Batch[*call]) outcome {
 	m := bt.Parts[0].Item.Payload.m
 	start := time.Now()
-	in, err := assemble(m.spec, bt)
-	var out tensor.Value
+	in, err := assemble(m, bt)
+	var out []tensor.Value
 	crashed := false
 	if err == nil {
 		r.mu.Lock()
@@ -821,7 +761,7 @@ func (r *Runner) execute(ctx context.Context, w *worker, inst Instance, bt *batc
 	exec := time.Since(start)
 	var outs []tensor.Value
 	if err == nil {
-		outs, err = split(m.spec, out, bt)
+		outs, err = split(m, out, bt)
 	}
 	if err == nil && r.looping.Load() {
 		// A good batch ends a crash loop; say so before the callers hear.
@@ -874,7 +814,7 @@ func firstLine(s string) string {
 	return line
 }
 
-func safeCall(ctx context.Context, inst Instance, method string, in tensor.Value) (out tensor.Value, err error) {
+func safeCall(ctx context.Context, inst Instance, method string, in []tensor.Value) (out []tensor.Value, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &panicError{p}
@@ -883,69 +823,108 @@ func safeCall(ctx context.Context, inst Instance, method string, in tensor.Value
 	return inst.Call(ctx, method, in)
 }
 
-// assemble builds the batch input: the request itself when it is alone and
-// whole, else the parts' rows concatenated along the batch dim.
-func assemble(spec MethodSpec, bt *batcher.Batch[*call]) (tensor.Value, error) {
-	if len(bt.Parts) == 1 {
-		p := bt.Parts[0]
-		c := p.Item.Payload
-		if p.Offset == 0 && p.Rows == c.rows {
-			return c.in, nil
-		}
-		return tensor.SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
+// whole reports whether p is all of its request.
+func whole(p batcher.Part[*call]) bool { return p.Offset == 0 && p.Rows == p.Item.Payload.rows }
+
+// share is p's share of v, a batched input of its request: v itself when p
+// is all of the request, else its rows along the batch dim.
+func share(m *method, p batcher.Part[*call], v tensor.Value) (tensor.Value, error) {
+	if whole(p) {
+		return v, nil
 	}
-	vs := make([]tensor.Value, len(bt.Parts))
-	for i, p := range bt.Parts {
-		c := p.Item.Payload
-		if p.Offset == 0 && p.Rows == c.rows {
-			vs[i] = c.in
-			continue
-		}
-		v, err := tensor.SliceValue(c.in, spec.BatchDim, p.Offset, p.Offset+p.Rows)
-		if err != nil {
-			return tensor.Value{}, err
-		}
-		vs[i] = v
-	}
-	v, err := tensor.ConcatValues(spec.BatchDim, vs)
-	if err != nil {
-		return tensor.Value{}, fmt.Errorf("form batch: %w", err)
-	}
-	return v, nil
+	return tensor.SliceValue(v, m.spec.BatchDim, p.Offset, p.Offset+p.Rows)
 }
 
-// split cuts the batch output back into the parts' rows, after checking the
-// runnable kept its promise about the output.
-func split(spec MethodSpec, out tensor.Value, bt *batcher.Batch[*call]) ([]tensor.Value, error) {
-	if err := spec.Output.Check(out); err != nil {
-		return nil, fmt.Errorf("runnable returned an output that does not match its signature: %w", err)
+// assemble builds the batch's inputs: the request's own when it is alone
+// and whole; else each batched input is the parts' rows concatenated along
+// the batch dim, and each unbatched one the first part's value, which the
+// others share (their batching keys are equal, so every part has the same
+// inputs present and the same unbatched values).
+func assemble(m *method, bt *batcher.Batch[*call]) ([]tensor.Value, error) {
+	first := bt.Parts[0].Item.Payload
+	if len(bt.Parts) == 1 && whole(bt.Parts[0]) {
+		return first.in, nil
 	}
-	if !spec.Batchable {
-		return []tensor.Value{out}, nil
+	in := make([]tensor.Value, len(first.in))
+	var vs []tensor.Value // one input's share of each part, reused across inputs
+	for i, v := range first.in {
+		if m.spec.Inputs[i].Unbatched || v.Kind() == tensor.KindInvalid {
+			in[i] = v
+			continue
+		}
+		if len(bt.Parts) == 1 {
+			part, err := share(m, bt.Parts[0], v)
+			if err != nil {
+				return nil, fmt.Errorf("form batch: input %q: %w", m.spec.Inputs[i].Name, err)
+			}
+			in[i] = part
+			continue
+		}
+		if vs == nil {
+			vs = make([]tensor.Value, len(bt.Parts))
+		}
+		for j, p := range bt.Parts {
+			part, err := share(m, p, p.Item.Payload.in[i])
+			if err != nil {
+				return nil, fmt.Errorf("form batch: input %q: %w", m.spec.Inputs[i].Name, err)
+			}
+			vs[j] = part
+		}
+		joined, err := tensor.ConcatValues(m.spec.BatchDim, vs)
+		if err != nil {
+			return nil, fmt.Errorf("form batch: input %q: %w", m.spec.Inputs[i].Name, err)
+		}
+		in[i] = joined
 	}
-	rows, err := out.Rows(spec.OutputBatchDim)
-	if err != nil {
-		return nil, fmt.Errorf("runnable output: %w", err)
-	}
-	if rows != bt.Rows {
-		return nil, fmt.Errorf("runnable returned %d rows for a batch of %d along output batch dim %d", rows, bt.Rows, spec.OutputBatchDim)
+	return in, nil
+}
+
+// split checks the batch's outputs and cuts them into the parts' shares:
+// part j's outputs are shares[j*n : (j+1)*n] for n outputs. A batched
+// output is split at the parts' row offsets; an unbatched one goes whole to
+// every part.
+func split(m *method, outs []tensor.Value, bt *batcher.Batch[*call]) ([]tensor.Value, error) {
+	if err := checkOutputs(&m.spec, outs, bt.Rows); err != nil {
+		return nil, err
 	}
 	if len(bt.Parts) == 1 {
-		return []tensor.Value{out}, nil
+		return outs, nil
 	}
 	sizes := make([]int, len(bt.Parts))
 	for i, p := range bt.Parts {
 		sizes[i] = p.Rows
 	}
-	return tensor.SplitValue(out, spec.OutputBatchDim, sizes)
+	n := len(outs)
+	if n == 1 && !m.spec.Outputs[0].Unbatched {
+		return tensor.SplitValue(outs[0], m.spec.OutputBatchDim, sizes) // one share per part already
+	}
+	shares := make([]tensor.Value, len(bt.Parts)*n)
+	for k, out := range outs {
+		if m.spec.Outputs[k].Unbatched {
+			for j := range bt.Parts {
+				shares[j*n+k] = out
+			}
+			continue
+		}
+		cut, err := tensor.SplitValue(out, m.spec.OutputBatchDim, sizes)
+		if err != nil {
+			return nil, fmt.Errorf("split output %q: %w", m.spec.Outputs[k].Name, err)
+		}
+		for j, v := range cut {
+			shares[j*n+k] = v
+		}
+	}
+	return shares, nil
 }
 
-func deliver(bt *batcher.Batch[*call], outs []tensor.Value, err error, start time.Time, exec time.Duration) {
-	for i, p := range bt.Parts {
+// deliver answers each part's caller: with its share of shares (see
+// split), or with err.
+func deliver(bt *batcher.Batch[*call], shares []tensor.Value, err error, start time.Time, exec time.Duration) {
+	for j, p := range bt.Parts {
 		c := p.Item.Payload
 		info := CallInfo{BatchRows: bt.Rows, BatchRequests: len(bt.Parts), Queued: start.Sub(p.Item.Enqueued()), Exec: exec}
 		if err != nil {
-			if p.Offset != 0 || p.Rows != c.rows {
+			if !whole(p) {
 				// One chunk of a split request failed: the caller has
 				// its answer, so its chunks still queued must not run.
 				bt.Queue.Cancel(p.Item)
@@ -953,19 +932,22 @@ func deliver(bt *batcher.Batch[*call], outs []tensor.Value, err error, start tim
 			c.finish(callResult{err: err, info: info})
 			continue
 		}
-		if p.Offset == 0 && p.Rows == c.rows {
-			c.finish(callResult{out: outs[i], info: info})
+		n := len(c.m.spec.Outputs)
+		outs := shares[j*n : (j+1)*n : (j+1)*n]
+		if whole(p) {
+			c.finish(callResult{out: outs, info: info})
 			continue
 		}
-		c.addPiece(p.Offset, p.Rows, outs[i], info)
+		c.addPiece(p.Offset, p.Rows, outs, info)
 	}
 }
 
-// addPiece collects the output of one chunk of a split request and answers
-// the caller once every row is back.
-func (c *call) addPiece(offset, rows int, v tensor.Value, info CallInfo) {
+// addPiece collects the outputs of one chunk of a split request and
+// answers the caller once every row is back: each batched output is the
+// chunks' rows joined in order, each unbatched one the first chunk's.
+func (c *call) addPiece(offset, rows int, outs []tensor.Value, info CallInfo) {
 	c.asmMu.Lock()
-	c.pieces = append(c.pieces, piece{offset, v})
+	c.pieces = append(c.pieces, piece{offset, outs})
 	c.got += rows
 	complete := c.got == c.rows
 	var pieces []piece
@@ -978,14 +960,23 @@ func (c *call) addPiece(offset, rows int, v tensor.Value, info CallInfo) {
 		return
 	}
 	sort.Slice(pieces, func(i, j int) bool { return pieces[i].offset < pieces[j].offset })
+	spec := &c.m.spec
+	out := make([]tensor.Value, len(spec.Outputs))
 	vs := make([]tensor.Value, len(pieces))
-	for i, p := range pieces {
-		vs[i] = p.v
-	}
-	out, err := tensor.ConcatValues(c.m.spec.OutputBatchDim, vs)
-	if err != nil {
-		c.finish(callResult{err: fmt.Errorf("reassemble split request: %w", err), info: info})
-		return
+	for k := range spec.Outputs {
+		if spec.Outputs[k].Unbatched {
+			out[k] = pieces[0].outs[k]
+			continue
+		}
+		for i, p := range pieces {
+			vs[i] = p.outs[k]
+		}
+		v, err := tensor.ConcatValues(spec.OutputBatchDim, vs)
+		if err != nil {
+			c.finish(callResult{err: fmt.Errorf("reassemble split request: output %q: %w", spec.Outputs[k].Name, err), info: info})
+			return
+		}
+		out[k] = v
 	}
 	c.finish(callResult{out: out, info: info})
 }

@@ -132,11 +132,11 @@ func TestOversizedRequestIsSplitAcrossBatches(t *testing.T) {
 		Batching: batching(batcher.Adaptive, 8, 0),
 	})
 	in := rowsTensor(t, 1, 50, 2)
-	out, info, err := r.RunInfo(context.Background(), "predict", in)
+	outs, info, err := r.RunInfo(context.Background(), "predict", []tensor.Value{in})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkDoubled(in, out); err != nil {
+	if err := checkDoubled(in, outs[0]); err != nil {
 		t.Fatal(err)
 	}
 	if info.BatchRows > 8 {
@@ -202,14 +202,15 @@ func (g *gate) typ() *engine.RunnableType {
 		Name: "gate",
 		Methods: []engine.MethodSpec{{
 			Name: "run", Batchable: true,
-			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
-			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+			Inputs:  []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}}},
+			Outputs: []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}}},
 		}},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return g, nil },
 	}
 }
 
-func (g *gate) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Value, error) {
+func (g *gate) Call(ctx context.Context, _ string, ins []tensor.Value) ([]tensor.Value, error) {
+	in := ins[0]
 	rows := in.Tensor().Float32s()
 	g.mu.Lock()
 	for _, v := range rows {
@@ -219,7 +220,7 @@ func (g *gate) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Valu
 	for _, v := range rows {
 		switch v {
 		case -1:
-			return tensor.Value{}, errors.New("row -1 is not allowed")
+			return nil, errors.New("row -1 is not allowed")
 		case -2:
 			panic("row -2 blew up")
 		case -3:
@@ -230,11 +231,11 @@ func (g *gate) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Valu
 			select {
 			case <-g.release:
 			case <-ctx.Done():
-				return tensor.Value{}, ctx.Err()
+				return nil, ctx.Err()
 			}
 		}
 	}
-	return in, nil
+	return ins, nil
 }
 
 func (g *gate) count(v float32) int {

@@ -19,14 +19,14 @@ func Echo() *engine.RunnableType {
 				Name:      "echo",
 				Doc:       "any tensor with rows along dim 0 → the same tensor",
 				Batchable: true,
-				Input:     tensor.IOSpec{Kind: tensor.KindTensor},
-				Output:    tensor.IOSpec{Kind: tensor.KindTensor},
+				Inputs:    []tensor.IOSpec{{Kind: tensor.KindTensor}},
+				Outputs:   []tensor.IOSpec{{Kind: tensor.KindTensor}},
 			},
 			{
-				Name:   "echo_text",
-				Doc:    "text → the same text",
-				Input:  tensor.IOSpec{Kind: tensor.KindText},
-				Output: tensor.IOSpec{Kind: tensor.KindText},
+				Name:    "echo_text",
+				Doc:     "text → the same text",
+				Inputs:  []tensor.IOSpec{{Kind: tensor.KindText}},
+				Outputs: []tensor.IOSpec{{Kind: tensor.KindText}},
 			},
 		},
 		New: func(context.Context, engine.Env) (engine.Instance, error) { return echo{}, nil },
@@ -37,4 +37,6 @@ type echo struct{}
 
 var _ engine.Instance = echo{}
 
-func (echo) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) { return in, nil }
+func (echo) Call(_ context.Context, _ string, in []tensor.Value) ([]tensor.Value, error) {
+	return in, nil
+}

@@ -2,9 +2,12 @@ package samples_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples"
 )
@@ -90,4 +93,47 @@ func engineRegistry(t *testing.T) *engine.Registry {
 		t.Fatal(err)
 	}
 	return reg
+}
+
+// TestSentimentClassify: the two-input method through a batching runner:
+// callers with and without their own threshold each get their own texts'
+// verdicts and scores.
+func TestSentimentClassify(t *testing.T) {
+	e := enginetest.New(t, enginetest.Options{Samples: true})
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "sentiment", Runnable: "sentiment", Workers: 2, Params: engine.Params{"threshold": 0.05}})
+	texts := []string{"great", "awful", "a chair", "not bad at all", "very good!!!", "slow and buggy"}
+	thresholds := []float32{0, 0.5, -0.9} // 0: absent, the runner's 0.05
+	var wg sync.WaitGroup
+	for c := range 30 {
+		wg.Go(func() {
+			mine := texts[c%len(texts):]
+			th := thresholds[c%len(thresholds)]
+			in, _ := tensor.NewStringTensor([]int{len(mine)}, mine)
+			args := []tensor.Value{tensor.TensorValue(in), {}}
+			want := 0.05
+			if th != 0 {
+				s, _ := tensor.NewTensor([]int{}, []float32{th})
+				args[1], want = tensor.TensorValue(s), float64(th)
+			}
+			outs, _, err := r.RunInfo(context.Background(), "classify", args)
+			if err != nil {
+				t.Errorf("caller %d: %v", c, err)
+				return
+			}
+			positive, scores := outs[0].Tensor(), outs[1].Tensor()
+			pv, _ := tensor.TensorData[bool](positive)
+			for i, text := range mine {
+				score := samples.Compound(text)
+				if scores.Float32s()[i] != float32(score) || pv[i] != (score >= want) {
+					t.Errorf("caller %d: %q got %v %v, want %v %v", c, text, pv[i], scores.Float32s()[i], score >= want, float32(score))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s, _ := tensor.NewTensor([]int{}, []float32{2})
+	in, _ := tensor.NewStringTensor([]int{1}, []string{"great"})
+	if _, _, err := r.RunInfo(context.Background(), "classify", []tensor.Value{tensor.TensorValue(in), tensor.TensorValue(s)}); !errors.Is(err, engine.ErrInvalidInput) {
+		t.Fatalf("threshold 2: %v, want invalid input", err)
+	}
 }

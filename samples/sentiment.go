@@ -26,20 +26,34 @@ type SentimentParams struct {
 func Sentiment() *engine.RunnableType {
 	return &engine.RunnableType{
 		Name: "sentiment",
-		Doc:  "lexicon-based sentiment analysis; is_positive(text) and batchable scores([N] strings)",
+		Doc:  "lexicon-based sentiment analysis; is_positive(text), and batchable scores([N] strings) and classify(texts, threshold)",
 		Methods: []engine.MethodSpec{
 			{
-				Name:   "is_positive",
-				Doc:    "text → JSON true when its compound score reaches the threshold",
-				Input:  tensor.IOSpec{Kind: tensor.KindText},
-				Output: tensor.IOSpec{Kind: tensor.KindJSON},
+				Name:    "is_positive",
+				Doc:     "text → JSON true when its compound score reaches the threshold",
+				Inputs:  []tensor.IOSpec{{Kind: tensor.KindText}},
+				Outputs: []tensor.IOSpec{{Kind: tensor.KindJSON}},
 			},
 			{
 				Name:      "scores",
 				Doc:       "string [N] → float32 [N] compound scores in [-1, 1]",
 				Batchable: true,
-				Input:     tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.String, Shape: []int{-1}},
-				Output:    tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}},
+				Inputs:    []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.String, Shape: []int{-1}}},
+				Outputs:   []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}}},
+			},
+			{
+				Name: "classify",
+				Doc: "texts string [N] and, optionally, a threshold float32 scalar for the whole request (the runner's when absent) → " +
+					"positive bool [N] and scores float32 [N]",
+				Batchable: true,
+				Inputs: []tensor.IOSpec{
+					{Name: "texts", Kind: tensor.KindTensor, DType: tensor.String, Shape: []int{-1}},
+					{Name: "threshold", Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{}, Unbatched: true, Optional: true},
+				},
+				Outputs: []tensor.IOSpec{
+					{Name: "positive", Kind: tensor.KindTensor, DType: tensor.Bool, Shape: []int{-1}},
+					{Name: "scores", Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}},
+				},
 			},
 		},
 		Validate: func(_ context.Context, p engine.Params) error { _, err := sentimentParams(p); return err },
@@ -67,6 +81,7 @@ type sentimentMetrics struct {
 type sentiment struct {
 	threshold float64
 	metrics   sentimentMetrics
+	classify  engine.MethodSpec // for reading its inputs and building its outputs by name
 }
 
 var _ engine.Instance = (*sentiment)(nil)
@@ -91,35 +106,75 @@ func newSentiment(_ context.Context, env engine.Env) (engine.Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("register polarity_total: %w", err)
 	}
-	return &sentiment{threshold: p.Threshold, metrics: sentimentMetrics{d, c}}, nil
+	classify, _ := env.Method("classify")
+	return &sentiment{threshold: p.Threshold, metrics: sentimentMetrics{d, c}, classify: classify}, nil
 }
 
-func (s *sentiment) Call(_ context.Context, method string, in tensor.Value) (tensor.Value, error) {
+func (s *sentiment) Call(_ context.Context, method string, in []tensor.Value) ([]tensor.Value, error) {
 	start := time.Now()
 	defer func() {
 		s.metrics.duration.WithLabelValues(method, lexiconVersion).Observe(time.Since(start).Seconds())
 	}()
 	switch method {
 	case "is_positive":
-		text := in.Text()
+		text := in[0].Text() // a method of one input reads it by position
 		if strings.TrimSpace(text) == "" {
-			return tensor.Value{}, engine.InvalidInput(fmt.Errorf("text is empty: send a sentence to analyse"))
+			return nil, engine.InvalidInput(fmt.Errorf("text is empty: send a sentence to analyse"))
 		}
 		score := s.score(text)
-		return tensor.JSONValue(score >= s.threshold), nil
+		return []tensor.Value{tensor.JSONValue(score >= s.threshold)}, nil
 	case "scores":
-		texts := in.Tensor().Strings()
+		texts := in[0].Tensor().Strings()
 		out := make([]float32, len(texts))
 		for i, t := range texts {
 			out[i] = float32(s.score(t))
 		}
 		t, err := tensor.NewTensor([]int{len(out)}, out)
 		if err != nil {
-			return tensor.Value{}, err
+			return nil, err
 		}
-		return tensor.TensorValue(t), nil
+		return []tensor.Value{tensor.TensorValue(t)}, nil
+	case "classify":
+		return s.classifyBatch(engine.NewArgs(s.classify, in))
 	}
-	return tensor.Value{}, fmt.Errorf("sentiment has no method %q", method)
+	return nil, fmt.Errorf("sentiment has no method %q", method)
+}
+
+// classifyBatch reads its inputs and builds its outputs by name.
+func (s *sentiment) classifyBatch(a engine.Args) ([]tensor.Value, error) {
+	texts, err := a.Tensor("texts")
+	if err != nil {
+		return nil, err
+	}
+	threshold := s.threshold
+	if a.Has("threshold") {
+		t, err := a.Tensor("threshold")
+		if err != nil {
+			return nil, err
+		}
+		threshold = float64(t.Float32s()[0])
+		if threshold < -1 || threshold > 1 {
+			return nil, engine.InvalidInput(fmt.Errorf("threshold %v is outside the score range [-1, 1]", threshold))
+		}
+	}
+	n := len(texts.Strings())
+	positive, scores := make([]bool, n), make([]float32, n)
+	for i, text := range texts.Strings() {
+		c := s.score(text)
+		positive[i], scores[i] = c >= threshold, float32(c)
+	}
+	pt, err := tensor.NewTensor([]int{n}, positive)
+	if err != nil {
+		return nil, err
+	}
+	st, err := tensor.NewTensor([]int{n}, scores)
+	if err != nil {
+		return nil, err
+	}
+	out := engine.NewResults(s.classify)
+	out.SetTensor("positive", pt)
+	out.SetTensor("scores", st)
+	return out.Values()
 }
 
 func (s *sentiment) score(text string) float64 {

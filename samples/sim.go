@@ -29,8 +29,8 @@ func Sim() *engine.RunnableType {
 			Name:      "predict",
 			Doc:       "float32 [N, K] → float32 [N, K], each element × 2",
 			Batchable: true,
-			Input:     tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
-			Output:    tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
+			Inputs:    []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}},
+			Outputs:   []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}},
 		}},
 		Validate: func(_ context.Context, p engine.Params) error { _, err := simParams(p); return err },
 		New:      newSim,
@@ -63,14 +63,14 @@ func newSim(_ context.Context, env engine.Env) (engine.Instance, error) {
 	return &sim{fixed: time.Duration(p.FixedMS * ms), perRow: time.Duration(p.PerRowMS * ms)}, nil
 }
 
-func (s *sim) Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
+func (s *sim) Call(ctx context.Context, method string, in []tensor.Value) ([]tensor.Value, error) {
 	if method != "predict" {
-		return tensor.Value{}, fmt.Errorf("sim has no method %q", method)
+		return nil, fmt.Errorf("sim has no method %q", method)
 	}
-	t := in.Tensor()
+	t := in[0].Tensor() // its one input
 	rows := t.Shape()[0]
 	if err := sleep(ctx, s.fixed+time.Duration(rows)*s.perRow); err != nil {
-		return tensor.Value{}, err
+		return nil, err
 	}
 	src := t.Float32s()
 	dst := make([]float32, len(src))
@@ -79,9 +79,9 @@ func (s *sim) Call(ctx context.Context, method string, in tensor.Value) (tensor.
 	}
 	out, err := tensor.NewTensor(t.Shape(), dst)
 	if err != nil {
-		return tensor.Value{}, err
+		return nil, err
 	}
-	return tensor.TensorValue(out), nil
+	return []tensor.Value{tensor.TensorValue(out)}, nil
 }
 
 // sleep waits like a model waiting on its accelerator, but gives up when the

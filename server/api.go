@@ -35,16 +35,22 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, info, err := s.eng.RunInfo(r.Context(), api.Runner, api.Method, in)
+	outs, info, err := s.eng.RunInfo(r.Context(), api.Runner, api.Method, []tensor.Value{in})
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if len(outs) != 1 {
+		// CheckAPI keeps an API on a method of one output; a reload that
+		// changed the method under a request in flight gets here.
+		writeError(w, fmt.Errorf("api %q: %s.%s returned %d outputs, want 1", name, api.Runner, api.Method, len(outs)))
 		return
 	}
 	h := w.Header()
 	h.Set("X-Batch-Rows", strconv.Itoa(info.BatchRows))
 	h.Set("X-Batch-Requests", strconv.Itoa(info.BatchRequests))
 	h.Set("X-Queue-Ms", strconv.FormatFloat(float64(info.Queued)/1e6, 'f', 3, 64))
-	writeValue(w, api.Output, out)
+	writeValue(w, api.Output, outs[0])
 }
 
 func (s *Server) apiNames() string {
@@ -72,11 +78,15 @@ func (s *Server) methodSpec(runner, method string) (engine.MethodSpec, error) {
 }
 
 func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) (tensor.Value, error) {
+	in, _, err := spec.Single() // CheckAPI made sure
+	if err != nil {
+		return tensor.Value{}, err
+	}
 	body, err := s.readBody(w, r, codec.ContentType(api.Input))
 	if err != nil {
 		return tensor.Value{}, err
 	}
-	return codec.Decode(api.Input, spec.Input, body)
+	return codec.Decode(api.Input, in, body)
 }
 
 func writeValue(w http.ResponseWriter, kind engine.IOKind, v tensor.Value) {

@@ -23,8 +23,12 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue
 		}
+		in, _, err := spec.Single()
+		if err != nil {
+			continue
+		}
 		fmt.Fprintf(&b, "POST /%s   %s.%s   %s → %s\n", a.Name, a.Runner, a.Method, a.Input, a.Output)
-		ct, body := codec.Example(a.Input, spec.Input)
+		ct, body := codec.Example(a.Input, in)
 		fmt.Fprintf(&b, "  curl -s %s/%s -H 'Content-Type: %s' -d '%s'\n\n", base, a.Name, ct, strings.ReplaceAll(body, "'", `'\''`))
 	}
 	fmt.Fprintf(&b, "Open Inference Protocol (KServe v2): GET %s/v2/models/{runner}, POST %s/v2/models/{runner}/infer, GET .../stats\n", base, base)
@@ -95,9 +99,13 @@ func (s *Server) openAPI(base string) obj {
 		if err != nil {
 			continue
 		}
-		inCT, inSchema := schemaFor(a.Input, spec.Input)
-		outCT, outSchema := schemaFor(a.Output, spec.Output)
-		ct, example := codec.Example(a.Input, spec.Input)
+		in, out, err := spec.Single()
+		if err != nil {
+			continue
+		}
+		inCT, inSchema := schemaFor(a.Input, in)
+		outCT, outSchema := schemaFor(a.Output, out)
+		ct, example := codec.Example(a.Input, in)
 		media := obj{"schema": inSchema}
 		if ct == "application/json" {
 			var ex any
@@ -107,7 +115,7 @@ func (s *Server) openAPI(base string) obj {
 		} else {
 			media["example"] = example
 		}
-		desc := fmt.Sprintf("Calls %s.%s (%s → %s).", a.Runner, a.Method, spec.Input, spec.Output)
+		desc := fmt.Sprintf("Calls %s.%s (%s → %s).", a.Runner, a.Method, in, out)
 		if spec.Batchable {
 			desc += fmt.Sprintf(" Batchable along dim %d: concurrent requests share batches.", spec.BatchDim)
 		}

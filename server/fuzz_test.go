@@ -22,10 +22,10 @@ func FuzzDecodeV2Request(f *testing.F) {
 	}
 	specs := []engine.MethodSpec{
 		{Name: "predict", Batchable: true,
-			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
-			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}},
-		{Name: "is_positive", Input: tensor.IOSpec{Kind: tensor.KindText}, Output: tensor.IOSpec{Kind: tensor.KindJSON}},
-		{Name: "any", Input: tensor.IOSpec{Kind: tensor.KindJSON}, Output: tensor.IOSpec{Kind: tensor.KindJSON}},
+			Inputs:  []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}},
+			Outputs: []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}}},
+		{Name: "is_positive", Inputs: []tensor.IOSpec{{Kind: tensor.KindText}}, Outputs: []tensor.IOSpec{{Kind: tensor.KindJSON}}},
+		{Name: "any", Inputs: []tensor.IOSpec{{Kind: tensor.KindJSON}}, Outputs: []tensor.IOSpec{{Kind: tensor.KindJSON}}},
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, spec := range specs {
@@ -36,8 +36,8 @@ func FuzzDecodeV2Request(f *testing.F) {
 				}
 				continue
 			}
-			if err := spec.Input.Check(v); err != nil {
-				t.Fatalf("decoded a value that does not fit %s: %v", spec.Input, err)
+			if err := spec.Inputs[0].Check(v); err != nil {
+				t.Fatalf("decoded a value that does not fit %s: %v", spec.Inputs, err)
 			}
 		}
 	})

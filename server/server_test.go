@@ -388,6 +388,12 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		t.Fatalf("metadata inputs %v", in)
 	}
 
+	meta = f.do("GET", "/v2/models/sentiment.classify", "", "").json(t)
+	if ins, outs := meta["inputs"].([]any), meta["outputs"].([]any); len(ins) != 2 || len(outs) != 2 ||
+		ins[1].(map[string]any)["name"] != "threshold" || outs[0].(map[string]any)["datatype"] != "BOOL" {
+		t.Fatalf("metadata of a method of two inputs and outputs: %v → %v", ins, outs)
+	}
+
 	cases := []struct {
 		name, model, body string
 		status            int
@@ -406,6 +412,8 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		{"wrong input name", "sim", `{"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]}]}`, 400, `this model's input is`},
 		{"unknown output", "sim", `{"inputs": [{"name": "input", "shape": [1, 1], "datatype": "FP32", "data": [1]}], "outputs": [{"name": "probs"}]}`, 400, `unknown output`},
 		{"not json", "sim", `{"inputs": [`, 400, "not a v2 inference request"},
+		{"a method of several inputs", "sentiment.classify", `{"inputs": [{"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["good"]}]}`,
+			400, `takes 2 inputs (texts, threshold)`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

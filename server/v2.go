@@ -16,11 +16,10 @@ import (
 // The Open Inference Protocol (KServe v2) maps a model to a runner method:
 // "sim" is the runner's first method, "sentiment.scores" names one.
 
-// v2 tensor names: our methods have one input and one output.
-const (
-	v2InputName  = "input"
-	v2OutputName = "output"
-)
+// A v2 tensor is called by its name in the method's spec: "input" and
+// "output" for a method of one input and one output that leaves them
+// unnamed (engine.DefaultInputName). Infer serves such methods; metadata
+// lists any method's.
 
 func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -74,7 +73,16 @@ type v2TensorMeta struct {
 	Shape    []int  `json:"shape"`
 }
 
-func v2Meta(name string, io tensor.IOSpec) v2TensorMeta {
+func v2Metas(specs tensor.IOSpecs) []v2TensorMeta {
+	out := make([]v2TensorMeta, len(specs))
+	for i, s := range specs {
+		out[i] = v2Meta(s)
+	}
+	return out
+}
+
+func v2Meta(io tensor.IOSpec) v2TensorMeta {
+	name := io.Name
 	switch io.Kind {
 	case tensor.KindTensor:
 		dt := "ANY"
@@ -112,8 +120,8 @@ func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
 		"name":     m.name,
 		"versions": []string{"1"},
 		"platform": "benchtop_" + m.runner.Runnable().Name,
-		"inputs":   []v2TensorMeta{v2Meta(v2InputName, m.spec.Input)},
-		"outputs":  []v2TensorMeta{v2Meta(v2OutputName, m.spec.Output)},
+		"inputs":   v2Metas(m.spec.Inputs),
+		"outputs":  v2Metas(m.spec.Outputs),
 		"parameters": map[string]any{
 			"method": m.spec.Name, "batchable": m.spec.Batchable, "batch_dim": m.spec.BatchDim,
 			"workers": st.Workers, "workers_ready": st.Ready, "placement": placement,
@@ -165,12 +173,17 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, info, err := s.eng.RunInfo(r.Context(), m.runner.Name(), m.spec.Name, in)
+	outs, info, err := s.eng.RunInfo(r.Context(), m.runner.Name(), m.spec.Name, []tensor.Value{in})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	resp, err := encodeV2Response(m.name, req.ID, out)
+	if len(outs) != 1 {
+		// A reload changed the method under this request.
+		writeError(w, fmt.Errorf("model %q returned %d outputs, want 1", m.name, len(outs)))
+		return
+	}
+	resp, err := encodeV2Response(m.name, req.ID, m.spec.Outputs[0].Name, outs[0])
 	if err != nil {
 		writeError(w, err)
 		return
@@ -188,17 +201,21 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tenso
 	if err := json.Unmarshal(body, &req); err != nil {
 		return req, tensor.Value{}, errorf(http.StatusBadRequest, "body is not a v2 inference request: %v", err)
 	}
+	in, out, err := spec.Single()
+	if err != nil {
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "%v", err)
+	}
 	if len(req.Inputs) != 1 {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "got %d inputs, want exactly one named %q", len(req.Inputs), v2InputName)
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "got %d inputs, want exactly one named %q", len(req.Inputs), in.Name)
 	}
 	for _, o := range req.Outputs {
-		if o.Name != v2OutputName {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown output %q: this model has one output, %q", o.Name, v2OutputName)
+		if o.Name != out.Name {
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown output %q: this model has one output, %q", o.Name, out.Name)
 		}
 	}
 	t := req.Inputs[0]
-	if t.Name != v2InputName {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown input %q: this model's input is %q", t.Name, v2InputName)
+	if t.Name != in.Name {
+		return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown input %q: this model's input is %q", t.Name, in.Name)
 	}
 	dt, err := tensor.ParseDType(t.Datatype)
 	if err != nil {
@@ -207,22 +224,22 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tenso
 	if len(t.Data) == 0 {
 		return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
 	}
-	switch spec.Input.Kind {
+	switch in.Kind {
 	case tensor.KindTensor:
-		if spec.Input.DType != tensor.DTypeInvalid && dt != spec.Input.DType {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), spec.Input.DType.V2())
+		if in.DType != tensor.DTypeInvalid && dt != in.DType {
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), in.DType.V2())
 		}
 		decoded, err := codec.DecodeTensorData(t.Data, dt, t.Shape)
 		if err != nil {
 			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
-		if err := spec.Input.Check(tensor.TensorValue(decoded)); err != nil {
+		if err := in.Check(tensor.TensorValue(decoded)); err != nil {
 			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
 		return req, tensor.TensorValue(decoded), nil
 	default:
 		if dt != tensor.String {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; this model takes %s as BYTES of shape [1]", t.Name, dt.V2(), spec.Input.Kind)
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; this model takes %s as BYTES of shape [1]", t.Name, dt.V2(), in.Kind)
 		}
 		decoded, err := codec.DecodeTensorData(t.Data, tensor.String, t.Shape)
 		if err != nil {
@@ -230,9 +247,9 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tenso
 		}
 		strs := decoded.Strings()
 		if len(strs) != 1 {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; this model takes one %s element", t.Name, len(strs), spec.Input.Kind)
+			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; this model takes one %s element", t.Name, len(strs), in.Kind)
 		}
-		if spec.Input.Kind == tensor.KindText {
+		if in.Kind == tensor.KindText {
 			return req, tensor.TextValue(strs[0]), nil
 		}
 		var v any
@@ -243,7 +260,7 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tenso
 	}
 }
 
-func encodeV2Response(model, id string, out tensor.Value) ([]byte, error) {
+func encodeV2Response(model, id, outName string, out tensor.Value) ([]byte, error) {
 	var result *tensor.Tensor
 	switch out.Kind() {
 	case tensor.KindTensor:
@@ -266,7 +283,9 @@ func encodeV2Response(model, id string, out tensor.Value) ([]byte, error) {
 		idJSON, _ := json.Marshal(id)
 		buf = append(buf, idJSON...)
 	}
-	buf = append(buf, `,"outputs":[{"name":"`+v2OutputName+`","datatype":"`...)
+	buf = append(buf, `,"outputs":[{"name":`...)
+	buf = appendJSONString(buf, outName)
+	buf = append(buf, `,"datatype":"`...)
 	buf = append(buf, result.DType().V2()...)
 	buf = append(buf, `","shape":[`...)
 	for i, d := range result.Shape() {
@@ -279,6 +298,20 @@ func encodeV2Response(model, id string, out tensor.Value) ([]byte, error) {
 	buf = codec.AppendFlat(buf, result)
 	buf = append(buf, "}]}\n"...)
 	return buf, nil
+}
+
+// appendJSONString appends s as a JSON string: as is between quotes in the
+// common case of plain ASCII, through encoding/json otherwise.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(buf, b...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
 
 type v2Duration struct {

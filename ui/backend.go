@@ -86,7 +86,11 @@ func (t Target) Label() string {
 // Example is a valid body for the target, to pre-fill the test input: the
 // HTTP front end's example, with JSON documents indented for editing.
 func (t Target) Example() string {
-	_, body := codec.Example(t.Input, t.Spec.Input)
+	in, _, err := t.Spec.Single()
+	if err != nil {
+		return ""
+	}
+	_, body := codec.Example(t.Input, in)
 	if t.Input == engine.IOJSON {
 		var b bytes.Buffer
 		if json.Indent(&b, []byte(body), "", "  ") == nil {
@@ -172,7 +176,13 @@ func (b *EngineBackend) Targets() []Target {
 	}
 	for _, r := range b.Engine.Runners() {
 		for _, m := range r.Methods() {
-			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: engine.IOKindFor(m.Input.Kind), Spec: m})
+			// The test input is one body, read as an API reads it: a
+			// method of several inputs or outputs is not a target yet.
+			in, _, err := m.Single()
+			if err != nil {
+				continue
+			}
+			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: engine.IOKindFor(in.Kind), Spec: m})
 		}
 	}
 	return out
@@ -180,17 +190,41 @@ func (b *EngineBackend) Targets() []Target {
 
 // Send decodes body as the HTTP front end does (codec.Decode) and runs it.
 func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result {
-	in, err := codec.Decode(t.Input, t.Spec.Input, []byte(body))
+	spec, _, err := t.Spec.Single()
+	if err != nil {
+		return Result{Err: err}
+	}
+	in, err := codec.Decode(t.Input, spec, []byte(body))
 	if err != nil {
 		return Result{Err: err}
 	}
 	start := time.Now()
-	out, info, err := b.Engine.RunInfo(ctx, t.Runner, t.Method, in)
+	outs, info, err := b.Engine.RunInfo(ctx, t.Runner, t.Method, []tensor.Value{in})
 	res := Result{Err: err, Latency: time.Since(start), Info: info}
 	if err == nil {
-		res.Output = formatValue(out)
+		res.Output = formatValues(t.Spec.Outputs, outs)
 	}
 	return res
+}
+
+// formatValues renders a method's outputs for the panel: a lone one as
+// formatValue does, several each under its name.
+func formatValues(specs tensor.IOSpecs, outs []tensor.Value) string {
+	if len(outs) == 1 {
+		return formatValue(outs[0])
+	}
+	var b strings.Builder
+	for i, v := range outs {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		name := fmt.Sprintf("output %d", i)
+		if i < len(specs) {
+			name = specs[i].Name
+		}
+		fmt.Fprintf(&b, "%s:\n%s", name, formatValue(v))
+	}
+	return b.String()
 }
 
 // formatValue renders an output for the panel: pretty JSON, the text, or a

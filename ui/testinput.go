@@ -89,7 +89,7 @@ func (m Model) viewTest(width, height int) string {
 	t := p.targets[p.idx]
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %s\n", st.boxTitle.Render("to:"), t.Label())
-	fmt.Fprintf(&b, "%s\n", st.dim.Render(fmt.Sprintf("takes %s as %s · ctrl+n/ctrl+p other target · ctrl+s send · esc close", t.Spec.Input, t.Input)))
+	fmt.Fprintf(&b, "%s\n", st.dim.Render(fmt.Sprintf("takes %s as %s · ctrl+n/ctrl+p other target · ctrl+s send · esc close", t.Spec.Inputs, t.Input)))
 	p.area.SetWidth(max(20, width-4))
 	b.WriteString(p.area.View())
 	b.WriteString("\n")

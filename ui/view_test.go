@@ -30,10 +30,10 @@ var at = time.Date(2026, 11, 25, 12, 3, 41, 0, time.UTC)
 // fixedSnapshot is a busy sim runner beside idle ones.
 func fixedSnapshot() Snapshot {
 	predict := engine.MethodSpec{Name: "predict", Batchable: true,
-		Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}},
-		Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}}
+		Inputs:  []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}},
+		Outputs: []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}}}
 	isPositive := engine.MethodSpec{Name: "is_positive",
-		Input: tensor.IOSpec{Kind: tensor.KindText}, Output: tensor.IOSpec{Kind: tensor.KindJSON}}
+		Inputs: []tensor.IOSpec{{Kind: tensor.KindText}}, Outputs: []tensor.IOSpec{{Kind: tensor.KindJSON}}}
 	hist := make([]engine.SecondStats, 60)
 	for i := range hist {
 		hist[i] = engine.SecondStats{Requests: uint64(100 * (i % 12)), MaxQueue: i % 7}

@@ -16,7 +16,7 @@ import (
 func TestWhatStartsStopsWithTheTest(t *testing.T) {
 	extra := &engine.RunnableType{
 		Name:    "extra",
-		Methods: []engine.MethodSpec{{Name: "run", Input: tensor.IOSpec{Kind: tensor.KindJSON}, Output: tensor.IOSpec{Kind: tensor.KindJSON}}},
+		Methods: []engine.MethodSpec{{Name: "run", Inputs: []tensor.IOSpec{{Kind: tensor.KindJSON}}, Outputs: []tensor.IOSpec{{Kind: tensor.KindJSON}}}},
 		New:     func(context.Context, engine.Env) (engine.Instance, error) { return nil, errors.New("unused") },
 	}
 	e := enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{NumCPU: 2}}, extra)

@@ -14,6 +14,7 @@ import (
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
+	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples/models"
 )
 
@@ -253,7 +254,7 @@ func BenchmarkLargeMLPInstance(b *testing.B) {
 		t1 := time.Now()
 		for range perRound {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			if _, err := inst.Call(ctx, "run", in); err != nil {
+			if _, err := inst.Call(ctx, "run", []tensor.Value{in}); err != nil {
 				b.Fatal(err)
 			}
 			cancel()

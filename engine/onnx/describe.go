@@ -145,10 +145,12 @@ func methodOf(p Params, pb *onnxpb.Model) (*modelInfo, error) {
 		return nil, err
 	}
 	spec := engine.MethodSpec{
-		Name:   p.Method,
-		Doc:    fmt.Sprintf("ONNX model %s: %s %s → %s %s", filepath.Base(p.Path), ins[0].Name, ins[0].Type(), out.Name, out.Type()),
-		Input:  inSpec,
-		Output: outSpec,
+		Name: p.Method,
+		Doc:  fmt.Sprintf("ONNX model %s: %s %s → %s %s", filepath.Base(p.Path), ins[0].Name, ins[0].Type(), out.Name, out.Type()),
+		// Unnamed for now, so "input" and "output" (engine.DefaultInputName)
+		// as the v2 front end has always called them.
+		Inputs:  []tensor.IOSpec{inSpec},
+		Outputs: []tensor.IOSpec{outSpec},
 	}
 	if *p.Batchable {
 		spec.Batchable, spec.BatchDim, spec.OutputBatchDim = true, p.BatchDim, p.BatchDim

@@ -20,13 +20,13 @@ func TestCallsReleaseEveryValue(t *testing.T) {
 	before := onnx.LiveValues()
 	ctx := context.Background()
 	for i := range 50 {
-		if _, err := mlp.Call(ctx, "run", f32Value(t, []int{i%8 + 1, 64}, inputs(i%8+1, 64, i))); err != nil {
+		if _, err := callOne(ctx, mlp, "run", f32Value(t, []int{i%8 + 1, 64}, inputs(i%8+1, 64, i))); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := dyn.Call(ctx, "run", f32Value(t, []int{i%8 + 1, 10}, inputs(i%8+1, 10, i))); err != nil {
+		if _, err := callOne(ctx, dyn, "run", f32Value(t, []int{i%8 + 1, 10}, inputs(i%8+1, 10, i))); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := mlp.Call(ctx, "run", f32Value(t, []int{1, 63}, make([]float32, 63))); err == nil {
+		if _, err := callOne(ctx, mlp, "run", f32Value(t, []int{1, 63}, make([]float32, 63))); err == nil {
 			t.Fatal("a bad input was accepted")
 		}
 	}

@@ -111,7 +111,7 @@ func TestMLPThroughRunner(t *testing.T) {
 			e := newEngine(t, lib)
 			r := startRunner(t, e, engine.Params{"path": modelFile(t, c.m.ONNX)}, 2, 128)
 			spec, _ := r.Method("run")
-			if !spec.Batchable || spec.Input.String() != fmt.Sprintf("tensor float32[-1 %d]", c.m.In()) || spec.Output.String() != "tensor float32[-1 10]" {
+			if !spec.Batchable || spec.Inputs.String() != fmt.Sprintf("tensor float32[-1 %d]", c.m.In()) || spec.Outputs.String() != "tensor float32[-1 10]" {
 				t.Fatalf("method from the model: %+v", spec)
 			}
 			// One pool of rows and its reference, computed once; each request
@@ -188,7 +188,7 @@ func TestEveryBatchSize(t *testing.T) {
 	x := inputs(128, m.In(), 2)
 	want, _ := m.Forward(x)
 	for rows := 1; rows <= 128; rows++ {
-		out, err := inst.Call(context.Background(), "run", f32Value(t, []int{rows, m.In()}, x[:rows*m.In()]))
+		out, err := callOne(context.Background(), inst, "run", f32Value(t, []int{rows, m.In()}, x[:rows*m.In()]))
 		if err != nil {
 			t.Fatalf("%d rows: %v", rows, err)
 		}
@@ -371,7 +371,7 @@ func TestWrongInputs(t *testing.T) {
 				run func() (tensor.Value, error)
 			}{
 				{"runner", func() (tensor.Value, error) { return r.Run(context.Background(), c.method, c.in) }},
-				{"instance", func() (tensor.Value, error) { return inst.Call(context.Background(), c.method, c.in) }},
+				{"instance", func() (tensor.Value, error) { return callOne(context.Background(), inst, c.method, c.in) }},
 			} {
 				_, err := call.run()
 				if err == nil || !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.want) {
@@ -441,7 +441,7 @@ func TestPickOneOutput(t *testing.T) {
 	lib := library(t)
 	path := foreign(t, "sklearn_randomforest.onnx")
 	inst := newInstance(t, lib, engine.Params{"path": path, "output": "output_label"}, nil)
-	out, err := inst.Call(context.Background(), "run", f32Value(t, []int{3, 4}, inputs(3, 4, 5)))
+	out, err := callOne(context.Background(), inst, "run", f32Value(t, []int{3, 4}, inputs(3, 4, 5)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +494,7 @@ func TestGPUFallsBackToCPU(t *testing.T) {
 		t.Fatalf("the log does not say which provider runs the model:\n%s", text)
 	}
 	x := inputs(2, 64, 4)
-	out, err := inst.Call(context.Background(), "run", f32Value(t, []int{2, 64}, x))
+	out, err := callOne(context.Background(), inst, "run", f32Value(t, []int{2, 64}, x))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,16 +524,16 @@ func TestDeadlineInterruptsRun(t *testing.T) {
 	big := f32Value(t, []int{rows, m.In()}, make([]float32, rows*m.In()))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := inst.Call(ctx, "run", big); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := callOne(ctx, inst, "run", big); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want an error wrapping context.DeadlineExceeded", err)
 	}
 	done, cancel2 := context.WithCancel(context.Background())
 	cancel2()
-	if _, err := inst.Call(done, "run", big); !errors.Is(err, context.Canceled) {
+	if _, err := callOne(done, inst, "run", big); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cancelled call: %v", err)
 	}
 	x := inputs(1, m.In(), 6)
-	out, err := inst.Call(context.Background(), "run", f32Value(t, []int{1, m.In()}, x))
+	out, err := callOne(context.Background(), inst, "run", f32Value(t, []int{1, m.In()}, x))
 	if err != nil {
 		t.Fatalf("after an interrupted run: %v", err)
 	}
@@ -561,4 +561,16 @@ func TestStoreResolver(t *testing.T) {
 	if dirs := r.WatchDirs(); len(dirs) != 1 || dirs[0] != s.Dir() || filepath.Dir(s.LatestFile("mlp")) != filepath.Join(s.Dir(), "mlp") {
 		t.Fatalf("watch dirs %v", dirs)
 	}
+}
+
+// callOne calls inst's method of one input and one output.
+func callOne(ctx context.Context, inst engine.Instance, method string, in tensor.Value) (tensor.Value, error) {
+	outs, err := inst.Call(ctx, method, []tensor.Value{in})
+	if err != nil {
+		return tensor.Value{}, err
+	}
+	if len(outs) != 1 {
+		return tensor.Value{}, fmt.Errorf("%d outputs, want 1", len(outs))
+	}
+	return outs[0], nil
 }

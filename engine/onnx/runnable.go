@@ -108,7 +108,7 @@ func newSession(ctx context.Context, lib *Library, env engine.Env) (*session, er
 		return nil, fmt.Errorf("onnx run options: %w", err)
 	}
 	s := &session{info: info, sess: sess, opts: opts}
-	if shape := info.spec.Output.Shape; shape != nil {
+	if shape := info.spec.Outputs[0].Shape; shape != nil {
 		s.fixedOut = make([]int64, len(shape))
 		for i, d := range shape {
 			if d < 0 && !(info.spec.Batchable && i == info.spec.OutputBatchDim) {
@@ -178,12 +178,24 @@ func (s *session) Close() error {
 	return errors.Join(errs...)
 }
 
-// Call runs the model on one batch.
-func (s *session) Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
+// Call runs the model on one batch: its one input, its one output.
+func (s *session) Call(ctx context.Context, method string, ins []tensor.Value) ([]tensor.Value, error) {
+	out, err := s.call(ctx, method, ins)
+	if err != nil {
+		return nil, err
+	}
+	return []tensor.Value{out}, nil
+}
+
+func (s *session) call(ctx context.Context, method string, ins []tensor.Value) (tensor.Value, error) {
 	if method != s.info.spec.Name {
 		return tensor.Value{}, fmt.Errorf("%w %q: the model's method is %q", engine.ErrUnknownMethod, method, s.info.spec.Name)
 	}
-	if err := s.info.spec.Input.Check(in); err != nil {
+	if len(ins) != 1 {
+		return tensor.Value{}, engine.InvalidInput(fmt.Errorf("got %d inputs, the model takes one, %s", len(ins), s.info.in.Name))
+	}
+	in := ins[0]
+	if err := s.info.spec.Inputs[0].Check(in); err != nil {
 		return tensor.Value{}, engine.InvalidInput(fmt.Errorf("input %s: %w", s.info.in.Name, err))
 	}
 	if err := ctx.Err(); err != nil {
@@ -206,7 +218,7 @@ func (s *session) Call(ctx context.Context, method string, in tensor.Value) (ten
 		if s.info.spec.Batchable {
 			shape[s.info.spec.OutputBatchDim] = int64(t.Shape()[s.info.spec.BatchDim])
 		}
-		dt := s.info.spec.Output.DType
+		dt := s.info.spec.Outputs[0].DType
 		if dt != tensor.String && shape.FlattenedSize() > 0 {
 			z, err := tensor.Zeros(dt, ints(shape))
 			if err != nil {

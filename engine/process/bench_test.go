@@ -20,11 +20,11 @@ import (
 // would cost nothing and compare with nothing.
 type copying struct{ buf []byte }
 
-func (c *copying) Call(_ context.Context, _ string, in tensor.Value) (tensor.Value, error) {
-	x := in.Tensor()
+func (c *copying) Call(_ context.Context, _ string, in []tensor.Value) ([]tensor.Value, error) {
+	x := in[0].Tensor()
 	c.buf = append(c.buf[:0], x.Bytes()...)
 	t, err := tensor.NewTensorFromBytes(x.DType(), x.Shape(), bytes.Clone(c.buf))
-	return tensor.TensorValue(t), err
+	return []tensor.Value{tensor.TensorValue(t)}, err
 }
 
 // BenchmarkProtocolOverhead is the cost of one batch round trip to a worker
@@ -57,7 +57,7 @@ func benchRoundTrip(b *testing.B, rows, k int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := tensor.TensorValue(x)
+	in := []tensor.Value{tensor.TensorValue(x)}
 	p := engine.Params{"command": []any{python(b), filepath.Join("..", "..", "samples", "python", "sentiment_worker.py")}}
 	w := newWorker(b, Type(), p, engine.Env{Threads: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -70,7 +70,7 @@ func benchRoundTrip(b *testing.B, rows, k int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if out.Tensor().Len() != rows*k {
+			if out[0].Tensor().Len() != rows*k {
 				b.Fatalf("got %v", out)
 			}
 		}

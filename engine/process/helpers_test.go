@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +118,7 @@ func call(t testing.TB, w *worker, method string, in tensor.Value) tensor.Value 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := w.Call(ctx, method, in)
+	out, err := callOne(ctx, w, method, in)
 	if err != nil {
 		t.Fatalf("call %s: %v", method, err)
 	}
@@ -167,4 +168,16 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// callOne calls inst's method of one input and one output.
+func callOne(ctx context.Context, inst engine.Instance, method string, in tensor.Value) (tensor.Value, error) {
+	outs, err := inst.Call(ctx, method, []tensor.Value{in})
+	if err != nil {
+		return tensor.Value{}, err
+	}
+	if len(outs) != 1 {
+		return tensor.Value{}, fmt.Errorf("%d outputs, want 1", len(outs))
+	}
+	return outs[0], nil
 }

@@ -311,9 +311,9 @@ func diffSpec(a, b engine.MethodSpec) string {
 // signature is what serving depends on in a method spec, in words.
 func signature(s engine.MethodSpec) string {
 	if !s.Batchable {
-		return fmt.Sprintf("%s → %s, not batchable", s.Input, s.Output)
+		return fmt.Sprintf("%s → %s, not batchable", s.Inputs, s.Outputs)
 	}
-	return fmt.Sprintf("%s → %s, batchable along dim %d → %d", s.Input, s.Output, s.BatchDim, s.OutputBatchDim)
+	return fmt.Sprintf("%s → %s, batchable along dim %d → %d", s.Inputs, s.Outputs, s.BatchDim, s.OutputBatchDim)
 }
 
 // shutdownGrace is how long a worker has to exit after SHUTDOWN before it
@@ -397,8 +397,21 @@ const maxKeptBuffer = 4 << 20
 // Call sends one batch and waits for its result. Errors the worker reports
 // keep it alive; anything that leaves the process unusable (it exited, it
 // wrote garbage on stdout, ctx ended) kills it and wraps
-// engine.ErrWorkerCrashed, so the engine replaces it.
-func (w *worker) Call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
+// engine.ErrWorkerCrashed, so the engine replaces it. The protocol carries
+// one value each way: every method a worker declares has one input and one
+// output.
+func (w *worker) Call(ctx context.Context, method string, in []tensor.Value) ([]tensor.Value, error) {
+	if len(in) != 1 {
+		return nil, engine.InvalidInput(fmt.Errorf("got %d inputs; a worker process takes one", len(in)))
+	}
+	out, err := w.call(ctx, method, in[0])
+	if err != nil {
+		return nil, err
+	}
+	return []tensor.Value{out}, nil
+}
+
+func (w *worker) call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	if w.broken != nil {
 		return tensor.Value{}, w.broken
 	}

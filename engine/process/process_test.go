@@ -146,12 +146,12 @@ func TestConcurrentCallersGetTheirOwnRows(t *testing.T) {
 					data[j] = float32(c*1000 + i*100 + j)
 				}
 				in := floats(t, []int{rows, k}, data)
-				out, info, err := r.RunInfo(context.Background(), "double", in)
+				outs, info, err := r.RunInfo(context.Background(), "double", []tensor.Value{in})
 				if err != nil {
 					errs <- fmt.Errorf("caller %d call %d: %w", c, i, err)
 					return
 				}
-				got := out.Tensor()
+				got := outs[0].Tensor()
 				if !slices.Equal(got.Shape(), []int{rows, k}) {
 					errs <- fmt.Errorf("caller %d call %d: shape %v, want [%d %d]", c, i, got.Shape(), rows, k)
 					return
@@ -198,7 +198,7 @@ func TestWorkerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := w.Call(context.Background(), tt.method, tt.in)
+			_, err := callOne(context.Background(), w, tt.method, tt.in)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
@@ -361,7 +361,7 @@ func TestTimeoutKillsTheCallDirectly(t *testing.T) {
 	w := newWorker(t, typ, params(t, "worker.py", nil), engine.Env{})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := w.Call(ctx, "double", floats(t, []int{1, 1}, []float32{-2000}))
+	_, err := callOne(ctx, w, "double", floats(t, []int{1, 1}, []float32{-2000}))
 	if !errors.Is(err, engine.ErrWorkerCrashed) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error %v, want both ErrWorkerCrashed and DeadlineExceeded", err)
 	}
@@ -371,7 +371,7 @@ func TestTimeoutKillsTheCallDirectly(t *testing.T) {
 	if !gone(w.PID()) {
 		t.Errorf("worker %d still exists after the timeout", w.PID())
 	}
-	if _, err2 := w.Call(context.Background(), "pid", tensor.JSONValue(nil)); !errors.Is(err2, engine.ErrWorkerCrashed) {
+	if _, err2 := callOne(context.Background(), w, "pid", tensor.JSONValue(nil)); !errors.Is(err2, engine.ErrWorkerCrashed) {
 		t.Errorf("a call on the killed worker: %v, want ErrWorkerCrashed again", err2)
 	}
 }
@@ -787,7 +787,7 @@ func TestWorkerDiesWhileIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-w.Done()
-	_, err := w.Call(context.Background(), "pid", tensor.JSONValue(nil))
+	_, err := callOne(context.Background(), w, "pid", tensor.JSONValue(nil))
 	if !errors.Is(err, engine.ErrWorkerCrashed) || !strings.Contains(err.Error(), "killed by signal 9") {
 		t.Fatalf("error %v, want ErrWorkerCrashed with the signal", err)
 	}

@@ -404,7 +404,7 @@ func specsFromReady(r readyMsg) ([]engine.MethodSpec, error) {
 		s := engine.MethodSpec{
 			Name: m.Name, Doc: m.Doc, Batchable: m.Batchable,
 			BatchDim: m.BatchDim, OutputBatchDim: m.BatchDim,
-			Input: in, Output: out,
+			Inputs: []tensor.IOSpec{in}, Outputs: []tensor.IOSpec{out},
 		}
 		if m.OutputBatchDim != nil {
 			s.OutputBatchDim = *m.OutputBatchDim

@@ -234,9 +234,9 @@ func TestReadyIsDecodedStrictly(t *testing.T) {
 }
 
 func TestDiffSpecs(t *testing.T) {
-	f32 := tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}}
-	a := []engine.MethodSpec{{Name: "keep", Input: f32, Output: f32}, {Name: "change", Batchable: true, Input: f32, Output: f32}, {Name: "drop"}}
-	b := []engine.MethodSpec{{Name: "keep", Doc: "docs may change", Input: f32, Output: f32}, {Name: "change", Input: f32, Output: f32}, {Name: "add"}}
+	f32s := []tensor.IOSpec{{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}}}
+	a := []engine.MethodSpec{{Name: "keep", Inputs: f32s, Outputs: f32s}, {Name: "change", Batchable: true, Inputs: f32s, Outputs: f32s}, {Name: "drop"}}
+	b := []engine.MethodSpec{{Name: "keep", Doc: "docs may change", Inputs: f32s, Outputs: f32s}, {Name: "change", Inputs: f32s, Outputs: f32s}, {Name: "add"}}
 	got := diffSpecs(a, b)
 	want := `method "change" was tensor float32[-1] → tensor float32[-1], batchable along dim 0 → 0, now tensor float32[-1] → tensor float32[-1], not batchable; method "drop" is gone; method "add" is new`
 	if got != want {

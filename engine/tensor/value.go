@@ -1016,9 +1016,77 @@ func SliceValue(v Value, batchDim, start, end int) (Value, error) {
 // IOSpec (KindInvalid) accepts any value, for signatures that leave a slot
 // unspecified.
 type IOSpec struct {
+	// Name is how callers and runnables refer to the slot. The engine names
+	// the sole input of a method "input" and its sole output "output" when
+	// the runnable leaves them unnamed; several must each be named.
+	Name  string
 	Kind  Kind
 	DType DType // tensors only; DTypeInvalid = any dtype
 	Shape []int // tensors only; nil = any shape; -1 = any size in that dim
+	// Unbatched, for a batchable method, says the value is not cut into
+	// callers' rows: an input is passed to the runnable once per batch (and
+	// only requests with identical values share a batch), an output goes
+	// whole to every caller of the batch. The zero value, batched along the
+	// method's batch dim, is the common case.
+	Unbatched bool
+	// Optional inputs may be absent from a request (the zero Value); the
+	// runnable then gets the zero Value in that slot. Outputs are never
+	// optional.
+	Optional bool
+}
+
+// IOSpecs is a method's ordered list of inputs or of outputs.
+type IOSpecs []IOSpec
+
+// Index is the position of the slot called name, or -1.
+func (l IOSpecs) Index(name string) int {
+	for i := range l {
+		if l[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Names lists the slots' names, e.g. "input_ids, attention_mask", for
+// messages.
+func (l IOSpecs) Names() string {
+	b := make([]byte, 0, 16*len(l))
+	for i := range l {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, l[i].Name...)
+	}
+	return string(b)
+}
+
+// String is the list as a signature reads: a lone slot as its spec alone
+// ("tensor float32[-1 4]"), several as "name spec" joined by commas
+// ("ids tensor int64[-1 -1], mask tensor float32[-1 -1]"), each with
+// "(unbatched)" or "(optional)" where it is; "none" for an empty list.
+func (l IOSpecs) String() string {
+	if len(l) == 0 {
+		return "none"
+	}
+	b := make([]byte, 0, 32*len(l))
+	for i := range l {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		if len(l) > 1 {
+			b = append(b, l[i].Name...)
+			b = append(b, ' ')
+		}
+		b = append(b, l[i].String()...)
+		if l[i].Unbatched {
+			b = append(b, " (unbatched)"...)
+		}
+		if l[i].Optional {
+			b = append(b, " (optional)"...)
+		}
+	}
+	return string(b)
 }
 
 // String is the spec as users write it, e.g. "tensor float32[-1 4]",

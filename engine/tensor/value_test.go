@@ -751,6 +751,36 @@ func TestIOSpec(t *testing.T) {
 	}
 }
 
+func TestIOSpecs(t *testing.T) {
+	ids := IOSpec{Name: "ids", Kind: KindTensor, DType: Int64, Shape: []int{-1, -1}}
+	scale := IOSpec{Name: "scale", Kind: KindTensor, DType: Float32, Shape: []int{}, Unbatched: true, Optional: true}
+	tests := []struct {
+		name  string
+		l     IOSpecs
+		str   string
+		names string
+	}{
+		{"none", nil, "none", ""},
+		{"one, named or not, reads as its spec", IOSpecs{ids}, "tensor int64[-1 -1]", "ids"},
+		{"one with flags", IOSpecs{scale}, "tensor float32[] (unbatched) (optional)", "scale"},
+		{"several, each named", IOSpecs{ids, scale}, "ids tensor int64[-1 -1], scale tensor float32[] (unbatched) (optional)", "ids, scale"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.l.String(); got != tt.str {
+				t.Errorf("String() = %q, want %q", got, tt.str)
+			}
+			if got := tt.l.Names(); got != tt.names {
+				t.Errorf("Names() = %q, want %q", got, tt.names)
+			}
+		})
+	}
+	l := IOSpecs{ids, scale}
+	if l.Index("scale") != 1 || l.Index("ids") != 0 || l.Index("mask") != -1 {
+		t.Errorf("Index: scale %d ids %d mask %d, want 1 0 -1", l.Index("scale"), l.Index("ids"), l.Index("mask"))
+	}
+}
+
 func TestValueString(t *testing.T) {
 	long := strings.Repeat("é", 50)
 	tests := []struct {
