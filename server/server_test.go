@@ -70,12 +70,13 @@ func newFixture(t *testing.T, opts server.Options) *fixture {
 	return newFixtureConfig(t, testConfig, opts)
 }
 
-// newFixtureConfig serves config with httptest (see serveReal for Serve).
-func newFixtureConfig(t *testing.T, config string, opts server.Options) *fixture {
+// newFixtureConfig serves config with httptest (see serveReal for Serve),
+// on an engine with the samples and types.
+func newFixtureConfig(t *testing.T, config string, opts server.Options, types ...*engine.RunnableType) *fixture {
 	t.Helper()
 	// One registry, as main has: the engine's metrics and the server's.
 	prom := prometheus.NewPedanticRegistry()
-	eng := enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{Registerer: prom}})
+	eng := enginetest.New(t, enginetest.Options{Samples: true, Engine: engine.Options{Registerer: prom}}, types...)
 	if opts.Registerer == nil && opts.Gatherer == nil {
 		opts.Registerer, opts.Gatherer = prom, prom
 	}
@@ -231,43 +232,6 @@ func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 	}
 	if ok == 0 || shed == 0 {
 		t.Fatalf("ok %d, shed %d: a 30 ms runner with a queue of 2 must serve some and shed some of 20", ok, shed)
-	}
-}
-
-func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
-	f := newFixture(t, server.Options{})
-	// Occupy the only worker of "busy", then queue a request and hang up.
-	r, _ := f.eng.Runner("busy")
-	go f.do("POST", "/busy", "application/json", `[[1]]`)
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Stats(engine.StatsOptions{}).Methods[0].Queue.InFlight == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first request never ran")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "POST", f.url+"/busy", strings.NewReader(`[[2]]`))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	for r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("request never queued")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	<-done
-	for r.Stats(engine.StatsOptions{}).Methods[0].Totals["cancelled"] == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the hung-up request was not cancelled")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

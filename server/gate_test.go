@@ -1,0 +1,173 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/server"
+)
+
+// gate is a test runnable whose batches the test holds and lets go: "run"
+// takes float32 [N, 1] and returns it; a batch holding a row of -1 waits
+// until release is closed (or its ctx ends). It counts every row it
+// executes, so that a test can tell whether a request ran at all.
+type gate struct {
+	mu      sync.Mutex
+	seen    map[float32]int
+	started chan struct{} // a value each time a held batch starts
+	release chan struct{}
+}
+
+func newGate() *gate {
+	return &gate{seen: map[float32]int{}, started: make(chan struct{}, 16), release: make(chan struct{})}
+}
+
+func (g *gate) typ() *engine.RunnableType {
+	return &engine.RunnableType{
+		Name: "gate",
+		Methods: []engine.MethodSpec{{
+			Name: "run", Batchable: true,
+			Input:  tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+			Output: tensor.IOSpec{Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 1}},
+		}},
+		New: func(context.Context, engine.Env) (engine.Instance, error) { return g, nil },
+	}
+}
+
+func (g *gate) Call(ctx context.Context, _ string, in tensor.Value) (tensor.Value, error) {
+	rows := in.Tensor().Float32s()
+	g.mu.Lock()
+	for _, v := range rows {
+		g.seen[v]++
+	}
+	g.mu.Unlock()
+	for _, v := range rows {
+		if v == -1 {
+			g.started <- struct{}{}
+			select {
+			case <-g.release:
+			case <-ctx.Done():
+				return tensor.Value{}, ctx.Err()
+			}
+		}
+	}
+	return in, nil
+}
+
+func (g *gate) count(v float32) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.seen[v]
+}
+
+// gateConfig serves the gate as POST /gate and as the v2 model "gate".
+const gateConfig = `
+runners:
+  - name: gate
+    runnable: gate
+    workers: 1
+    timeout: 30s
+    batching: {policy: adaptive, max_batch_size: 16, max_latency_ms: 0, max_queue_size: 2}
+apis:
+  - {name: gate, runner: gate, method: run, input: ndarray, output: ndarray}
+`
+
+// send is do for other goroutines: it reports failures instead of ending
+// the test.
+func (f *fixture) send(ctx context.Context, method, path, contentType, body string) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, f.url+path, strings.NewReader(body))
+	if err != nil {
+		return response{}, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, string(b)}, err
+}
+
+// sendAsync sends a request in the background; its answer comes on the
+// channel (with an error status 0 if it failed to come).
+func (f *fixture) sendAsync(method, path, contentType, body string) <-chan response {
+	ch := make(chan response, 1)
+	go func() {
+		r, err := f.send(context.Background(), method, path, contentType, body)
+		if err != nil {
+			r = response{body: err.Error()}
+		}
+		ch <- r
+	}()
+	return ch
+}
+
+// waitUntil polls cond until it holds; what says what the test waits for.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s after 10s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// methodStats is the first method's stats of runner name.
+func (f *fixture) methodStats(name string) engine.MethodStats {
+	f.t.Helper()
+	r, err := f.eng.Runner(name)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return r.Stats(engine.StatsOptions{}).Methods[0]
+}
+
+// TestClientDisconnectCancelsQueuedWork: a client that hangs up while its
+// request waits in the queue withdraws it: it never executes.
+func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
+	g := newGate()
+	f := newFixtureConfig(t, gateConfig, server.Options{}, g.typ())
+	// Hold the only worker, then queue a request and hang up.
+	held := f.sendAsync("POST", "/gate", "application/json", `[[-1]]`)
+	<-g.started
+	ctx, cancel := context.WithCancel(context.Background())
+	hungUp := make(chan error, 1)
+	go func() {
+		_, err := f.send(ctx, "POST", "/gate", "application/json", `[[42]]`)
+		hungUp <- err
+	}()
+	waitUntil(t, "the request to queue", func() bool { return f.methodStats("gate").Queue.Depth == 1 })
+	cancel()
+	if err := <-hungUp; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the client that hung up got %v", err)
+	}
+	waitUntil(t, "the server to see the hang-up", func() bool { return f.methodStats("gate").Totals["cancelled"] == 1 })
+	close(g.release)
+	if r := <-held; r.status != 200 {
+		t.Fatalf("the held request: %d %s", r.status, r.body)
+	}
+	// Queues are FIFO: had the withdrawn request stayed queued, it would
+	// have run before this one.
+	if r := f.do("POST", "/gate", "application/json", `[[7]]`); r.status != 200 || r.body != "[[7.0]]\n" {
+		t.Fatalf("after the hang-up: %d %s", r.status, r.body)
+	}
+	if n := g.count(42); n != 0 {
+		t.Fatalf("the request whose client hung up while it was queued ran %d times", n)
+	}
+	if n := g.count(7); n != 1 {
+		t.Fatalf("the next request ran %d times, want 1", n)
+	}
+}
