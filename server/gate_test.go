@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -169,5 +171,71 @@ func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
 	}
 	if n := g.count(7); n != 1 {
 		t.Fatalf("the next request ran %d times, want 1", n)
+	}
+}
+
+// batchHeaders reads X-Batch-Rows, X-Batch-Requests and X-Queue-Ms.
+func batchHeaders(t *testing.T, what string, r response) (rows, requests int, queued time.Duration) {
+	t.Helper()
+	if r.status != 200 {
+		t.Fatalf("%s: %d %s", what, r.status, r.body)
+	}
+	var err error
+	if rows, err = strconv.Atoi(r.header.Get("X-Batch-Rows")); err != nil {
+		t.Fatalf("%s: X-Batch-Rows %q", what, r.header.Get("X-Batch-Rows"))
+	}
+	if requests, err = strconv.Atoi(r.header.Get("X-Batch-Requests")); err != nil {
+		t.Fatalf("%s: X-Batch-Requests %q", what, r.header.Get("X-Batch-Requests"))
+	}
+	ms, err := strconv.ParseFloat(r.header.Get("X-Queue-Ms"), 64)
+	if err != nil || ms < 0 || math.IsInf(ms, 0) {
+		t.Fatalf("%s: X-Queue-Ms %q", what, r.header.Get("X-Queue-Ms"))
+	}
+	return rows, requests, time.Duration(ms * float64(time.Millisecond))
+}
+
+// TestBatchHeaders: both inference routes say which batch served the
+// request — its rows, the requests sharing it, and how long the request
+// queued — with figures that agree with a batch the test assembled.
+func TestBatchHeaders(t *testing.T) {
+	g := newGate()
+	f := newFixtureConfig(t, gateConfig, server.Options{}, g.typ())
+	sent := time.Now()
+	held := f.sendAsync("POST", "/gate", "application/json", `[[-1]]`)
+	<-g.started
+	// Two requests wait behind it, one per route; the next batch takes
+	// both: 2 + 3 rows.
+	api := f.sendAsync("POST", "/gate", "application/json", `[[1], [2]]`)
+	waitUntil(t, "the API request to queue", func() bool { return f.methodStats("gate").Queue.Depth == 1 })
+	apiQueued := time.Now()
+	v2 := f.sendAsync("POST", "/v2/models/gate/infer", "application/json",
+		`{"inputs": [{"name": "input", "shape": [3, 1], "datatype": "FP32", "data": [3, 4, 5]}]}`)
+	waitUntil(t, "the v2 request to queue", func() bool { return f.methodStats("gate").Queue.Depth == 2 })
+	v2Queued := time.Now()
+	close(g.release)
+	released := time.Now()
+
+	rows, requests, queued := batchHeaders(t, "the held request", <-held)
+	if rows != 1 || requests != 1 || queued > time.Since(sent) {
+		t.Fatalf("the held request: X-Batch-Rows %d, X-Batch-Requests %d, X-Queue-Ms %v; want 1, 1 and no more than its whole time", rows, requests, queued)
+	}
+	ra := <-api
+	rv := <-v2
+	if ra.body != "[[1.0],[2.0]]\n" || !strings.Contains(rv.body, `"shape":[3,1],"data":[3.0,4.0,5.0]`) {
+		t.Fatalf("answers: %s / %s", ra.body, rv.body)
+	}
+	aRows, aReqs, aQueued := batchHeaders(t, "POST /gate", ra)
+	vRows, vReqs, vQueued := batchHeaders(t, "v2 infer", rv)
+	if aRows != 5 || aReqs != 2 || vRows != 5 || vReqs != 2 {
+		t.Fatalf("the shared batch: API says %d rows of %d requests, v2 %d of %d; want 5 of 2", aRows, aReqs, vRows, vReqs)
+	}
+	// Each waited at least from when the test saw it queued until the
+	// gate opened, and the one queued first waited longer (X-Queue-Ms is
+	// rounded to the microsecond).
+	if aQueued < released.Sub(apiQueued)-time.Microsecond || vQueued < released.Sub(v2Queued)-time.Microsecond {
+		t.Fatalf("X-Queue-Ms %v and %v: less than they were seen waiting (%v, %v)", aQueued, vQueued, released.Sub(apiQueued), released.Sub(v2Queued))
+	}
+	if aQueued+time.Microsecond < vQueued {
+		t.Fatalf("X-Queue-Ms: the API request queued first (%v) but waited less than the v2 one (%v)", aQueued, vQueued)
 	}
 }
