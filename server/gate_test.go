@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -237,5 +238,108 @@ func TestBatchHeaders(t *testing.T) {
 	}
 	if aQueued+time.Microsecond < vQueued {
 		t.Fatalf("X-Queue-Ms: the API request queued first (%v) but waited less than the v2 one (%v)", aQueued, vQueued)
+	}
+}
+
+// TestRetryAfterReflectsTheWait: a refusal behind a batch that has run for
+// a second asks for seconds, not for the 1 s floor, although no batch has
+// finished yet to teach the runner what a batch costs.
+func TestRetryAfterReflectsTheWait(t *testing.T) {
+	g := newGate()
+	f := newFixtureConfig(t, strings.Replace(gateConfig, "timeout: 30s", "timeout: 5s", 1), server.Options{}, g.typ())
+	held := f.sendAsync("POST", "/gate", "application/json", `[[-1]]`)
+	<-g.started
+	queued := []<-chan response{
+		f.sendAsync("POST", "/gate", "application/json", `[[1]]`),
+		f.sendAsync("POST", "/gate", "application/json", `[[2]]`),
+	}
+	waitUntil(t, "a full queue", func() bool { return f.methodStats("gate").Queue.Depth == 2 })
+	time.Sleep(time.Second) // the running batch is at least 1 s old
+	r := f.do("POST", "/gate", "application/json", `[[3]]`)
+	close(g.release)
+	if r.status != 503 {
+		t.Fatalf("behind a full queue: %d %s", r.status, r.body)
+	}
+	// At least 1 s left of the running batch (it has run 1 s; expect as
+	// much again) and 2 s for the queued batch; each bounded by the 5 s
+	// timeout.
+	secs, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if err != nil || secs < 3 || secs > 10 {
+		t.Fatalf("Retry-After %q behind a 1 s old batch and one queued, timeout 5s: want 3 to 10 seconds", r.header.Get("Retry-After"))
+	}
+	for _, ch := range append(queued, held) {
+		if r := <-ch; r.status != 200 {
+			t.Fatalf("a request admitted before the refusal: %d %s", r.status, r.body)
+		}
+	}
+}
+
+// lateType is a runnable whose workers start only once start is closed,
+// or never, failing with err, when err is set.
+func lateType(name string, start chan struct{}, err error) *engine.RunnableType {
+	typ := newGate().typ()
+	typ.Name = name
+	inner := typ.New
+	typ.New = func(ctx context.Context, env engine.Env) (engine.Instance, error) {
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-start:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return inner(ctx, env)
+	}
+	return typ
+}
+
+// TestNotReadyNamesTheRunner: /readyz, /v2/health/ready and a model's v2
+// ready route answer 503 while a runner has no worker ready, and say which
+// runner and why; once it starts, 200.
+func TestNotReadyNamesTheRunner(t *testing.T) {
+	start := make(chan struct{})
+	f := newFixtureConfig(t, testConfig, server.Options{},
+		lateType("late", start, nil), lateType("broken", nil, errors.New("weights.bin: no such file")))
+	for _, name := range []string{"late", "broken"} {
+		if _, err := f.eng.StartRunner(t.Context(), engine.RunnerConfig{Name: name, Runnable: name, Workers: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the broken runner's start to fail", func() bool {
+		r, _ := f.eng.Runner("broken")
+		return r.Stats(engine.StatsOptions{}).StartError != ""
+	})
+	for _, path := range []string{"/readyz", "/v2/health/ready"} {
+		r := f.do("GET", path, "", "")
+		runners, _ := r.json(t)["runners"].(map[string]any)
+		if r.status != 503 || runners["late"] != "starting" || runners["sim"] != "ready" ||
+			!strings.HasPrefix(fmt.Sprint(runners["broken"]), "not ready: ") || !strings.Contains(fmt.Sprint(runners["broken"]), "weights.bin: no such file") {
+			t.Fatalf("%s with a runner starting and one failing: %d %s", path, r.status, r.body)
+		}
+	}
+	for _, name := range []string{"late", "broken"} {
+		r := f.do("GET", "/v2/models/"+name+"/ready", "", "")
+		if m := r.json(t); r.status != 503 || m["name"] != name || m["ready"] != false {
+			t.Fatalf("/v2/models/%s/ready: %d %s", name, r.status, r.body)
+		}
+	}
+	if r := f.do("GET", "/v2/models/sim/ready", "", ""); r.status != 200 {
+		t.Fatalf("/v2/models/sim/ready beside runners not ready: %d %s", r.status, r.body)
+	}
+
+	close(start)
+	if err := f.eng.StopRunner(t.Context(), "broken"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the late runner to be ready", func() bool {
+		r, _ := f.eng.Runner("late")
+		return r.Ready()
+	})
+	if r := f.do("GET", "/readyz", "", ""); r.status != 200 || r.json(t)["runners"].(map[string]any)["late"] != "ready" {
+		t.Fatalf("/readyz once every runner is ready: %d %s", r.status, r.body)
+	}
+	if r := f.do("GET", "/v2/models/late/ready", "", ""); r.status != 200 || r.json(t)["ready"] != true {
+		t.Fatalf("/v2/models/late/ready once started: %d %s", r.status, r.body)
 	}
 }
