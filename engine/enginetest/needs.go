@@ -26,6 +26,7 @@ func Needs(t testing.TB, what, install string, err error) {
 	t.Helper()
 	if CI() {
 		t.Fatalf("%s is missing, and under CI (CI=%s) every test must run: %v; install it: %s", what, os.Getenv("CI"), err, install)
+		return
 	}
 	t.Skipf("%s is missing (%v): install it with %s, then run the test again (CI=true makes this a failure)", what, err, install)
 }
