@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -342,4 +343,68 @@ func TestNotReadyNamesTheRunner(t *testing.T) {
 	if r := f.do("GET", "/v2/models/late/ready", "", ""); r.status != 200 || r.json(t)["ready"] != true {
 		t.Fatalf("/v2/models/late/ready once started: %d %s", r.status, r.body)
 	}
+}
+
+// serveUntil runs Serve on a fresh port until stop is called; done gets
+// its result.
+func (f *fixture) serveUntil() (url string, stop func(), done <-chan error) {
+	f.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan error, 1)
+	go func() { ch <- f.srv.Serve(ctx, ln) }()
+	f.t.Cleanup(cancel)
+	return "http://" + ln.Addr().String(), cancel, ch
+}
+
+// TestServeDrains: when its context ends, Serve stops accepting at once,
+// lets the request in flight finish and answers it, then returns nil; past
+// DrainTimeout it gives up and says so.
+func TestServeDrains(t *testing.T) {
+	t.Run("in-flight requests finish", func(t *testing.T) {
+		g := newGate()
+		f := newFixtureConfig(t, gateConfig, server.Options{DrainTimeout: 30 * time.Second}, g.typ())
+		url, stop, done := f.serveUntil()
+		f.url = url
+		held := f.sendAsync("POST", "/gate", "application/json", `[[-1]]`)
+		<-g.started
+		stop()
+		waitUntil(t, "the listener to close", func() bool {
+			c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
+		})
+		select {
+		case err := <-done:
+			t.Fatalf("Serve returned (%v) with a request in flight", err)
+		default:
+		}
+		close(g.release)
+		if r := <-held; r.status != 200 || r.body != "[[-1.0]]\n" {
+			t.Fatalf("the request in flight at shutdown: %d %s", r.status, r.body)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Serve after draining: %v", err)
+		}
+	})
+	t.Run("up to DrainTimeout", func(t *testing.T) {
+		g := newGate()
+		f := newFixtureConfig(t, gateConfig, server.Options{DrainTimeout: 50 * time.Millisecond}, g.typ())
+		url, stop, done := f.serveUntil()
+		f.url = url
+		held := f.sendAsync("POST", "/gate", "application/json", `[[-1]]`)
+		<-g.started
+		stop()
+		err := <-done
+		close(g.release)
+		if err == nil || !strings.Contains(err.Error(), "drain in-flight requests") || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Serve with a request held past DrainTimeout: %v", err)
+		}
+		<-held
+	})
 }
