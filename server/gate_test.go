@@ -174,6 +174,12 @@ func TestClientDisconnectCancelsQueuedWork(t *testing.T) {
 	if n := g.count(7); n != 1 {
 		t.Fatalf("the next request ran %d times, want 1", n)
 	}
+	// The front end counts the hang-up as nginx's 499, apart from the
+	// answers (once its handler has returned).
+	f.waitMetric("benchtop_api_requests_total", map[string]string{"api": "gate", "code": "499"}, 1)
+	if got := f.metric("benchtop_api_requests_total", map[string]string{"api": "gate", "code": "200"}); got != 2 {
+		t.Errorf("benchtop_api_requests_total{api=gate,code=200} = %v, want 2", got)
+	}
 }
 
 // batchHeaders reads X-Batch-Rows, X-Batch-Requests and X-Queue-Ms.
