@@ -406,8 +406,18 @@ func TestOpenInferenceProtocol(t *testing.T) {
 	}
 }
 
+// TestConcurrentHTTPCallersGetTheirOwnRows: 200 callers at once, batched
+// together, each get exactly their own rows back. The runner has no latency
+// bound: on a loaded machine the forecast may rightly refuse some under one
+// (TestOverloadAnswers503WithRetryAfter is about that), which is not what
+// this test is about.
 func TestConcurrentHTTPCallersGetTheirOwnRows(t *testing.T) {
-	f := newFixture(t, server.Options{})
+	f := newFixtureConfig(t, `
+runners:
+  - {name: sim, runnable: sim, init: {fixed_ms: 0.2, per_row_ms: 0.01}, workers: 1, batching: {max_batch_size: 16, max_latency_ms: 0}}
+apis:
+  - {name: predict, runner: sim, method: predict, input: ndarray, output: ndarray}
+`, server.Options{})
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Go(func() {
