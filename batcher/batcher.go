@@ -499,9 +499,11 @@ func (b *Batcher[T]) expectedBacklogLocked(now time.Time) time.Duration {
 // the excess work takes to clear, and never less than one full batch, so
 // that refused callers do not come straight back into the same backlog.
 func (q *Queue[T]) retryAfterLocked(now time.Time, excess time.Duration) time.Duration {
-	batch := q.guessBatchLocked(now)
+	var batch time.Duration
 	if q.cost.trained() {
 		batch = q.cost.estimate(q.cfg.MaxBatchSize, 0)
+	} else {
+		batch = q.guessBatchLocked(now)
 	}
 	return max(excess, batch, time.Millisecond)
 }
