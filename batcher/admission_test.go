@@ -281,3 +281,94 @@ func TestAcceptedRequestsMeetTheBound(t *testing.T) {
 		t.Fatalf("only %d of 2000 refused at twice the capacity", refusedAtSubmit)
 	}
 }
+
+// TestRetryAfterIsTheExpectedWait: a refused caller is told how long the
+// work ahead of it is expected to take, not a floor — also before the cost
+// model is trained, when the batches that ran (or the one running) are all
+// there is to go by.
+func TestRetryAfterIsTheExpectedWait(t *testing.T) {
+	queueFull := func(t *testing.T, q *Queue[int], id int) *OverloadError {
+		t.Helper()
+		_, err := q.Submit(id, Request{Rows: 1})
+		oe := overload(t, err)
+		if oe.Cause != CauseQueueFull {
+			t.Fatalf("refusal %+v: want cause queue_full", oe)
+		}
+		return oe
+	}
+	// A queue of one behind one worker: one batch runs, one waits, the
+	// next is refused.
+	setup := func(t *testing.T, maxExec time.Duration) (*harness, *Queue[int]) {
+		h := newHarness(t, 1)
+		h.b.SetMaxExec(maxExec)
+		c := cfg(None, 1)
+		c.MaxQueueSize = 1
+		return h, h.queue(c)
+	}
+	t.Run("no batch finished: the running one is expected to take twice its age", func(t *testing.T) {
+		h, q := setup(t, 0)
+		h.submit(q, 1, 1)
+		h.submit(q, 2, 1)
+		h.clock.Advance(time.Second)
+		// The running batch, 1 s old, has about 1 s left; the queued one
+		// is expected to take 2 s.
+		if got := queueFull(t, q, 3).RetryAfter; got != 3*time.Second {
+			t.Fatalf("RetryAfter %v, want 3s", got)
+		}
+	})
+	t.Run("after a batch of 1.5 s", func(t *testing.T) {
+		h, q := setup(t, 0)
+		runOne(t, h, q, 0, 1500*time.Millisecond)
+		h.submit(q, 1, 1)
+		h.submit(q, 2, 1)
+		h.clock.Advance(100 * time.Millisecond)
+		// 1.4 s left of the running batch, 1.5 s for the queued one.
+		if got := queueFull(t, q, 3).RetryAfter; got != 2900*time.Millisecond {
+			t.Fatalf("RetryAfter %v, want 2.9s", got)
+		}
+	})
+	t.Run("never past the runner's timeout per batch", func(t *testing.T) {
+		h, q := setup(t, 500*time.Millisecond)
+		h.submit(q, 1, 1)
+		h.submit(q, 2, 1)
+		h.clock.Advance(time.Second)
+		// The running batch is past its timeout (it is being stopped);
+		// the queued one takes at most 0.5 s.
+		if got := queueFull(t, q, 3).RetryAfter; got != 500*time.Millisecond {
+			t.Fatalf("RetryAfter %v, want the 500ms timeout", got)
+		}
+	})
+	t.Run("spread over the workers", func(t *testing.T) {
+		h := newHarness(t, 2)
+		c := cfg(None, 1)
+		c.MaxQueueSize = 2
+		q := h.queue(c)
+		for id := range 4 {
+			h.submit(q, id, 1) // two run, two wait
+		}
+		h.clock.Advance(time.Second)
+		// 1 s left of each running batch and 2 s for each queued one,
+		// over two workers.
+		if got := queueFull(t, q, 5).RetryAfter; got != 3*time.Second {
+			t.Fatalf("RetryAfter %v, want 3s", got)
+		}
+	})
+	t.Run("trained: the forecast's excess, at least one full batch", func(t *testing.T) {
+		h := newHarness(t, 1)
+		c := cfg(Adaptive, 8)
+		c.MaxLatency = 100 * time.Millisecond
+		q := h.queue(c)
+		train(h, q, 10*time.Millisecond, time.Millisecond)
+		h.submit(q, 1, 8) // 18 ms, running
+		for id := 2; id <= 5; id++ {
+			h.submit(q, id, 8) // 4 × 18 ms queued
+		}
+		// Behind 90 ms of work its own 18 ms batch is forecast 108 ms:
+		// 8 ms past the bound, less than one 18 ms batch.
+		_, err := q.Submit(6, Request{Rows: 8})
+		oe := overload(t, err)
+		if d := oe.RetryAfter - 18*time.Millisecond; oe.Cause != CausePredicted || d < -time.Microsecond || d > time.Microsecond {
+			t.Fatalf("refusal %+v (RetryAfter %v): want cause predicted, RetryAfter one 18ms batch", oe, oe.RetryAfter)
+		}
+	})
+}

@@ -25,6 +25,9 @@ type Options[T any] struct {
 	Reject func(payload T, err error)
 	// Slots is the number of batches that may execute at once (ready workers).
 	Slots int
+	// MaxExec is the longest a batch may execute (the runner's timeout);
+	// 0 means no bound. It bounds the guesses behind Retry-After hints.
+	MaxExec time.Duration
 }
 
 // Batcher schedules the queues of one runner onto its workers' slots. Queues
@@ -40,6 +43,7 @@ type Batcher[T any] struct {
 	running  []*Batch[T] // executing, for the admission forecast
 	slots    int
 	busy     int
+	maxExec  time.Duration // Options.MaxExec
 	closed   bool
 	drained  chan struct{} // closed once closed and nothing queued or running
 	timer    Timer
@@ -55,7 +59,7 @@ func New[T any](opts Options[T]) *Batcher[T] {
 	if opts.Reject == nil {
 		opts.Reject = func(T, error) {}
 	}
-	return &Batcher[T]{clock: opts.Clock, dispatch: opts.Dispatch, reject: opts.Reject, slots: opts.Slots}
+	return &Batcher[T]{clock: opts.Clock, dispatch: opts.Dispatch, reject: opts.Reject, slots: opts.Slots, maxExec: opts.MaxExec}
 }
 
 // Request is what the batcher needs to know of a request besides its
@@ -144,6 +148,7 @@ func (bt *Batch[T]) Done(exec time.Duration, ok bool) {
 	now := b.clock.Now()
 	if ok {
 		bt.Queue.cost.observe(now, bt.Rows, bt.Bytes, exec)
+		bt.Queue.lastExec = exec
 	}
 	bt.Queue.burst.finished(now, bt.Rows, bt.Queue.rows)
 	out, rejected := b.scheduleAtLocked(now)
@@ -167,6 +172,7 @@ type Queue[T any] struct {
 	inflight int         // batches executing
 	burst    returnBurst // closed-loop callers coming back (see burst.go)
 	cost     costModel
+	lastExec time.Duration // of the latest batch that succeeded
 	rate     rateEstimator
 	avgRows  float64 // rows per request, recent
 }
@@ -258,7 +264,7 @@ func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
 		err := &OverloadError{
 			Cause:      CauseQueueFull,
 			Reason:     fmt.Sprintf("queue of %q is full (%d requests waiting, max_queue_size %d)", q.name, q.count, cfg.MaxQueueSize),
-			RetryAfter: q.retryAfterLocked(b.backlogLocked(now) / time.Duration(max(1, b.slots))),
+			RetryAfter: q.retryAfterLocked(now, b.expectedBacklogLocked(now)/time.Duration(max(1, b.slots))),
 			Bound:      cfg.MaxLatency,
 		}
 		b.mu.Unlock()
@@ -285,7 +291,7 @@ func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
 					Cause: CausePredicted,
 					Reason: fmt.Sprintf("%q cannot serve it within max_latency %v (forecast %v: %d requests queued, %d of %d workers busy)",
 						q.name, cfg.MaxLatency, forecast.Round(time.Millisecond/10), q.count, b.busy, b.slots),
-					RetryAfter: q.retryAfterLocked(forecast - cfg.MaxLatency),
+					RetryAfter: q.retryAfterLocked(now, forecast-cfg.MaxLatency),
 					Forecast:   forecast,
 					Bound:      cfg.MaxLatency,
 				}
@@ -398,13 +404,7 @@ func (q *Queue[T]) recountLocked(g *group[T]) {
 // join, or its last chunk if it is split.
 func (q *Queue[T]) forecastLocked(now time.Time, g *group[T], rows int, bytes int64) time.Duration {
 	b := q.b
-	for _, o := range b.queues {
-		for _, og := range o.groups {
-			if og.stale {
-				o.recountLocked(og)
-			}
-		}
-	}
+	b.recountStaleLocked()
 	ahead := b.backlogLocked(now)
 	m := q.cfg.MaxBatchSize
 	room := 0
@@ -438,6 +438,18 @@ func (q *Queue[T]) forecastLocked(now time.Time, g *group[T], rows int, bytes in
 	return start + q.cost.estimate(lastRows, lastBytes)
 }
 
+// recountStaleLocked plans again the batches of every group whose plan
+// went stale, so that the queues' vBatches are current.
+func (b *Batcher[T]) recountStaleLocked() {
+	for _, o := range b.queues {
+		for _, og := range o.groups {
+			if og.stale {
+				o.recountLocked(og)
+			}
+		}
+	}
+}
+
 // backlogLocked is the work the slots have before them: what is left of
 // the running batches and every queued batch.
 func (b *Batcher[T]) backlogLocked(now time.Time) time.Duration {
@@ -455,11 +467,63 @@ func (b *Batcher[T]) backlogLocked(now time.Time) time.Duration {
 	return d
 }
 
+// expectedBacklogLocked is backlogLocked for a Retry-After hint: a queue
+// whose cost model is not trained yet has its running and queued batches
+// priced by guessBatchLocked instead of at nothing. The admission forecast
+// never uses it: nothing is refused on a guess.
+func (b *Batcher[T]) expectedBacklogLocked(now time.Time) time.Duration {
+	b.recountStaleLocked()
+	var d time.Duration
+	for _, bt := range b.running {
+		end := bt.Forecast
+		if !bt.Queue.cost.trained() {
+			end = bt.Formed.Add(bt.Queue.guessBatchLocked(now))
+		}
+		if left := end.Sub(now); left > 0 {
+			d += left
+		}
+	}
+	for _, o := range b.queues {
+		switch {
+		case o.count == 0:
+		case o.cost.trained():
+			d += o.cost.work(o.vBatches, o.rows, o.bytes)
+		default:
+			d += time.Duration(o.vBatches) * o.guessBatchLocked(now)
+		}
+	}
+	return d
+}
+
 // retryAfterLocked is the wait to suggest to a refused caller: how long
 // the excess work takes to clear, and never less than one full batch, so
 // that refused callers do not come straight back into the same backlog.
-func (q *Queue[T]) retryAfterLocked(excess time.Duration) time.Duration {
-	return max(excess, q.cost.estimate(q.cfg.MaxBatchSize, 0), time.Millisecond)
+func (q *Queue[T]) retryAfterLocked(now time.Time, excess time.Duration) time.Duration {
+	var batch time.Duration
+	if q.cost.trained() {
+		batch = q.cost.estimate(q.cfg.MaxBatchSize, 0)
+	} else {
+		batch = q.guessBatchLocked(now)
+	}
+	return max(excess, batch, time.Millisecond)
+}
+
+// guessBatchLocked is what one batch of the queue is expected to cost
+// before its cost model is trained (its first batches): the latest batch
+// that succeeded, or more if a batch running now has taken longer — a
+// batch that has run for t is expected to need about t more, so twice its
+// age — and never more than MaxExec, past which a batch is stopped.
+func (q *Queue[T]) guessBatchLocked(now time.Time) time.Duration {
+	d := q.lastExec
+	for _, bt := range q.b.running {
+		if bt.Queue == q {
+			d = max(d, 2*now.Sub(bt.Formed))
+		}
+	}
+	if q.b.maxExec > 0 {
+		d = min(d, q.b.maxExec)
+	}
+	return d
 }
 
 // Cancel withdraws a request whose caller gave up. It reports whether the
@@ -558,6 +622,13 @@ func (q *Queue[T]) Stats() Stats {
 		ClosedLoop:   q.burst.tightness < closedLoop,
 		ReturnPerRow: seconds(q.burst.perRow),
 	}
+}
+
+// SetMaxExec changes Options.MaxExec (the runner's timeout changed).
+func (b *Batcher[T]) SetMaxExec(d time.Duration) {
+	b.mu.Lock()
+	b.maxExec = d
+	b.mu.Unlock()
 }
 
 // SetSlots changes how many batches may run at once (the ready workers).
@@ -797,7 +868,7 @@ func (q *Queue[T]) rejectExpiredGroupLocked(g *group[T], now, free time.Time, re
 			Cause: CauseExpired,
 			Reason: fmt.Sprintf("%q could not start it in time for max_latency %v (waited %v in the queue)",
 				q.name, q.cfg.MaxLatency, waited.Round(time.Millisecond/10)),
-			RetryAfter: q.retryAfterLocked(late),
+			RetryAfter: q.retryAfterLocked(now, late),
 			Forecast:   free.Sub(head.enqueued) + q.cost.estimate(g.batchOfLocked(q.cfg.MaxBatchSize)),
 			Bound:      q.cfg.MaxLatency,
 		}})

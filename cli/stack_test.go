@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,36 +42,9 @@ apis:
 // help — with the golden file, so the exposition cannot drift unnoticed. A
 // runner removed by a reload leaves no series behind.
 func TestMetricsOverHTTP(t *testing.T) {
-	t.Setenv("BENCHTOP_HOME", t.TempDir())
-	path := filepath.Join(t.TempDir(), "benchtop.yaml")
-	if err := os.WriteFile(path, []byte(metricsConfig), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f := engineFlags{config: path, host: "127.0.0.1", port: 0, maxBodyMB: 16, drainTimeout: 10 * time.Second, logFormat: "text"}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, path := serveConfig(t, metricsConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	up := make(chan *stack)
-	done := make(chan error, 1)
-	go func() {
-		done <- runStack(ctx, &f, logger, func(ctx context.Context, st *stack) error {
-			up <- st
-			<-ctx.Done()
-			return nil
-		})
-	}()
-	var st *stack
-	select {
-	case st = <-up:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
 	url := st.URL()
 
 	post(t, url+"/predict", "application/json", "[[1, 2]]")
@@ -122,6 +96,86 @@ func TestMetricsOverHTTP(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// writeConfig writes config to a file of its own and points BENCHTOP_HOME
+// (the model store) at a folder of the test's.
+func writeConfig(t *testing.T, config string) string {
+	t.Helper()
+	t.Setenv("BENCHTOP_HOME", t.TempDir())
+	path := filepath.Join(t.TempDir(), "benchtop.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// testFlags are serve's flags for config at path, on a free port.
+func testFlags(path string) engineFlags {
+	return engineFlags{config: path, host: "127.0.0.1", port: 0, maxBodyMB: 16, drainTimeout: 10 * time.Second, logFormat: "text"}
+}
+
+// serveConfig runs the stack that serve runs on config until the test ends,
+// and returns it with the config file's path.
+func serveConfig(t *testing.T, config string) (*stack, string) {
+	t.Helper()
+	path := writeConfig(t, config)
+	f := testFlags(path)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	up := make(chan *stack)
+	done := make(chan error, 1)
+	go func() {
+		done <- runStack(ctx, &f, logger, func(ctx context.Context, st *stack) error {
+			up <- st
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	var st *stack
+	select {
+	case st = <-up:
+	case err := <-done:
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return st, path
+}
+
+// TestStackRefusesToStart: a config that does not load, or a port already
+// taken, stops the stack before it serves, with an error that says which.
+func TestStackRefusesToStart(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	front := func(context.Context, *stack) error {
+		t.Error("the front end ran")
+		return nil
+	}
+	t.Run("broken config", func(t *testing.T) {
+		f := testFlags(writeConfig(t, "runners:\n  - name: sim\n    runnable: nope\n"))
+		err := runStack(t.Context(), &f, logger, front)
+		if err == nil || !strings.Contains(err.Error(), "load config") || !strings.Contains(err.Error(), `unknown runnable "nope"`) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("port taken", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		f := testFlags(writeConfig(t, metricsConfig))
+		f.port = taken.Addr().(*net.TCPAddr).Port
+		err = runStack(t.Context(), &f, logger, front)
+		if err == nil || !strings.Contains(err.Error(), "listen on") || !strings.Contains(err.Error(), "try --port 0") {
+			t.Fatalf("got %v", err)
+		}
+	})
 }
 
 // seriesOf lists the families with a series labelled runner=name.

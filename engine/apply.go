@@ -378,6 +378,7 @@ func (r *Runner) retune(cfg RunnerConfig) ([]string, error) {
 	if err != nil {
 		return changes, err
 	}
+	r.b.SetMaxExec(cfg.Timeout)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {

@@ -2,8 +2,11 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -131,5 +134,144 @@ func checkExposition(t *testing.T, mfs map[string]*dto.MetricFamily) {
 	}
 	if workers["sentiment"] != 2 || workers["strict"] != 1 {
 		t.Errorf("workers gauge %v", workers)
+	}
+}
+
+// series finds the series of family name whose labels include want.
+func series(t *testing.T, mfs map[string]*dto.MetricFamily, name string, want map[string]string) *dto.Metric {
+	t.Helper()
+next:
+	for _, m := range mfs[name].GetMetric() {
+		l := labelsOf(m)
+		for k, v := range want {
+			if l[k] != v {
+				continue next
+			}
+		}
+		return m
+	}
+	t.Fatalf("no %s%v", name, want)
+	return nil
+}
+
+// TestMetricsValues: the runner metrics count what happened — requests by
+// outcome, queue and execution time summed over what ran, the batches in
+// flight and the requests queued while they are — and agree with the
+// runner's own cumulative stats (what /v2/models/{m}/stats serves).
+func TestMetricsValues(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	g := newGate()
+	e := newEngineOn(t, reg, g.typ())
+	c := batching(batcher.None, 1, 0)
+	c.MaxQueueSize = 1
+	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: c})
+	timing := enginetest.Start(t, e, engine.RunnerConfig{Name: "t", Runnable: "gate", Workers: 1, Timeout: 20 * time.Millisecond, Batching: batching(batcher.None, 1, 0)})
+	ctx := context.Background()
+	g1 := map[string]string{"runner": "g", "method": "run"}
+	gauges := func() (inflight, depth float64) {
+		mfs := gather(t, reg)
+		return series(t, mfs, "benchtop_runner_in_flight", g1).GetGauge().GetValue(),
+			series(t, mfs, "benchtop_runner_queue_depth", g1).GetGauge().GetValue()
+	}
+
+	if _, err := r.Run(ctx, "run", one(1)); err != nil { // ok
+		t.Fatal(err)
+	}
+	if _, err := r.Run(ctx, "run", one(-1)); err == nil { // error
+		t.Fatal("row -1 succeeded")
+	}
+	if _, err := r.Run(ctx, "run", rowsTensor(t, 1, 1, 2)); !errors.Is(err, engine.ErrInvalidInput) { // invalid
+		t.Fatalf("a [1 2] input: %v", err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := r.Run(gone, "run", one(2)); !errors.Is(err, context.Canceled) { // cancelled
+		t.Fatalf("a cancelled caller: %v", err)
+	}
+	if _, err := timing.Run(ctx, "run", one(-4)); !errors.Is(err, engine.ErrTimeout) { // timeout, on runner t
+		t.Fatalf("past the timeout: %v", err)
+	}
+	<-g.started // the batch that timed out started
+	if inflight, depth := gauges(); inflight != 0 || depth != 0 {
+		t.Fatalf("idle: in_flight %v, queue_depth %v", inflight, depth)
+	}
+
+	// One batch held, one request queued behind it, one refused.
+	var release sync.Once
+	open := func() { release.Do(func() { close(g.release) }) }
+	defer open() // a held call ignores its ctx: let it go if the test fails
+	held := make(chan error, 1)
+	go func() { _, err := r.Run(ctx, "run", one(-3)); held <- err }()
+	<-g.started
+	heldFrom := time.Now()
+	queued := make(chan error, 1)
+	go func() { _, err := r.Run(ctx, "run", one(3)); queued <- err }()
+	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 1 })
+	queuedFrom := time.Now()
+	if inflight, depth := gauges(); inflight != 1 || depth != 1 {
+		t.Fatalf("one batch running, one request queued: in_flight %v, queue_depth %v", inflight, depth)
+	}
+	if _, err := r.Run(ctx, "run", one(4)); !errors.Is(err, engine.ErrOverloaded) { // overloaded
+		t.Fatalf("past max_queue_size: %v", err)
+	}
+	released := time.Now() // the held batch ends, and the queued one starts, after this
+	open()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	if inflight, depth := gauges(); inflight != 0 || depth != 0 {
+		t.Fatalf("idle again: in_flight %v, queue_depth %v", inflight, depth)
+	}
+
+	mfs := gather(t, reg)
+	want := map[string]float64{"ok": 3, "error": 1, "invalid": 1, "cancelled": 1, "overloaded": 1, "timeout": 0}
+	for status, n := range want {
+		l := map[string]string{"runner": "g", "method": "run", "status": status}
+		if got := series(t, mfs, "benchtop_runner_requests_total", l).GetCounter().GetValue(); got != n {
+			t.Errorf("requests_total%v = %v, want %v", l, got, n)
+		}
+	}
+	if got := series(t, mfs, "benchtop_runner_requests_total", map[string]string{"runner": "t", "status": "timeout"}).GetCounter().GetValue(); got != 1 {
+		t.Errorf("requests_total{runner=t,status=timeout} = %v, want 1", got)
+	}
+	ms := r.Stats(engine.StatsOptions{}).Methods[0]
+	for status, n := range want {
+		if got := ms.Totals[status]; got != uint64(n) {
+			t.Errorf("Stats Totals[%s] = %d, the metric says %v", status, got, n)
+		}
+	}
+
+	// Queue time is summed over successful requests, execution time over
+	// batches (the failed one included): each at least what the test saw.
+	queue := series(t, mfs, "benchtop_runner_queue_duration_seconds", g1).GetHistogram()
+	exec := series(t, mfs, "benchtop_runner_execution_duration_seconds", g1).GetHistogram()
+	e2e := series(t, mfs, "benchtop_runner_request_duration_seconds", g1).GetHistogram()
+	if queue.GetSampleCount() != 3 || e2e.GetSampleCount() != 3 || exec.GetSampleCount() != 4 {
+		t.Fatalf("samples: queue %d, request %d, execution %d; want 3, 3 and 4 (three successes; four batches ran, one failed)",
+			queue.GetSampleCount(), e2e.GetSampleCount(), exec.GetSampleCount())
+	}
+	if q := released.Sub(queuedFrom).Seconds(); queue.GetSampleSum() < q {
+		t.Errorf("queue time sum %vs, less than the %vs the test saw a request queued", queue.GetSampleSum(), q)
+	}
+	if x := released.Sub(heldFrom).Seconds(); exec.GetSampleSum() < x {
+		t.Errorf("execution time sum %vs, less than the %vs the test held a batch", exec.GetSampleSum(), x)
+	}
+	if e2e.GetSampleSum() < queue.GetSampleSum() || e2e.GetSampleSum() < released.Sub(heldFrom).Seconds() {
+		t.Errorf("request time sum %vs: less than the time queued (%vs) or the batch the test held", e2e.GetSampleSum(), queue.GetSampleSum())
+	}
+	// The cumulative stats are the same sums.
+	near := func(what string, d time.Duration, secs float64) {
+		if diff := d.Seconds() - secs; diff < -1e-6 || diff > 1e-6 {
+			t.Errorf("%s: Stats says %v, the metric %vs", what, d, secs)
+		}
+	}
+	near("queue", ms.Cumulative.Queue, queue.GetSampleSum())
+	near("execution", ms.Cumulative.Exec, exec.GetSampleSum())
+	near("success", ms.Cumulative.Success, e2e.GetSampleSum())
+	if ms.Cumulative.Executions != 4 {
+		t.Errorf("Stats executions %d, want 4", ms.Cumulative.Executions)
 	}
 }

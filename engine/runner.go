@@ -171,6 +171,7 @@ func newRunner(deps runnerDeps, pr plannedRunner, custom *runnerRegisterer) (*Ru
 		stopped:   make(chan struct{}),
 	}
 	r.b = batcher.New(batcher.Options[*call]{
+		MaxExec:  cfg.Timeout,
 		Dispatch: func(bt *batcher.Batch[*call]) { r.work <- bt },
 		Reject: func(c *call, err error) {
 			if errors.Is(err, batcher.ErrClosed) {

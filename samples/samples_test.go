@@ -3,8 +3,10 @@ package samples_test
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/enginetest"
@@ -135,5 +137,30 @@ func TestSentimentClassify(t *testing.T) {
 	in, _ := tensor.NewStringTensor([]int{1}, []string{"great"})
 	if _, _, err := r.RunInfo(context.Background(), "classify", []tensor.Value{tensor.TensorValue(in), tensor.TensorValue(s)}); !errors.Is(err, engine.ErrInvalidInput) {
 		t.Fatalf("threshold 2: %v, want invalid input", err)
+	}
+}
+
+// TestSimCostsWhatItSays: a batch of the default sim (fixed_ms 2,
+// per_row_ms 0.1) of 64 rows takes 8.4 ms: never less (it waits until its
+// deadline), and within 5% in at least one of a few tries — a loaded
+// machine may delay any one of them, not all.
+func TestSimCostsWhatItSays(t *testing.T) {
+	l := local(t, "sim", nil)
+	in, _ := tensor.NewTensor([]int{64, 4}, make([]float32, 64*4))
+	const want = 8400 * time.Microsecond
+	best := time.Duration(math.MaxInt64)
+	for try := 0; try < 20 && best > want+want/20; try++ {
+		start := time.Now()
+		if _, err := l.Run(context.Background(), "predict", tensor.TensorValue(in)); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		if took < want {
+			t.Fatalf("a batch of 64 rows took %v, less than the 8.4ms it costs", took)
+		}
+		best = min(best, took)
+	}
+	if best > want+want/20 {
+		t.Fatalf("a batch of 64 rows took at best %v in 20 tries, want 8.4ms ± 5%%", best)
 	}
 }

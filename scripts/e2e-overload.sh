@@ -109,7 +109,12 @@ for i in 1 2 3; do
 	slow_client "$tmp/slow$i.out" 100000 &
 	slow+=($!)
 done
-sleep 0.5
+# The three are in: each holds its declared 100,000 bytes.
+for _ in $(seq 100); do
+	[ "$(metric benchtop_http_inflight_body_bytes)" = 300000 ] && break
+	sleep 0.05
+done
+[ "$(metric benchtop_http_inflight_body_bytes)" = 300000 ] || fail "the 3 slow bodies were not all admitted"
 expect 200 '"live":true' "$url/livez"
 expect 200 '[[2.0]]' -X POST "$url/predict" -H 'Content-Type: application/json' -d '[[1]]'
 wait "${slow[@]}"

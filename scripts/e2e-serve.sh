@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End to end: start `benchtop serve` as a process on a free port, drive it
-# with curl like a user would, edit its config live, then stop it with
-# SIGTERM while a request is in flight and check that it finished and the
-# process exited 0. Usage: scripts/e2e-serve.sh [path/to/benchtop]
+# with curl like a user would, edit its config live and see the engine
+# batch by the new size, then stop it with SIGTERM while a request is in
+# flight and check that it finished and the process exited 0; SIGINT and
+# SIGHUP stop it with 0 too. Every wait polls for what it waits for, with
+# a bound. Usage: scripts/e2e-serve.sh [path/to/benchtop]
 set -euo pipefail
 bin=${1:-bin/benchtop}
 tmp=$(mktemp -d)
@@ -39,18 +41,50 @@ YAML
 	mv "$tmp/cfg.yaml.new" "$tmp/cfg.yaml" # an editor's atomic save
 }
 
+# start_server: run `benchtop serve` on $tmp/cfg.yaml, logging to $tmp/log;
+# sets pid and url once the log says it serves (its runners are ready).
+start_server() {
+	"$bin" serve --config "$tmp/cfg.yaml" --port 0 2> "$tmp/log" &
+	pid=$!
+	url=
+	for _ in $(seq 200); do
+		url=$(grep -o 'url=http://[0-9.:]*' "$tmp/log" | head -1 | cut -d= -f2 || true)
+		[ -n "$url" ] && break
+		kill -0 "$pid" 2>/dev/null || fail "benchtop serve exited at start"
+		sleep 0.05
+	done
+	[ -n "$url" ] || fail "no 'benchtop serving url=' line in the log"
+	echo "serving at $url"
+}
+
+# stop_with SIGNAL: signal the server, then reap it.
+stop_with() {
+	kill "-$1" "$pid"
+	reap "$1"
+}
+
+# reap SIGNAL: the signalled server must exit 0, and say it drained.
+reap() {
+	local code=0
+	wait "$pid" || code=$?
+	pid=
+	[ "$code" = 0 ] || fail "exit status $code after SIG$1, want 0"
+	grep -q 'shutting down: draining runners' "$tmp/log" || fail "no shutdown line in the log after SIG$1"
+	ok "exit 0 after SIG$1"
+}
+
+# metric NAME-WITH-LABELS: its value in /metrics, or empty.
+metric() {
+	curl -s -m 5 "$url/metrics" | awk -v m="$1" '$1 == m { print $2 }'
+}
+
+# batch_rows CURL-ARGS...: the X-Batch-Rows the answer carries.
+batch_rows() {
+	curl -s -m 10 -D - -o /dev/null "$@" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-batch-rows" { print $2 }'
+}
+
 write_config 8
-"$bin" serve --config "$tmp/cfg.yaml" --port 0 2> "$tmp/log" &
-pid=$!
-url=
-for _ in $(seq 200); do
-	url=$(grep -o 'url=http://[0-9.:]*' "$tmp/log" | head -1 | cut -d= -f2 || true)
-	[ -n "$url" ] && break
-	kill -0 "$pid" 2>/dev/null || fail "benchtop serve exited at start"
-	sleep 0.05
-done
-[ -n "$url" ] || fail "no 'benchtop serving url=' line in the log"
-echo "serving at $url"
+start_server
 
 # expect STATUS BODY-SUBSTRING curl-args...
 expect() {
@@ -76,32 +110,44 @@ expect 200 '"data":[2.0,4.0]' -X POST "$url/v2/models/sim/infer" -H 'Content-Typ
 expect 200 '"openapi":"3.0.3"' "$url/docs.json"
 expect 200 'benchtop_runner_batch_size_bucket' "$url/metrics"
 
-# Live reload: edit the file, then see the engine follow.
+# Live reload: edit the file, then see the engine follow. Sixteen rows in
+# one request run as batches of at most max_batch_size: 8 before, one
+# batch of 16 after.
+rows16="[$(printf '[1,2],%.0s' $(seq 15))[1,2]]"
+predict16=(-X POST "$url/predict" -H 'Content-Type: application/json' -d "$rows16")
+[ "$(batch_rows "${predict16[@]}")" = 8 ] || fail "16 rows at max_batch_size 8: X-Batch-Rows $(batch_rows "${predict16[@]}"), want 8"
+ok "16 rows at max_batch_size 8 ran in batches of 8"
 write_config 16
-applied() {
-	curl -s "$url/metrics" > "$tmp/metrics"
-	grep -q 'benchtop_config_reloads_total{result="applied"} 2' "$tmp/metrics"
-}
 for _ in $(seq 100); do
-	applied && break
+	[ "$(metric 'benchtop_config_reloads_total{result="applied"}')" = 2 ] && break
 	sleep 0.05
 done
-applied || fail "config edit not applied"
+[ "$(metric 'benchtop_config_reloads_total{result="applied"}')" = 2 ] || fail "config edit not applied"
+[ "$(metric benchtop_config_last_reload_successful)" = 1 ] || fail "last_reload_successful is not 1 after a reload applied"
 grep -q 'max_batch_size 8 → 16' "$tmp/log" || fail "reload event does not say what changed"
-ok "live reload: max_batch_size 8 → 16"
+ok "live reload applied: max_batch_size 8 → 16"
+[ "$(batch_rows "${predict16[@]}")" = 16 ] || fail "16 rows after the reload: X-Batch-Rows $(batch_rows "${predict16[@]}"), want 16"
+curl -s "$url/v2/models/sim/stats" | grep -q '"batch_size":16,' || fail "the engine's stats show no batch of 16 after the reload: $(curl -s "$url/v2/models/sim/stats")"
+ok "the engine batches by the new size: one batch of 16 rows"
 
 # Graceful stop: an in-flight request finishes, then the process exits 0.
 curl -s -o "$tmp/slow.out" -w '%{http_code}' -X POST "$url/slow" -H 'Content-Type: application/json' -d '[[21]]' > "$tmp/slow.status" &
 curl_pid=$!
-sleep 0.3
+for _ in $(seq 100); do
+	[ "$(metric 'benchtop_runner_in_flight{method="predict",runner="slow"}')" = 1 ] && break
+	sleep 0.05
+done
+[ "$(metric 'benchtop_runner_in_flight{method="predict",runner="slow"}')" = 1 ] || fail "the slow request never started"
 kill -TERM "$pid"
 wait "$curl_pid" || true
 [ "$(cat "$tmp/slow.status")" = 200 ] || fail "in-flight request got $(cat "$tmp/slow.status") during shutdown"
 [ "$(cat "$tmp/slow.out")" = '[[42.0]]' ] || fail "in-flight request body $(cat "$tmp/slow.out")"
 ok "in-flight request finished during shutdown"
-code=0
-wait "$pid" || code=$?
-pid=
-[ "$code" = 0 ] || fail "exit status $code after SIGTERM, want 0"
-ok "exit 0 after SIGTERM"
+reap TERM
+
+# SIGINT (Ctrl-C) and SIGHUP (the terminal went away) stop it cleanly too.
+for sig in INT HUP; do
+	start_server
+	stop_with "$sig"
+done
 echo "e2e-serve: $passed passed, 0 failed"

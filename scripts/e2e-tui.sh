@@ -40,6 +40,20 @@ wait_for() {
 	fail "screen never showed /$re/"
 }
 
+# close_panel REGEX: with the panel whose title REGEX matches open, press
+# Escape and wait until it is gone. A key sent before the workbench has
+# read the Escape would arrive with it as one Alt+key sequence.
+close_panel() {
+	local re=$1 i
+	wait_for "$re"
+	t send-keys -t "$session" Escape
+	for i in $(seq 200); do
+		screen | grep -Eq -- "$re" || return 0
+		sleep 0.05
+	done
+	fail "the panel /$re/ did not close on Escape"
+}
+
 cat > "$tmp/benchtop.yaml" <<'YAML'
 runners:
   - name: sim
@@ -75,7 +89,7 @@ t send-keys -t "$session" w
 wait_for 'written to the config file'
 grep -q 'max_batch_size: 16' "$tmp/benchtop.yaml" || fail "tweak not written to the config file"
 ok "tweak written back to the config file"
-t send-keys -t "$session" Escape
+close_panel '╭─ batching · sim.predict '
 
 t send-keys -t "$session" t
 wait_for 'to:  POST /predict'
@@ -83,13 +97,13 @@ t send-keys -t "$session" C-s
 wait_for '✓ ok in .* batch of'
 wait_for '\[\[0\.2,0\.4,0\.6,0\.8\],\[1\.0,1\.2,1\.4,1\.6\]\]'
 ok "test input: output and batch shown"
-t send-keys -t "$session" Escape
+close_panel '╭─ test input '
 
 t send-keys -t "$session" l
 wait_for 'concurrency 32'
 t send-keys -t "$session" Enter
 wait_for '✓ done' 30
-t send-keys -t "$session" Escape
+close_panel '╭─ load '
 wait_for 'mean [0-9.]+ rows, ([2-9]|[1-9][0-9])\.[0-9] requests per batch'
 ok "load: batches carry more than one request"
 

@@ -46,11 +46,16 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("api %q: %s.%s returned %d outputs, want 1", name, api.Runner, api.Method, len(outs)))
 		return
 	}
-	h := w.Header()
+	setBatchHeaders(w.Header(), info)
+	writeValue(w, api.Output, outs[0])
+}
+
+// setBatchHeaders says which batch served a request: its rows, the
+// requests that shared it, and how long this one queued, in milliseconds.
+func setBatchHeaders(h http.Header, info engine.CallInfo) {
 	h.Set("X-Batch-Rows", strconv.Itoa(info.BatchRows))
 	h.Set("X-Batch-Requests", strconv.Itoa(info.BatchRequests))
 	h.Set("X-Queue-Ms", strconv.FormatFloat(float64(info.Queued)/1e6, 'f', 3, 64))
-	writeValue(w, api.Output, outs[0])
 }
 
 func (s *Server) apiNames() string {

@@ -189,7 +189,7 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Batch-Rows", strconv.Itoa(info.BatchRows))
+	setBatchHeaders(w.Header(), info)
 	w.WriteHeader(http.StatusOK)
 	w.Write(resp)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/benchtop/benchtop/engine"
 )
@@ -109,11 +110,53 @@ func TestNewModelVersionReloads(t *testing.T) {
 	os.WriteFile(tmp, []byte("v2\n"), 0o644)
 	os.Rename(tmp, filepath.Join(store.dir, "mlp", "latest"))
 	f.waitFor("the runner on the new version", func() bool { return fixed() == 2 })
-	// A model added later is watched too.
-	os.MkdirAll(filepath.Join(store.dir, "other"), 0o755)
-	f.watched.wait(t, filepath.Join(store.dir, "other"))
-	os.WriteFile(filepath.Join(store.dir, "other", "latest"), []byte("v3\n"), 0o644)
-	os.WriteFile(f.path, []byte("runners:\n  - name: stored\n    model: mlp:latest\n  - name: o\n    model: other\n"), 0o644)
+}
+
+// TestModelAddedLaterIsWatched: a model's folder created in the store after
+// the watch began is watched itself, so that its first version is served
+// with nothing else changed. The config names the model from the start
+// and is never written again; what the store's own folder sees (the new
+// folder) reloads too early to find a version, so only the watch on the
+// new folder can bring the model in.
+func TestModelAddedLaterIsWatched(t *testing.T) {
+	store := dirResolver{t.TempDir()}
+	os.MkdirAll(filepath.Join(store.dir, "mlp"), 0o755)
+	os.WriteFile(filepath.Join(store.dir, "mlp", "latest"), []byte("v1\n"), 0o644)
+	f := newUnloadedFixture(t, "runners:\n  - name: stored\n    model: mlp:latest\n    workers: 1\n  - name: o\n    model: other\n    workers: 1\n", Options{Models: store})
+	notThere := `model "other" is not in the store`
+	if err := f.rl.Reload(t.Context()); err == nil || !strings.Contains(err.Error(), notThere) {
+		t.Fatalf("the first load: %v, want it refused until %s", err, notThere)
+	}
+	<-f.reloads // the first load's status
+	f.watch()
+	f.watched.wait(t, store.dir)
+
+	// The model's folder appears: the store's folder sees it, starts to
+	// watch it and reloads, refused still — it holds no version.
+	other := filepath.Join(store.dir, "other")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.watched.wait(t, other)
+	select {
+	case st := <-f.reloads:
+		if st.OK || !strings.Contains(st.Err, notThere) {
+			t.Fatalf("the reload for the new folder: %+v, want it refused: %s", st, notThere)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload after a model folder appeared in the store")
+	}
+	if _, err := f.eng.Runner("o"); err == nil {
+		t.Fatal("a model with no version is served")
+	}
+
+	// Its first version, written inside the new folder: only the watch on
+	// that folder sees it.
+	tmp := filepath.Join(other, ".latest.tmp")
+	os.WriteFile(tmp, []byte("v3\n"), 0o644)
+	if err := os.Rename(tmp, filepath.Join(other, "latest")); err != nil {
+		t.Fatal(err)
+	}
 	f.waitFor("the new model served", func() bool {
 		r, err := f.eng.Runner("o")
 		return err == nil && r.Config().Params["fixed_ms"] == 3

@@ -99,7 +99,7 @@ func NewReloader(eng *engine.Engine, path string, embedded []byte, embeddedName 
 		}, []string{"result"}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "benchtop_config_last_reload_successful",
-			Help: "1 if the last config reload applied, 0 if it was refused.",
+			Help: "1 if the last config reload applied (or found nothing to change), 0 if it was refused.",
 		}),
 		lastOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "benchtop_config_last_reload_success_timestamp_seconds",
@@ -178,6 +178,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	}
 	if cur := r.Current(); cur != nil && cur.Hash == cfg.Hash {
 		r.reloads.WithLabelValues("unchanged").Inc()
+		r.lastOK.Set(1) // the last attempt succeeded: what serves is the file
 		r.finish(cfg, nil, nil)
 		return nil
 	}

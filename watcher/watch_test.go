@@ -50,6 +50,17 @@ func newFixture(t *testing.T, initial string) *fixture {
 // opts for the reloader (Debounce, Getenv and OnWatch are the fixture's).
 func newFixtureWith(t *testing.T, initial string, opts Options) *fixture {
 	t.Helper()
+	f := newUnloadedFixture(t, initial, opts)
+	if err := f.rl.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// newUnloadedFixture is newFixtureWith before the first reload, which the
+// test makes itself (and may expect to be refused).
+func newUnloadedFixture(t *testing.T, initial string, opts Options) *fixture {
+	t.Helper()
 	f := &fixture{t: t, dir: t.TempDir(), watched: newWatchLog(), reloads: make(chan Status, 1)}
 	f.path = filepath.Join(f.dir, "benchtop.yaml")
 	if err := os.WriteFile(f.path, []byte(initial), 0o644); err != nil {
@@ -63,9 +74,6 @@ func newFixtureWith(t *testing.T, initial string, opts Options) *fixture {
 		t.Fatal(err)
 	}
 	f.rl.Subscribe(f.reloads)
-	if err := f.rl.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	return f
 }
 

@@ -44,11 +44,14 @@ func Type(lib *Library) *engine.RunnableType {
 func Register(reg *engine.Registry, lib *Library) error { return reg.Register(Type(lib)) }
 
 // live counts runtime values not yet released, so tests can check that
-// every call releases what it made, error paths included.
-var live atomic.Int64
+// every call releases what it made, error paths included; made counts
+// every value ever made, so that they can tell a path that made values
+// from one that failed before.
+var live, made atomic.Int64
 
 func track(v ort.Value) ort.Value {
 	live.Add(1)
+	made.Add(1)
 	return v
 }
 
@@ -238,7 +241,9 @@ func (s *session) call(ctx context.Context, method string, ins []tensor.Value) (
 		return tensor.Value{}, err
 	}
 	if buf == nil {
-		live.Add(1) // the runtime allocated it; it is ours to release
+		// The runtime allocated it; it is ours to release.
+		live.Add(1)
+		made.Add(1)
 	}
 	out, err := fromORT(outs[0], buf)
 	if err != nil {

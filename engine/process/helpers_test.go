@@ -29,7 +29,8 @@ func python(t testing.TB) string {
 	}
 	p, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 is not installed: the process runnable's tests start real Python workers")
+		// The process runnable's tests start real Python workers.
+		enginetest.Needs(t, "python3", "your system's package manager (apt-get install python3)", err)
 	}
 	return p
 }

@@ -2,6 +2,7 @@ package onnxpb_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/store/onnxpb"
 )
 
@@ -106,7 +108,7 @@ func ortTestData(t *testing.T) string {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/yalue/onnxruntime_go").Output()
 	dir := filepath.Join(strings.TrimSpace(string(out)), "test_data")
 	if err != nil || strings.TrimSpace(string(out)) == "" {
-		t.Skipf("onnxruntime_go module not in the module cache (go mod download github.com/yalue/onnxruntime_go): %v", err)
+		enginetest.Needs(t, "the onnxruntime_go module's test models", "go mod download github.com/yalue/onnxruntime_go", fmt.Errorf("go list -m printed no folder (%v)", err))
 	}
 	return dir
 }
@@ -126,7 +128,7 @@ func TestReadForeignModels(t *testing.T) {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join(dir, c.file)
 			if _, err := os.Stat(path); err != nil {
-				t.Skipf("%s not shipped with this onnxruntime_go version", path)
+				t.Fatalf("%s is not in the onnxruntime_go release go.mod names: %v", path, err)
 			}
 			m, err := onnxpb.ReadFile(path)
 			if err != nil {

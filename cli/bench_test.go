@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runBenchCmd runs `benchtop bench ARGS` and returns its stdout.
+func runBenchCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newBenchCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(t.Context())
+	return out.String(), err
+}
+
+// short is one brief level: the test checks the command, not the figures.
+var short = []string{"--concurrency", "2", "--warmup", "0s", "--window", "50ms", "--max-time", "200ms"}
+
+type benchReport struct {
+	Target string `json:"target"`
+	Sweeps []struct {
+		Label  string `json:"label"`
+		Levels []struct {
+			Concurrency int               `json:"concurrency"`
+			Requests    uint64            `json:"requests"`
+			OK          uint64            `json:"ok"`
+			Errors      map[string]uint64 `json:"errors"`
+			Server      *struct {
+				Batches uint64 `json:"batches"`
+			} `json:"server"`
+		} `json:"levels"`
+	} `json:"sweeps"`
+}
+
+func readReport(t *testing.T, out string) benchReport {
+	t.Helper()
+	var r benchReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("-o json is not JSON: %v\n%s", err, out)
+	}
+	return r
+}
+
+// served checks that every level of every sweep was served without error
+// and the server's batching was read.
+func (r benchReport) served(t *testing.T, sweeps int) {
+	t.Helper()
+	if len(r.Sweeps) != sweeps {
+		t.Fatalf("%d sweeps, want %d: %+v", len(r.Sweeps), sweeps, r)
+	}
+	for _, s := range r.Sweeps {
+		if len(s.Levels) != 1 {
+			t.Fatalf("sweep %q: %d levels, want 1", s.Label, len(s.Levels))
+		}
+		l := s.Levels[0]
+		if l.Concurrency != 2 || l.OK == 0 || l.OK != l.Requests || len(l.Errors) != 0 || l.Server == nil || l.Server.Batches == 0 {
+			t.Fatalf("sweep %q: level %+v (server %+v): want concurrency 2, every request ok, batches counted", s.Label, l, l.Server)
+		}
+	}
+}
+
+// TestBenchInProcess: --config and --runner load one runner in process;
+// --compare runs a sweep per setting; --input and --method choose the body
+// and the method.
+func TestBenchInProcess(t *testing.T) {
+	path := writeConfig(t, metricsConfig)
+	inProcess := append([]string{"--config", path, "--runner", "sim"}, short...)
+	out, err := runBenchCmd(t, append(inProcess, "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := readReport(t, out)
+	r.served(t, 1)
+	if !strings.Contains(r.Target, "sim") {
+		t.Fatalf("target %q, want the sim runner", r.Target)
+	}
+
+	out, err = runBenchCmd(t, append(inProcess, "-o", "json", "--compare", "policy=none,adaptive")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = readReport(t, out)
+	r.served(t, 2)
+	if r.Sweeps[0].Label != "policy=none" || r.Sweeps[1].Label != "policy=adaptive" {
+		t.Fatalf("compare labels %q, %q", r.Sweeps[0].Label, r.Sweeps[1].Label)
+	}
+
+	input := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(input, []byte("what a lovely day"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runBenchCmd(t, append(short, "--config", path, "--runner", "sentiment", "--method", "is_positive", "--input", input, "-o", "csv")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[0], "label,concurrency") {
+		t.Fatalf("-o csv: want a header and one row, got:\n%s", out)
+	}
+}
+
+// TestBenchOverHTTP: --url drives a running server's API and reads its
+// batching from /metrics; the table is the default output.
+func TestBenchOverHTTP(t *testing.T) {
+	st, _ := serveConfig(t, metricsConfig)
+	out, err := runBenchCmd(t, append(short, "--url", st.URL()+"/predict", "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readReport(t, out).served(t, 1)
+	out, err = runBenchCmd(t, append(short, "--url", st.URL()+"/v2/models/sim/infer")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "/v2/models/sim/infer") {
+		t.Fatalf("the table does not name its target:\n%s", out)
+	}
+}
+
+// TestBenchFlags: what bench refuses says why.
+func TestBenchFlags(t *testing.T) {
+	t.Setenv("BENCHTOP_HOME", t.TempDir())
+	path := writeConfig(t, metricsConfig)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "xml"}, `-o "xml": want table, json or csv`},
+		{[]string{"--concurrency", "0"}, "--concurrency"},
+		{[]string{"--rate", "100", "--concurrency", "4"}, "exclusive"},
+		{[]string{"--rate", "100", "--arrivals", "bursty"}, `--arrivals "bursty"`},
+		{[]string{"--rate", "x"}, "--rate"},
+		{[]string{"--url", "http://127.0.0.1:1/predict", "--runner", "sim"}, "give one or the other"},
+		{[]string{"--url", "http://127.0.0.1:1/predict", "--compare", "policy=none"}, "needs an in-process target"},
+		{[]string{"--compare", "nope=1"}, "nope"},
+		{[]string{"--warmup", "-1s"}, "must not be negative"},
+		{[]string{"--input", filepath.Join(t.TempDir(), "missing.json")}, "read --input"},
+		{[]string{"--config", path}, "has 2 runners: choose one with --runner (sim, sentiment)"},
+		{[]string{"--config", path, "--runner", "nope"}, `has no runner "nope"`},
+		{[]string{"--config", path, "--runner", "sim", "--method", "nope"}, `runner "sim" has no method "nope" (methods: predict)`},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			_, err := runBenchCmd(t, c.args...)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error saying %q", err, c.want)
+			}
+		})
+	}
+}
