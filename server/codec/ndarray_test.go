@@ -780,3 +780,78 @@ func BenchmarkAppendNDArray(b *testing.B) {
 		buf = AppendNDArray(buf[:0], x)
 	}
 }
+
+// codecBenchTokens is a batch of token ids, the usual int64 input.
+func codecBenchTokens() *tensor.Tensor {
+	r := rand.New(rand.NewPCG(7, 8))
+	xs := make([]int64, 64*256)
+	for i := range xs {
+		xs[i] = int64(r.IntN(30000))
+	}
+	return ti64([]int{64, 256}, xs...)
+}
+
+// codecBenchTexts is a batch of sentences, mostly ASCII, with the
+// accents, quotes and newlines that send the string scanner off its
+// fast path now and then.
+func codecBenchTexts() *tensor.Tensor {
+	words := []string{"the", "model", "said", "\"hello\"", "café", "naïve", "line\nbreak", "tab\there", "中文", "ok"}
+	r := rand.New(rand.NewPCG(7, 8))
+	xs := make([]string, 64*16)
+	for i := range xs {
+		var b strings.Builder
+		for j := range 4 + r.IntN(12) {
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(words[r.IntN(len(words))])
+		}
+		xs[i] = b.String()
+	}
+	return tstr([]int{64, 16}, xs...)
+}
+
+// BenchmarkDecodeNDArrayInt64 infers the dtype, as a spec without one
+// does.
+func BenchmarkDecodeNDArrayInt64(b *testing.B) {
+	body := AppendNDArray(nil, codecBenchTokens())
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeNDArray(body, anySpec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeNDArrayString(b *testing.B) {
+	body := AppendNDArray(nil, codecBenchTexts())
+	spec := tensorSpec(tensor.String, -1, 16)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeNDArray(body, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendNDArrayInt64(b *testing.B) {
+	x := codecBenchTokens()
+	buf := AppendNDArray(nil, x)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendNDArray(buf[:0], x)
+	}
+}
+
+func BenchmarkAppendNDArrayString(b *testing.B) {
+	x := codecBenchTexts()
+	buf := AppendNDArray(nil, x)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendNDArray(buf[:0], x)
+	}
+}
