@@ -282,23 +282,11 @@ func (d *ndDecoder) run() error {
 				return d.syntaxErr(d.pos, "a value")
 			}
 			if data[d.pos] == '[' {
-				if d.rank >= 0 && d.depth >= d.rank {
-					return d.nestErr("a list")
+				empty, err := d.openList()
+				if err != nil {
+					return err
 				}
-				if d.depth == maxNDArrayDims {
-					return fmt.Errorf("%s: list at byte %d nests deeper than %d dims, the most allowed", d.op, d.pos, maxNDArrayDims)
-				}
-				d.idx[d.depth] = 0
-				d.depth++
-				d.pos++
-				d.skipSpace()
-				if d.pos < len(data) && data[d.pos] == ']' {
-					d.pos++
-					if err := d.closeList(); err != nil {
-						return err
-					}
-					afterValue = true
-				}
+				afterValue = empty
 				continue
 			}
 			if d.rank < 0 {
@@ -341,6 +329,28 @@ func (d *ndDecoder) run() error {
 			return d.syntaxErr(d.pos, "',' or ']'")
 		}
 	}
+}
+
+// openList enters the list whose '[' is at d.pos. An empty list is closed
+// at once, so that run goes straight on to what follows it; empty reports
+// that. It is its own function because lists are rare next to elements:
+// run's per-element loop stays small.
+func (d *ndDecoder) openList() (empty bool, err error) {
+	if d.rank >= 0 && d.depth >= d.rank {
+		return false, d.nestErr("a list")
+	}
+	if d.depth == maxNDArrayDims {
+		return false, fmt.Errorf("%s: list at byte %d nests deeper than %d dims, the most allowed", d.op, d.pos, maxNDArrayDims)
+	}
+	d.idx[d.depth] = 0
+	d.depth++
+	d.pos++
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return true, d.closeList()
+	}
+	return false, nil
 }
 
 // closeList ends the innermost open list, whose length is the count of its
