@@ -742,10 +742,13 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 	var mant uint64
 	nd, exp := 0, 0 // significant digits in mant (19 always fit a uint64); decimal exponent
 	big, integral := false, true
-	switch {
-	case i < len(data) && data[i] == '0':
+	if i >= len(data) { // a lone '-'
+		return d.syntaxErr(i, "a digit")
+	}
+	switch c := data[i]; {
+	case c == '0':
 		i++
-	case i < len(data) && data[i]-'1' < 9:
+	case c-'1' < 9:
 		for ; i < len(data); i++ {
 			c := data[i] - '0'
 			if c > 9 {
@@ -764,7 +767,7 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 	if i < len(data) && data[i] == '.' {
 		integral = false
 		i++
-		if i >= len(data) || data[i]-'0' > 9 {
+		if byteAt(data, i)-'0' > 9 {
 			return d.syntaxErr(i, "a digit after '.'")
 		}
 		// Eight digits at a time while they fit: decimals are the bulk of
@@ -772,14 +775,10 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 		// sends a rare long literal to the slow path.
 		for nd <= 11 && i+8 <= len(data) {
 			v := binary.LittleEndian.Uint64(data[i:])
-			if v&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 ||
-				(v+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 {
+			if !isEightDigits(v) {
 				break
 			}
-			v -= 0x3030303030303030
-			v = v*10 + v>>8 // pairs
-			v = ((v&0x000000ff000000ff)*(100+1000000<<32) + (v>>16&0x000000ff000000ff)*(1+10000<<32)) >> 32
-			mant = mant*1e8 + v
+			mant = mant*1e8 + eightDigitsValue(v)
 			exp -= 8
 			nd += 8
 			i += 8
@@ -800,34 +799,71 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 			}
 		}
 	}
-	if i < len(data) && data[i]|0x20 == 'e' {
-		integral = false
-		i++
-		eneg := false
-		if i < len(data) && (data[i] == '+' || data[i] == '-') {
-			eneg = data[i] == '-'
-			i++
-		}
-		if i >= len(data) || data[i]-'0' > 9 {
-			return d.syntaxErr(i, "a digit in the exponent")
-		}
-		e := 0
-		for ; i < len(data); i++ {
-			c := data[i] - '0'
-			if c > 9 {
-				break
-			}
-			if e < 1e6 { // far past any float's range; stops overflow
-				e = e*10 + int(c)
-			}
-		}
-		if eneg {
-			e = -e
-		}
-		exp += e
-	}
 	d.pos = i
 	*n = ndNum{start: start, end: i, neg: neg, big: big, integral: integral, mant: mant, exp: exp}
+	if i < len(data) && data[i]|0x20 == 'e' {
+		return d.scanExponent(n)
+	}
+	return nil
+}
+
+// byteAt is data[i], or 0, which no JSON token starts with, past the end,
+// for the checks that lead to a syntax error. On the hot path an explicit
+// i < len(data) && ... compiles to one branch fewer, so it stays there.
+func byteAt(data []byte, i int) byte {
+	if uint(i) < uint(len(data)) {
+		return data[i]
+	}
+	return 0
+}
+
+// isEightDigits reports whether v, eight bytes read little-endian, is
+// eight ASCII decimal digits, testing all eight at once (SWAR).
+func isEightDigits(v uint64) bool {
+	return v&0xf0f0f0f0f0f0f0f0 == 0x3030303030303030 &&
+		(v+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 == 0x3030303030303030
+}
+
+// eightDigitsValue is the number that v, eight ASCII decimal digits read
+// little-endian, spells, in three multiplies instead of eight loop turns.
+func eightDigitsValue(v uint64) uint64 {
+	v -= 0x3030303030303030
+	v = v*10 + v>>8 // pairs
+	return ((v&0x000000ff000000ff)*(100+1000000<<32) + (v>>16&0x000000ff000000ff)*(1+10000<<32)) >> 32
+}
+
+// scanExponent consumes the exponent of n, whose 'e' or 'E' is at
+// data[n.end], and adds it to n, clamped far past any float's range so
+// that it cannot overflow. Few numbers have one, so it is kept out of
+// scanNumber, whose last act it is: nothing there is live across the call.
+func (d *ndDecoder) scanExponent(n *ndNum) error {
+	data := d.data
+	i := n.end + 1
+	neg := false
+	if c := byteAt(data, i); c == '+' || c == '-' {
+		neg = c == '-'
+		i++
+	}
+	if byteAt(data, i)-'0' > 9 {
+		return d.syntaxErr(i, "a digit in the exponent")
+	}
+	e := 0
+	for ; i < len(data); i++ {
+		c := data[i] - '0'
+		if c > 9 {
+			break
+		}
+		if e < 1e6 {
+			e = e*10 + int(c)
+		}
+	}
+	if neg {
+		e = -e
+	}
+	n.integral = false
+	n.exp += e
+	n.end = i
+	d.pos = i
 	return nil
 }
 
