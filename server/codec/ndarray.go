@@ -643,52 +643,61 @@ func (d *ndDecoder) scanString(store bool) error {
 			}
 			i += size
 		default: // backslash
-			if i+1 >= len(data) {
-				return d.syntaxErr(i+1, "an escape after '\\'")
-			}
-			var r rune
-			switch e := data[i+1]; e {
-			case '"', '\\', '/':
-				r = rune(e)
-			case 'b':
-				r = '\b'
-			case 'f':
-				r = '\f'
-			case 'n':
-				r = '\n'
-			case 'r':
-				r = '\r'
-			case 't':
-				r = '\t'
-			case 'u':
-				u, ok := hex4(data, i+2)
-				if !ok {
-					return d.syntaxErr(hexErrPos(data, i+2), "4 hex digits after \\u")
-				}
-				i += 6
-				r = rune(u)
-				if utf16IsSurrogate(r) {
-					r = utf8.RuneError
-					if u < 0xdc00 && i+1 < len(data) && data[i] == '\\' && data[i+1] == 'u' {
-						if lo, ok := hex4(data, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
-							r = (rune(u)-0xd800)<<10 | (rune(lo) - 0xdc00) + 0x10000
-							i += 6
-						}
-					}
-				}
+			if b := jsonEscapes[byteAt(data, i+1)]; b != 0 {
 				if store {
-					d.sbuf = utf8.AppendRune(d.sbuf, r)
+					d.sbuf = append(d.sbuf, b)
 				}
+				i += 2
 				continue
-			default:
-				return d.syntaxErr(i+1, `an escape: one of \" \\ \/ \b \f \n \r \t \uXXXX`)
 			}
-			if store {
-				d.sbuf = append(d.sbuf, byte(r))
+			var err error
+			if i, err = d.scanUnicodeEscape(i, store); err != nil {
+				return err
 			}
-			i += 2
 		}
 	}
+}
+
+// jsonEscapes maps the byte after a backslash to the byte it stands for,
+// 0 for bytes that do not form an escape (and for 'u', which is longer).
+// A table makes the common escapes one load in scanString's loop instead
+// of a switch of eight.
+var jsonEscapes = [256]byte{
+	'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t',
+}
+
+// scanUnicodeEscape consumes the escape at data[i] that jsonEscapes does
+// not cover, \uXXXX, joining it with a following low surrogate escape into
+// one rune; a surrogate that does not pair becomes U+FFFD, as encoding/json
+// decodes it. A backslash with anything else after it is an error. Being
+// rare, these are kept out of scanString's loop.
+func (d *ndDecoder) scanUnicodeEscape(i int, store bool) (int, error) {
+	data := d.data
+	if i+1 >= len(data) {
+		return 0, d.syntaxErr(i+1, "an escape after '\\'")
+	}
+	if data[i+1] != 'u' {
+		return 0, d.syntaxErr(i+1, `an escape: one of \" \\ \/ \b \f \n \r \t \uXXXX`)
+	}
+	u, ok := hex4(data, i+2)
+	if !ok {
+		return 0, d.syntaxErr(hexErrPos(data, i+2), "4 hex digits after \\u")
+	}
+	i += 6
+	r := rune(u)
+	if utf16IsSurrogate(r) {
+		r = utf8.RuneError
+		if u < 0xdc00 && i+1 < len(data) && data[i] == '\\' && data[i+1] == 'u' {
+			if lo, ok := hex4(data, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
+				r = (rune(u)-0xd800)<<10 | (rune(lo) - 0xdc00) + 0x10000
+				i += 6
+			}
+		}
+	}
+	if store {
+		d.sbuf = utf8.AppendRune(d.sbuf, r)
+	}
+	return i, nil
 }
 
 func utf16IsSurrogate(r rune) bool { return r >= 0xd800 && r < 0xe000 }
