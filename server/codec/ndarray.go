@@ -506,11 +506,19 @@ func (d *ndDecoder) kindErr(start int) error {
 }
 
 // inferKind records the first element's kind and storage dtype, or
-// rejects an element of another kind.
+// rejects an element of another kind. It is only the test that every
+// element after the first passes, so that it inlines into the per-element
+// paths; newKind does the rest.
 func (d *ndDecoder) inferKind(k ndKind, start int) error {
 	if d.kind == k {
 		return nil
 	}
+	return d.newKind(k, start)
+}
+
+// newKind is inferKind for an element whose kind differs from the first
+// element's, or that is the first.
+func (d *ndDecoder) newKind(k ndKind, start int) error {
 	if d.kind != ndNoKind {
 		return fmt.Errorf("%s: %s is %s, want %s like element %v (elements must be all numbers, all bools or all strings)",
 			d.op, d.where(), d.snippet(start), d.kind, d.firstPath)
@@ -985,25 +993,8 @@ func (d *ndDecoder) number() error {
 		return err
 	}
 	if d.infer {
-		if err := d.inferKind(ndNumber, n.start); err != nil {
-			return err
-		}
-		if !n.integral {
-			d.sawFrac = true
-		} else if n.mant == 0 {
-			// An integer -0 is 0, as in numpy: the tensor must not depend
-			// on whether a fraction came before it or after.
-			n.neg = false
-		}
-		if d.dt == tensor.Int64 {
-			if v, ok := n.int64Of(); ok {
-				d.i64 = append(d.i64, v)
-				return nil
-			}
-			if n.integral && d.overflow == nil {
-				d.overflow = d.rangeErr(&n, tensor.Int64)
-			}
-			d.toFloat64()
+		if err := d.inferNumber(&n); err != nil || d.dt == tensor.Int64 {
+			return err // stored as int64 or refused; float64 goes on below
 		}
 	}
 	switch d.dt {
@@ -1026,38 +1017,76 @@ func (d *ndDecoder) number() error {
 		}
 		d.f64 = append(d.f64, f)
 	case tensor.Int32, tensor.Int64, tensor.Uint8:
-		if !n.integral {
-			return d.notIntErr(&n)
-		}
-		v, ok := n.int64Of()
-		switch d.dt {
-		case tensor.Int32:
-			if !ok || v < math.MinInt32 || v > math.MaxInt32 {
-				return d.rangeErr(&n, tensor.Int32)
-			}
-			if d.i32 == nil {
-				d.alloc()
-			}
-			d.i32 = append(d.i32, int32(v))
-		case tensor.Int64:
-			if !ok {
-				return d.rangeErr(&n, tensor.Int64)
-			}
-			if d.i64 == nil {
-				d.alloc()
-			}
-			d.i64 = append(d.i64, v)
-		default:
-			if !ok || v < 0 || v > math.MaxUint8 {
-				return d.rangeErr(&n, tensor.Uint8)
-			}
-			if d.u8 == nil {
-				d.alloc()
-			}
-			d.u8 = append(d.u8, uint8(v))
-		}
+		return d.integer(&n)
 	default:
 		return d.kindErr(n.start)
+	}
+	return nil
+}
+
+// inferNumber takes n while inferring the dtype: it stores n as an int64
+// while every number so far was integral, and switches the storage to
+// float64, leaving n for the caller to store, once one is not. It is apart
+// from number so that a spec with a dtype, the common case, skips it in
+// one test.
+func (d *ndDecoder) inferNumber(n *ndNum) error {
+	if err := d.inferKind(ndNumber, n.start); err != nil {
+		return err
+	}
+	if !n.integral {
+		d.sawFrac = true
+	} else if n.mant == 0 {
+		// An integer -0 is 0, as in numpy: the tensor must not depend
+		// on whether a fraction came before it or after.
+		n.neg = false
+	}
+	if d.dt != tensor.Int64 {
+		return nil
+	}
+	if v, ok := n.int64Of(); ok {
+		d.i64 = append(d.i64, v)
+		return nil
+	}
+	if n.integral && d.overflow == nil {
+		d.overflow = d.rangeErr(n, tensor.Int64)
+	}
+	d.toFloat64()
+	return nil
+}
+
+// integer stores n in integer storage of d.dt, refusing fractions and
+// values out of the dtype's range. The integer dtypes share it because
+// they differ only in their bounds.
+func (d *ndDecoder) integer(n *ndNum) error {
+	if !n.integral {
+		return d.notIntErr(n)
+	}
+	v, ok := n.int64Of()
+	switch d.dt {
+	case tensor.Int32:
+		if !ok || v < math.MinInt32 || v > math.MaxInt32 {
+			return d.rangeErr(n, tensor.Int32)
+		}
+		if d.i32 == nil {
+			d.alloc()
+		}
+		d.i32 = append(d.i32, int32(v))
+	case tensor.Int64:
+		if !ok {
+			return d.rangeErr(n, tensor.Int64)
+		}
+		if d.i64 == nil {
+			d.alloc()
+		}
+		d.i64 = append(d.i64, v)
+	default:
+		if !ok || v < 0 || v > math.MaxUint8 {
+			return d.rangeErr(n, tensor.Uint8)
+		}
+		if d.u8 == nil {
+			d.alloc()
+		}
+		d.u8 = append(d.u8, uint8(v))
 	}
 	return nil
 }
