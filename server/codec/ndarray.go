@@ -1365,25 +1365,38 @@ func ExampleValue(spec tensor.IOSpec) tensor.Value {
 	if dt == tensor.DTypeInvalid {
 		dt = tensor.Float32
 	}
-	shape := []int{1, 4}
-	if spec.Shape != nil {
-		shape = make([]int, len(spec.Shape))
-		for i, s := range spec.Shape {
-			switch {
-			case s >= 0:
-				shape[i] = s
-			case i == 0:
-				shape[i] = 2
-			default:
-				shape[i] = 4
-			}
-		}
-	}
-	t, err := tensor.Zeros(dt, shape)
+	t, err := tensor.Zeros(dt, exampleShape(spec.Shape))
 	if err != nil {
 		return tensor.Value{}
 	}
-	switch dt {
+	fillExample(t)
+	return tensor.TensorValue(t)
+}
+
+// exampleShape is the shape ExampleValue gives a spec's shape: its free
+// dims filled in, or one row of 4 when the spec leaves the shape open.
+func exampleShape(spec []int) []int {
+	if spec == nil {
+		return []int{1, 4}
+	}
+	shape := make([]int, len(spec))
+	for i, s := range spec {
+		switch {
+		case s >= 0:
+			shape[i] = s
+		case i == 0:
+			shape[i] = 2
+		default:
+			shape[i] = 4
+		}
+	}
+	return shape
+}
+
+// fillExample writes ExampleValue's counting elements into t, which is
+// all zeros.
+func fillExample(t *tensor.Tensor) {
+	switch t.DType() {
 	case tensor.Float32:
 		xs := t.Float32s()
 		for i := range xs {
@@ -1420,5 +1433,4 @@ func ExampleValue(spec tensor.IOSpec) tensor.Value {
 			xs[i] = ndExampleTexts[i%len(ndExampleTexts)]
 		}
 	}
-	return tensor.TensorValue(t)
 }
