@@ -155,32 +155,8 @@ func TestRoundTrip(t *testing.T) {
 	t.Run("uint8", func(t *testing.T) { roundTrip(t, Uint8, []uint8{0, 1, 255, 7, 8, 9}) })
 	t.Run("bool", func(t *testing.T) { roundTrip(t, Bool, []bool{true, false, false, true}) })
 	t.Run("named float32", func(t *testing.T) { roundTrip(t, Float32, []score{0.5, 1.5}) })
-	t.Run("string", func(t *testing.T) {
-		data := []string{"a", "", "ünï", "d"}
-		x := must(NewStringTensor([]int{2, 2}, data))
-		if x.DType() != String || !slices.Equal(x.Strings(), data) || x.Bytes() != nil || x.Len() != 4 {
-			t.Fatalf("got %v %v %v", x, x.Strings(), x.Bytes())
-		}
-		if _, err := TensorData[uint8](x); err == nil {
-			t.Error("TensorData[uint8] of a string tensor succeeded")
-		}
-	})
-	t.Run("typed accessors", func(t *testing.T) {
-		f32 := must(NewTensor([]int{1}, []float32{1}))
-		f64 := must(NewTensor([]int{1}, []float64{2}))
-		i32 := must(NewTensor([]int{1}, []int32{3}))
-		i64 := must(NewTensor([]int{1}, []int64{4}))
-		if f32.Float32s()[0] != 1 || f64.Float64s()[0] != 2 || i32.Int32s()[0] != 3 || i64.Int64s()[0] != 4 {
-			t.Error("typed accessor returned wrong data")
-		}
-		if f32.Float64s() != nil || f64.Float32s() != nil || i32.Int64s() != nil || i64.Int32s() != nil {
-			t.Error("typed accessor of the wrong dtype is not nil")
-		}
-		empty := must(Zeros(Float32, []int{0, 4}))
-		if got := empty.Float32s(); got == nil || len(got) != 0 {
-			t.Errorf("Float32s of an empty float32 tensor = %#v, want empty non-nil", got)
-		}
-	})
+	t.Run("string", testStringRoundTrip)
+	t.Run("typed accessors", testTypedAccessors)
 	t.Run("scalar", func(t *testing.T) {
 		x := must(NewTensor(nil, []int64{42}))
 		if x.Len() != 1 || len(x.Shape()) != 0 || x.String() != "int64[]" {
@@ -195,13 +171,50 @@ func TestRoundTrip(t *testing.T) {
 			}
 		}
 	})
-	t.Run("nil tensor accessors", func(t *testing.T) {
-		var x *Tensor
-		if x.DType() != DTypeInvalid || x.Shape() != nil || x.Len() != 0 || x.Bytes() != nil ||
-			x.Strings() != nil || x.String() != "<nil>" || x.Float32s() != nil {
-			t.Error("nil tensor accessors are not empty")
-		}
-	})
+	t.Run("nil tensor accessors", testNilTensorAccessors)
+}
+
+// String tensors hold Go strings, not bytes, so they have their own
+// constructor and no TensorData view.
+func testStringRoundTrip(t *testing.T) {
+	data := []string{"a", "", "ünï", "d"}
+	x := must(NewStringTensor([]int{2, 2}, data))
+	if x.DType() != String || !slices.Equal(x.Strings(), data) || x.Bytes() != nil || x.Len() != 4 {
+		t.Fatalf("got %v %v %v", x, x.Strings(), x.Bytes())
+	}
+	if _, err := TensorData[uint8](x); err == nil {
+		t.Error("TensorData[uint8] of a string tensor succeeded")
+	}
+}
+
+// The typed accessors return nil for another dtype but an empty, non-nil
+// slice for an empty tensor of their own, so that nil means only "not
+// this dtype".
+func testTypedAccessors(t *testing.T) {
+	f32 := must(NewTensor([]int{1}, []float32{1}))
+	f64 := must(NewTensor([]int{1}, []float64{2}))
+	i32 := must(NewTensor([]int{1}, []int32{3}))
+	i64 := must(NewTensor([]int{1}, []int64{4}))
+	if f32.Float32s()[0] != 1 || f64.Float64s()[0] != 2 || i32.Int32s()[0] != 3 || i64.Int64s()[0] != 4 {
+		t.Error("typed accessor returned wrong data")
+	}
+	if f32.Float64s() != nil || f64.Float32s() != nil || i32.Int64s() != nil || i64.Int32s() != nil {
+		t.Error("typed accessor of the wrong dtype is not nil")
+	}
+	empty := must(Zeros(Float32, []int{0, 4}))
+	if got := empty.Float32s(); got == nil || len(got) != 0 {
+		t.Errorf("Float32s of an empty float32 tensor = %#v, want empty non-nil", got)
+	}
+}
+
+// Tensor's doc promises that a nil *Tensor is safe to call accessors on
+// and reads as empty.
+func testNilTensorAccessors(t *testing.T) {
+	var x *Tensor
+	if x.DType() != DTypeInvalid || x.Shape() != nil || x.Len() != 0 || x.Bytes() != nil ||
+		x.Strings() != nil || x.String() != "<nil>" || x.Float32s() != nil {
+		t.Error("nil tensor accessors are not empty")
+	}
 }
 
 func TestConstructorErrors(t *testing.T) {
@@ -368,51 +381,59 @@ func TestConcatSplitRoundTrip(t *testing.T) {
 					ins[i] = randTensor(r, dt, shape)
 				}
 				t.Run(fmt.Sprintf("dim%d/%v/%d", d, dt, trial), func(t *testing.T) {
-					out, err := Concat(d, ins)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if n == 1 && out != ins[0] {
-						t.Error("Concat of one tensor did not return it unchanged")
-					}
-					checkConcat(t, out, ins, d)
-					parts, err := out.Split(d, sizes)
-					if err != nil {
-						t.Fatal(err)
-					}
-					start := 0
-					for i, p := range parts {
-						if !p.Equal(ins[i]) {
-							t.Fatalf("part %d = %v, want %v", i, p, ins[i])
-						}
-						s, err := out.Slice(d, start, start+sizes[i])
-						if err != nil {
-							t.Fatal(err)
-						}
-						if !s.Equal(ins[i]) {
-							t.Fatalf("slice %d = %v, want %v", i, s, ins[i])
-						}
-						start += sizes[i]
-					}
-					vals := make([]Value, n)
-					for i := range ins {
-						vals[i] = TensorValue(ins[i])
-					}
-					cv, err := ConcatValues(d, vals)
-					if err != nil || !cv.Tensor().Equal(out) {
-						t.Fatalf("ConcatValues = %v, %v, want %v", cv, err, out)
-					}
-					sv, err := SplitValue(cv, d, sizes)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for i := range sv {
-						if !sv[i].Tensor().Equal(ins[i]) {
-							t.Fatalf("SplitValue part %d = %v, want %v", i, sv[i], ins[i])
-						}
-					}
+					checkConcatSplit(t, d, ins, sizes)
 				})
 			}
+		}
+	}
+}
+
+// checkConcatSplit concatenates ins along dim d and takes the result apart
+// again with Split, Slice and their Value forms, each of which must give
+// back the inputs (sizes are their lengths along d). It is one trial of
+// TestConcatSplitRoundTrip, apart so the trial's checks read on their own.
+func checkConcatSplit(t *testing.T, d int, ins []*Tensor, sizes []int) {
+	out, err := Concat(d, ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ins) == 1 && out != ins[0] {
+		t.Error("Concat of one tensor did not return it unchanged")
+	}
+	checkConcat(t, out, ins, d)
+	parts, err := out.Split(d, sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := 0
+	for i, p := range parts {
+		if !p.Equal(ins[i]) {
+			t.Fatalf("part %d = %v, want %v", i, p, ins[i])
+		}
+		s, err := out.Slice(d, start, start+sizes[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Equal(ins[i]) {
+			t.Fatalf("slice %d = %v, want %v", i, s, ins[i])
+		}
+		start += sizes[i]
+	}
+	vals := make([]Value, len(ins))
+	for i := range ins {
+		vals[i] = TensorValue(ins[i])
+	}
+	cv, err := ConcatValues(d, vals)
+	if err != nil || !cv.Tensor().Equal(out) {
+		t.Fatalf("ConcatValues = %v, %v, want %v", cv, err, out)
+	}
+	sv, err := SplitValue(cv, d, sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range sv {
+		if !sv[i].Tensor().Equal(ins[i]) {
+			t.Fatalf("SplitValue part %d = %v, want %v", i, sv[i], ins[i])
 		}
 	}
 }

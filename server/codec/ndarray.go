@@ -282,23 +282,11 @@ func (d *ndDecoder) run() error {
 				return d.syntaxErr(d.pos, "a value")
 			}
 			if data[d.pos] == '[' {
-				if d.rank >= 0 && d.depth >= d.rank {
-					return d.nestErr("a list")
+				empty, err := d.openList()
+				if err != nil {
+					return err
 				}
-				if d.depth == maxNDArrayDims {
-					return fmt.Errorf("%s: list at byte %d nests deeper than %d dims, the most allowed", d.op, d.pos, maxNDArrayDims)
-				}
-				d.idx[d.depth] = 0
-				d.depth++
-				d.pos++
-				d.skipSpace()
-				if d.pos < len(data) && data[d.pos] == ']' {
-					d.pos++
-					if err := d.closeList(); err != nil {
-						return err
-					}
-					afterValue = true
-				}
+				afterValue = empty
 				continue
 			}
 			if d.rank < 0 {
@@ -341,6 +329,28 @@ func (d *ndDecoder) run() error {
 			return d.syntaxErr(d.pos, "',' or ']'")
 		}
 	}
+}
+
+// openList enters the list whose '[' is at d.pos. An empty list is closed
+// at once, so that run goes straight on to what follows it; empty reports
+// that. It is its own function because lists are rare next to elements:
+// run's per-element loop stays small.
+func (d *ndDecoder) openList() (empty bool, err error) {
+	if d.rank >= 0 && d.depth >= d.rank {
+		return false, d.nestErr("a list")
+	}
+	if d.depth == maxNDArrayDims {
+		return false, fmt.Errorf("%s: list at byte %d nests deeper than %d dims, the most allowed", d.op, d.pos, maxNDArrayDims)
+	}
+	d.idx[d.depth] = 0
+	d.depth++
+	d.pos++
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return true, d.closeList()
+	}
+	return false, nil
 }
 
 // closeList ends the innermost open list, whose length is the count of its
@@ -496,11 +506,19 @@ func (d *ndDecoder) kindErr(start int) error {
 }
 
 // inferKind records the first element's kind and storage dtype, or
-// rejects an element of another kind.
+// rejects an element of another kind. It is only the test that every
+// element after the first passes, so that it inlines into the per-element
+// paths; newKind does the rest.
 func (d *ndDecoder) inferKind(k ndKind, start int) error {
 	if d.kind == k {
 		return nil
 	}
+	return d.newKind(k, start)
+}
+
+// newKind is inferKind for an element whose kind differs from the first
+// element's, or that is the first.
+func (d *ndDecoder) newKind(k ndKind, start int) error {
 	if d.kind != ndNoKind {
 		return fmt.Errorf("%s: %s is %s, want %s like element %v (elements must be all numbers, all bools or all strings)",
 			d.op, d.where(), d.snippet(start), d.kind, d.firstPath)
@@ -633,52 +651,61 @@ func (d *ndDecoder) scanString(store bool) error {
 			}
 			i += size
 		default: // backslash
-			if i+1 >= len(data) {
-				return d.syntaxErr(i+1, "an escape after '\\'")
-			}
-			var r rune
-			switch e := data[i+1]; e {
-			case '"', '\\', '/':
-				r = rune(e)
-			case 'b':
-				r = '\b'
-			case 'f':
-				r = '\f'
-			case 'n':
-				r = '\n'
-			case 'r':
-				r = '\r'
-			case 't':
-				r = '\t'
-			case 'u':
-				u, ok := hex4(data, i+2)
-				if !ok {
-					return d.syntaxErr(hexErrPos(data, i+2), "4 hex digits after \\u")
-				}
-				i += 6
-				r = rune(u)
-				if utf16IsSurrogate(r) {
-					r = utf8.RuneError
-					if u < 0xdc00 && i+1 < len(data) && data[i] == '\\' && data[i+1] == 'u' {
-						if lo, ok := hex4(data, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
-							r = (rune(u)-0xd800)<<10 | (rune(lo) - 0xdc00) + 0x10000
-							i += 6
-						}
-					}
-				}
+			if b := jsonEscapes[byteAt(data, i+1)]; b != 0 {
 				if store {
-					d.sbuf = utf8.AppendRune(d.sbuf, r)
+					d.sbuf = append(d.sbuf, b)
 				}
+				i += 2
 				continue
-			default:
-				return d.syntaxErr(i+1, `an escape: one of \" \\ \/ \b \f \n \r \t \uXXXX`)
 			}
-			if store {
-				d.sbuf = append(d.sbuf, byte(r))
+			var err error
+			if i, err = d.scanUnicodeEscape(i, store); err != nil {
+				return err
 			}
-			i += 2
 		}
 	}
+}
+
+// jsonEscapes maps the byte after a backslash to the byte it stands for,
+// 0 for bytes that do not form an escape (and for 'u', which is longer).
+// A table makes the common escapes one load in scanString's loop instead
+// of a switch of eight.
+var jsonEscapes = [256]byte{
+	'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t',
+}
+
+// scanUnicodeEscape consumes the escape at data[i] that jsonEscapes does
+// not cover, \uXXXX, joining it with a following low surrogate escape into
+// one rune; a surrogate that does not pair becomes U+FFFD, as encoding/json
+// decodes it. A backslash with anything else after it is an error. Being
+// rare, these are kept out of scanString's loop.
+func (d *ndDecoder) scanUnicodeEscape(i int, store bool) (int, error) {
+	data := d.data
+	if i+1 >= len(data) {
+		return 0, d.syntaxErr(i+1, "an escape after '\\'")
+	}
+	if data[i+1] != 'u' {
+		return 0, d.syntaxErr(i+1, `an escape: one of \" \\ \/ \b \f \n \r \t \uXXXX`)
+	}
+	u, ok := hex4(data, i+2)
+	if !ok {
+		return 0, d.syntaxErr(hexErrPos(data, i+2), "4 hex digits after \\u")
+	}
+	i += 6
+	r := rune(u)
+	if utf16IsSurrogate(r) {
+		r = utf8.RuneError
+		if u < 0xdc00 && i+1 < len(data) && data[i] == '\\' && data[i+1] == 'u' {
+			if lo, ok := hex4(data, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
+				r = (rune(u)-0xd800)<<10 | (rune(lo) - 0xdc00) + 0x10000
+				i += 6
+			}
+		}
+	}
+	if store {
+		d.sbuf = utf8.AppendRune(d.sbuf, r)
+	}
+	return i, nil
 }
 
 func utf16IsSurrogate(r rune) bool { return r >= 0xd800 && r < 0xe000 }
@@ -732,10 +759,13 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 	var mant uint64
 	nd, exp := 0, 0 // significant digits in mant (19 always fit a uint64); decimal exponent
 	big, integral := false, true
-	switch {
-	case i < len(data) && data[i] == '0':
+	if i >= len(data) { // a lone '-'
+		return d.syntaxErr(i, "a digit")
+	}
+	switch c := data[i]; {
+	case c == '0':
 		i++
-	case i < len(data) && data[i]-'1' < 9:
+	case c-'1' < 9:
 		for ; i < len(data); i++ {
 			c := data[i] - '0'
 			if c > 9 {
@@ -754,7 +784,7 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 	if i < len(data) && data[i] == '.' {
 		integral = false
 		i++
-		if i >= len(data) || data[i]-'0' > 9 {
+		if byteAt(data, i)-'0' > 9 {
 			return d.syntaxErr(i, "a digit after '.'")
 		}
 		// Eight digits at a time while they fit: decimals are the bulk of
@@ -762,14 +792,10 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 		// sends a rare long literal to the slow path.
 		for nd <= 11 && i+8 <= len(data) {
 			v := binary.LittleEndian.Uint64(data[i:])
-			if v&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 ||
-				(v+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 != 0x3030303030303030 {
+			if !isEightDigits(v) {
 				break
 			}
-			v -= 0x3030303030303030
-			v = v*10 + v>>8 // pairs
-			v = ((v&0x000000ff000000ff)*(100+1000000<<32) + (v>>16&0x000000ff000000ff)*(1+10000<<32)) >> 32
-			mant = mant*1e8 + v
+			mant = mant*1e8 + eightDigitsValue(v)
 			exp -= 8
 			nd += 8
 			i += 8
@@ -790,34 +816,71 @@ func (d *ndDecoder) scanNumber(n *ndNum) error {
 			}
 		}
 	}
-	if i < len(data) && data[i]|0x20 == 'e' {
-		integral = false
-		i++
-		eneg := false
-		if i < len(data) && (data[i] == '+' || data[i] == '-') {
-			eneg = data[i] == '-'
-			i++
-		}
-		if i >= len(data) || data[i]-'0' > 9 {
-			return d.syntaxErr(i, "a digit in the exponent")
-		}
-		e := 0
-		for ; i < len(data); i++ {
-			c := data[i] - '0'
-			if c > 9 {
-				break
-			}
-			if e < 1e6 { // far past any float's range; stops overflow
-				e = e*10 + int(c)
-			}
-		}
-		if eneg {
-			e = -e
-		}
-		exp += e
-	}
 	d.pos = i
 	*n = ndNum{start: start, end: i, neg: neg, big: big, integral: integral, mant: mant, exp: exp}
+	if i < len(data) && data[i]|0x20 == 'e' {
+		return d.scanExponent(n)
+	}
+	return nil
+}
+
+// byteAt is data[i], or 0, which no JSON token starts with, past the end,
+// for the checks that lead to a syntax error. On the hot path an explicit
+// i < len(data) && ... compiles to one branch fewer, so it stays there.
+func byteAt(data []byte, i int) byte {
+	if uint(i) < uint(len(data)) {
+		return data[i]
+	}
+	return 0
+}
+
+// isEightDigits reports whether v, eight bytes read little-endian, is
+// eight ASCII decimal digits, testing all eight at once (SWAR).
+func isEightDigits(v uint64) bool {
+	return v&0xf0f0f0f0f0f0f0f0 == 0x3030303030303030 &&
+		(v+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 == 0x3030303030303030
+}
+
+// eightDigitsValue is the number that v, eight ASCII decimal digits read
+// little-endian, spells, in three multiplies instead of eight loop turns.
+func eightDigitsValue(v uint64) uint64 {
+	v -= 0x3030303030303030
+	v = v*10 + v>>8 // pairs
+	return ((v&0x000000ff000000ff)*(100+1000000<<32) + (v>>16&0x000000ff000000ff)*(1+10000<<32)) >> 32
+}
+
+// scanExponent consumes the exponent of n, whose 'e' or 'E' is at
+// data[n.end], and adds it to n, clamped far past any float's range so
+// that it cannot overflow. Few numbers have one, so it is kept out of
+// scanNumber, whose last act it is: nothing there is live across the call.
+func (d *ndDecoder) scanExponent(n *ndNum) error {
+	data := d.data
+	i := n.end + 1
+	neg := false
+	if c := byteAt(data, i); c == '+' || c == '-' {
+		neg = c == '-'
+		i++
+	}
+	if byteAt(data, i)-'0' > 9 {
+		return d.syntaxErr(i, "a digit in the exponent")
+	}
+	e := 0
+	for ; i < len(data); i++ {
+		c := data[i] - '0'
+		if c > 9 {
+			break
+		}
+		if e < 1e6 {
+			e = e*10 + int(c)
+		}
+	}
+	if neg {
+		e = -e
+	}
+	n.integral = false
+	n.exp += e
+	n.end = i
+	d.pos = i
 	return nil
 }
 
@@ -930,25 +993,8 @@ func (d *ndDecoder) number() error {
 		return err
 	}
 	if d.infer {
-		if err := d.inferKind(ndNumber, n.start); err != nil {
-			return err
-		}
-		if !n.integral {
-			d.sawFrac = true
-		} else if n.mant == 0 {
-			// An integer -0 is 0, as in numpy: the tensor must not depend
-			// on whether a fraction came before it or after.
-			n.neg = false
-		}
-		if d.dt == tensor.Int64 {
-			if v, ok := n.int64Of(); ok {
-				d.i64 = append(d.i64, v)
-				return nil
-			}
-			if n.integral && d.overflow == nil {
-				d.overflow = d.rangeErr(&n, tensor.Int64)
-			}
-			d.toFloat64()
+		if err := d.inferNumber(&n); err != nil || d.dt == tensor.Int64 {
+			return err // stored as int64 or refused; float64 goes on below
 		}
 	}
 	switch d.dt {
@@ -971,38 +1017,76 @@ func (d *ndDecoder) number() error {
 		}
 		d.f64 = append(d.f64, f)
 	case tensor.Int32, tensor.Int64, tensor.Uint8:
-		if !n.integral {
-			return d.notIntErr(&n)
-		}
-		v, ok := n.int64Of()
-		switch d.dt {
-		case tensor.Int32:
-			if !ok || v < math.MinInt32 || v > math.MaxInt32 {
-				return d.rangeErr(&n, tensor.Int32)
-			}
-			if d.i32 == nil {
-				d.alloc()
-			}
-			d.i32 = append(d.i32, int32(v))
-		case tensor.Int64:
-			if !ok {
-				return d.rangeErr(&n, tensor.Int64)
-			}
-			if d.i64 == nil {
-				d.alloc()
-			}
-			d.i64 = append(d.i64, v)
-		default:
-			if !ok || v < 0 || v > math.MaxUint8 {
-				return d.rangeErr(&n, tensor.Uint8)
-			}
-			if d.u8 == nil {
-				d.alloc()
-			}
-			d.u8 = append(d.u8, uint8(v))
-		}
+		return d.integer(&n)
 	default:
 		return d.kindErr(n.start)
+	}
+	return nil
+}
+
+// inferNumber takes n while inferring the dtype: it stores n as an int64
+// while every number so far was integral, and switches the storage to
+// float64, leaving n for the caller to store, once one is not. It is apart
+// from number so that a spec with a dtype, the common case, skips it in
+// one test.
+func (d *ndDecoder) inferNumber(n *ndNum) error {
+	if err := d.inferKind(ndNumber, n.start); err != nil {
+		return err
+	}
+	if !n.integral {
+		d.sawFrac = true
+	} else if n.mant == 0 {
+		// An integer -0 is 0, as in numpy: the tensor must not depend
+		// on whether a fraction came before it or after.
+		n.neg = false
+	}
+	if d.dt != tensor.Int64 {
+		return nil
+	}
+	if v, ok := n.int64Of(); ok {
+		d.i64 = append(d.i64, v)
+		return nil
+	}
+	if n.integral && d.overflow == nil {
+		d.overflow = d.rangeErr(n, tensor.Int64)
+	}
+	d.toFloat64()
+	return nil
+}
+
+// integer stores n in integer storage of d.dt, refusing fractions and
+// values out of the dtype's range. The integer dtypes share it because
+// they differ only in their bounds.
+func (d *ndDecoder) integer(n *ndNum) error {
+	if !n.integral {
+		return d.notIntErr(n)
+	}
+	v, ok := n.int64Of()
+	switch d.dt {
+	case tensor.Int32:
+		if !ok || v < math.MinInt32 || v > math.MaxInt32 {
+			return d.rangeErr(n, tensor.Int32)
+		}
+		if d.i32 == nil {
+			d.alloc()
+		}
+		d.i32 = append(d.i32, int32(v))
+	case tensor.Int64:
+		if !ok {
+			return d.rangeErr(n, tensor.Int64)
+		}
+		if d.i64 == nil {
+			d.alloc()
+		}
+		d.i64 = append(d.i64, v)
+	default:
+		if !ok || v < 0 || v > math.MaxUint8 {
+			return d.rangeErr(n, tensor.Uint8)
+		}
+		if d.u8 == nil {
+			d.alloc()
+		}
+		d.u8 = append(d.u8, uint8(v))
 	}
 	return nil
 }
@@ -1079,69 +1163,102 @@ func ndAppendNested(dst []byte, t *tensor.Tensor, dim, off int) []byte {
 	return append(dst, ']')
 }
 
-// ndAppendElems appends elements [off, off+n) comma-separated.
+// ndAppendElems appends elements [off, off+n) comma-separated. It only
+// picks the loop for the dtype, once a row; each loop is a function of its
+// own so that adding a dtype does not grow one long switch of loops. The
+// loops that call a formatter write the first element before the loop:
+// with no index live across the call, they run fewer instructions per
+// element than the usual if i > 0 form.
 func ndAppendElems(dst []byte, t *tensor.Tensor, off, n int) []byte {
 	switch t.DType() {
 	case tensor.Float32:
-		for i, v := range t.Float32s()[off : off+n] {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = ndAppendFloat(dst, float64(v), 32)
-		}
+		return ndAppendFloats(dst, t.Float32s()[off:off+n], 32)
 	case tensor.Float64:
-		for i, v := range t.Float64s()[off : off+n] {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = ndAppendFloat(dst, v, 64)
-		}
+		return ndAppendFloats(dst, t.Float64s()[off:off+n], 64)
 	case tensor.Int32:
-		for i, v := range t.Int32s()[off : off+n] {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendInt(dst, int64(v), 10)
-		}
+		return ndAppendInts(dst, t.Int32s()[off:off+n])
 	case tensor.Int64:
-		for i, v := range t.Int64s()[off : off+n] {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendInt(dst, v, 10)
-		}
+		return ndAppendInts(dst, t.Int64s()[off:off+n])
 	case tensor.Uint8:
-		for i, v := range t.Bytes()[off : off+n] {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendUint(dst, uint64(v), 10)
-		}
+		return ndAppendUints(dst, t.Bytes()[off:off+n])
 	case tensor.Bool:
-		for i, v := range t.Bytes()[off : off+n] {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			if v != 0 {
-				dst = append(dst, "true"...)
-			} else {
-				dst = append(dst, "false"...)
-			}
-		}
+		return ndAppendBools(dst, t.Bytes()[off:off+n])
 	case tensor.String:
-		for i, s := range t.Strings()[off : off+n] {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = ndAppendString(dst, s)
+		return ndAppendStrings(dst, t.Strings()[off:off+n])
+	}
+	for i := range n {
+		if i > 0 {
+			dst = append(dst, ',')
 		}
-	default:
-		for i := range n {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, "null"...)
+		dst = append(dst, "null"...)
+	}
+	return dst
+}
+
+// ndAppendFloats appends xs at the given precision, comma-separated.
+func ndAppendFloats[T float32 | float64](dst []byte, xs []T, bits int) []byte {
+	if len(xs) == 0 {
+		return dst
+	}
+	dst = ndAppendFloat(dst, float64(xs[0]), bits)
+	for _, v := range xs[1:] {
+		dst = append(dst, ',')
+		dst = ndAppendFloat(dst, float64(v), bits)
+	}
+	return dst
+}
+
+// ndAppendInts appends xs, comma-separated.
+func ndAppendInts[T int32 | int64](dst []byte, xs []T) []byte {
+	if len(xs) == 0 {
+		return dst
+	}
+	dst = strconv.AppendInt(dst, int64(xs[0]), 10)
+	for _, v := range xs[1:] {
+		dst = append(dst, ',')
+		dst = strconv.AppendInt(dst, int64(v), 10)
+	}
+	return dst
+}
+
+// ndAppendUints appends xs, comma-separated.
+func ndAppendUints(dst []byte, xs []uint8) []byte {
+	if len(xs) == 0 {
+		return dst
+	}
+	dst = strconv.AppendUint(dst, uint64(xs[0]), 10)
+	for _, v := range xs[1:] {
+		dst = append(dst, ',')
+		dst = strconv.AppendUint(dst, uint64(v), 10)
+	}
+	return dst
+}
+
+// ndAppendBools appends xs, bool elements stored one byte each, as
+// comma-separated true and false.
+func ndAppendBools(dst []byte, xs []uint8) []byte {
+	for i, v := range xs {
+		if i > 0 {
+			dst = append(dst, ',')
 		}
+		if v != 0 {
+			dst = append(dst, "true"...)
+		} else {
+			dst = append(dst, "false"...)
+		}
+	}
+	return dst
+}
+
+// ndAppendStrings appends xs as JSON strings, comma-separated.
+func ndAppendStrings(dst []byte, xs []string) []byte {
+	if len(xs) == 0 {
+		return dst
+	}
+	dst = ndAppendString(dst, xs[0])
+	for _, s := range xs[1:] {
+		dst = append(dst, ',')
+		dst = ndAppendString(dst, s)
 	}
 	return dst
 }
@@ -1248,25 +1365,38 @@ func ExampleValue(spec tensor.IOSpec) tensor.Value {
 	if dt == tensor.DTypeInvalid {
 		dt = tensor.Float32
 	}
-	shape := []int{1, 4}
-	if spec.Shape != nil {
-		shape = make([]int, len(spec.Shape))
-		for i, s := range spec.Shape {
-			switch {
-			case s >= 0:
-				shape[i] = s
-			case i == 0:
-				shape[i] = 2
-			default:
-				shape[i] = 4
-			}
-		}
-	}
-	t, err := tensor.Zeros(dt, shape)
+	t, err := tensor.Zeros(dt, exampleShape(spec.Shape))
 	if err != nil {
 		return tensor.Value{}
 	}
-	switch dt {
+	fillExample(t)
+	return tensor.TensorValue(t)
+}
+
+// exampleShape is the shape ExampleValue gives a spec's shape: its free
+// dims filled in, or one row of 4 when the spec leaves the shape open.
+func exampleShape(spec []int) []int {
+	if spec == nil {
+		return []int{1, 4}
+	}
+	shape := make([]int, len(spec))
+	for i, s := range spec {
+		switch {
+		case s >= 0:
+			shape[i] = s
+		case i == 0:
+			shape[i] = 2
+		default:
+			shape[i] = 4
+		}
+	}
+	return shape
+}
+
+// fillExample writes ExampleValue's counting elements into t, which is
+// all zeros.
+func fillExample(t *tensor.Tensor) {
+	switch t.DType() {
 	case tensor.Float32:
 		xs := t.Float32s()
 		for i := range xs {
@@ -1303,5 +1433,4 @@ func ExampleValue(spec tensor.IOSpec) tensor.Value {
 			xs[i] = ndExampleTexts[i%len(ndExampleTexts)]
 		}
 	}
-	return tensor.TensorValue(t)
 }

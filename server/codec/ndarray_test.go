@@ -360,36 +360,12 @@ func codecRandTensor(r *rand.Rand, dt tensor.DType, shape []int) *tensor.Tensor 
 	case tensor.Float32:
 		xs := x.Float32s()
 		for i := range xs {
-			for {
-				switch r.IntN(4) {
-				case 0:
-					xs[i] = math.Float32frombits(r.Uint32())
-				case 1:
-					xs[i] = float32(r.IntN(2000) - 1000)
-				default:
-					xs[i] = float32(r.NormFloat64())
-				}
-				if f := float64(xs[i]); !math.IsNaN(f) && !math.IsInf(f, 0) {
-					break
-				}
-			}
+			xs[i] = codecRandFloat32(r)
 		}
 	case tensor.Float64:
 		xs := x.Float64s()
 		for i := range xs {
-			for {
-				switch r.IntN(4) {
-				case 0:
-					xs[i] = math.Float64frombits(r.Uint64())
-				case 1:
-					xs[i] = float64(r.IntN(2000) - 1000)
-				default:
-					xs[i] = r.NormFloat64() * math.Pow(10, float64(r.IntN(40)-20))
-				}
-				if !math.IsNaN(xs[i]) && !math.IsInf(xs[i], 0) {
-					break
-				}
-			}
+			xs[i] = codecRandFloat64(r)
 		}
 	case tensor.Int32:
 		xs := x.Int32s()
@@ -418,6 +394,46 @@ func codecRandTensor(r *rand.Rand, dt tensor.DType, shape []int) *tensor.Tensor 
 		}
 	}
 	return x
+}
+
+// codecRandFloat32 draws a finite float32: any bit pattern (subnormals,
+// extremes), an integral value or an ordinary one, each a shape the
+// encoder writes differently. JSON cannot carry NaN or ±Inf, so those
+// are drawn again.
+func codecRandFloat32(r *rand.Rand) float32 {
+	for {
+		var f float32
+		switch r.IntN(4) {
+		case 0:
+			f = math.Float32frombits(r.Uint32())
+		case 1:
+			f = float32(r.IntN(2000) - 1000)
+		default:
+			f = float32(r.NormFloat64())
+		}
+		if !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0) {
+			return f
+		}
+	}
+}
+
+// codecRandFloat64 is codecRandFloat32 for float64, with ordinary values
+// spread over 40 decades so that exponents are written too.
+func codecRandFloat64(r *rand.Rand) float64 {
+	for {
+		var f float64
+		switch r.IntN(4) {
+		case 0:
+			f = math.Float64frombits(r.Uint64())
+		case 1:
+			f = float64(r.IntN(2000) - 1000)
+		default:
+			f = r.NormFloat64() * math.Pow(10, float64(r.IntN(40)-20))
+		}
+		if !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f
+		}
+	}
 }
 
 func TestNDArrayRoundTrip(t *testing.T) {
@@ -682,35 +698,42 @@ func FuzzDecodeNDArray(f *testing.F) {
 		if err != nil || !flat.Equal(x) {
 			t.Fatalf("flat round trip of %s: %v", out, err)
 		}
-		// Values must agree with encoding/json where it decodes the same
-		// way: float64 numbers and strings.
-		if x.DType() != tensor.Float64 && x.DType() != tensor.String {
-			return
-		}
-		var v any
-		if err := json.Unmarshal(body, &v); err != nil {
-			t.Fatalf("encoding/json rejects %q: %v", body, err)
-		}
-		leaves := codecFlatten(v, nil)
-		if len(leaves) != x.Len() {
-			t.Fatalf("encoding/json sees %d elements, want %d", len(leaves), x.Len())
-		}
-		for i, l := range leaves {
-			switch x.DType() {
-			case tensor.Float64:
-				if l.(float64) == 0 && x.Float64s()[i] == 0 && spec.DType == tensor.DTypeInvalid {
-					break // inference reads an integer -0 as 0, like numpy
-				}
-				if math.Float64bits(l.(float64)) != math.Float64bits(x.Float64s()[i]) {
-					t.Fatalf("element %d: encoding/json says %v, got %v", i, l, x.Float64s()[i])
-				}
-			case tensor.String:
-				if l.(string) != x.Strings()[i] {
-					t.Fatalf("element %d: encoding/json says %q, got %q", i, l, x.Strings()[i])
-				}
+		codecAgreesWithEncodingJSON(t, body, spec, x)
+	})
+}
+
+// codecAgreesWithEncodingJSON checks x, decoded from body, against
+// encoding/json where the two decode the same way: float64 numbers and
+// strings. It is the fuzz target's oracle for values, where the round
+// trips can only catch a decoder and encoder that disagree.
+func codecAgreesWithEncodingJSON(t *testing.T, body []byte, spec tensor.IOSpec, x *tensor.Tensor) {
+	t.Helper()
+	if x.DType() != tensor.Float64 && x.DType() != tensor.String {
+		return
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("encoding/json rejects %q: %v", body, err)
+	}
+	leaves := codecFlatten(v, nil)
+	if len(leaves) != x.Len() {
+		t.Fatalf("encoding/json sees %d elements, want %d", len(leaves), x.Len())
+	}
+	for i, l := range leaves {
+		switch x.DType() {
+		case tensor.Float64:
+			if l.(float64) == 0 && x.Float64s()[i] == 0 && spec.DType == tensor.DTypeInvalid {
+				break // inference reads an integer -0 as 0, like numpy
+			}
+			if math.Float64bits(l.(float64)) != math.Float64bits(x.Float64s()[i]) {
+				t.Fatalf("element %d: encoding/json says %v, got %v", i, l, x.Float64s()[i])
+			}
+		case tensor.String:
+			if l.(string) != x.Strings()[i] {
+				t.Fatalf("element %d: encoding/json says %q, got %q", i, l, x.Strings()[i])
 			}
 		}
-	})
+	}
 }
 
 func FuzzDecodeTensorData(f *testing.F) {
@@ -773,6 +796,81 @@ func BenchmarkDecodeNDArray(b *testing.B) {
 
 func BenchmarkAppendNDArray(b *testing.B) {
 	x := codecBenchTensor()
+	buf := AppendNDArray(nil, x)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendNDArray(buf[:0], x)
+	}
+}
+
+// codecBenchTokens is a batch of token ids, the usual int64 input.
+func codecBenchTokens() *tensor.Tensor {
+	r := rand.New(rand.NewPCG(7, 8))
+	xs := make([]int64, 64*256)
+	for i := range xs {
+		xs[i] = int64(r.IntN(30000))
+	}
+	return ti64([]int{64, 256}, xs...)
+}
+
+// codecBenchTexts is a batch of sentences, mostly ASCII, with the
+// accents, quotes and newlines that send the string scanner off its
+// fast path now and then.
+func codecBenchTexts() *tensor.Tensor {
+	words := []string{"the", "model", "said", "\"hello\"", "café", "naïve", "line\nbreak", "tab\there", "中文", "ok"}
+	r := rand.New(rand.NewPCG(7, 8))
+	xs := make([]string, 64*16)
+	for i := range xs {
+		var b strings.Builder
+		for j := range 4 + r.IntN(12) {
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(words[r.IntN(len(words))])
+		}
+		xs[i] = b.String()
+	}
+	return tstr([]int{64, 16}, xs...)
+}
+
+// BenchmarkDecodeNDArrayInt64 infers the dtype, as a spec without one
+// does.
+func BenchmarkDecodeNDArrayInt64(b *testing.B) {
+	body := AppendNDArray(nil, codecBenchTokens())
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeNDArray(body, anySpec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeNDArrayString(b *testing.B) {
+	body := AppendNDArray(nil, codecBenchTexts())
+	spec := tensorSpec(tensor.String, -1, 16)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeNDArray(body, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendNDArrayInt64(b *testing.B) {
+	x := codecBenchTokens()
+	buf := AppendNDArray(nil, x)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendNDArray(buf[:0], x)
+	}
+}
+
+func BenchmarkAppendNDArrayString(b *testing.B) {
+	x := codecBenchTexts()
 	buf := AppendNDArray(nil, x)
 	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()
