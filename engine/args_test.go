@@ -8,8 +8,10 @@ import (
 	"github.com/benchtop/benchtop/engine/tensor"
 )
 
-func TestArgsAndResults(t *testing.T) {
-	spec := engine.MethodSpec{
+// argsSpec is a method of a tensor, a text and an optional JSON input, and
+// a tensor and a text output.
+func argsSpec() engine.MethodSpec {
+	return engine.MethodSpec{
 		Name: "m",
 		Inputs: []tensor.IOSpec{
 			{Name: "x", Kind: tensor.KindTensor},
@@ -18,11 +20,14 @@ func TestArgsAndResults(t *testing.T) {
 		},
 		Outputs: []tensor.IOSpec{{Name: "y", Kind: tensor.KindTensor}, {Name: "label", Kind: tensor.KindText}},
 	}
+}
+
+func TestArgs(t *testing.T) {
 	x, err := tensor.NewTensor([]int{2}, []float32{1, 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := engine.NewArgs(spec, []tensor.Value{tensor.TensorValue(x), tensor.TextValue("hi"), {}})
+	a := engine.NewArgs(argsSpec(), []tensor.Value{tensor.TensorValue(x), tensor.TextValue("hi"), {}})
 	if got, err := a.Tensor("x"); err != nil || got != x {
 		t.Errorf("Tensor(x) = %v, %v", got, err)
 	}
@@ -46,8 +51,14 @@ func TestArgsAndResults(t *testing.T) {
 	if _, err := a.Tensor("nope"); err == nil || !strings.Contains(err.Error(), "inputs: x, note, opts") {
 		t.Errorf("unknown name: %v, want the inputs listed", err)
 	}
+}
 
-	out := engine.NewResults(spec)
+func TestResults(t *testing.T) {
+	x, err := tensor.NewTensor([]int{2}, []float32{1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := engine.NewResults(argsSpec())
 	out.SetTensor("y", x)
 	if _, err := out.Values(); err == nil || !strings.Contains(err.Error(), `output "label" was not set`) {
 		t.Errorf("Values with label unset: %v", err)

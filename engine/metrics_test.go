@@ -166,14 +166,33 @@ func TestMetricsValues(t *testing.T) {
 	c.MaxQueueSize = 1
 	r := enginetest.Start(t, e, engine.RunnerConfig{Name: "g", Runnable: "gate", Workers: 1, Batching: c})
 	timing := enginetest.Start(t, e, engine.RunnerConfig{Name: "t", Runnable: "gate", Workers: 1, Timeout: 20 * time.Millisecond, Batching: batching(batcher.None, 1, 0)})
-	ctx := context.Background()
 	g1 := map[string]string{"runner": "g", "method": "run"}
-	gauges := func() (inflight, depth float64) {
+	gauges := func(stage string, inflight, depth float64) {
+		t.Helper()
 		mfs := gather(t, reg)
-		return series(t, mfs, "benchtop_runner_in_flight", g1).GetGauge().GetValue(),
-			series(t, mfs, "benchtop_runner_queue_depth", g1).GetGauge().GetValue()
+		gotIn := series(t, mfs, "benchtop_runner_in_flight", g1).GetGauge().GetValue()
+		gotDepth := series(t, mfs, "benchtop_runner_queue_depth", g1).GetGauge().GetValue()
+		if gotIn != inflight || gotDepth != depth {
+			t.Fatalf("%s: in_flight %v, queue_depth %v; want %v and %v", stage, gotIn, gotDepth, inflight, depth)
+		}
 	}
 
+	sendEachOutcome(t, g, r, timing)
+	gauges("idle", 0, 0)
+	seen := holdQueueAndRefuse(t, g, r, func() { gauges("one batch running, one request queued", 1, 1) })
+	gauges("idle again", 0, 0)
+
+	mfs := gather(t, reg)
+	ms := r.Stats(engine.StatsOptions{}).Methods[0]
+	wantRequestCounts(t, mfs, ms)
+	wantDurations(t, mfs, g1, ms, seen)
+}
+
+// sendEachOutcome makes runner r answer once with each outcome but
+// overloaded, and runner timing time out once.
+func sendEachOutcome(t *testing.T, g *gate, r, timing *engine.Runner) {
+	t.Helper()
+	ctx := context.Background()
 	if _, err := r.Run(ctx, "run", one(1)); err != nil { // ok
 		t.Fatal(err)
 	}
@@ -192,29 +211,35 @@ func TestMetricsValues(t *testing.T) {
 		t.Fatalf("past the timeout: %v", err)
 	}
 	<-g.started // the batch that timed out started
-	if inflight, depth := gauges(); inflight != 0 || depth != 0 {
-		t.Fatalf("idle: in_flight %v, queue_depth %v", inflight, depth)
-	}
+}
 
-	// One batch held, one request queued behind it, one refused.
+// heldTimes are what the test saw of the held batch and the request queued
+// behind it.
+type heldTimes struct{ heldFrom, queuedFrom, released time.Time }
+
+// holdQueueAndRefuse holds one batch, queues one request behind it, has a
+// third refused (max_queue_size 1), calls during while that holds, and lets
+// both finish.
+func holdQueueAndRefuse(t *testing.T, g *gate, r *engine.Runner, during func()) heldTimes {
+	t.Helper()
+	ctx := context.Background()
 	var release sync.Once
 	open := func() { release.Do(func() { close(g.release) }) }
 	defer open() // a held call ignores its ctx: let it go if the test fails
+	var seen heldTimes
 	held := make(chan error, 1)
 	go func() { _, err := r.Run(ctx, "run", one(-3)); held <- err }()
 	<-g.started
-	heldFrom := time.Now()
+	seen.heldFrom = time.Now()
 	queued := make(chan error, 1)
 	go func() { _, err := r.Run(ctx, "run", one(3)); queued <- err }()
 	waitFor(t, func() bool { return r.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 1 })
-	queuedFrom := time.Now()
-	if inflight, depth := gauges(); inflight != 1 || depth != 1 {
-		t.Fatalf("one batch running, one request queued: in_flight %v, queue_depth %v", inflight, depth)
-	}
+	seen.queuedFrom = time.Now()
+	during()
 	if _, err := r.Run(ctx, "run", one(4)); !errors.Is(err, engine.ErrOverloaded) { // overloaded
 		t.Fatalf("past max_queue_size: %v", err)
 	}
-	released := time.Now() // the held batch ends, and the queued one starts, after this
+	seen.released = time.Now() // the held batch ends, and the queued one starts, after this
 	open()
 	if err := <-held; err != nil {
 		t.Fatal(err)
@@ -222,47 +247,50 @@ func TestMetricsValues(t *testing.T) {
 	if err := <-queued; err != nil {
 		t.Fatal(err)
 	}
-	if inflight, depth := gauges(); inflight != 0 || depth != 0 {
-		t.Fatalf("idle again: in_flight %v, queue_depth %v", inflight, depth)
-	}
+	return seen
+}
 
-	mfs := gather(t, reg)
+// wantRequestCounts: requests_total by status, on both runners, and the
+// runner's own totals agree.
+func wantRequestCounts(t *testing.T, mfs map[string]*dto.MetricFamily, ms engine.MethodStats) {
+	t.Helper()
 	want := map[string]float64{"ok": 3, "error": 1, "invalid": 1, "cancelled": 1, "overloaded": 1, "timeout": 0}
 	for status, n := range want {
 		l := map[string]string{"runner": "g", "method": "run", "status": status}
 		if got := series(t, mfs, "benchtop_runner_requests_total", l).GetCounter().GetValue(); got != n {
 			t.Errorf("requests_total%v = %v, want %v", l, got, n)
 		}
-	}
-	if got := series(t, mfs, "benchtop_runner_requests_total", map[string]string{"runner": "t", "status": "timeout"}).GetCounter().GetValue(); got != 1 {
-		t.Errorf("requests_total{runner=t,status=timeout} = %v, want 1", got)
-	}
-	ms := r.Stats(engine.StatsOptions{}).Methods[0]
-	for status, n := range want {
 		if got := ms.Totals[status]; got != uint64(n) {
 			t.Errorf("Stats Totals[%s] = %d, the metric says %v", status, got, n)
 		}
 	}
+	if got := series(t, mfs, "benchtop_runner_requests_total", map[string]string{"runner": "t", "status": "timeout"}).GetCounter().GetValue(); got != 1 {
+		t.Errorf("requests_total{runner=t,status=timeout} = %v, want 1", got)
+	}
+}
 
-	// Queue time is summed over successful requests, execution time over
-	// batches (the failed one included): each at least what the test saw.
-	queue := series(t, mfs, "benchtop_runner_queue_duration_seconds", g1).GetHistogram()
-	exec := series(t, mfs, "benchtop_runner_execution_duration_seconds", g1).GetHistogram()
-	e2e := series(t, mfs, "benchtop_runner_request_duration_seconds", g1).GetHistogram()
+// wantDurations: queue time is summed over successful requests, execution
+// time over batches (the failed one included): each at least what the test
+// saw; the cumulative stats are the same sums.
+func wantDurations(t *testing.T, mfs map[string]*dto.MetricFamily, labels map[string]string, ms engine.MethodStats, seen heldTimes) {
+	t.Helper()
+	queue := series(t, mfs, "benchtop_runner_queue_duration_seconds", labels).GetHistogram()
+	exec := series(t, mfs, "benchtop_runner_execution_duration_seconds", labels).GetHistogram()
+	e2e := series(t, mfs, "benchtop_runner_request_duration_seconds", labels).GetHistogram()
 	if queue.GetSampleCount() != 3 || e2e.GetSampleCount() != 3 || exec.GetSampleCount() != 4 {
 		t.Fatalf("samples: queue %d, request %d, execution %d; want 3, 3 and 4 (three successes; four batches ran, one failed)",
 			queue.GetSampleCount(), e2e.GetSampleCount(), exec.GetSampleCount())
 	}
-	if q := released.Sub(queuedFrom).Seconds(); queue.GetSampleSum() < q {
+	if q := seen.released.Sub(seen.queuedFrom).Seconds(); queue.GetSampleSum() < q {
 		t.Errorf("queue time sum %vs, less than the %vs the test saw a request queued", queue.GetSampleSum(), q)
 	}
-	if x := released.Sub(heldFrom).Seconds(); exec.GetSampleSum() < x {
-		t.Errorf("execution time sum %vs, less than the %vs the test held a batch", exec.GetSampleSum(), x)
+	held := seen.released.Sub(seen.heldFrom).Seconds()
+	if exec.GetSampleSum() < held {
+		t.Errorf("execution time sum %vs, less than the %vs the test held a batch", exec.GetSampleSum(), held)
 	}
-	if e2e.GetSampleSum() < queue.GetSampleSum() || e2e.GetSampleSum() < released.Sub(heldFrom).Seconds() {
+	if e2e.GetSampleSum() < max(queue.GetSampleSum(), held) {
 		t.Errorf("request time sum %vs: less than the time queued (%vs) or the batch the test held", e2e.GetSampleSum(), queue.GetSampleSum())
 	}
-	// The cumulative stats are the same sums.
 	near := func(what string, d time.Duration, secs float64) {
 		if diff := d.Seconds() - secs; diff < -1e-6 || diff > 1e-6 {
 			t.Errorf("%s: Stats says %v, the metric %vs", what, d, secs)

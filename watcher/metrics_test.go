@@ -12,9 +12,14 @@ import (
 
 // reloadMetrics reads the benchtop_config_* series from reg.
 type reloadMetrics struct {
-	applied, unchanged, refused float64
-	successful, timestamp       float64
-	info                        map[string]float64 // "file hash" → value
+	reloadCounts
+	timestamp float64
+	info      map[string]float64 // "file hash" → value
+}
+
+// reloadCounts are the reloads by result and the success gauge.
+type reloadCounts struct {
+	applied, unchanged, refused, successful float64
 }
 
 func readReloadMetrics(t *testing.T, reg prometheus.Gatherer) reloadMetrics {
@@ -67,85 +72,88 @@ func TestReloadMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	before := time.Now()
 	f := newFixtureWith(t, simConfig(8, 1, 0), Options{Registerer: reg})
-	after := time.Now()
 	m := readReloadMetrics(t, reg)
 	first := f.rl.Status().Hash[:12]
-	if m.applied != 1 || m.unchanged != 0 || m.refused != 0 || m.successful != 1 {
-		t.Fatalf("after the first load: %+v, want applied 1, successful 1", m)
-	}
-	if m.timestamp < unixSeconds(before) || m.timestamp > unixSeconds(after) {
-		t.Fatalf("success timestamp %v, want the time of the first load (%v to %v)", m.timestamp, unixSeconds(before), unixSeconds(after))
-	}
+	wantCounts(t, "after the first load", m, reloadCounts{applied: 1, successful: 1})
+	wantStamp(t, "the first load", m, before, time.Now())
 	applied := m.timestamp
-	if len(m.info) != 1 || m.info[f.path+" "+first] != 1 {
-		t.Fatalf("config info %v, want {%s %s}", m.info, f.path, first)
-	}
+	wantInfo(t, m, f.path, first)
 
-	reload := func() error {
-		t.Helper()
-		return f.rl.Reload(t.Context())
-	}
-	write := func(body string) {
+	// step writes body, reloads, and returns the metrics after it; a
+	// reload that should be refused must be.
+	step := func(body string, refused bool) reloadMetrics {
 		t.Helper()
 		if err := os.WriteFile(f.path, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := f.rl.Reload(t.Context()); (err != nil) != refused {
+			t.Fatalf("reload: %v, want refused %v", err, refused)
+		}
+		return readReloadMetrics(t, reg)
+	}
+	keptFirst := func(stage string, m reloadMetrics) {
+		t.Helper()
+		if m.timestamp != applied {
+			t.Fatalf("%s: success timestamp %v, want the first load's %v", stage, m.timestamp, applied)
+		}
+		wantInfo(t, m, f.path, first)
 	}
 
 	// The same bytes: unchanged, still successful, nothing applied.
-	if err := reload(); err != nil {
-		t.Fatal(err)
-	}
-	if m := readReloadMetrics(t, reg); m.applied != 1 || m.unchanged != 1 || m.refused != 0 || m.successful != 1 || m.timestamp != applied {
-		t.Fatalf("after an unchanged reload: %+v, want applied 1, unchanged 1, successful 1, the timestamp of the first load", m)
-	}
+	m = step(simConfig(8, 1, 0), false)
+	wantCounts(t, "after an unchanged reload", m, reloadCounts{applied: 1, unchanged: 1, successful: 1})
+	keptFirst("after an unchanged reload", m)
 
 	// A broken config: refused, unsuccessful; the timestamp and the info
 	// still describe the config that serves.
-	write(strings.Replace(simConfig(9, 1, 0), "max_batch_size: 9", "max_batch_size: nine", 1))
-	if err := reload(); err == nil {
-		t.Fatal("a broken config was applied")
-	}
-	if m := readReloadMetrics(t, reg); m.applied != 1 || m.refused != 1 || m.successful != 0 || m.timestamp != applied || m.info[f.path+" "+first] != 1 {
-		t.Fatalf("after a refused reload: %+v, want refused 1, successful 0, the first load's timestamp and info", m)
-	}
+	m = step(strings.Replace(simConfig(9, 1, 0), "max_batch_size: 9", "max_batch_size: nine", 1), true)
+	wantCounts(t, "after a refused reload", m, reloadCounts{applied: 1, unchanged: 1, refused: 1})
+	keptFirst("after a refused reload", m)
 
 	// Back to the bytes that serve: nothing to apply, and the last attempt
 	// succeeded.
-	write(simConfig(8, 1, 0))
-	if err := reload(); err != nil {
-		t.Fatal(err)
-	}
-	if m := readReloadMetrics(t, reg); m.unchanged != 2 || m.successful != 1 || m.timestamp != applied {
-		t.Fatalf("after reverting to the config that serves: %+v, want unchanged 2, successful 1, the first load's timestamp", m)
-	}
+	m = step(simConfig(8, 1, 0), false)
+	wantCounts(t, "after reverting to the config that serves", m, reloadCounts{applied: 1, unchanged: 2, refused: 1, successful: 1})
+	keptFirst("after reverting to the config that serves", m)
 
 	// A refusal, then a new config applied: successful again, a new
 	// timestamp, the new hash alone in the info.
-	write("runners: [")
-	if err := reload(); err == nil {
-		t.Fatal("a config that does not parse was applied")
-	}
-	if m := readReloadMetrics(t, reg); m.refused != 2 || m.successful != 0 {
-		t.Fatalf("after a second refusal: %+v, want refused 2, successful 0", m)
-	}
-	write(simConfig(16, 1, 0))
+	m = step("runners: [", true)
+	wantCounts(t, "after a second refusal", m, reloadCounts{applied: 1, unchanged: 2, refused: 2})
 	before = time.Now()
-	if err := reload(); err != nil {
-		t.Fatal(err)
+	m = step(simConfig(16, 1, 0), false)
+	wantCounts(t, "after applying a new config", m, reloadCounts{applied: 2, unchanged: 2, refused: 2, successful: 1})
+	wantStamp(t, "the new config's reload", m, before, time.Now())
+	second := f.rl.Status().Hash[:12]
+	if second == first {
+		t.Fatal("the new config has the first one's hash")
 	}
-	after = time.Now()
-	m = readReloadMetrics(t, reg)
-	if m.applied != 2 || m.unchanged != 2 || m.refused != 2 || m.successful != 1 {
-		t.Fatalf("after applying a new config: %+v, want applied 2, unchanged 2, refused 2, successful 1", m)
-	}
-	if m.timestamp < unixSeconds(before) || m.timestamp > unixSeconds(after) {
-		t.Fatalf("success timestamp %v, want the time of the new config's reload (%v to %v)", m.timestamp, unixSeconds(before), unixSeconds(after))
-	}
-	if second := f.rl.Status().Hash[:12]; len(m.info) != 1 || m.info[f.path+" "+second] != 1 || second == first {
-		t.Fatalf("config info %v, want only {%s %s}", m.info, f.path, second)
-	}
+	wantInfo(t, m, f.path, second)
 	if f.maxBatch() != 16 {
 		t.Fatalf("max_batch_size %d after the new config, want 16", f.maxBatch())
+	}
+}
+
+func wantCounts(t *testing.T, stage string, m reloadMetrics, want reloadCounts) {
+	t.Helper()
+	if m.reloadCounts != want {
+		t.Fatalf("%s: %+v, want %+v", stage, m.reloadCounts, want)
+	}
+}
+
+// wantStamp: the success timestamp is the time of a reload that ran
+// between before and after.
+func wantStamp(t *testing.T, what string, m reloadMetrics, before, after time.Time) {
+	t.Helper()
+	if m.timestamp < unixSeconds(before) || m.timestamp > unixSeconds(after) {
+		t.Fatalf("success timestamp %v, want the time of %s (%v to %v)", m.timestamp, what, unixSeconds(before), unixSeconds(after))
+	}
+}
+
+// wantInfo: the info series names exactly the config that serves.
+func wantInfo(t *testing.T, m reloadMetrics, path, hash string) {
+	t.Helper()
+	if len(m.info) != 1 || m.info[path+" "+hash] != 1 {
+		t.Fatalf("config info %v, want only {%s %s}", m.info, path, hash)
 	}
 }
