@@ -115,7 +115,7 @@ func specsOf(vs []onnxpb.ValueInfo) []TensorSpec {
 func describeONNX(path string, sig SignatureOptions) (Signature, map[string]string, error) {
 	pb, err := onnxpb.ReadFile(path)
 	if err != nil {
-		return Signature{}, nil, err
+		return Signature{}, nil, fmt.Errorf("only ONNX models can be imported: %w", err)
 	}
 	ins, outs := pb.Graph.GraphInputs(), pb.Graph.Outputs
 	if err := CheckTensors(ins, outs); err != nil {
@@ -188,11 +188,6 @@ func (s *Signature) check(ins []onnxpb.ValueInfo) error {
 	if !s.Batchable {
 		return nil
 	}
-	for _, t := range s.Outputs {
-		if err := notBatched("output", t, s.BatchDim); err != nil {
-			return err
-		}
-	}
 	batched := false
 	for i, v := range ins {
 		s.Inputs[i].Unbatched = !v.VariesAt(s.BatchDim)
@@ -204,6 +199,11 @@ func (s *Signature) check(ins []onnxpb.ValueInfo) error {
 			err = fmt.Errorf("no input lets dim %d vary, so nothing counts a request's rows; the first: %w", s.BatchDim, err)
 		}
 		return err
+	}
+	for _, t := range s.Outputs {
+		if err := notBatched("output", t, s.BatchDim); err != nil {
+			return err
+		}
 	}
 	return nil
 }
