@@ -466,3 +466,42 @@ func TestForeignStringModel(t *testing.T) {
 		t.Fatalf("outputs %q and %q", lo, up)
 	}
 }
+
+// TestUnbatchedInput: an input the model fixes along the batch dim (scale
+// [1] beside x [N, 4]) is passed once per batch, and requests that send
+// different values never share one: every caller gets its rows times its
+// own scale.
+func TestUnbatchedInput(t *testing.T) {
+	lib := library(t)
+	n := onnxpb.SymbolicDim("N")
+	model := (&onnxpb.Model{IRVersion: 8, OpsetImports: []onnxpb.OpsetID{{Version: 13}}, Graph: onnxpb.Graph{
+		Nodes:   []onnxpb.Node{{OpType: "Mul", Inputs: []string{"x", "scale"}, Outputs: []string{"y"}}},
+		Inputs:  []onnxpb.ValueInfo{onnxpb.TensorInfo("x", onnxpb.Float, n, onnxpb.FixedDim(4)), onnxpb.TensorInfo("scale", onnxpb.Float, onnxpb.FixedDim(1))},
+		Outputs: []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, n, onnxpb.FixedDim(4))},
+	}}).Marshal()
+	r := startRunner(t, newEngine(t, lib), engine.Params{"path": modelFile(t, model)}, 1, 64)
+	spec, _ := r.Method("run")
+	if got := spec.Inputs.String(); got != "x tensor float32[-1 4], scale tensor float32[1] (unbatched)" {
+		t.Fatalf("inputs %s", got)
+	}
+	var wg sync.WaitGroup
+	for i := range 80 {
+		wg.Go(func() {
+			rows, scale := 1+i%7, float32(1+i%3)
+			x := inputs(rows, 4, i)
+			outs, _, err := r.RunInfo(context.Background(), "run", []tensor.Value{f32Value(t, []int{rows, 4}, x), f32Value(t, []int{1}, []float32{scale})})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			want := make([]float32, len(x))
+			for j, v := range x {
+				want[j] = v * scale
+			}
+			if got := outs[0].Tensor().Float32s(); !slices.Equal(got, want) {
+				t.Errorf("caller %d (scale %v): %v, want %v", i, scale, got, want)
+			}
+		})
+	}
+	wg.Wait()
+}
