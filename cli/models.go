@@ -402,12 +402,14 @@ none is left the name is gone and they fail their next reload.`,
 func newModelsSamplesCmd(open openStore) *cobra.Command {
 	return &cobra.Command{
 		Use:   "samples",
-		Short: "Import the sample models mlp-small and mlp-large, unless they are there",
-		Long: `Generate the sample MLP classifiers (deterministic weights, softmax over 10
-classes) and import each one whose name has no version yet:
+		Short: "Import the sample models mlp-small, mlp-large and text-classifier, unless they are there",
+		Long: `Generate the sample models (deterministic weights) and import each one whose
+name has no version yet:
 
-  mlp-small  float32 [N, 64]  → 256 → 256 → 10
-  mlp-large  float32 [N, 256] → 1024 → 1024 → 10`,
+  mlp-small        float32 [N, 64]  → 256 → 256 → 10 class probabilities
+  mlp-large        float32 [N, 256] → 1024 → 1024 → 10 class probabilities
+  text-classifier  int64 input_ids and attention_mask [N, seq] (token ids
+                   below 1000) → int64 label [N], float32 probabilities [N, 4]`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := open()

@@ -67,7 +67,8 @@ func TestModelsCommands(t *testing.T) {
 		{"delete the rest", []string{"delete", "mlp:v1"}, []string{"deleted mlp:v1 (no version of mlp is left)"}, ""},
 		{"import archive", []string{"import", archive}, []string{"imported mlp:v1", "now mlp:latest"}, ""},
 		{"archive flags refused", []string{"import", archive, "--name", "x"}, nil, "drop --name"},
-		{"samples", []string{"samples"}, []string{"mlp-small:", "mlp-large:", "x float32[-1 256]"}, ""},
+		{"samples", []string{"samples"}, []string{"mlp-small:", "mlp-large:", "x float32[-1 256]",
+			"text-classifier:", "run(input_ids int64[-1 -1], attention_mask int64[-1 -1]) → label int64[-1], probabilities float32[-1 4], batch dim 0"}, ""},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -94,7 +95,7 @@ func TestModelsCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 		var views []map[string]any
-		if err := json.Unmarshal([]byte(out), &views); err != nil || len(views) != 3 {
+		if err := json.Unmarshal([]byte(out), &views); err != nil || len(views) != 4 {
 			t.Fatalf("json list: %v\n%s", err, out)
 		}
 		if views[0]["tag"] == nil || views[0]["path"] == nil || views[0]["signatures"] == nil {
@@ -104,7 +105,7 @@ func TestModelsCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := yaml.Unmarshal([]byte(out), &views); err != nil || len(views) != 3 {
+		if err := yaml.Unmarshal([]byte(out), &views); err != nil || len(views) != 4 {
 			t.Fatalf("yaml list: %v\n%s", err, out)
 		}
 		if _, err := runModels(t, dir, "list", "-o", "xml"); err == nil {

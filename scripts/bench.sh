@@ -106,7 +106,7 @@ gobench http1 'HTTPSimOneConnection' 2000x ./server/
 gobench httpclosed 'HTTPSimClosedLoop' 1x ./server/
 gobench noop 'EchoAPIVsBareHandler' 1x ./server/
 if [ -f .cache/onnxruntime/libonnxruntime.so.1 ]; then
-	section "ONNX MLP (large: [N,256] → 1024 → 1024 → 10) through the engine vs ONNX Runtime directly"
+	section "ONNX (mlp-large [N,256] → 1024 → 1024 → 10, and the two-input text-classifier) through the engine vs ONNX Runtime directly"
 	gobench onnx . 3s ./engine/onnx/
 fi
 if command -v python3 >/dev/null; then

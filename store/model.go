@@ -57,11 +57,17 @@ type TensorSpec struct {
 	Name  string `yaml:"name" json:"name"`
 	DType string `yaml:"dtype" json:"dtype"`
 	Shape []int  `yaml:"shape,flow" json:"shape"`
-	// Kind is set when the value is not a tensor (sequence, map, …).
+	// Kind is set when the value is not a tensor (sequence, map, …). Import
+	// refuses such models; manifests written before it did may have one.
 	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"`
+	// Unbatched marks, in a batchable signature, an input the model does
+	// not let vary along the batch dim (a fixed size there, or no such
+	// dim): it is not cut into callers' rows but passed once per batch, so
+	// only requests that send the same value share a batch.
+	Unbatched bool `yaml:"unbatched,omitempty" json:"unbatched,omitempty"`
 }
 
-// String is e.g. "x float32[-1 64]".
+// String is e.g. "x float32[-1 64]", "scale float32[1] unbatched".
 func (t TensorSpec) String() string {
 	if t.Kind != "" {
 		return t.Name + " " + t.Kind
@@ -70,7 +76,11 @@ func (t TensorSpec) String() string {
 	for i, d := range t.Shape {
 		dims[i] = strconv.Itoa(d)
 	}
-	return t.Name + " " + t.DType + "[" + strings.Join(dims, " ") + "]"
+	s := t.Name + " " + t.DType + "[" + strings.Join(dims, " ") + "]"
+	if t.Unbatched {
+		s += " unbatched"
+	}
+	return s
 }
 
 // Tag is "name:version".
@@ -94,7 +104,7 @@ func specsOf(vs []onnxpb.ValueInfo) []TensorSpec {
 	for i, v := range vs {
 		out[i] = TensorSpec{Name: v.Name, DType: v.ElemType.String(), Shape: v.Shape()}
 		if v.Kind != onnxpb.KindTensor {
-			out[i] = TensorSpec{Name: v.Name, Kind: v.Kind.String()}
+			out[i] = TensorSpec{Name: v.Name, Kind: v.Type()}
 		}
 	}
 	return out
@@ -105,15 +115,19 @@ func specsOf(vs []onnxpb.ValueInfo) []TensorSpec {
 func describeONNX(path string, sig SignatureOptions) (Signature, map[string]string, error) {
 	pb, err := onnxpb.ReadFile(path)
 	if err != nil {
+		return Signature{}, nil, fmt.Errorf("only ONNX models can be imported: %w", err)
+	}
+	ins, outs := pb.Graph.GraphInputs(), pb.Graph.Outputs
+	if err := CheckTensors(ins, outs); err != nil {
 		return Signature{}, nil, err
 	}
 	s := Signature{
 		Batchable: sig.Batchable,
 		BatchDim:  sig.BatchDim,
-		Inputs:    specsOf(pb.Graph.GraphInputs()),
-		Outputs:   specsOf(pb.Graph.Outputs),
+		Inputs:    specsOf(ins),
+		Outputs:   specsOf(outs),
 	}
-	if err := s.check(); err != nil {
+	if err := s.check(ins); err != nil {
 		return Signature{}, nil, err
 	}
 	meta := map[string]string{
@@ -131,8 +145,40 @@ func describeONNX(path string, sig SignatureOptions) (Signature, map[string]stri
 	return s, meta, nil
 }
 
-// check reports a batchable signature whose batch dim the model fixes.
-func (s Signature) check() error {
+// CheckTensors refuses inputs and outputs that are not tensors, saying how
+// to export the model so that they are. benchtop's values are tensors,
+// text and JSON; a sequence or a map has no batch dim to cut callers' rows
+// along. The onnx runner refuses them with the same message.
+func CheckTensors(ins, outs []onnxpb.ValueInfo) error {
+	for _, side := range []struct {
+		what string
+		vs   []onnxpb.ValueInfo
+	}{{"input", ins}, {"output", outs}} {
+		for _, v := range side.vs {
+			if v.Kind == onnxpb.KindTensor {
+				continue
+			}
+			err := fmt.Errorf("%s %q is a %s, not a tensor, and benchtop serves tensors only", side.what, v.Name, v.Type())
+			if isZipMap(v) {
+				return fmt.Errorf("%w: it is what scikit-learn's ZipMap makes of a classifier's probabilities; convert the model again with ZipMap off, e.g. skl2onnx.to_onnx(model, X, options={id(model): {\"zipmap\": False}}), and %q becomes a float32 tensor [N, classes]", err, v.Name)
+			}
+			return fmt.Errorf("%w: export the model so that it %ss tensors", err, map[string]string{"input": "take", "output": "return"}[side.what])
+		}
+	}
+	return nil
+}
+
+// isZipMap reports a sequence of maps, which is what ZipMap returns.
+func isZipMap(v onnxpb.ValueInfo) bool {
+	return v.Kind == onnxpb.KindSequence && v.Elem != nil && v.Elem.Kind == onnxpb.KindMap
+}
+
+// check reports what makes the signature impossible to serve: no input or
+// output, a negative batch dim, or for a batchable signature an output the
+// model does not let vary along the batch dim or no input that it does. An
+// input the model fixes along the batch dim is marked Unbatched (the rule
+// the onnx runner follows too): ins are the model's inputs, in order.
+func (s *Signature) check(ins []onnxpb.ValueInfo) error {
 	if len(s.Inputs) == 0 || len(s.Outputs) == 0 {
 		return fmt.Errorf("the model has %d inputs and %d outputs; it needs at least one of each", len(s.Inputs), len(s.Outputs))
 	}
@@ -142,21 +188,35 @@ func (s Signature) check() error {
 	if !s.Batchable {
 		return nil
 	}
-	for _, group := range []struct {
-		what  string
-		specs []TensorSpec
-	}{{"input", s.Inputs}, {"output", s.Outputs}} {
-		for _, t := range group.specs {
-			if t.Kind != "" {
-				continue // not a tensor: the runner says what it cannot serve
-			}
-			if s.BatchDim >= len(t.Shape) {
-				return fmt.Errorf("%s %q has %d dims, so it has no batch dim %d: import with a smaller --batch-dim or --batchable=false", group.what, t.Name, len(t.Shape), s.BatchDim)
-			}
-			if d := t.Shape[s.BatchDim]; d >= 0 {
-				return fmt.Errorf("%s %q fixes dim %d at %d, so rows from several callers cannot be batched along it: re-export the model with a dynamic batch axis or import with --batchable=false", group.what, t.Name, s.BatchDim, d)
-			}
+	batched := false
+	for i, v := range ins {
+		s.Inputs[i].Unbatched = !v.VariesAt(s.BatchDim)
+		batched = batched || !s.Inputs[i].Unbatched
+	}
+	if !batched {
+		err := notBatched("input", s.Inputs[0], s.BatchDim)
+		if len(ins) > 1 {
+			err = fmt.Errorf("no input lets dim %d vary, so nothing counts a request's rows; the first: %w", s.BatchDim, err)
 		}
+		return err
+	}
+	for _, t := range s.Outputs {
+		if err := notBatched("output", t, s.BatchDim); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notBatched says why t cannot be cut into rows along dim, nil if it can.
+func notBatched(what string, t TensorSpec, dim int) error {
+	switch {
+	case t.Shape == nil:
+		return nil // rank unknown: the runtime will tell
+	case dim >= len(t.Shape):
+		return fmt.Errorf("%s %q has %d dims, so it has no batch dim %d: import with a smaller --batch-dim or --batchable=false", what, t.Name, len(t.Shape), dim)
+	case t.Shape[dim] >= 0:
+		return fmt.Errorf("%s %q fixes dim %d at %d, so rows from several callers cannot be batched along it: re-export the model with a dynamic batch axis or import with --batchable=false", what, t.Name, dim, t.Shape[dim])
 	}
 	return nil
 }

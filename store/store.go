@@ -487,7 +487,7 @@ func (s *Store) importReader(ctx context.Context, r io.Reader, size int64, opts 
 	}
 	sig, meta, err := describeONNX(filepath.Join(sc.dir, modelFile), sigOpts)
 	if err != nil {
-		return nil, fmt.Errorf("only ONNX models can be imported: %w", err)
+		return nil, err
 	}
 	maps.Copy(meta, opts.Metadata)
 	m := &Model{

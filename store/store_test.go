@@ -220,6 +220,84 @@ func TestImportRefuses(t *testing.T) {
 	}
 }
 
+// graph is a one-node model for import tests: op over ins → outs.
+func graph(op string, ins, outs []onnxpb.ValueInfo) []byte {
+	var in, out []string
+	for _, v := range ins {
+		in = append(in, v.Name)
+	}
+	for _, v := range outs {
+		out = append(out, v.Name)
+	}
+	return (&onnxpb.Model{IRVersion: 8, OpsetImports: []onnxpb.OpsetID{{Version: 13}}, Graph: onnxpb.Graph{
+		Nodes:  []onnxpb.Node{{OpType: op, Inputs: in, Outputs: out}},
+		Inputs: ins, Outputs: outs,
+	}}).Marshal()
+}
+
+// TestImportSignatures: every input and output of a model, as the store
+// records and shows them; a non-tensor output is refused saying how to
+// export the model again; an input the model fixes along the batch dim is
+// passed whole (unbatched) as long as another input carries the rows.
+func TestImportSignatures(t *testing.T) {
+	n, f := onnxpb.SymbolicDim("N"), func(d int64) onnxpb.Dim { return onnxpb.FixedDim(d) }
+	x := onnxpb.TensorInfo("x", onnxpb.Float, n, f(4))
+	scale := onnxpb.TensorInfo("scale", onnxpb.Float, f(1))
+	zipmap := onnxpb.SequenceOf("output_probability", onnxpb.MapOf("", onnxpb.Int64, onnxpb.ValueInfo{Kind: onnxpb.KindTensor, ElemType: onnxpb.Float}))
+	label := onnxpb.TensorInfo("output_label", onnxpb.Int64, n)
+	cases := []struct {
+		name string
+		data []byte
+		want string // the signature, or the error
+		ok   bool
+	}{
+		{"two inputs, two outputs", models.Text().ONNX,
+			"input_ids int64[-1 -1], attention_mask int64[-1 -1] → label int64[-1], probabilities float32[-1 4]", true},
+		{"an unbatched input", graph("Mul", []onnxpb.ValueInfo{x, scale}, []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, n, f(4))}),
+			"x float32[-1 4], scale float32[1] unbatched → y float32[-1 4]", true},
+		{"zipmap", graph("ZipMap", []onnxpb.ValueInfo{x}, []onnxpb.ValueInfo{label, zipmap}),
+			`output "output_probability" is a seq(map(int64, float32)), not a tensor, and benchtop serves tensors only: it is what scikit-learn's ZipMap makes`, false},
+		{"zipmap advice", graph("ZipMap", []onnxpb.ValueInfo{x}, []onnxpb.ValueInfo{label, zipmap}), `{"zipmap": False}`, false},
+		{"a map input", graph("Identity", []onnxpb.ValueInfo{onnxpb.MapOf("m", onnxpb.String, onnxpb.ValueInfo{Kind: onnxpb.KindTensor, ElemType: onnxpb.Float})}, []onnxpb.ValueInfo{label}),
+			`input "m" is a map(string, float32), not a tensor, and benchtop serves tensors only: export the model so that it takes tensors`, false},
+		{"an output fixed along the batch dim", graph("ReduceSum", []onnxpb.ValueInfo{x}, []onnxpb.ValueInfo{onnxpb.TensorInfo("total", onnxpb.Float, f(1), f(4))}),
+			`output "total" fixes dim 0 at 1`, false},
+		{"no input varies", graph("Mul", []onnxpb.ValueInfo{onnxpb.TensorInfo("a", onnxpb.Float, f(2), f(4)), scale}, []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, n, f(4))}),
+			`no input lets dim 0 vary, so nothing counts a request's rows; the first: input "a" fixes dim 0 at 2`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := open(t)
+			m, err := s.ImportData(ctx, c.data, store.ImportOptions{Name: "m"})
+			if !c.ok {
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("got %v, want an error containing %q", err, c.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig := m.Signatures["run"]
+			var ins, outs []string
+			for _, v := range sig.Inputs {
+				ins = append(ins, v.String())
+			}
+			for _, v := range sig.Outputs {
+				outs = append(outs, v.String())
+			}
+			if got := strings.Join(ins, ", ") + " → " + strings.Join(outs, ", "); got != c.want {
+				t.Fatalf("signature %q, want %q", got, c.want)
+			}
+			// What model.yaml says is what Get reads back.
+			again, err := s.Get("m")
+			if err != nil || !slices.EqualFunc(again.Signatures["run"].Inputs, sig.Inputs, func(a, b store.TensorSpec) bool { return a.String() == b.String() }) {
+				t.Fatalf("read back %+v, %v", again.Signatures, err)
+			}
+		})
+	}
+}
+
 func assertNoTemp(t *testing.T, s *store.Store) {
 	t.Helper()
 	left, err := os.ReadDir(filepath.Join(s.Dir(), ".tmp"))

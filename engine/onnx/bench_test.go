@@ -13,6 +13,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/samples/models"
@@ -268,4 +269,218 @@ func BenchmarkLargeMLPInstance(b *testing.B) {
 	b.ReportMetric(rows/directT.Seconds(), "direct_rows/s")
 	b.ReportMetric(directT.Seconds()/instT.Seconds(), "of_direct")
 	b.ReportMetric(float64(instT.Nanoseconds())/float64(rounds*perRound), "ns/op")
+}
+
+// recorder is an instance that notes the shape of each batch it is called
+// with, so that ONNX Runtime can be called directly on the same batches.
+type recorder struct {
+	engine.Instance
+	mu      sync.Mutex
+	batches []textShape
+}
+
+// textShape is a text-classifier batch's rows and tokens per row: what its
+// cost depends on (the model's work does not depend on the token ids).
+type textShape struct{ rows, seq int }
+
+func (r *recorder) Call(ctx context.Context, method string, in []tensor.Value) ([]tensor.Value, error) {
+	if shape := in[0].Tensor().Shape(); len(shape) == 2 {
+		r.mu.Lock()
+		r.batches = append(r.batches, textShape{shape[0], shape[1]})
+		r.mu.Unlock()
+	}
+	return r.Instance.Call(ctx, method, in)
+}
+
+func (r *recorder) Close() error { return r.Instance.(engine.Closer).Close() }
+
+// take returns the batches recorded since the last take.
+func (r *recorder) take() []textShape {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.batches
+	r.batches = nil
+	return b
+}
+
+// BenchmarkTextClassifierMixed: the two-input sample (text-classifier) fed
+// by 64 closed-loop callers whose requests mix sequence lengths (8, 16, 32
+// and 64 tokens) and sizes (1 to 4 rows), through a runner (one worker
+// with every core, adaptive batching, at most 64 rows a batch), against
+// ONNX Runtime called directly, with as many threads and the same spinning
+// setting, on batches of the very shapes the runner formed, in its order
+// (noted as the worker is called; each shape's tensors built once before
+// the clock starts; Run in a loop). A batch holds one sequence length,
+// since tensors of different lengths cannot be concatenated. of_direct is
+// the engine's rows/s ÷ the direct loop's, within one run: higher is
+// better, 1 is no cost. rows/batch is the runner's mean batch, which the
+// direct loop runs too; ns/op is the engine side's time per request.
+func BenchmarkTextClassifierMixed(b *testing.B) {
+	for _, spin := range []bool{true, false} {
+		name := "spinning"
+		if !spin {
+			name = "nospin"
+		}
+		b.Run(name, func(b *testing.B) { benchTextClassifierMixed(b, spin) })
+	}
+}
+
+func benchTextClassifierMixed(b *testing.B, spin bool) {
+	lib := library(b)
+	m := models.Text()
+	path := modelFile(b, m.ONNX)
+	const callers, maxBatch, rounds = 64, 64, 4
+
+	rec := &recorder{}
+	typ := *onnx.Type(lib)
+	typ.Name = "onnx-recorded"
+	base := typ.New
+	typ.New = func(ctx context.Context, env engine.Env) (engine.Instance, error) {
+		inst, err := base(ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		rec.Instance = inst
+		return rec, nil
+	}
+	e := enginetest.New(b, enginetest.Options{}, &typ)
+	r := enginetest.Start(b, e, engine.RunnerConfig{Name: "text", Runnable: typ.Name, Params: engine.Params{"path": path, "spinning": spin}, Workers: 0,
+		Batching: batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: maxBatch, MaxLatency: 10 * time.Second}})
+
+	// A pool of requests: 1 to 4 rows of 8, 16, 32 or 64 tokens.
+	var pool [][]tensor.Value
+	var poolRows []int
+	for i := range 64 {
+		rows, seq := 1+i%4, 8<<(i/4%4)
+		ids, mask := tokens(rows, seq, i)
+		pool = append(pool, textRequest{rows, seq, ids, mask}.values(b))
+		poolRows = append(poolRows, rows)
+	}
+	direct := newTextDirect(b, path, runtime.NumCPU(), spin)
+	// Warm both up on every sequence length.
+	for _, in := range pool[:16] {
+		if _, _, err := r.RunInfo(context.Background(), "run", in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	warm := rec.take()
+	direct.prepare(b, warm)
+	direct.run(b, warm)
+
+	// Rounds alternate the two sides, so a neighbour's load on a shared
+	// machine weighs on both alike.
+	perRound := max(4*callers, b.N/rounds)
+	var engineT, directT time.Duration
+	var engineRows, directRows, batches int
+	b.ResetTimer()
+	for range rounds {
+		var next, rows atomic.Int64
+		t0 := time.Now()
+		closedLoop(b, callers, perRound, func() error {
+			i := int(next.Add(1)) % len(pool)
+			rows.Add(int64(poolRows[i]))
+			_, _, err := r.RunInfo(context.Background(), "run", pool[i])
+			return err
+		})
+		engineT += time.Since(t0)
+		engineRows += int(rows.Load())
+		b.StopTimer()
+		recorded := rec.take()
+		batches += len(recorded)
+		direct.prepare(b, recorded)
+		b.StartTimer()
+		t1 := time.Now()
+		directRows += direct.run(b, recorded)
+		directT += time.Since(t1)
+	}
+	b.StopTimer()
+	engineRate := float64(engineRows) / engineT.Seconds()
+	directRate := float64(directRows) / directT.Seconds()
+	b.ReportMetric(engineRate, "rows/s")
+	b.ReportMetric(directRate, "direct_rows/s")
+	b.ReportMetric(engineRate/directRate, "of_direct")
+	b.ReportMetric(float64(engineRows)/float64(batches), "rows/batch")
+	b.ReportMetric(float64(engineT.Nanoseconds())/float64(rounds*perRound), "ns/op")
+}
+
+// textDirect is ONNX Runtime called without benchtop on the text
+// classifier: one session with the runner's threads and spinning, and the
+// tensors of each batch shape, built once before the clock starts.
+type textDirect struct {
+	sess    *ort.DynamicAdvancedSession
+	tensors map[textShape][2][]ort.Value // inputs, outputs
+}
+
+func newTextDirect(b *testing.B, path string, threads int, spin bool) *textDirect {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer so.Destroy()
+	if err := so.SetIntraOpNumThreads(threads); err != nil {
+		b.Fatal(err)
+	}
+	if err := so.SetInterOpNumThreads(1); err != nil {
+		b.Fatal(err)
+	}
+	if !spin {
+		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sess, err := ort.NewDynamicAdvancedSession(path, []string{models.InputIDs, models.AttentionMask}, []string{models.Label, models.Probabilities}, so)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &textDirect{sess: sess, tensors: map[textShape][2][]ort.Value{}}
+	b.Cleanup(func() {
+		sess.Destroy()
+		for _, t := range d.tensors {
+			for _, v := range append(t[0], t[1]...) {
+				v.Destroy()
+			}
+		}
+	})
+	return d
+}
+
+// prepare builds the tensors of the shapes it has not seen.
+func (d *textDirect) prepare(b *testing.B, batches []textShape) {
+	for _, sh := range batches {
+		if _, ok := d.tensors[sh]; ok {
+			continue
+		}
+		rows, seq := int64(sh.rows), int64(sh.seq)
+		ids, mask := tokens(sh.rows, sh.seq, sh.rows+sh.seq)
+		a, err := ort.NewTensor(ort.NewShape(rows, seq), ids)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := ort.NewTensor(ort.NewShape(rows, seq), mask)
+		if err != nil {
+			b.Fatal(err)
+		}
+		label, err := ort.NewEmptyTensor[int64](ort.NewShape(rows))
+		if err != nil {
+			b.Fatal(err)
+		}
+		probs, err := ort.NewEmptyTensor[float32](ort.NewShape(rows, 4))
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.tensors[sh] = [2][]ort.Value{{a, c}, {label, probs}}
+	}
+}
+
+// run runs every batch once and returns the rows.
+func (d *textDirect) run(b *testing.B, batches []textShape) int {
+	rows := 0
+	for _, sh := range batches {
+		t := d.tensors[sh]
+		if err := d.sess.Run(t[0], t[1]); err != nil {
+			b.Fatal(err)
+		}
+		rows += sh.rows
+	}
+	return rows
 }

@@ -1,7 +1,9 @@
 // Package onnx is benchtop's pre-built runner for ONNX models: a runnable
 // type "onnx" whose init params name a model file, whose method signature
-// is read from the model itself, and whose workers each own an ONNX Runtime
-// session (github.com/yalue/onnxruntime_go over the ONNX Runtime 1.24 C API).
+// is read from the model itself (every input the caller feeds and every
+// output, each under the model's own name and dtype), and whose workers
+// each own an ONNX Runtime session (github.com/yalue/onnxruntime_go over
+// the ONNX Runtime 1.24 C API).
 //
 // The runtime is a shared library loaded at run time, not linked: a binary
 // without it still runs every other runner, and an onnx runner then fails

@@ -411,6 +411,25 @@ func TestModelsItCannotServe(t *testing.T) {
 		Inputs:  []onnxpb.ValueInfo{onnxpb.TensorInfo("x", onnxpb.Float, onnxpb.FixedDim(1), onnxpb.FixedDim(4))},
 		Outputs: []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, onnxpb.FixedDim(1), onnxpb.FixedDim(4))},
 	}}).Marshal()
+	n := onnxpb.SymbolicDim("N")
+	oneNode := func(op string, ins, outs []onnxpb.ValueInfo) []byte {
+		g := onnxpb.Graph{Inputs: ins, Outputs: outs, Nodes: []onnxpb.Node{{OpType: op}}}
+		for _, v := range ins {
+			g.Nodes[0].Inputs = append(g.Nodes[0].Inputs, v.Name)
+		}
+		for _, v := range outs {
+			g.Nodes[0].Outputs = append(g.Nodes[0].Outputs, v.Name)
+		}
+		return (&onnxpb.Model{IRVersion: 8, OpsetImports: []onnxpb.OpsetID{{Version: 13}}, Graph: g}).Marshal()
+	}
+	// A classifier as skl2onnx exports it by default: the label, and the
+	// probabilities as a sequence of maps from class to probability.
+	zipmap := oneNode("ZipMap", []onnxpb.ValueInfo{onnxpb.TensorInfo("x", onnxpb.Float, n, onnxpb.FixedDim(4))}, []onnxpb.ValueInfo{
+		onnxpb.TensorInfo("label", onnxpb.Int64, n),
+		onnxpb.SequenceOf("probabilities", onnxpb.MapOf("", onnxpb.Int64, onnxpb.ValueInfo{Kind: onnxpb.KindTensor, ElemType: onnxpb.Float})),
+	})
+	batchSum := oneNode("ReduceSum", []onnxpb.ValueInfo{onnxpb.TensorInfo("x", onnxpb.Float, n, onnxpb.FixedDim(4))}, []onnxpb.ValueInfo{onnxpb.TensorInfo("total", onnxpb.Float, onnxpb.FixedDim(1), onnxpb.FixedDim(4))})
+	scalar := oneNode("Mul", []onnxpb.ValueInfo{onnxpb.TensorInfo("x", onnxpb.Float, n), onnxpb.TensorInfo("s", onnxpb.Float)}, []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, n)})
 	notONNX := modelFile(t, []byte("#!/bin/sh\necho not a model\n"))
 	small := modelFile(t, models.Small().ONNX)
 	dir := ortTestData(t)
@@ -423,13 +442,20 @@ func TestModelsItCannotServe(t *testing.T) {
 		{"unknown param", engine.Params{"path": small, "thread": 2}, `unknown field "thread"`},
 		{"missing file", engine.Params{"path": "/nonexistent/model.onnx"}, "no such file"},
 		{"not onnx", engine.Params{"path": notONNX}, "not a readable ONNX model"},
-		{"fixed batch dim", engine.Params{"path": modelFile(t, fixed)}, "fixes dim 0 at 1"},
+		{"fixed batch dim", engine.Params{"path": modelFile(t, fixed)}, "input x float32[1 4] fixes dim 0 at 1"},
 		{"batch dim past rank", engine.Params{"path": small, "batch_dim": 2}, "no dim 2"},
-		{"several inputs", engine.Params{"path": filepath.Join(dir, "example_several_inputs_and_outputs.onnx")}, "single-input models only"},
-		{"float16", engine.Params{"path": filepath.Join(dir, "example_float16.onnx")}, "float16, which benchtop tensors cannot carry"},
-		{"several outputs", engine.Params{"path": filepath.Join(dir, "sklearn_randomforest.onnx")}, "pick one with init param output"},
+		// Its three inputs are served but for the third, a bfloat16.
+		{"several inputs, one bfloat16", engine.Params{"path": filepath.Join(dir, "example_several_inputs_and_outputs.onnx"), "batchable": false}, `input "input 3" is bfloat16[9], which benchtop tensors cannot carry`},
+		{"float16", engine.Params{"path": filepath.Join(dir, "example_float16.onnx")}, `input "InputA" is float16[1 2 2 2], which benchtop tensors cannot carry`},
 		{"no such output", engine.Params{"path": filepath.Join(dir, "sklearn_randomforest.onnx"), "output": "nope"}, `output "nope" is not an output`},
-		{"sequence output", engine.Params{"path": filepath.Join(dir, "sklearn_randomforest.onnx"), "output": "output_probability"}, "is a sequence"},
+		{"no such outputs", engine.Params{"path": small, "outputs": []any{"probs", "logits"}}, `output "logits" is not an output of the model (outputs: probs float32[N 10])`},
+		{"output and outputs", engine.Params{"path": small, "output": "probs", "outputs": []any{"probs"}}, "output and outputs both given"},
+		{"no outputs", engine.Params{"path": small, "outputs": []any{}}, "outputs is empty"},
+		{"an output twice", engine.Params{"path": small, "outputs": []any{"probs", "probs"}}, `outputs names "probs" twice`},
+		{"zipmap output", engine.Params{"path": filepath.Join(dir, "sklearn_randomforest.onnx"), "output": "output_probability"}, `skl2onnx.to_onnx(model, X, options={id(model): {"zipmap": False}})`},
+		{"zipmap built here", engine.Params{"path": modelFile(t, zipmap)}, `output "probabilities" is a seq(map(int64, float32)), not a tensor, and benchtop serves tensors only: it is what scikit-learn's ZipMap makes of a classifier's probabilities`},
+		{"output fixed along the batch dim", engine.Params{"path": modelFile(t, batchSum)}, "output total float32[1 4] fixes dim 0 at 1"},
+		{"scalar", engine.Params{"path": modelFile(t, scalar)}, `input "s" is a scalar (shape [])`},
 	}
 	typ := onnx.Type(onnx.Locate())
 	for _, c := range cases {

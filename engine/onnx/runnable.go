@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,7 @@ func Register(reg *engine.Registry, lib *Library) error { return reg.Register(Ty
 // live counts runtime values not yet released, so tests can check that
 // every call releases what it made, error paths included; made counts
 // every value ever made, so that they can tell a path that made values
-// from one that failed before.
+// from one that made none.
 var live, made atomic.Int64
 
 func track(v ort.Value) ort.Value {
@@ -68,9 +69,13 @@ type session struct {
 	info *modelInfo
 	sess *ort.DynamicAdvancedSession
 	opts *ort.RunOptions
-	// fixedOut is the output shape when only the batch dim varies, so the
-	// output can be written straight into Go memory; nil otherwise.
-	fixedOut []int64
+	// fixedOut holds, per output, its shape when only the batch dim varies,
+	// so that the output can be written straight into Go memory; nil for an
+	// output whose size only the run tells (the runtime allocates it).
+	fixedOut [][]int64
+	// batchedIn is the first batched input, whose size along the batch dim
+	// is the batch's rows; -1 for a method that is not batchable.
+	batchedIn int
 
 	// mu guards the handshake with a deadline's AfterFunc: it may only
 	// terminate the run it was armed for (gen), never a later one.
@@ -110,21 +115,34 @@ func newSession(ctx context.Context, lib *Library, env engine.Env) (*session, er
 		_ = sess.Destroy()
 		return nil, fmt.Errorf("onnx run options: %w", err)
 	}
-	s := &session{info: info, sess: sess, opts: opts}
-	if shape := info.spec.Outputs[0].Shape; shape != nil {
-		s.fixedOut = make([]int64, len(shape))
-		for i, d := range shape {
-			if d < 0 && !(info.spec.Batchable && i == info.spec.OutputBatchDim) {
-				s.fixedOut = nil
-				break
-			}
-			s.fixedOut[i] = int64(d)
-		}
+	s := &session{info: info, sess: sess, opts: opts, fixedOut: make([][]int64, len(info.spec.Outputs)), batchedIn: -1}
+	spec := &info.spec
+	for j, o := range spec.Outputs {
+		s.fixedOut[j] = fixedShape(o, spec.Batchable && !o.Unbatched, spec.OutputBatchDim)
+	}
+	if spec.Batchable {
+		s.batchedIn = slices.IndexFunc(spec.Inputs, func(in tensor.IOSpec) bool { return !in.Unbatched })
 	}
 	logger.Info("onnx session ready", "model", info.params.Path, "provider", provider, "intra_op_threads", threads,
-		"input", info.in.Name+" "+info.in.Type(), "output", info.out.Name+" "+info.out.Type())
+		"inputs", names(info.ins), "outputs", names(info.outs))
 	info.data = nil // the session has its own copy
 	return s, nil
+}
+
+// fixedShape is o's shape when every dim but the batch dim (if batched) is
+// known, nil otherwise.
+func fixedShape(o tensor.IOSpec, batched bool, batchDim int) []int64 {
+	if o.Shape == nil || o.DType == tensor.String {
+		return nil
+	}
+	shape := make([]int64, len(o.Shape))
+	for i, d := range o.Shape {
+		if d < 0 && !(batched && i == batchDim) {
+			return nil
+		}
+		shape[i] = int64(d)
+	}
+	return shape
 }
 
 // openSession creates the session on the worker's GPU when it has one and
@@ -172,7 +190,7 @@ func newORTSession(info *modelInfo, threads int, gpu *int) (*ort.DynamicAdvanced
 			return nil, fmt.Errorf("cuda execution provider: %w", err)
 		}
 	}
-	return ort.NewDynamicAdvancedSessionWithONNXData(info.data, []string{info.in.Name}, []string{info.out.Name}, so)
+	return ort.NewDynamicAdvancedSessionWithONNXData(info.data, info.inNames(), info.outNames(), so)
 }
 
 // Close releases the session.
@@ -181,79 +199,123 @@ func (s *session) Close() error {
 	return errors.Join(errs...)
 }
 
-// Call runs the model on one batch: its one input, its one output.
+// Call runs the model on one batch: a value per input in, a value per
+// exposed output out, every runtime value released before it returns.
 func (s *session) Call(ctx context.Context, method string, ins []tensor.Value) ([]tensor.Value, error) {
-	out, err := s.call(ctx, method, ins)
+	spec := &s.info.spec
+	if method != spec.Name {
+		return nil, fmt.Errorf("%w %q: the model's method is %q", engine.ErrUnknownMethod, method, spec.Name)
+	}
+	rows, err := s.check(ins)
 	if err != nil {
-		return nil, err
-	}
-	return []tensor.Value{out}, nil
-}
-
-func (s *session) call(ctx context.Context, method string, ins []tensor.Value) (tensor.Value, error) {
-	if method != s.info.spec.Name {
-		return tensor.Value{}, fmt.Errorf("%w %q: the model's method is %q", engine.ErrUnknownMethod, method, s.info.spec.Name)
-	}
-	if len(ins) != 1 {
-		return tensor.Value{}, engine.InvalidInput(fmt.Errorf("got %d inputs, the model takes one, %s", len(ins), s.info.in.Name))
-	}
-	in := ins[0]
-	if err := s.info.spec.Inputs[0].Check(in); err != nil {
-		return tensor.Value{}, engine.InvalidInput(fmt.Errorf("input %s: %w", s.info.in.Name, err))
+		return nil, engine.InvalidInput(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return tensor.Value{}, fmt.Errorf("onnx run not started: %w", err)
+		return nil, fmt.Errorf("onnx run not started: %w", err)
 	}
-	t := in.Tensor()
-	if t.Len() == 0 {
-		return tensor.Value{}, engine.InvalidInput(fmt.Errorf("input %s: shape %v has no elements", s.info.in.Name, t.Shape()))
-	}
-	input, err := toORT(t)
-	if err != nil {
-		return tensor.Value{}, fmt.Errorf("input %s: %w", s.info.in.Name, err)
-	}
-	defer release(input)
-
-	outs := []ort.Value{nil}
-	var buf []byte
-	if s.fixedOut != nil {
-		shape := ort.Shape(append([]int64(nil), s.fixedOut...))
-		if s.info.spec.Batchable {
-			shape[s.info.spec.OutputBatchDim] = int64(t.Shape()[s.info.spec.BatchDim])
-		}
-		dt := s.info.spec.Outputs[0].DType
-		if dt != tensor.String && shape.FlattenedSize() > 0 {
-			z, err := tensor.Zeros(dt, ints(shape))
-			if err != nil {
-				return tensor.Value{}, err
-			}
-			buf = z.Bytes()
-			v, err := ort.NewCustomDataTensor(shape, buf, ortType[dt])
-			if err != nil {
-				return tensor.Value{}, fmt.Errorf("output %s: %w", s.info.out.Name, err)
-			}
-			outs[0] = track(v)
+	inputs := make([]ort.Value, len(ins))
+	defer releaseAll(inputs)
+	for i, v := range ins {
+		if inputs[i], err = toORT(v.Tensor()); err != nil {
+			return nil, fmt.Errorf("input %q: %w", spec.Inputs[i].Name, err)
 		}
 	}
-	defer func() { release(outs[0]) }()
+	// Outputs of a known shape are written into memory that becomes the
+	// callers'; the others the runtime allocates and the bindings copy.
+	outputs := make([]ort.Value, len(spec.Outputs))
+	defer releaseAll(outputs)
+	bufs := make([][]byte, len(outputs))
+	for j, fixed := range s.fixedOut {
+		if fixed == nil {
+			continue
+		}
+		shape := ort.Shape(slices.Clone(fixed))
+		if rows > 0 && !spec.Outputs[j].Unbatched {
+			shape[spec.OutputBatchDim] = int64(rows)
+		}
+		if shape.FlattenedSize() == 0 {
+			continue
+		}
+		dt := spec.Outputs[j].DType
+		z, err := tensor.Zeros(dt, ints(shape)) // aligned for dt
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", spec.Outputs[j].Name, err)
+		}
+		bufs[j] = z.Bytes()
+		v, err := ort.NewCustomDataTensor(shape, bufs[j], ortType[dt])
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", spec.Outputs[j].Name, err)
+		}
+		outputs[j] = track(v)
+	}
+	if err := s.run(ctx, inputs, outputs); err != nil {
+		return nil, err
+	}
+	for j, v := range outputs {
+		if bufs[j] == nil && v != nil {
+			live.Add(1) // the runtime allocated it; it is ours to release
+			made.Add(1)
+		}
+	}
+	out := make([]tensor.Value, len(outputs))
+	for j, v := range outputs {
+		t, err := fromORT(v, bufs[j])
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", spec.Outputs[j].Name, err)
+		}
+		out[j] = tensor.TensorValue(t)
+	}
+	return out, nil
+}
 
-	if err := s.run(ctx, input, outs); err != nil {
-		return tensor.Value{}, err
+// check checks ins against the method's inputs, as the engine has done
+// for a runner's batches (an instance may also be called directly), and
+// returns the rows along the batch dim, 0 for a method that is not
+// batchable. The runtime takes neither an absent input nor an empty one.
+func (s *session) check(ins []tensor.Value) (int, error) {
+	spec := &s.info.spec
+	if len(ins) != len(spec.Inputs) {
+		return 0, fmt.Errorf("got %d values, but the model takes %d inputs, %s", len(ins), len(spec.Inputs), spec.Inputs.Names())
 	}
-	if buf == nil {
-		// The runtime allocated it; it is ours to release.
-		live.Add(1)
-		made.Add(1)
+	for i, in := range ins {
+		if err := spec.Inputs[i].Check(in); err != nil {
+			return 0, fmt.Errorf("input %q: %w", spec.Inputs[i].Name, err)
+		}
+		if t := in.Tensor(); t.Len() == 0 {
+			return 0, fmt.Errorf("input %q: shape %v has no elements", spec.Inputs[i].Name, t.Shape())
+		}
 	}
-	out, err := fromORT(outs[0], buf)
-	if err != nil {
-		return tensor.Value{}, fmt.Errorf("output %s: %w", s.info.out.Name, err)
+	for _, sym := range s.info.same {
+		a := sym.dims[0]
+		want := ins[a.in].Tensor().Shape()[a.dim]
+		for _, b := range sym.dims[1:] {
+			if got := ins[b.in].Tensor().Shape()[b.dim]; got != want {
+				return 0, fmt.Errorf("input %q dim %d is %d, but input %q dim %d is %d: the model calls both %q, so they must be equal",
+					spec.Inputs[b.in].Name, b.dim, got, spec.Inputs[a.in].Name, a.dim, want, sym.name)
+			}
+		}
 	}
-	return tensor.TensorValue(out), nil
+	if s.batchedIn < 0 {
+		return 0, nil
+	}
+	rows := ins[s.batchedIn].Tensor().Shape()[spec.BatchDim]
+	for i, in := range ins {
+		if n := in.Tensor().Shape()[spec.BatchDim]; !spec.Inputs[i].Unbatched && n != rows {
+			return 0, fmt.Errorf("inputs %q and %q disagree on the batch size: %d rows and %d rows along dim %d",
+				spec.Inputs[s.batchedIn].Name, spec.Inputs[i].Name, rows, n, spec.BatchDim)
+		}
+	}
+	return rows, nil
+}
+
+func releaseAll(vs []ort.Value) {
+	for _, v := range vs {
+		release(v)
+	}
 }
 
 // run runs the session, letting ctx's end terminate it.
-func (s *session) run(ctx context.Context, input ort.Value, outs []ort.Value) error {
+func (s *session) run(ctx context.Context, ins, outs []ort.Value) error {
 	s.mu.Lock()
 	s.gen++
 	gen := s.gen
@@ -267,7 +329,7 @@ func (s *session) run(ctx context.Context, input ort.Value, outs []ort.Value) er
 			s.terminated = true
 		}
 	})
-	err := s.sess.RunWithOptions([]ort.Value{input}, outs, s.opts)
+	err := s.sess.RunWithOptions(ins, outs, s.opts)
 	stop()
 	s.mu.Lock()
 	s.running = false

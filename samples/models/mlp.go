@@ -61,7 +61,7 @@ func Small() *MLP { return small() }
 // initializers are written as raw_data.
 func Large() *MLP { return large() }
 
-// All is every sample, small first.
+// All is every sample MLP, small first.
 func All() []*MLP { return []*MLP{Small(), Large()} }
 
 // rng is splitmix64: tiny, and fixed forever, unlike math/rand's streams,
@@ -212,17 +212,32 @@ func (m *MLP) Forward(x []float32) ([]float32, error) {
 	return out, nil
 }
 
+// sample is one model EnsureSamples imports.
+type sample struct {
+	name, description string
+	onnx              []byte
+}
+
+func samples() []sample {
+	var out []sample
+	for _, m := range All() {
+		out = append(out, sample{m.Name, fmt.Sprintf("sample MLP classifier %v", m.Sizes), m.ONNX})
+	}
+	t := Text()
+	return append(out, sample{t.Name, fmt.Sprintf("sample text classifier: token ids in [0, %d) and an attention mask → label and %d class probabilities", t.Vocab, t.Classes), t.ONNX})
+}
+
 // EnsureSamples imports every sample into s under its name (mlp-small,
-// mlp-large) unless the name already has a version, and returns the
-// models by name as they are in the store afterwards. Concurrent first
-// runs import each sample once.
+// mlp-large, text-classifier) unless the name already has a version, and
+// returns the models in that order as they are in the store afterwards.
+// Concurrent first runs import each sample once.
 func EnsureSamples(ctx context.Context, s *store.Store) ([]*store.Model, error) {
 	var out []*store.Model
-	for _, m := range All() {
-		sm, err := s.ImportData(ctx, m.ONNX, store.ImportOptions{
-			Name:         m.Name,
+	for _, m := range samples() {
+		sm, err := s.ImportData(ctx, m.onnx, store.ImportOptions{
+			Name:         m.name,
 			Labels:       map[string]string{"source": "benchtop-sample"},
-			Metadata:     map[string]string{"description": fmt.Sprintf("sample MLP classifier %v", m.Sizes)},
+			Metadata:     map[string]string{"description": m.description},
 			KeepExisting: true,
 		})
 		if err != nil {

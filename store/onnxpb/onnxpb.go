@@ -164,7 +164,14 @@ type ValueInfo struct {
 	ElemType ElemType
 	HasShape bool
 	Dims     []Dim
-	Doc      string
+	// Elem is what a sequence or an optional holds, and a map's value type;
+	// KeyType is a map's key type. They are read so that a message can say
+	// what a value that is not a tensor is (scikit-learn's ZipMap returns
+	// a sequence of maps from int64 to float32), and written so that tests
+	// can build such a model.
+	Elem    *ValueInfo
+	KeyType ElemType
+	Doc     string
 }
 
 // Dim is one dimension: a fixed size, a symbolic name, or neither (unknown).
@@ -196,9 +203,30 @@ func (v ValueInfo) Shape() []int {
 	return s
 }
 
-// Type describes a value info as users read it, e.g. "float32[N 64]".
+// VariesAt reports whether the model lets dim vary: true when the dim is
+// symbolic or unknown, and when the rank itself is unknown (only the
+// runtime can tell then); false when the dim is fixed or the rank is
+// known and has no such dim. A value that varies along the batch dim can
+// carry several callers' rows.
+func (v ValueInfo) VariesAt(dim int) bool {
+	if !v.HasShape {
+		return true
+	}
+	return dim >= 0 && dim < len(v.Dims) && v.Dims[dim].Size() < 0
+}
+
+// Type describes a value info as users read it, e.g. "float32[N 64]", or
+// for values that are not tensors "seq(map(int64, float32))".
 func (v ValueInfo) Type() string {
-	if v.Kind != KindTensor {
+	switch v.Kind {
+	case KindTensor:
+	case KindSequence:
+		return "seq(" + v.Elem.inner() + ")"
+	case KindOptional:
+		return "optional(" + v.Elem.inner() + ")"
+	case KindMap:
+		return "map(" + v.KeyType.String() + ", " + v.Elem.inner() + ")"
+	default:
 		return v.Kind.String()
 	}
 	if !v.HasShape {
@@ -218,6 +246,18 @@ func (v ValueInfo) Type() string {
 	return v.ElemType.String() + "[" + strings.Join(parts, " ") + "]"
 }
 
+// inner is a nested type as Type writes it, a tensor of unknown shape by
+// its element type alone ("float32"), "?" when the model does not say.
+func (v *ValueInfo) inner() string {
+	switch {
+	case v == nil:
+		return "?"
+	case v.Kind == KindTensor && !v.HasShape:
+		return v.ElemType.String()
+	}
+	return v.Type()
+}
+
 // FixedDim returns a known dim of size n.
 func FixedDim(n int64) Dim { return Dim{Value: n, Known: true} }
 
@@ -227,6 +267,18 @@ func SymbolicDim(p string) Dim { return Dim{Param: p} }
 // TensorInfo builds a tensor ValueInfo.
 func TensorInfo(name string, t ElemType, dims ...Dim) ValueInfo {
 	return ValueInfo{Name: name, Kind: KindTensor, ElemType: t, HasShape: true, Dims: dims}
+}
+
+// SequenceOf builds a sequence ValueInfo holding elem (its name unused).
+func SequenceOf(name string, elem ValueInfo) ValueInfo {
+	return ValueInfo{Name: name, Kind: KindSequence, Elem: &elem}
+}
+
+// MapOf builds a map ValueInfo from key to value (its name unused), such as
+// ZipMap's map(int64, float32): MapOf("", Int64, ValueInfo{Kind:
+// KindTensor, ElemType: Float}).
+func MapOf(name string, key ElemType, value ValueInfo) ValueInfo {
+	return ValueInfo{Name: name, Kind: KindMap, KeyType: key, Elem: &value}
 }
 
 // GraphInputs are the graph inputs a caller feeds: ONNX (IR < 4 notably)

@@ -122,7 +122,7 @@ func TestReadForeignModels(t *testing.T) {
 	}{
 		{"example_dynamic_axes.onnx", "input_vectors float32[input_vectors_dynamic_axes_1 10]", "output_scalars float32[output_scalars_dynamic_axes_1]"},
 		{"example_several_inputs_and_outputs.onnx", "input 1 int32[2 5 2 5], input 2 float32[2 3 20], input 3 bfloat16[9]", "output 1 int64[10 10], output 2 float64[1 2 3 4 5]"},
-		{"sklearn_randomforest.onnx", "X float32[? 4]", "output_label int64[?], output_probability sequence"},
+		{"sklearn_randomforest.onnx", "X float32[? 4]", "output_label int64[?], output_probability seq(map(int64, float32))"},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -150,6 +150,49 @@ func describe(vs []onnxpb.ValueInfo) string {
 		s[i] = v.Name + " " + v.Type()
 	}
 	return strings.Join(s, ", ")
+}
+
+// TestTypesThatAreNotTensors: a ZipMap's seq(map(int64, float32)) and an
+// optional tensor survive a write and a read, and say what they are.
+func TestTypesThatAreNotTensors(t *testing.T) {
+	m := sample()
+	zipmap := onnxpb.SequenceOf("probabilities", onnxpb.MapOf("", onnxpb.Int64, onnxpb.ValueInfo{Kind: onnxpb.KindTensor, ElemType: onnxpb.Float}))
+	opt := onnxpb.ValueInfo{Name: "maybe", Kind: onnxpb.KindOptional, Elem: &onnxpb.ValueInfo{Kind: onnxpb.KindTensor, ElemType: onnxpb.Int64, HasShape: true, Dims: []onnxpb.Dim{onnxpb.SymbolicDim("N")}}}
+	m.Graph.Outputs = append(m.Graph.Outputs, zipmap, opt)
+	got, err := onnxpb.Read(m.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "p float32[N ?], probabilities seq(map(int64, float32)), maybe optional(int64[N])"
+	if d := describe(got.Graph.Outputs); d != want {
+		t.Fatalf("outputs %q, want %q", d, want)
+	}
+	if k := got.Graph.Outputs[1].Kind; k != onnxpb.KindSequence {
+		t.Fatalf("kind %v", k)
+	}
+}
+
+func TestVariesAt(t *testing.T) {
+	cases := []struct {
+		v    onnxpb.ValueInfo
+		dim  int
+		want bool
+	}{
+		{onnxpb.TensorInfo("x", onnxpb.Float, onnxpb.SymbolicDim("N"), onnxpb.FixedDim(4)), 0, true},
+		{onnxpb.TensorInfo("x", onnxpb.Float, onnxpb.SymbolicDim("N"), onnxpb.FixedDim(4)), 1, false},
+		{onnxpb.TensorInfo("x", onnxpb.Float, onnxpb.Dim{}, onnxpb.FixedDim(4)), 0, true},
+		{onnxpb.TensorInfo("x", onnxpb.Float, onnxpb.FixedDim(1)), 0, false},
+		{onnxpb.TensorInfo("x", onnxpb.Float, onnxpb.SymbolicDim("N")), 1, false},
+		{onnxpb.TensorInfo("x", onnxpb.Float), 0, false},
+		{onnxpb.ValueInfo{Name: "x", Kind: onnxpb.KindTensor, ElemType: onnxpb.Float}, 3, true},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/%d", c.v.Type(), c.dim), func(t *testing.T) {
+			if got := c.v.VariesAt(c.dim); got != c.want {
+				t.Fatalf("VariesAt(%d) = %v, want %v", c.dim, got, c.want)
+			}
+		})
+	}
 }
 
 func TestElemTypeNames(t *testing.T) {

@@ -348,17 +348,54 @@ func readType(data []byte, vi *ValueInfo) error {
 				return err
 			}
 			return readTensorType(b, vi)
-		case 4:
+		case 4, 9: // Sequence and Optional: elem_type = 1
 			vi.Kind = KindSequence
+			if num == 9 {
+				vi.Kind = KindOptional
+			}
+			if err := want(typ, protowire.BytesType); err != nil {
+				return err
+			}
+			return fields(b, "TypeProto.Sequence", func(num protowire.Number, typ protowire.Type, b []byte, _ uint64) error {
+				if num != 1 {
+					return nil
+				}
+				return readInner(typ, b, &vi.Elem)
+			})
 		case 5:
 			vi.Kind = KindMap
+			if err := want(typ, protowire.BytesType); err != nil {
+				return err
+			}
+			return fields(b, "TypeProto.Map", func(num protowire.Number, typ protowire.Type, b []byte, v uint64) error {
+				switch num {
+				case 1:
+					t, err := int64Field(typ, v)
+					vi.KeyType = ElemType(t)
+					return err
+				case 2:
+					return readInner(typ, b, &vi.Elem)
+				}
+				return nil
+			})
 		case 8:
 			vi.Kind = KindSparseTensor
-		case 9:
-			vi.Kind = KindOptional
 		}
 		return nil
 	})
+}
+
+// readInner reads a nested TypeProto into *dst.
+func readInner(typ protowire.Type, b []byte, dst **ValueInfo) error {
+	if err := want(typ, protowire.BytesType); err != nil {
+		return err
+	}
+	var inner ValueInfo
+	if err := readType(b, &inner); err != nil {
+		return err
+	}
+	*dst = &inner
+	return nil
 }
 
 func readTensorType(data []byte, vi *ValueInfo) error {

@@ -111,7 +111,23 @@ func (t *Tensor) marshal() []byte {
 func (v *ValueInfo) marshal() []byte {
 	var b []byte
 	b = appendString(b, 1, v.Name)
-	if v.Kind == KindTensor {
+	if t := v.typeProto(); t != nil {
+		b = appendMessage(b, 2, t)
+	}
+	b = appendString(b, 3, v.Doc)
+	return b
+}
+
+// typeProto is v's TypeProto, nil for a kind it does not write.
+func (v *ValueInfo) typeProto() []byte {
+	inner := func(e *ValueInfo) []byte {
+		if e == nil {
+			return nil
+		}
+		return e.typeProto()
+	}
+	switch v.Kind {
+	case KindTensor:
 		var tt []byte
 		tt = appendVarint(tt, 1, uint64(v.ElemType))
 		if v.HasShape {
@@ -128,10 +144,19 @@ func (v *ValueInfo) marshal() []byte {
 			}
 			tt = appendMessage(tt, 2, shape)
 		}
-		b = appendMessage(b, 2, appendMessage(nil, 1, tt))
+		return appendMessage(nil, 1, tt)
+	case KindSequence, KindOptional:
+		num := protowire.Number(4)
+		if v.Kind == KindOptional {
+			num = 9
+		}
+		return appendMessage(nil, num, appendMessage(nil, 1, inner(v.Elem)))
+	case KindMap:
+		m := appendVarint(nil, 1, uint64(v.KeyType))
+		m = appendMessage(m, 2, inner(v.Elem))
+		return appendMessage(nil, 5, m)
 	}
-	b = appendString(b, 3, v.Doc)
-	return b
+	return nil
 }
 
 func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
