@@ -269,7 +269,7 @@ func TestWorkerEnvironment(t *testing.T) {
 	w := newWorker(t, typ, p, engine.Env{Runner: "envtest", Worker: 7, Threads: 3, GPUs: []int{2, 0}, CUDAVisibleDevices: "GPU-c,GPU-a"})
 	out := call(t, w, "env", tensor.JSONValue([]any{"OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "CUDA_VISIBLE_DEVICES", "MY_SETTING", protocolEnv}))
 	got := fmt.Sprint(out.JSON())
-	want := "map[context:map[gpus:[2 0] runner:envtest threads:3 worker:7] env:map[BENCHTOP_WORKER_PROTOCOL:1 CUDA_VISIBLE_DEVICES:GPU-c,GPU-a MY_SETTING:42 OMP_NUM_THREADS:3 TF_NUM_INTRAOP_THREADS:3]]"
+	want := "map[context:map[gpus:[2 0] runner:envtest threads:3 worker:7] env:map[BENCHTOP_WORKER_PROTOCOL:2 CUDA_VISIBLE_DEVICES:GPU-c,GPU-a MY_SETTING:42 OMP_NUM_THREADS:3 TF_NUM_INTRAOP_THREADS:3]]"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
