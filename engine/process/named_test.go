@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/enginetest"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/samples"
 )
 
 // Tests of methods of several named inputs and outputs through workers
@@ -231,5 +233,82 @@ func TestSDKRefusesWrongOutputs(t *testing.T) {
 	}
 	if st := r.Stats(engine.StatsOptions{}); st.Restarts != 0 {
 		t.Errorf("%d workers restarted, want none", st.Restarts)
+	}
+}
+func strs(t testing.TB, data ...string) tensor.Value {
+	t.Helper()
+	x, err := tensor.NewStringTensor([]int{len(data)}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tensor.TensorValue(x)
+}
+
+func bools(t testing.TB, v tensor.Value) []bool {
+	t.Helper()
+	b, err := tensor.TensorData[bool](v.Tensor())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The Python sample's classify is the Go sample's, output for output, for
+// concurrent callers of mixed sizes with and without their own threshold.
+func TestSentimentClassifyAgreesWithGo(t *testing.T) {
+	typ, _ := testType()
+	e := enginetest.New(t, enginetest.Options{}, typ, samples.Sentiment())
+	p := engine.Params{"command": []any{python(t), filepath.Join(sdkDir(t), "sentiment_worker.py")}, "init": map[string]any{"threshold": 0.05}}
+	batching := batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 32, MaxLatency: 30 * time.Second, MaxQueueSize: 100000}
+	py := startRunner(t, e, engine.RunnerConfig{Name: "py", Params: p, Workers: 2, Batching: batching})
+	goRunner := enginetest.Start(t, e, engine.RunnerConfig{Name: "go", Runnable: "sentiment", Params: engine.Params{"threshold": 0.05}, Workers: 1, Batching: batching})
+	texts := []string{
+		"I really love this, it is great!!", "not good at all", "This is the worst, most annoying bug I have ever seen",
+		"It's okay I guess", "Absolutely fantastic and wonderful! Highly recommend", "didn't enjoy it, kinda boring", "",
+	}
+	thresholds := []tensor.Value{{}, scalar(t, 0), scalar(t, 0.5), scalar(t, -0.3)}
+	const callers = 60
+	var shared atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Go(func() {
+			n := 1 + c%len(texts)
+			batch := make([]string, n)
+			for j := range batch {
+				batch[j] = texts[(c+j)%len(texts)]
+			}
+			in := []tensor.Value{strs(t, batch...), thresholds[c%len(thresholds)]}
+			got, info, err := py.RunInfo(context.Background(), "classify", in)
+			if err != nil {
+				errs <- fmt.Errorf("caller %d: python: %w", c, err)
+				return
+			}
+			if info.BatchRequests > 1 {
+				shared.Add(1)
+			}
+			want, _, err := goRunner.RunInfo(context.Background(), "classify", in)
+			if err != nil {
+				errs <- fmt.Errorf("caller %d: go: %w", c, err)
+				return
+			}
+			gp, wp := bools(t, got[0]), bools(t, want[0])
+			gs, ws := got[1].Tensor().Float32s(), want[1].Tensor().Float32s()
+			if !slices.Equal(gp, wp) || !slices.Equal(gs, ws) {
+				errs <- fmt.Errorf("caller %d, texts %q, threshold %v: python positive %v scores %v, go %v %v", c, batch, in[1], gp, gs, wp, ws)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if shared.Load() == 0 {
+		t.Error("no call to the Python classify shared its batch with another: batching never happened")
+	}
+	_, _, err := py.RunInfo(context.Background(), "classify", []tensor.Value{strs(t, "fine"), scalar(t, 2)})
+	if !errors.Is(err, engine.ErrInvalidInput) || !strings.Contains(err.Error(), "threshold 2.0 is outside the score range [-1, 1]") {
+		t.Errorf("threshold 2: %v, want invalid input", err)
 	}
 }
