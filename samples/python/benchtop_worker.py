@@ -623,7 +623,7 @@ def _encode(value, spec):
         body = json.dumps(value, allow_nan=False, separators=(",", ":")).encode("utf-8")
         return [_VALUE_HEAD.pack(_KIND_JSON, 0, 0, 0, 0), body]
     t = _as_tensor(value, spec.dtype)
-    if spec.dtype is not None and t.dtype != spec.dtype:
+    if t.dtype != spec.dtype and spec.dtype is not None:
         raise TypeError("returned a tensor of %s where %s is declared: convert it (numpy: .astype(%r))"
                         % (t.dtype, spec.dtype, spec.dtype))
     rank = len(t.shape)
@@ -824,11 +824,7 @@ def _serve(conn, cls, methods):
         conn.write_json(_ERROR, 0, _error("init: %s: %s" % (type(e).__name__, e)))
         return 1
     conn.write_json(_READY, 0, ready)
-    # A method of one input and one output, the common case, is called
-    # without building argument lists: its round trip costs what it did
-    # before methods had several.
-    bound = {name: (getattr(instance, attr), m, len(m.inputs) == 1 and len(m.outputs) == 1 and not m.by_keyword)
-             for name, (attr, m) in methods.items()}
+    bound = {name: _bind(getattr(instance, attr), m) for name, (attr, m) in methods.items()}
     try:
         _loop(conn, bound)
     finally:
@@ -836,6 +832,21 @@ def _serve(conn, cls, methods):
         if close is not None:
             close()
     return 0
+
+
+def _bind(fn, m):
+    """What _loop needs to call m: (fn, m, decode, output). A method of one
+    input and one output, the common case, gets the decoder of its one value
+    and its output's spec, so that its call builds no argument lists and
+    costs what it did before methods had several; any other gets None."""
+    if len(m.inputs) != 1 or len(m.outputs) != 1 or m.by_keyword:
+        return fn, m, None, None
+    return fn, m, (_decode_optional if m.inputs[0].optional else _decode), m.outputs[0]
+
+
+def _decode_optional(payload, off):
+    """A lone optional input: None when the CALL carries nothing."""
+    return _decode(payload, off) if off < len(payload) else None
 
 
 def _choose_protocol(hello, methods):
@@ -886,11 +897,11 @@ def _loop(conn, bound):
         if entry is None:
             conn.write_json(_ERROR, ident, _error("this worker has no method %r (methods: %s)" % (name, ", ".join(bound))))
             continue
-        fn, m, single = entry
+        fn, m, decode, output = entry
         off = (4 + name_len + 7) & ~7
         try:
-            if single:
-                parts = _encode(fn(_decode(payload, off) if off < len(payload) else None), m.outputs[0])
+            if decode is not None:
+                parts = _encode(fn(decode(payload, off)), output)
             else:
                 args = _decode_inputs(payload, off, len(m.inputs))
                 if m.by_keyword:
