@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/samples"
 )
 
 // docExamples reads the ```hexdump NAME and ```json NAME blocks of
@@ -64,7 +66,7 @@ func TestProtocolDocExamples(t *testing.T) {
 		return tensorValue(tensor.NewTensor([]int{2, 2}, data))
 	}
 	t.Run("HELLO", func(t *testing.T) {
-		payload, err := json.Marshal(helloMsg{Protocol: 1, Runner: "py-sentiment", Worker: 0, Threads: 1, GPUs: []int{}, Init: map[string]any{"threshold": 0.05}})
+		payload, err := json.Marshal(helloMsg{Protocol: minProtocol, MaxProtocol: maxProtocol, Runner: "py-sentiment", Worker: 0, Threads: 1, GPUs: []int{}, Init: map[string]any{"threshold": 0.05}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,12 +77,45 @@ func TestProtocolDocExamples(t *testing.T) {
 	})
 	t.Run("READY", func(t *testing.T) { checkDocReady(t, ex["READY"]) })
 	t.Run("CALL", func(t *testing.T) {
-		want, err := appendCall(nil, 7, "double", f32(1, 2, 3, 4))
+		want, err := appendCall(nil, 7, "double", []tensor.Value{f32(1, 2, 3, 4)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(ex["CALL"], want) {
 			t.Errorf("doc\n%x\nwant\n%x", ex["CALL"], want)
+		}
+	})
+	classifyIn := []tensor.Value{
+		tensorValue(tensor.NewStringTensor([]int{2}, []string{"great!", "meh"})),
+		tensorValue(tensor.NewTensor([]int{}, []float32{0.5})),
+	}
+	t.Run("CALL_TUPLE", func(t *testing.T) {
+		want, err := appendCall(nil, 9, "classify", classifyIn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ex["CALL_TUPLE"], want) {
+			t.Errorf("doc\n%x\nwant\n%x", ex["CALL_TUPLE"], want)
+		}
+	})
+	t.Run("RESULT_TUPLE", func(t *testing.T) {
+		b := ex["RESULT_TUPLE"]
+		h, err := parseHeader(b[:headerSize])
+		if err != nil || h.typ != msgResult || h.id != 9 || h.n != len(b)-headerSize {
+			t.Fatalf("header %+v, %v", h, err)
+		}
+		outputs := tensor.IOSpecs{{Name: "positive"}, {Name: "scores"}}
+		vs, err := decodeResult(append(alignedBytes(0), b[headerSize:]...), outputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tensor.TensorData[bool](vs[0].Tensor()); err != nil || !slices.Equal(got, []bool{true, false}) {
+			t.Errorf("positive %v, want [true false]", got)
+		}
+		// The doc's score is the Python sample's, which the Go sample's
+		// equals to the bit.
+		if got, want := vs[1].Tensor().Float32s(), []float32{float32(samples.Compound("great!")), 0}; !slices.Equal(got, want) {
+			t.Errorf("scores %v, want %v", got, want)
 		}
 	})
 	t.Run("RESULT", func(t *testing.T) {
@@ -132,7 +167,7 @@ func checkDocReady(t *testing.T, b []byte) {
 	}
 	want := []string{
 		"is_positive: text → json, not batchable",
-		"scores: tensor string[-1] → tensor float32[-1], batchable along dim 0 → 0",
+		"classify: texts tensor string[-1], threshold tensor float32[] (unbatched) (optional) → positive tensor bool[-1], scores tensor float32[-1], batchable along dim 0 → 0",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got %q, want %q", got, want)

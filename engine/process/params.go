@@ -128,7 +128,9 @@ var threadEnv = []string{
 }
 
 // protocolEnv tells a worker SDK it runs under benchtop, so it can claim
-// stdout for the protocol as early as it is imported.
+// stdout for the protocol as early as it is imported. Its value is the
+// newest protocol benchtop speaks; the version itself is agreed in HELLO
+// and READY.
 const protocolEnv = "BENCHTOP_WORKER_PROTOCOL"
 
 // workerEnv builds a worker's environment: benchtop's own, then the thread
@@ -178,7 +180,7 @@ func workerEnv(parent []string, p Params, threads int, gpus []int, cvd string) (
 	if cvd != "" {
 		set("CUDA_VISIBLE_DEVICES", cvd)
 	}
-	set(protocolEnv, strconv.Itoa(protocolVersion))
+	set(protocolEnv, strconv.Itoa(maxProtocol))
 	out := make([]string, len(order))
 	for i, k := range order {
 		out[i] = k + "=" + env[k]

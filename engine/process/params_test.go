@@ -84,7 +84,7 @@ func TestWorkerEnv(t *testing.T) {
 	}{
 		{
 			name: "threads", parent: []string{"PATH=/bin", "OMP_NUM_THREADS=16"}, threads: 2,
-			want: map[string]string{"PATH": "/bin", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2", "CUDA_VISIBLE_DEVICES": "", protocolEnv: "1"},
+			want: map[string]string{"PATH": "/bin", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2", "CUDA_VISIBLE_DEVICES": "", protocolEnv: "2"},
 		},
 		{
 			name: "the user's env wins", parent: []string{"HOME=/root"}, threads: 2, env: map[string]any{"OMP_NUM_THREADS": 8.0, "HOME": "/tmp"},
@@ -124,7 +124,7 @@ func TestWorkerEnv(t *testing.T) {
 		},
 		{
 			name: "the protocol variable cannot be overridden", env: map[string]any{protocolEnv: "0"},
-			want: map[string]string{protocolEnv: "1"},
+			want: map[string]string{protocolEnv: "2"},
 		},
 	}
 	for _, tt := range tests {

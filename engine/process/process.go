@@ -86,7 +86,7 @@ func (r *runnable) describe(ctx context.Context, params engine.Params) ([]engine
 	if ok && d.fingerprint == fp && time.Since(d.at) < describeReuse {
 		return slices.Clone(d.specs), nil
 	}
-	hello := helloMsg{Protocol: protocolVersion, Probe: true, Worker: -1, Threads: 1, GPUs: []int{}, Init: initOf(p)}
+	hello := helloMsg{Protocol: minProtocol, MaxProtocol: maxProtocol, Probe: true, Worker: -1, Threads: 1, GPUs: []int{}, Init: initOf(p)}
 	c, specs, err := r.start(ctx, p, hello, engine.Env{Threads: 1}, discardLogger())
 	if err != nil {
 		return nil, fmt.Errorf("start a worker to read its methods: %w", err)
@@ -142,7 +142,7 @@ func (r *runnable) new(ctx context.Context, env engine.Env) (engine.Instance, er
 		gpus = []int{}
 	}
 	hello := helloMsg{
-		Protocol: protocolVersion, Runner: env.Runner, Worker: env.Worker,
+		Protocol: minProtocol, MaxProtocol: maxProtocol, Runner: env.Runner, Worker: env.Worker,
 		Threads: env.Threads, GPUs: gpus, Init: initOf(p),
 	}
 	c, specs, err := r.start(ctx, p, hello, env, logger)
@@ -159,7 +159,11 @@ func (r *runnable) new(ctx context.Context, env engine.Env) (engine.Instance, er
 				"the worker changed since; reload the config so the runner picks up its methods", c.pid, diff)
 		}
 	}
-	return &worker{c: c, logger: logger}, nil
+	outputs := make(map[string]tensor.IOSpecs, len(specs))
+	for _, s := range specs {
+		outputs[s.Name] = s.Outputs
+	}
+	return &worker{c: c, logger: logger, outputs: outputs}, nil
 }
 
 // start starts a process and completes its handshake; on failure the
@@ -305,6 +309,15 @@ func diffSpec(a, b engine.MethodSpec) string {
 	if sa, sb := signature(a), signature(b); sa != sb {
 		return fmt.Sprintf("was %s, now %s", sa, sb)
 	}
+	// A signature names the slots only where there are several.
+	for _, side := range []struct {
+		what string
+		a, b tensor.IOSpecs
+	}{{"inputs", a.Inputs, b.Inputs}, {"outputs", a.Outputs, b.Outputs}} {
+		if na, nb := side.a.Names(), side.b.Names(); na != nb {
+			return fmt.Sprintf("named its %s %q, now %q", side.what, na, nb)
+		}
+	}
 	return ""
 }
 
@@ -375,8 +388,11 @@ func (c *child) stopStderr() {
 type worker struct {
 	c      *child
 	logger *slog.Logger
-	seq    uint32
-	buf    []byte // reused for outgoing frames
+	// outputs are each method's outputs as the worker declared them, to
+	// read its results by.
+	outputs map[string]tensor.IOSpecs
+	seq     uint32
+	buf     []byte // reused for outgoing frames
 	// broken is set once the process is unusable; every later call fails
 	// with it until the engine replaces the worker.
 	broken    error
@@ -395,33 +411,22 @@ var (
 const maxKeptBuffer = 4 << 20
 
 // Call sends one batch and waits for its result. Errors the worker reports
-// keep it alive; anything that leaves the process unusable (it exited, it
-// wrote garbage on stdout, ctx ended) kills it and wraps
-// engine.ErrWorkerCrashed, so the engine replaces it. The protocol carries
-// one value each way: every method a worker declares has one input and one
-// output.
+// keep it alive, and so does a result that does not fit the method's
+// outputs; anything that leaves the process unusable (it exited, it wrote
+// garbage on stdout, ctx ended) kills it and wraps engine.ErrWorkerCrashed,
+// so the engine replaces it. in holds a value per input and the result a
+// value per output, in the order the worker declared them.
 func (w *worker) Call(ctx context.Context, method string, in []tensor.Value) ([]tensor.Value, error) {
-	if len(in) != 1 {
-		return nil, engine.InvalidInput(fmt.Errorf("got %d inputs; a worker process takes one", len(in)))
-	}
-	out, err := w.call(ctx, method, in[0])
-	if err != nil {
-		return nil, err
-	}
-	return []tensor.Value{out}, nil
-}
-
-func (w *worker) call(ctx context.Context, method string, in tensor.Value) (tensor.Value, error) {
 	if w.broken != nil {
-		return tensor.Value{}, w.broken
+		return nil, w.broken
 	}
 	if err := ctx.Err(); err != nil {
-		return tensor.Value{}, err
+		return nil, err
 	}
 	w.seq++
 	frame, err := appendCall(w.buf[:0], w.seq, method, in)
 	if err != nil {
-		return tensor.Value{}, fmt.Errorf("send %q to worker: %w", method, err)
+		return nil, fmt.Errorf("send %q to worker: %w", method, err)
 	}
 	if cap(frame) <= maxKeptBuffer {
 		w.buf = frame
@@ -429,11 +434,11 @@ func (w *worker) call(ctx context.Context, method string, in tensor.Value) (tens
 		w.buf = nil
 	}
 	stop := context.AfterFunc(ctx, w.c.kill)
-	out, err := w.roundTrip(frame)
+	out, err := w.roundTrip(frame, w.outputs[method])
 	if !stop() {
 		// ctx ended: the process is being killed, whatever came back.
 		w.broken = w.crash(ctx, method, ctx.Err())
-		return tensor.Value{}, w.broken
+		return nil, w.broken
 	}
 	var ce *callError
 	var be *badResultError
@@ -442,45 +447,47 @@ func (w *worker) call(ctx context.Context, method string, in tensor.Value) (tens
 		return out, nil
 	case errors.As(err, &ce):
 		if ce.invalid {
-			return tensor.Value{}, engine.InvalidInput(errors.New(ce.msg))
+			return nil, engine.InvalidInput(errors.New(ce.msg))
 		}
-		return tensor.Value{}, errors.New(ce.msg)
+		return nil, errors.New(ce.msg)
 	case errors.As(err, &be):
-		return tensor.Value{}, fmt.Errorf("worker process %d returned a malformed result: %w", w.c.pid, be.err)
+		return nil, fmt.Errorf("worker process %d returned a malformed result for %q: %w", w.c.pid, method, be.err)
 	}
 	w.broken = w.crash(ctx, method, err)
-	return tensor.Value{}, w.broken
+	return nil, w.broken
 }
 
-func (w *worker) roundTrip(frame []byte) (tensor.Value, error) {
+// roundTrip sends frame and reads the answer, a value per output of
+// outputs (nil for a method the worker never declared).
+func (w *worker) roundTrip(frame []byte, outputs tensor.IOSpecs) ([]tensor.Value, error) {
 	if err := w.c.writeFrame(frame); err != nil {
-		return tensor.Value{}, err
+		return nil, err
 	}
 	h, body, err := w.c.readFrame()
 	if err != nil {
-		return tensor.Value{}, err
+		return nil, err
 	}
 	if h.id != w.seq {
-		return tensor.Value{}, &protocolError{fmt.Errorf("answered call %d with a %s for call %d", w.seq, h.typ, h.id)}
+		return nil, &protocolError{fmt.Errorf("answered call %d with a %s for call %d", w.seq, h.typ, h.id)}
 	}
 	switch h.typ {
 	case msgResult:
-		v, err := decodeValue(body)
+		vs, err := decodeResult(body, outputs)
 		if err != nil {
-			return tensor.Value{}, &badResultError{err}
+			return nil, &badResultError{err}
 		}
-		return v, nil
+		return vs, nil
 	case msgError:
 		var em errorMsg
 		if err := decodeStrict(body, &em); err != nil {
-			return tensor.Value{}, &protocolError{fmt.Errorf("ERROR: %w", err)}
+			return nil, &protocolError{fmt.Errorf("ERROR: %w", err)}
 		}
 		if em.Message == "" {
 			em.Message = "the worker reported an error without a message"
 		}
-		return tensor.Value{}, &callError{msg: em.Message, invalid: em.InvalidInput}
+		return nil, &callError{msg: em.Message, invalid: em.InvalidInput}
 	}
-	return tensor.Value{}, &protocolError{fmt.Errorf("answered CALL with %s, want RESULT or ERROR", h.typ)}
+	return nil, &protocolError{fmt.Errorf("answered CALL with %s, want RESULT or ERROR", h.typ)}
 }
 
 // callError is an error the worker reported for one call.

@@ -223,16 +223,6 @@ func TestWorkerErrors(t *testing.T) {
 	})
 }
 
-func TestOutputThatBreaksItsSignatureFailsTheCall(t *testing.T) {
-	typ, _ := testType()
-	e := enginetest.New(t, enginetest.Options{}, typ)
-	r := startRunner(t, e, engine.RunnerConfig{Params: params(t, "worker.py", nil), Workers: 1})
-	_, err := r.Run(context.Background(), "wrong_output", tensor.JSONValue(nil))
-	if err == nil || !strings.Contains(err.Error(), "does not match its signature") {
-		t.Fatalf("error %v, want the engine's signature check", err)
-	}
-}
-
 // stderrLines collects what a worker logs.
 type stderrLines struct{ ch chan string }
 
@@ -269,7 +259,7 @@ func TestWorkerEnvironment(t *testing.T) {
 	w := newWorker(t, typ, p, engine.Env{Runner: "envtest", Worker: 7, Threads: 3, GPUs: []int{2, 0}, CUDAVisibleDevices: "GPU-c,GPU-a"})
 	out := call(t, w, "env", tensor.JSONValue([]any{"OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "CUDA_VISIBLE_DEVICES", "MY_SETTING", protocolEnv}))
 	got := fmt.Sprint(out.JSON())
-	want := "map[context:map[gpus:[2 0] runner:envtest threads:3 worker:7] env:map[BENCHTOP_WORKER_PROTOCOL:1 CUDA_VISIBLE_DEVICES:GPU-c,GPU-a MY_SETTING:42 OMP_NUM_THREADS:3 TF_NUM_INTRAOP_THREADS:3]]"
+	want := "map[context:map[gpus:[2 0] runner:envtest threads:3 worker:7] env:map[BENCHTOP_WORKER_PROTOCOL:2 CUDA_VISIBLE_DEVICES:GPU-c,GPU-a MY_SETTING:42 OMP_NUM_THREADS:3 TF_NUM_INTRAOP_THREADS:3]]"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -769,12 +759,28 @@ func TestDescribeReusesAFreshProbe(t *testing.T) {
 	}
 }
 
+// The SDK's unit tests pass run from their folder and from the repository
+// root, the two ways its README gives.
 func TestPythonSDKUnitTests(t *testing.T) {
-	cmd := exec.Command(python(t), "-m", "unittest", "-q", "test_benchtop_worker")
-	cmd.Dir = sdkDir(t)
-	out, err := cmd.CombinedOutput()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
-		t.Fatalf("python unit tests: %v\n%s", err, out)
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, dir, module string }{
+		{"from its folder", sdkDir(t), "test_benchtop_worker"},
+		{"from the root", root, filepath.Join("samples", "python", "test_benchtop_worker.py")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(python(t), "-m", "unittest", "-q", tt.module)
+			cmd.Dir = tt.dir
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("python unit tests: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "OK") || strings.Contains(string(out), "Ran 0 tests") {
+				t.Fatalf("python unit tests ran nothing:\n%s", out)
+			}
+		})
 	}
 }
 

@@ -27,9 +27,19 @@ import (
 // the worker's stdout is caught at the first byte rather than read as a
 // length.
 
+// Protocol versions. Version 2 added methods of several named inputs and
+// outputs: the READY lists "inputs" and "outputs", the tuple value that
+// carries them, and the empty value of an absent optional input. A method of
+// one input and one output travels exactly as in version 1, so benchtop
+// serves a worker of either: HELLO offers minProtocol to maxProtocol, and
+// the worker answers READY in the one it chose.
 const (
-	protocolVersion = 1
-	headerSize      = 16
+	minProtocol = 1
+	maxProtocol = 2
+)
+
+const (
+	headerSize = 16
 	// maxPayload bounds what one frame may claim, so that a corrupted
 	// length cannot make the host allocate gigabytes.
 	maxPayload = 1 << 30
@@ -76,7 +86,15 @@ const (
 	wireTensor = 1
 	wireText   = 2
 	wireJSON   = 3
+	// wireTuple holds the values of a method of several inputs (in CALL)
+	// or outputs (in RESULT), in the order READY declared them. It does not
+	// nest.
+	wireTuple = 4
 )
+
+// tupleHeaderSize is a tuple's fixed part: kind, three zero bytes, the u32
+// count. The u64 byte lengths of its values follow.
+const tupleHeaderSize = 8
 
 // wireDTypes maps wire dtype codes to engine dtypes. The codes are the
 // protocol's own, so reordering the engine's enum cannot change the wire.
@@ -140,18 +158,17 @@ func parseHeader(b []byte) (header, error) {
 }
 
 // appendCall appends a whole CALL frame: the method name, zero padding to
-// a multiple of 8 so the value (and so the tensor data) stays aligned, and
-// the value.
-func appendCall(dst []byte, id uint32, method string, v tensor.Value) ([]byte, error) {
+// a multiple of 8 so the values (and so the tensor data) stay aligned, and
+// in, one value per input of the method. One input travels as the value
+// itself, as in protocol 1; any other number as a tuple.
+func appendCall(dst []byte, id uint32, method string, in []tensor.Value) ([]byte, error) {
 	start := len(dst)
 	dst = appendHeader(dst, msgCall, id, 0)
 	body := len(dst)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(method)))
 	dst = append(dst, method...)
-	for (len(dst)-body)%8 != 0 {
-		dst = append(dst, 0)
-	}
-	dst, err := appendValue(dst, v)
+	dst = pad8(dst, body)
+	dst, err := appendValues(dst, in)
 	if err != nil {
 		return dst[:start], err
 	}
@@ -160,6 +177,53 @@ func appendCall(dst []byte, id uint32, method string, v tensor.Value) ([]byte, e
 		return dst[:start], fmt.Errorf("call of %d bytes is more than the protocol's %d limit: send smaller batches", n, maxPayload)
 	}
 	binary.LittleEndian.PutUint32(dst[start+12:], uint32(n))
+	return dst, nil
+}
+
+// pad8 appends zeros until dst is a multiple of 8 bytes past from.
+func pad8(dst []byte, from int) []byte {
+	for (len(dst)-from)%8 != 0 {
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// appendValues encodes the values of one side of a call: the value itself
+// when there is one, a tuple otherwise.
+func appendValues(dst []byte, vs []tensor.Value) ([]byte, error) {
+	if len(vs) == 1 {
+		return appendSlot(dst, vs[0])
+	}
+	return appendTuple(dst, vs)
+}
+
+// appendSlot encodes one input or output: nothing at all for an absent
+// optional input (the zero Value), else the value.
+func appendSlot(dst []byte, v tensor.Value) ([]byte, error) {
+	if v.Kind() == tensor.KindInvalid {
+		return dst, nil
+	}
+	return appendValue(dst, v)
+}
+
+// appendTuple encodes vs as a tuple: its header, a u64 byte length per
+// value (0 for an absent one), then the values, each followed by zeros up to
+// a multiple of 8 so that the next one starts aligned.
+func appendTuple(dst []byte, vs []tensor.Value) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, wireTuple, 0, 0, 0)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(vs)))
+	table := len(dst)
+	dst = append(dst, make([]byte, 8*len(vs))...)
+	for i, v := range vs {
+		at := len(dst)
+		var err error
+		if dst, err = appendSlot(dst, v); err != nil {
+			return dst[:start], fmt.Errorf("value %d: %w", i, err)
+		}
+		binary.LittleEndian.PutUint64(dst[table+8*i:], uint64(len(dst)-at))
+		dst = pad8(dst, start)
+	}
 	return dst, nil
 }
 
@@ -221,6 +285,9 @@ func decodeValue(b []byte) (tensor.Value, error) {
 		return tensor.Value{}, fmt.Errorf("value of %d bytes is shorter than its %d-byte header", len(b), valueHeaderSize)
 	}
 	kind, code, rank := b[0], b[1], int(b[2])
+	if kind == wireTuple {
+		return tensor.Value{}, errors.New("a tuple where one value belongs: only a method's values as a whole travel as a tuple")
+	}
 	if b[3] != 0 || binary.LittleEndian.Uint32(b[4:8]) != 0 {
 		return tensor.Value{}, fmt.Errorf("value header has reserved bytes % x set, want zeros", b[3:8])
 	}
@@ -243,6 +310,97 @@ func decodeValue(b []byte) (tensor.Value, error) {
 		return tensor.Value{}, fmt.Errorf("value has kind %d, want 1 (tensor), 2 (text) or 3 (json)", kind)
 	}
 	return decodeTensor(code, rank, b[valueHeaderSize:])
+}
+
+// decodeTuple decodes a tuple that fills b exactly into its values, the
+// zero Value for an absent one. Each value is decoded in place, as by
+// decodeValue, so b must be aligned and not reused.
+func decodeTuple(b []byte) ([]tensor.Value, error) {
+	if len(b) < tupleHeaderSize || b[0] != wireTuple {
+		return nil, errors.New("not a tuple")
+	}
+	if b[1] != 0 || b[2] != 0 || b[3] != 0 {
+		return nil, fmt.Errorf("tuple header has reserved bytes % x set, want zeros", b[1:4])
+	}
+	n := uint64(binary.LittleEndian.Uint32(b[4:8]))
+	if uint64(len(b)-tupleHeaderSize) < 8*n {
+		return nil, fmt.Errorf("tuple of %d values needs %d bytes of lengths, it has %d", n, 8*n, len(b)-tupleHeaderSize)
+	}
+	vs := make([]tensor.Value, n)
+	off := uint64(tupleHeaderSize + 8*n)
+	for i := range vs {
+		l := binary.LittleEndian.Uint64(b[tupleHeaderSize+8*i:])
+		if l > uint64(len(b))-off {
+			return nil, fmt.Errorf("tuple value %d claims %d bytes, only %d are left", i, l, uint64(len(b))-off)
+		}
+		v := b[off : off+l]
+		off += l
+		end := (off + 7) &^ 7
+		if end > uint64(len(b)) {
+			return nil, fmt.Errorf("tuple value %d lacks the padding to a multiple of 8 after it", i)
+		}
+		for _, p := range b[off:end] {
+			if p != 0 {
+				return nil, fmt.Errorf("tuple value %d is followed by padding % x, want zeros", i, b[off:end])
+			}
+		}
+		off = end
+		if l == 0 {
+			continue // absent
+		}
+		if v[0] == wireTuple {
+			return nil, fmt.Errorf("tuple value %d is a tuple: tuples do not nest", i)
+		}
+		var err error
+		if vs[i], err = decodeValue(v); err != nil {
+			return nil, fmt.Errorf("tuple value %d: %w", i, err)
+		}
+	}
+	if off != uint64(len(b)) {
+		return nil, fmt.Errorf("tuple of %d values ends at byte %d, but %d bytes follow", n, off, uint64(len(b))-off)
+	}
+	return vs, nil
+}
+
+// decodeResult decodes a RESULT's payload into one value per output of
+// outputs, with an error that says what the worker should have sent. nil
+// outputs (a method the worker never declared) accepts either form.
+func decodeResult(b []byte, outputs tensor.IOSpecs) ([]tensor.Value, error) {
+	isTuple := len(b) > 0 && b[0] == wireTuple
+	switch {
+	case outputs == nil:
+	case len(outputs) == 1 && isTuple:
+		return nil, errors.New("a tuple for a method of one output: send the value itself")
+	case len(outputs) != 1 && !isTuple:
+		return nil, fmt.Errorf("one value for a method of %d outputs (%s): send a tuple of them, in that order", len(outputs), outputs.Names())
+	}
+	if !isTuple {
+		if len(b) == 0 {
+			return nil, errors.New("an empty value: outputs are never absent")
+		}
+		v, err := decodeValue(b)
+		if err != nil {
+			return nil, err
+		}
+		return []tensor.Value{v}, nil
+	}
+	vs, err := decodeTuple(b)
+	if err != nil {
+		return nil, err
+	}
+	if outputs != nil && len(vs) != len(outputs) {
+		return nil, fmt.Errorf("a tuple of %d values for a method of %d outputs (%s)", len(vs), len(outputs), outputs.Names())
+	}
+	for i, v := range vs {
+		if v.Kind() == tensor.KindInvalid {
+			name := fmt.Sprint(i)
+			if outputs != nil {
+				name = fmt.Sprintf("%q", outputs[i].Name)
+			}
+			return nil, fmt.Errorf("output %s is empty: outputs are never absent", name)
+		}
+	}
+	return vs, nil
 }
 
 // decodeTensor decodes a tensor's dims and data (body), as decodeValue.
@@ -322,36 +480,49 @@ func alignedBytes(n int) []byte {
 }
 
 // helloMsg is the HELLO payload: who the worker is and its init params.
+// Protocol and MaxProtocol are the range of versions benchtop speaks;
+// Protocol alone is what a worker of version 1 checks.
 type helloMsg struct {
-	Protocol int            `json:"protocol"`
-	Probe    bool           `json:"probe"`
-	Runner   string         `json:"runner"`
-	Worker   int            `json:"worker"`
-	Threads  int            `json:"threads"`
-	GPUs     []int          `json:"gpus"`
-	Init     map[string]any `json:"init"`
+	Protocol    int            `json:"protocol"`
+	MaxProtocol int            `json:"max_protocol"`
+	Probe       bool           `json:"probe"`
+	Runner      string         `json:"runner"`
+	Worker      int            `json:"worker"`
+	Threads     int            `json:"threads"`
+	GPUs        []int          `json:"gpus"`
+	Init        map[string]any `json:"init"`
 }
 
-// readyMsg is the READY payload: the worker's methods.
+// readyMsg is the READY payload: the version the worker chose and its
+// methods.
 type readyMsg struct {
 	Protocol int          `json:"protocol"`
 	Methods  []wireMethod `json:"methods"`
 }
 
+// wireMethod declares one method. Its inputs are either Input (one slot,
+// protocol 1's form) or Inputs (a list, from protocol 2); the same for its
+// outputs. Neither means one slot of any value.
 type wireMethod struct {
-	Name           string `json:"name"`
-	Doc            string `json:"doc,omitempty"`
-	Batchable      bool   `json:"batchable"`
-	BatchDim       int    `json:"batch_dim"`
-	OutputBatchDim *int   `json:"output_batch_dim,omitempty"`
-	Input          wireIO `json:"input"`
-	Output         wireIO `json:"output"`
+	Name           string   `json:"name"`
+	Doc            string   `json:"doc,omitempty"`
+	Batchable      bool     `json:"batchable"`
+	BatchDim       int      `json:"batch_dim"`
+	OutputBatchDim *int     `json:"output_batch_dim,omitempty"`
+	Input          *wireIO  `json:"input,omitempty"`
+	Output         *wireIO  `json:"output,omitempty"`
+	Inputs         []wireIO `json:"inputs,omitempty"`
+	Outputs        []wireIO `json:"outputs,omitempty"`
 }
 
+// wireIO is one slot. Name, Unbatched and Optional came with protocol 2.
 type wireIO struct {
-	Kind  string `json:"kind"`
-	DType string `json:"dtype,omitempty"`
-	Shape []int  `json:"shape,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Kind      string `json:"kind"`
+	DType     string `json:"dtype,omitempty"`
+	Shape     []int  `json:"shape,omitempty"`
+	Unbatched bool   `json:"unbatched,omitempty"`
+	Optional  bool   `json:"optional,omitempty"`
 }
 
 // errorMsg is the ERROR payload.
@@ -377,8 +548,9 @@ func decodeStrict(b []byte, dst any) error {
 // specsFromReady turns a READY message into method specs, checking every
 // one the way the engine will.
 func specsFromReady(r readyMsg) ([]engine.MethodSpec, error) {
-	if r.Protocol != protocolVersion {
-		return nil, fmt.Errorf("worker speaks protocol %d, this benchtop speaks %d", r.Protocol, protocolVersion)
+	if r.Protocol < minProtocol || r.Protocol > maxProtocol {
+		return nil, fmt.Errorf("worker answered in protocol %d, this benchtop speaks protocols %d to %d: %s",
+			r.Protocol, minProtocol, maxProtocol, upgradeAdvice(r.Protocol))
 	}
 	if len(r.Methods) == 0 {
 		return nil, errors.New("worker declared no methods")
@@ -393,18 +565,18 @@ func specsFromReady(r readyMsg) ([]engine.MethodSpec, error) {
 			return nil, fmt.Errorf("method %q is declared twice", m.Name)
 		}
 		seen[m.Name] = true
-		in, err := m.Input.spec()
+		in, err := slots(r.Protocol, "input", m.Input, m.Inputs)
 		if err != nil {
-			return nil, fmt.Errorf("method %q input: %w", m.Name, err)
+			return nil, fmt.Errorf("method %q: %w", m.Name, err)
 		}
-		out, err := m.Output.spec()
+		out, err := slots(r.Protocol, "output", m.Output, m.Outputs)
 		if err != nil {
-			return nil, fmt.Errorf("method %q output: %w", m.Name, err)
+			return nil, fmt.Errorf("method %q: %w", m.Name, err)
 		}
 		s := engine.MethodSpec{
 			Name: m.Name, Doc: m.Doc, Batchable: m.Batchable,
 			BatchDim: m.BatchDim, OutputBatchDim: m.BatchDim,
-			Inputs: []tensor.IOSpec{in}, Outputs: []tensor.IOSpec{out},
+			Inputs: in, Outputs: out,
 		}
 		if m.OutputBatchDim != nil {
 			s.OutputBatchDim = *m.OutputBatchDim
@@ -417,18 +589,65 @@ func specsFromReady(r readyMsg) ([]engine.MethodSpec, error) {
 	return specs, nil
 }
 
-func (w wireIO) spec() (tensor.IOSpec, error) {
+// upgradeAdvice says which side is behind a worker's protocol version.
+func upgradeAdvice(v int) string {
+	if v > maxProtocol {
+		return "this benchtop is older than the worker's SDK: update benchtop, or use the worker SDK that came with it"
+	}
+	return "update the worker's SDK (samples/python/benchtop_worker.py for Python)"
+}
+
+// slots reads one side of a method: the one-slot form (one) or the list
+// (list), which protocol 1 does not have.
+func slots(protocol int, what string, one *wireIO, list []wireIO) (tensor.IOSpecs, error) {
+	if one != nil && list != nil {
+		return nil, fmt.Errorf("it declares both %q and %q: declare one slot with %[1]q or a list with %[2]q", what, what+"s")
+	}
+	if list == nil {
+		var w wireIO
+		if one != nil {
+			w = *one
+		}
+		s, err := w.spec(protocol)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return tensor.IOSpecs{s}, nil
+	}
+	if protocol < 2 {
+		return nil, fmt.Errorf("it declares %q, a list that came with protocol 2, in a READY of protocol %d: answer READY with protocol 2 (benchtop offers it in HELLO's max_protocol)", what+"s", protocol)
+	}
+	specs := make(tensor.IOSpecs, len(list))
+	for i, w := range list {
+		s, err := w.spec(protocol)
+		if err != nil {
+			name := w.Name
+			if name == "" {
+				name = fmt.Sprint(i)
+			}
+			return nil, fmt.Errorf("%s %s: %w", what, name, err)
+		}
+		specs[i] = s
+	}
+	return specs, nil
+}
+
+func (w wireIO) spec(protocol int) (tensor.IOSpec, error) {
+	if protocol < 2 && (w.Name != "" || w.Unbatched || w.Optional) {
+		return tensor.IOSpec{}, fmt.Errorf("name, unbatched and optional came with protocol 2, and the worker answered READY in protocol %d: answer with protocol 2", protocol)
+	}
+	s := tensor.IOSpec{Name: w.Name, Unbatched: w.Unbatched, Optional: w.Optional}
 	if w.Kind == "" || w.Kind == "any" {
 		if w.DType != "" || w.Shape != nil {
 			return tensor.IOSpec{}, errors.New(`dtype and shape need kind "tensor"`)
 		}
-		return tensor.IOSpec{}, nil
+		return s, nil
 	}
 	k, err := tensor.ParseKind(w.Kind)
 	if err != nil {
 		return tensor.IOSpec{}, err
 	}
-	s := tensor.IOSpec{Kind: k}
+	s.Kind = k
 	if k != tensor.KindTensor {
 		if w.DType != "" || w.Shape != nil {
 			return tensor.IOSpec{}, fmt.Errorf("kind %q takes no dtype or shape", w.Kind)

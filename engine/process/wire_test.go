@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
@@ -154,7 +155,7 @@ func TestCallFrameKeepsTheValueAligned(t *testing.T) {
 	for _, name := range []string{"", "a", "double", "seven77", "exactly8"} {
 		t.Run(name, func(t *testing.T) {
 			v := tensorValue(tensor.NewTensor([]int{1}, []float64{3}))
-			frame, err := appendCall(nil, 9, name, v)
+			frame, err := appendCall(nil, 9, name, []tensor.Value{v})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,44 +183,214 @@ func TestCallFrameKeepsTheValueAligned(t *testing.T) {
 	}
 }
 
-func TestSpecsFromReady(t *testing.T) {
-	one := 1
-	tensorIO := wireIO{Kind: "tensor", DType: "float32", Shape: []int{-1, 4}}
+// A method of one input sends its value exactly as protocol 1 did, so a
+// worker of protocol 1 reads every CALL it can be sent.
+func TestOneValueIsSentAsInProtocol1(t *testing.T) {
+	v := tensorValue(tensor.NewTensor([]int{2}, []float32{1, 2}))
+	frame, err := appendCall(nil, 3, "m", []tensor.Value{v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := appendValue(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 8 + len(enc); len(frame)-headerSize != want || !bytes.Equal(frame[headerSize+8:], enc) {
+		t.Errorf("payload % x, want the name, its padding and the value % x alone", frame[headerSize:], enc)
+	}
+}
+
+func TestTupleRoundTrip(t *testing.T) {
+	ids := tensorValue(tensor.NewTensor([]int{2, 3}, []int64{1, 2, 3, 4, 5, 6}))
+	mask := tensorValue(tensor.NewTensor([]int{2, 3}, []bool{true, true, false, true, false, false}))
+	texts := tensorValue(tensor.NewStringTensor([]int{3}, []string{"a", "bcd", ""}))
 	tests := []struct {
 		name string
-		msg  readyMsg
-		want string // signature of the first method, or the error
+		vs   []tensor.Value
 	}{
-		{"batchable", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Batchable: true, Input: tensorIO, Output: tensorIO}}},
-			"tensor float32[-1 4] → tensor float32[-1 4], batchable along dim 0 → 0"},
-		{"output dim", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Batchable: true, OutputBatchDim: &one, Input: tensorIO, Output: tensorIO}}},
-			"tensor float32[-1 4] → tensor float32[-1 4], batchable along dim 0 → 1"},
-		{"any", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Input: wireIO{Kind: "any"}, Output: wireIO{}}}},
-			"any → any, not batchable"},
-		{"ndarray and v2 dtype", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Input: wireIO{Kind: "ndarray", DType: "FP64"}, Output: wireIO{Kind: "text"}}}},
-			"tensor float64 → text, not batchable"},
-		{"protocol", readyMsg{Protocol: 2, Methods: []wireMethod{{Name: "m"}}}, "speaks protocol 2"},
-		{"no methods", readyMsg{Protocol: 1}, "declared no methods"},
-		{"no name", readyMsg{Protocol: 1, Methods: []wireMethod{{}}}, "method 0 has no name"},
-		{"twice", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m"}, {Name: "m"}}}, `"m" is declared twice`},
-		{"kind", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Input: wireIO{Kind: "image"}}}}, `unknown kind "image"`},
-		{"dtype", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Input: wireIO{Kind: "tensor", DType: "float16"}}}}, `unknown dtype "float16"`},
-		{"text shape", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Input: wireIO{Kind: "text", Shape: []int{1}}}}}, "takes no dtype or shape"},
-		{"shape", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Input: wireIO{Kind: "tensor", Shape: []int{-2}}}}}, "want -1 (any) or a size"},
-		{"batchable text", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Batchable: true, Input: wireIO{Kind: "text"}, Output: tensorIO}}}, "must be a tensor or a JSON array"},
-		{"batch dim", readyMsg{Protocol: 1, Methods: []wireMethod{{Name: "m", Batchable: true, BatchDim: 2, Input: tensorIO, Output: tensorIO}}}, "outside its shape"},
+		{"none", []tensor.Value{}},
+		{"two tensors", []tensor.Value{ids, mask}},
+		{"unaligned sizes", []tensor.Value{texts, tensor.TextValue("x"), mask}},
+		{"absent in the middle", []tensor.Value{texts, {}, tensor.JSONValue([]any{1.0})}},
+		{"absent last", []tensor.Value{ids, {}}},
+		{"one", []tensor.Value{mask}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			specs, err := specsFromReady(tt.msg)
+			enc, err := appendTuple(nil, tt.vs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(enc)%8 != 0 {
+				t.Errorf("tuple of %d bytes, want a multiple of 8", len(enc))
+			}
+			buf := alignedBytes(len(enc))
+			copy(buf, enc)
+			got, err := decodeTuple(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.vs) {
+				t.Fatalf("%d values, want %d", len(got), len(tt.vs))
+			}
+			for i := range got {
+				if got[i].String() != tt.vs[i].String() {
+					t.Errorf("value %d: %v, want %v", i, got[i], tt.vs[i])
+				}
+				if got[i].Kind() == tensor.KindTensor {
+					if !got[i].Tensor().Equal(tt.vs[i].Tensor()) {
+						t.Errorf("value %d: data differs", i)
+					}
+					if b := got[i].Tensor().Bytes(); len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%8 != 0 {
+						t.Errorf("value %d: data is not 8-byte aligned", i)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeTupleRejectsMalformedTuples(t *testing.T) {
+	tuple := func(count uint32, lens ...uint64) []byte {
+		b := binary.LittleEndian.AppendUint32([]byte{wireTuple, 0, 0, 0}, count)
+		for _, l := range lens {
+			b = binary.LittleEndian.AppendUint64(b, l)
+		}
+		return b
+	}
+	text := func(s string) []byte { return append([]byte{wireText, 0, 0, 0, 0, 0, 0, 0}, s...) }
+	pad := func(b []byte) []byte { return append(b, make([]byte, (8-len(b)%8)%8)...) }
+	tests := []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"reserved", []byte{wireTuple, 1, 0, 0, 0, 0, 0, 0}, "reserved bytes"},
+		{"short table", tuple(2, 8), "needs 16 bytes of lengths"},
+		{"huge count", tuple(1 << 31), "needs 17179869184 bytes of lengths"},
+		{"value past the end", tuple(1, 100), "claims 100 bytes, only 0 are left"},
+		{"missing padding", append(tuple(1, 9), text("x")...), "lacks the padding"},
+		{"dirty padding", append(append(tuple(1, 9), text("x")...), 0, 0, 0, 0, 0, 0, 7), "padding"},
+		{"trailing bytes", append(pad(append(tuple(1, 9), text("x")...)), make([]byte, 8)...), "but 8 bytes follow"},
+		{"nested", pad(append(tuple(1, 8), tuple(0)...)), "tuples do not nest"},
+		{"bad value", pad(append(tuple(1, 4), 9, 0, 0, 0)), "tuple value 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decodeTuple(tt.b)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeResultChecksTheOutputs(t *testing.T) {
+	one := tensor.IOSpecs{{Name: "output"}}
+	two := tensor.IOSpecs{{Name: "positive"}, {Name: "scores"}}
+	val := tensor.TextValue("x")
+	enc := func(vs ...tensor.Value) []byte {
+		b, err := appendValues(nil, vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name    string
+		b       []byte
+		outputs tensor.IOSpecs
+		n       int    // values decoded
+		want    string // error, or "" for success
+	}{
+		{"one", enc(val), one, 1, ""},
+		{"two", enc(val, val), two, 2, ""},
+		{"undeclared method, one", enc(val), nil, 1, ""},
+		{"undeclared method, two", enc(val, val), nil, 2, ""},
+		{"tuple for one", enc(val, val), one, 0, "a tuple for a method of one output: send the value itself"},
+		{"value for two", enc(val), two, 0, "one value for a method of 2 outputs (positive, scores): send a tuple of them, in that order"},
+		{"three for two", enc(val, val, val), two, 0, "a tuple of 3 values for a method of 2 outputs (positive, scores)"},
+		{"absent output", enc(val, tensor.Value{}), two, 0, `output "scores" is empty: outputs are never absent`},
+		{"empty", nil, one, 0, "an empty value: outputs are never absent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			buf := alignedBytes(len(tt.b))
+			copy(buf, tt.b)
+			vs, err := decodeResult(buf, tt.outputs)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want == "" && len(vs) != tt.n:
+				t.Fatalf("%d values, want %d", len(vs), tt.n)
+			case tt.want != "" && (err == nil || err.Error() != tt.want):
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSpecsFromReady(t *testing.T) {
+	tests := []struct {
+		name  string
+		ready string
+		want  string // signature and names of the first method, or the error
+	}{
+		{"batchable", `{"protocol":1,"methods":[{"name":"m","batchable":true,"input":{"kind":"tensor","dtype":"float32","shape":[-1,4]},"output":{"kind":"tensor","dtype":"float32","shape":[-1,4]}}]}`,
+			"tensor float32[-1 4] → tensor float32[-1 4], batchable along dim 0 → 0"},
+		{"output dim", `{"protocol":1,"methods":[{"name":"m","batchable":true,"output_batch_dim":1,"input":{"kind":"tensor","shape":[-1,4]},"output":{"kind":"tensor","shape":[-1,4]}}]}`,
+			"tensor any[-1 4] → tensor any[-1 4], batchable along dim 0 → 1"},
+		{"any", `{"protocol":1,"methods":[{"name":"m","input":{"kind":"any"}}]}`, "any → any, not batchable"},
+		{"ndarray and v2 dtype", `{"protocol":1,"methods":[{"name":"m","input":{"kind":"ndarray","dtype":"FP64"},"output":{"kind":"text"}}]}`,
+			"tensor float64 → text, not batchable"},
+		{"lists", `{"protocol":2,"methods":[{"name":"classify","batchable":true,
+			"inputs":[{"name":"texts","kind":"tensor","dtype":"string","shape":[-1]},
+			          {"name":"threshold","kind":"tensor","dtype":"float32","shape":[],"unbatched":true,"optional":true}],
+			"outputs":[{"name":"positive","kind":"tensor","dtype":"bool","shape":[-1]},{"name":"scores","kind":"tensor","dtype":"float32","shape":[-1]}]}]}`,
+			"texts tensor string[-1], threshold tensor float32[] (unbatched) (optional) → positive tensor bool[-1], scores tensor float32[-1], batchable along dim 0 → 0"},
+		{"one-slot form in protocol 2", `{"protocol":2,"methods":[{"name":"m","input":{"name":"x","kind":"text"},"outputs":[{"kind":"json"}]}]}`,
+			"text → json, not batchable; x → "},
+		{"no inputs", `{"protocol":2,"methods":[{"name":"m","inputs":[],"output":{"kind":"json"}}]}`, "none → json, not batchable"},
+		{"protocol too new", `{"protocol":3,"methods":[{"name":"m"}]}`, "worker answered in protocol 3, this benchtop speaks protocols 1 to 2: this benchtop is older than the worker's SDK"},
+		{"protocol too old", `{"protocol":0,"methods":[{"name":"m"}]}`, "answered in protocol 0, this benchtop speaks protocols 1 to 2: update the worker's SDK"},
+		{"lists in protocol 1", `{"protocol":1,"methods":[{"name":"m","inputs":[{"name":"a"},{"name":"b"}]}]}`,
+			`method "m": it declares "inputs", a list that came with protocol 2, in a READY of protocol 1: answer READY with protocol 2`},
+		{"names in protocol 1", `{"protocol":1,"methods":[{"name":"m","output":{"name":"y","kind":"json"}}]}`, "name, unbatched and optional came with protocol 2"},
+		{"both forms", `{"protocol":2,"methods":[{"name":"m","input":{"kind":"json"},"inputs":[{"kind":"json"}]}]}`, `it declares both "input" and "inputs"`},
+		{"unnamed among several", `{"protocol":2,"methods":[{"name":"m","inputs":[{"name":"a"},{"kind":"json"}]}]}`, "input 1 has no name"},
+		{"same name twice", `{"protocol":2,"methods":[{"name":"m","outputs":[{"name":"a"},{"name":"a"}]}]}`, `two outputs are named "a"`},
+		{"optional output", `{"protocol":2,"methods":[{"name":"m","outputs":[{"name":"a","optional":true}]}]}`, "only inputs may be"},
+		{"unbatched, not batchable", `{"protocol":2,"methods":[{"name":"m","inputs":[{"name":"a","unbatched":true}]}]}`, "the method is not batchable"},
+		{"no batched input", `{"protocol":2,"methods":[{"name":"m","batchable":true,"inputs":[{"name":"a","kind":"json","unbatched":true}],"output":{"kind":"json"}}]}`, "no batched input"},
+		{"bad slot in a list", `{"protocol":2,"methods":[{"name":"m","inputs":[{"name":"ids","kind":"tensor","dtype":"int4"}]}]}`, `method "m": input ids: unknown dtype "int4"`},
+		{"no methods", `{"protocol":1,"methods":[]}`, "declared no methods"},
+		{"no name", `{"protocol":1,"methods":[{}]}`, "method 0 has no name"},
+		{"twice", `{"protocol":1,"methods":[{"name":"m"},{"name":"m"}]}`, `"m" is declared twice`},
+		{"kind", `{"protocol":1,"methods":[{"name":"m","input":{"kind":"image"}}]}`, `unknown kind "image"`},
+		{"dtype", `{"protocol":1,"methods":[{"name":"m","input":{"kind":"tensor","dtype":"float16"}}]}`, `unknown dtype "float16"`},
+		{"text shape", `{"protocol":1,"methods":[{"name":"m","input":{"kind":"text","shape":[1]}}]}`, "takes no dtype or shape"},
+		{"shape", `{"protocol":1,"methods":[{"name":"m","input":{"kind":"tensor","shape":[-2]}}]}`, "want -1 (any) or a size"},
+		{"batchable text", `{"protocol":1,"methods":[{"name":"m","batchable":true,"input":{"kind":"text"},"output":{"kind":"tensor"}}]}`, "must be a tensor or a JSON array"},
+		{"batch dim", `{"protocol":1,"methods":[{"name":"m","batchable":true,"batch_dim":2,"input":{"kind":"tensor","shape":[-1,4]},"output":{"kind":"tensor","shape":[-1,4]}}]}`, "outside its shape"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r readyMsg
+			if err := decodeStrict([]byte(tt.ready), &r); err != nil {
+				t.Fatal(err)
+			}
+			specs, err := specsFromReady(r)
 			got := ""
 			if err != nil {
 				got = err.Error()
 			} else {
 				got = signature(specs[0])
+				if names := specs[0].Inputs.Names() + " → " + specs[0].Outputs.Names(); names != " → " && len(specs[0].Inputs) == 1 {
+					got += "; " + names
+				}
 			}
 			if !strings.Contains(got, tt.want) {
-				t.Errorf("got %q, want %q", got, tt.want)
+				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})
 	}
@@ -245,6 +416,46 @@ func TestDiffSpecs(t *testing.T) {
 	if d := diffSpecs(a, a); d != "" {
 		t.Errorf("equal specs differ: %s", d)
 	}
+	// A lone slot's name is no part of its signature, but serving depends
+	// on it: front ends take the input by name.
+	named := []engine.MethodSpec{{Name: "keep", Inputs: []tensor.IOSpec{{Name: "texts", Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}}}, Outputs: f32s}}
+	if got, want := diffSpecs(a[:1], named), `method "keep" named its inputs "", now "texts"`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func FuzzDecodeTuple(f *testing.F) {
+	for _, vs := range [][]tensor.Value{
+		{tensorValue(tensor.NewTensor([]int{2}, []float32{1, 2})), {}},
+		{tensorValue(tensor.NewStringTensor([]int{2}, []string{"a", "bc"})), tensor.TextValue("x"), tensor.JSONValue([]any{1.0})},
+		{},
+	} {
+		enc, err := appendTuple(nil, vs)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		buf := alignedBytes(len(b))
+		copy(buf, b)
+		vs, err := decodeTuple(buf)
+		if err != nil {
+			return
+		}
+		for _, v := range vs {
+			if v.Kind() == tensor.KindJSON {
+				return
+			}
+		}
+		enc, err := appendTuple(nil, vs)
+		if err != nil {
+			t.Fatalf("decoded %v does not encode: %v", vs, err)
+		}
+		if !bytes.Equal(enc, b) {
+			t.Fatalf("re-encoding %v gives % x, want % x", vs, enc, b)
+		}
+	})
 }
 
 func FuzzDecodeValue(f *testing.F) {

@@ -19,6 +19,18 @@ the whole Python side of it, standard library only::
     if __name__ == "__main__":
         serve(Doubler)
 
+A method of several inputs names them, and gets one argument per input; it
+returns a tuple, or a dict keyed by output name::
+
+    @method(batchable=True,
+            inputs={"input_ids": tensor("int64", [-1, -1]),
+                    "attention_mask": tensor("int64", [-1, -1])},
+            outputs={"label": tensor("int64", [-1]),
+                     "probabilities": tensor("float32", [-1, 2])})
+    def predict(self, input_ids, attention_mask):
+        ...
+        return labels, probabilities     # or {"label": ..., "probabilities": ...}
+
 Importing this module under benchtop moves fd 1 (stdout) onto stderr, so that
 print() and C libraries that write to stdout cannot corrupt the protocol:
 their output reaches benchtop's log instead.
@@ -49,13 +61,19 @@ __all__ = [
     "tensor",
 ]
 
-PROTOCOL = 1
+# The worker protocol versions this module speaks. Protocol 2 brought methods
+# of several named inputs and outputs; a method of one input and one output
+# travels as in protocol 1, so a benchtop of protocol 1 is served too while
+# every method is of that kind.
+PROTOCOL = 2
+MIN_PROTOCOL = 1
 
 _MAGIC = b"\x89BTW"
 _HEADER = struct.Struct("<4sBBHII")  # magic, type, flags, reserved, id, length
 _VALUE_HEAD = struct.Struct("<BBBBI")  # kind, dtype, rank, reserved, reserved
 _HELLO, _READY, _CALL, _RESULT, _ERROR, _SHUTDOWN = 1, 2, 3, 4, 5, 6
-_KIND_TENSOR, _KIND_TEXT, _KIND_JSON = 1, 2, 3
+_KIND_TENSOR, _KIND_TEXT, _KIND_JSON, _KIND_TUPLE = 1, 2, 3, 4
+_ZEROS = bytes(8)
 
 # dtype name -> (wire code, memoryview format, bytes per element)
 _DTYPES = {
@@ -263,37 +281,63 @@ def _infer_dtype(flat):
 
 
 class Spec:
-    """The kind of a method's input or output: a tensor (with an optional
-    dtype and shape, -1 for any size), text, JSON, or anything."""
+    """One input or output of a method: a tensor (with an optional dtype and
+    shape, -1 for any size), text, JSON, or anything; with a name where a
+    method has several; unbatched for a value of a batchable method that is
+    not cut into callers' rows (passed once per batch, or returned whole to
+    each caller); optional for an input callers may leave out (the method
+    then gets None)."""
 
-    __slots__ = ("kind", "dtype", "shape")
+    __slots__ = ("kind", "dtype", "shape", "name", "unbatched", "optional")
 
-    def __init__(self, kind=None, dtype=None, shape=None):
+    def __init__(self, kind=None, dtype=None, shape=None, *, name=None, unbatched=False, optional=False):
         if kind not in (None, "tensor", "text", "json"):
             raise ValueError("kind %r: want tensor, text, json or None (any)" % (kind,))
         if dtype is not None and dtype not in _DTYPES:
             raise ValueError("unknown dtype %r: want one of %s" % (dtype, ", ".join(_DTYPES)))
         if kind != "tensor" and (dtype is not None or shape is not None):
             raise ValueError("only a tensor has a dtype and a shape")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError("name %r: want a non-empty str" % (name,))
         self.kind = kind
         self.dtype = dtype
         self.shape = None if shape is None else [int(d) for d in shape]
+        self.name = name
+        self.unbatched = bool(unbatched)
+        self.optional = bool(optional)
+
+    def _named(self, name):
+        """A copy called name (the shared TEXT, JSON and ANY stay unnamed)."""
+        return Spec(self.kind, self.dtype, self.shape, name=name, unbatched=self.unbatched, optional=self.optional)
+
+    def _needs_protocol2(self):
+        return bool(self.name or self.unbatched or self.optional)
 
     def wire(self):
-        d = {"kind": self.kind or "any"}
+        d = {}
+        if self.name:
+            d["name"] = self.name
+        d["kind"] = self.kind or "any"
         if self.dtype is not None:
             d["dtype"] = self.dtype
         if self.shape is not None:
             d["shape"] = self.shape
+        if self.unbatched:
+            d["unbatched"] = True
+        if self.optional:
+            d["optional"] = True
         return d
 
     def __repr__(self):
-        return "Spec(%r, %r, %r)" % (self.kind, self.dtype, self.shape)
+        flags = "".join(", %s=True" % f for f in ("unbatched", "optional") if getattr(self, f))
+        name = ", name=%r" % self.name if self.name else ""
+        return "Spec(%r, %r, %r%s%s)" % (self.kind, self.dtype, self.shape, name, flags)
 
 
-def tensor(dtype=None, shape=None):
-    """A tensor spec, e.g. tensor("float32", [-1, 4]); None means any."""
-    return Spec("tensor", dtype, shape)
+def tensor(dtype=None, shape=None, *, name=None, unbatched=False, optional=False):
+    """A tensor spec, e.g. tensor("float32", [-1, 4]); None means any dtype
+    or shape, [] a scalar. unbatched and optional as in Spec."""
+    return Spec("tensor", dtype, shape, name=name, unbatched=unbatched, optional=optional)
 
 
 TEXT = Spec("text")
@@ -302,28 +346,52 @@ ANY = Spec()
 
 
 class _Method:
-    __slots__ = ("name", "doc", "batchable", "batch_dim", "output_batch_dim", "input", "output")
+    __slots__ = ("name", "doc", "batchable", "batch_dim", "output_batch_dim", "inputs", "outputs",
+                 "listed_inputs", "listed_outputs", "by_keyword")
 
     def wire(self):
-        return {
+        d = {
             "name": self.name,
             "doc": self.doc,
             "batchable": self.batchable,
             "batch_dim": self.batch_dim,
             "output_batch_dim": self.output_batch_dim,
-            "input": self.input.wire(),
-            "output": self.output.wire(),
         }
+        # A method declared with input=/output= keeps protocol 1's one-slot
+        # form, so that a benchtop of protocol 1 can serve it.
+        if self.listed_inputs:
+            d["inputs"] = [s.wire() for s in self.inputs]
+        else:
+            d["input"] = self.inputs[0].wire()
+        if self.listed_outputs:
+            d["outputs"] = [s.wire() for s in self.outputs]
+        else:
+            d["output"] = self.outputs[0].wire()
+        return d
+
+    def needs_protocol2(self):
+        return self.listed_inputs or self.listed_outputs or any(s._needs_protocol2() for s in self.inputs + self.outputs)
+
+    def output_names(self):
+        return ", ".join(s.name or "output" for s in self.outputs)
 
 
-def method(fn=None, *, batchable=False, batch_dim=0, input=None, output=None, name=None, doc=None):
+def method(fn=None, *, batchable=False, batch_dim=0, input=None, output=None, inputs=None, outputs=None,
+           name=None, doc=None):
     """Declare a runnable method, as bentoml.Runnable.method does.
 
     batchable: benchtop may concatenate many callers' inputs along batch_dim
-    into one call and split the output back along the output batch dim.
+    into one call and split the outputs back along the output batch dim.
     batch_dim: an int, or a pair (input dim, output dim) as in BentoML.
-    input, output: Specs (tensor(...), TEXT, JSON, ANY). A batchable method
-    defaults to tensors of any dtype and shape, others to ANY.
+    input, output: the Spec of a method's one argument and one result
+    (tensor(...), TEXT, JSON, ANY). A batchable method defaults to tensors of
+    any dtype and shape, others to ANY.
+    inputs: several arguments, one Spec each, as a dict {name: Spec} or a
+    list of Specs named after the function's parameters; the method is
+    called with one argument per input (None for an absent optional one).
+    outputs: several results, as a dict {name: Spec} or a list of named
+    Specs; the method returns a tuple of them in that order, or a dict keyed
+    by output name.
     """
 
     def wrap(f):
@@ -337,14 +405,95 @@ def method(fn=None, *, batchable=False, batch_dim=0, input=None, output=None, na
         else:
             m.batch_dim = m.output_batch_dim = int(batch_dim)
         default = tensor() if batchable else ANY
-        m.input = input if input is not None else default
-        m.output = output if output is not None else default
-        if batchable and (m.input.kind not in ("tensor", "json") or m.output.kind not in ("tensor", "json")):
-            raise TypeError("method %r is batchable, so its input and output must be tensors or JSON arrays" % m.name)
+        if input is not None and inputs is not None:
+            raise TypeError("method %r: give input= (one argument) or inputs= (several), not both" % m.name)
+        if output is not None and outputs is not None:
+            raise TypeError("method %r: give output= (one result) or outputs= (several), not both" % m.name)
+        m.listed_inputs, m.listed_outputs, m.by_keyword = inputs is not None, outputs is not None, False
+        if inputs is None:
+            m.inputs = [input if input is not None else default]
+        else:
+            m.inputs, m.by_keyword = _input_specs(f, m.name, inputs, default)
+        if outputs is None:
+            m.outputs = [output if output is not None else default]
+        else:
+            m.outputs = _output_specs(m.name, outputs, default)
+        _check_method(m)
         f.__benchtop_method__ = m
         return f
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _input_specs(f, mname, inputs, default):
+    """The named input Specs of f, and whether f must be called by keyword
+    (its parameters are not the inputs, in order)."""
+    params = list(inspect.signature(f).parameters.values())[1:]  # after self
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if isinstance(inputs, dict):
+        specs = [(s if s is not None else default)._named(n) for n, s in inputs.items()]
+    elif isinstance(inputs, (list, tuple)):
+        specs = []
+        for i, s in enumerate(inputs):
+            s = s if s is not None else default
+            if s.name is None:
+                if i >= len(positional):
+                    raise TypeError("method %r: input %d has no name, and %s%s has no parameter %d to name it after"
+                                    % (mname, i, f.__name__, inspect.signature(f), i + 1))
+                s = s._named(positional[i])
+            specs.append(s)
+    else:
+        raise TypeError("method %r: inputs= takes a dict {name: spec} or a list of specs, not %s"
+                        % (mname, type(inputs).__name__))
+    names = [s.name for s in specs]
+    _check_unique(mname, "input", names)
+    try:
+        inspect.signature(f).bind(None, **{n: None for n in names})
+    except TypeError as e:
+        raise TypeError("method %r declares inputs (%s), but %s%s cannot take them as arguments of those names: %s"
+                        % (mname, ", ".join(names), f.__name__, inspect.signature(f), e)) from None
+    return specs, names != positional[:len(names)]
+
+
+def _output_specs(mname, outputs, default):
+    if isinstance(outputs, dict):
+        specs = [(s if s is not None else default)._named(n) for n, s in outputs.items()]
+    elif isinstance(outputs, (list, tuple)):
+        specs = [s if s is not None else default for s in outputs]
+        if len(specs) > 1 and any(s.name is None for s in specs):
+            raise TypeError("method %r: name every one of its %d outputs (tensor(..., name=...), or outputs={name: spec})"
+                            % (mname, len(specs)))
+    else:
+        raise TypeError("method %r: outputs= takes a dict {name: spec} or a list of named specs, not %s"
+                        % (mname, type(outputs).__name__))
+    _check_unique(mname, "output", [s.name for s in specs])
+    return specs
+
+
+def _check_unique(mname, what, names):
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise TypeError("method %r: two %ss are named %r" % (mname, what, n))
+        seen.add(n)
+
+
+def _check_method(m):
+    """The checks benchtop makes of a method, made at class definition so
+    that a mistake points at the decorator, not at a failed handshake."""
+    for what, specs in (("input", m.inputs), ("output", m.outputs)):
+        for s in specs:
+            label = s.name or what
+            if s.optional and what == "output":
+                raise TypeError("method %r: output %r is optional; only inputs may be" % (m.name, label))
+            if s.unbatched and not m.batchable:
+                raise TypeError("method %r: %s %r is unbatched, but the method is not batchable: every value is passed whole"
+                                % (m.name, what, label))
+            if m.batchable and not s.unbatched and s.kind not in ("tensor", "json"):
+                raise TypeError("method %r is batchable, so its batched %s %r must be a tensor or a JSON array, not %s "
+                                "(or mark it unbatched)" % (m.name, what, label, s.kind or "any"))
+    if m.batchable and all(s.unbatched for s in m.inputs):
+        raise TypeError("method %r is batchable but has no batched input to count its rows by" % m.name)
 
 
 class Runnable:
@@ -421,6 +570,26 @@ def _decode(payload, off):
     return Tensor._wrap("string", shape, strs)
 
 
+def _decode_inputs(payload, off, n):
+    """The n inputs of a CALL, from off: the value itself when n is 1 (None
+    when empty, an absent optional input), else a tuple's values."""
+    if n == 1:
+        return [_decode(payload, off) if off < len(payload) else None]
+    kind, r0, r1, r2, count = _VALUE_HEAD.unpack_from(payload, off)
+    if kind != _KIND_TUPLE or r0 or r1 or r2:
+        raise _ProtocolError("a method of %d inputs got a value of kind %d, want a tuple (4)" % (n, kind))
+    if count != n:
+        raise _ProtocolError("a method of %d inputs got a tuple of %d values" % (n, count))
+    lens = struct.unpack_from("<%dQ" % count, payload, off + 8)
+    pos = off + 8 + 8 * count
+    view = memoryview(payload)
+    values = []
+    for length in lens:
+        values.append(_decode(view[:pos + length], pos) if length else None)
+        pos += (length + 7) & ~7
+    return values
+
+
 def _as_tensor(value, dtype):
     if isinstance(value, Tensor):
         return value
@@ -454,12 +623,68 @@ def _encode(value, spec):
         body = json.dumps(value, allow_nan=False, separators=(",", ":")).encode("utf-8")
         return [_VALUE_HEAD.pack(_KIND_JSON, 0, 0, 0, 0), body]
     t = _as_tensor(value, spec.dtype)
+    if t.dtype != spec.dtype and spec.dtype is not None:
+        raise TypeError("returned a tensor of %s where %s is declared: convert it (numpy: .astype(%r))"
+                        % (t.dtype, spec.dtype, spec.dtype))
     rank = len(t.shape)
     head = _VALUE_HEAD.pack(_KIND_TENSOR, _DTYPES[t.dtype][0], rank, 0, 0) + struct.pack("<%dq" % rank, *t.shape)
     if t.dtype != "string":
         return [head, t._buf]
     encoded = [s.encode("utf-8", "surrogateescape") for s in t._buf]
     return [head, struct.pack("<%dI" % len(encoded), *map(len, encoded)), b"".join(encoded)]
+
+
+def _nbytes(part):
+    return part.nbytes if isinstance(part, memoryview) else len(part)
+
+
+def _encode_outputs(result, m):
+    """The buffers of a method's outputs: the value itself for one output,
+    else a tuple of them, from a tuple or a dict keyed by output name."""
+    if len(m.outputs) == 1:
+        return _encode(result, m.outputs[0])
+    values = _outputs_of(result, m)
+    encoded, lens = [], []
+    for value, spec in zip(values, m.outputs):
+        try:
+            parts = _encode(value, spec)
+        except (TypeError, ValueError) as e:
+            raise type(e)("output %r: %s" % (spec.name, e)) from None
+        encoded.append(parts)
+        lens.append(sum(_nbytes(p) for p in parts))
+    out = [_VALUE_HEAD.pack(_KIND_TUPLE, 0, 0, 0, len(values)) + struct.pack("<%dQ" % len(lens), *lens)]
+    for parts, length in zip(encoded, lens):
+        out.extend(parts)
+        if length % 8:
+            out.append(_ZEROS[:-length % 8])
+    return out
+
+
+def _outputs_of(result, m):
+    """result as a list in output order, or a TypeError saying what to
+    return."""
+    names = [s.name for s in m.outputs]
+    if isinstance(result, dict):
+        missing = [n for n in names if n not in result]
+        unknown = [k for k in result if k not in names]
+        if missing or unknown:
+            said = []
+            if missing:
+                said.append("without %s" % ", ".join(map(repr, missing)))
+            if unknown:
+                said.append("with %s, which it does not declare" % ", ".join(map(repr, unknown)))
+            raise TypeError("method %r returned a dict %s: its outputs are %s"
+                            % (m.name, " and ".join(said), m.output_names()))
+        return [result[n] for n in names]
+    if result is None and not names:
+        return []
+    if not isinstance(result, tuple):
+        raise TypeError("method %r has %d outputs (%s): return a tuple of them in that order, or a dict keyed by "
+                        "output name, not %s" % (m.name, len(names), m.output_names(), type(result).__name__))
+    if len(result) != len(names):
+        raise TypeError("method %r returned %d values, but it has %d outputs (%s): return one per output, in that order"
+                        % (m.name, len(result), len(names), m.output_names()))
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -578,16 +803,16 @@ def _serve(conn, cls, methods):
     if typ != _HELLO:
         raise _ProtocolError("expected HELLO, got message type %d" % typ)
     hello = json.loads(bytes(payload))
-    if hello.get("protocol") != PROTOCOL:
-        conn.write_json(_ERROR, 0, _error("benchtop speaks protocol %r, this benchtop_worker speaks %d: update one of them"
-                                          % (hello.get("protocol"), PROTOCOL)))
+    version, refusal = _choose_protocol(hello, [m for _, m in methods.values()])
+    if refusal:
+        conn.write_json(_ERROR, 0, _error(refusal))
         return 2
     context.runner = hello.get("runner", "")
     context.worker = hello.get("worker", -1)
     context.threads = hello.get("threads", 1)
     context.gpus = hello.get("gpus") or []
     context.probe = bool(hello.get("probe"))
-    ready = {"protocol": PROTOCOL, "methods": [m.wire() for _, m in methods.values()]}
+    ready = {"protocol": version, "methods": [m.wire() for _, m in methods.values()]}
     if context.probe:
         conn.write_json(_READY, 0, ready)
         _drain(conn)
@@ -599,7 +824,7 @@ def _serve(conn, cls, methods):
         conn.write_json(_ERROR, 0, _error("init: %s: %s" % (type(e).__name__, e)))
         return 1
     conn.write_json(_READY, 0, ready)
-    bound = {name: (getattr(instance, attr), m.output) for name, (attr, m) in methods.items()}
+    bound = {name: _bind(getattr(instance, attr), m) for name, (attr, m) in methods.items()}
     try:
         _loop(conn, bound)
     finally:
@@ -607,6 +832,41 @@ def _serve(conn, cls, methods):
         if close is not None:
             close()
     return 0
+
+
+def _bind(fn, m):
+    """What _loop needs to call m: (fn, m, decode, output). A method of one
+    input and one output, the common case, gets the decoder of its one value
+    and its output's spec, so that its call builds no argument lists and
+    costs what it did before methods had several; any other gets None."""
+    if len(m.inputs) != 1 or len(m.outputs) != 1 or m.by_keyword:
+        return fn, m, None, None
+    return fn, m, (_decode_optional if m.inputs[0].optional else _decode), m.outputs[0]
+
+
+def _decode_optional(payload, off):
+    """A lone optional input: None when the CALL carries nothing."""
+    return _decode(payload, off) if off < len(payload) else None
+
+
+def _choose_protocol(hello, methods):
+    """The version to answer READY in, the newest both sides speak, or None
+    and the reason there is none."""
+    lo = hello.get("protocol")
+    hi = hello.get("max_protocol", lo)  # a benchtop of protocol 1 sends no max_protocol
+    if not isinstance(lo, int) or not isinstance(hi, int) or hi < lo:
+        return None, "HELLO offers protocols %r to %r: want two ints, the oldest and the newest" % (lo, hi)
+    version = min(PROTOCOL, hi)
+    if version < max(lo, MIN_PROTOCOL):
+        side = "benchtop" if hi < MIN_PROTOCOL else "benchtop_worker.py (samples/python of your benchtop)"
+        return None, "benchtop speaks protocols %d to %d, this benchtop_worker speaks %d to %d: update %s" % (
+            lo, hi, MIN_PROTOCOL, PROTOCOL, side)
+    if version < 2:
+        needs = [m.name for m in methods if m.needs_protocol2()]
+        if needs:
+            return None, ("benchtop speaks only protocol %d, and methods %s declare several, named, unbatched or optional "
+                          "inputs or outputs, which need protocol 2: update benchtop" % (version, ", ".join(needs)))
+    return version, None
 
 
 def _drain(conn):
@@ -637,10 +897,18 @@ def _loop(conn, bound):
         if entry is None:
             conn.write_json(_ERROR, ident, _error("this worker has no method %r (methods: %s)" % (name, ", ".join(bound))))
             continue
-        fn, output = entry
+        fn, m, decode, output = entry
+        off = (4 + name_len + 7) & ~7
         try:
-            result = fn(_decode(payload, (4 + name_len + 7) & ~7))
-            parts = _encode(result, output)
+            if decode is not None:
+                parts = _encode(fn(decode(payload, off)), output)
+            else:
+                args = _decode_inputs(payload, off, len(m.inputs))
+                if m.by_keyword:
+                    result = fn(**{s.name: a for s, a in zip(m.inputs, args)})
+                else:
+                    result = fn(*args)
+                parts = _encode_outputs(result, m)
         except InvalidInput as e:
             conn.write_json(_ERROR, ident, _error(str(e) or "invalid input", True))
             continue

@@ -10,8 +10,10 @@ Run it from a config:
         init: {threshold: 0.05}
         workers: 2
 
-It also has two numeric methods for tests and benchmarks: `double` and
-`noop`, batchable over float32 [N, K].
+Its methods are those of the Go sample: `is_positive` (text), batchable
+`scores` (string [N]), and batchable `classify`, of two inputs and two
+outputs. It also has two numeric methods for tests and benchmarks: `double`
+and `noop`, batchable over float32 [N, K].
 """
 
 import array
@@ -106,6 +108,20 @@ class SentimentAnalyzer(Runnable):
     def scores(self, texts):
         """string [N] → float32 [N] compound scores in [-1, 1]"""
         return array.array("f", [compound(t) for t in texts.data])
+
+    @method(batchable=True, batch_dim=0,
+            inputs={"texts": tensor("string", [-1]),
+                    "threshold": tensor("float32", [], unbatched=True, optional=True)},
+            outputs={"positive": tensor("bool", [-1]), "scores": tensor("float32", [-1])})
+    def classify(self, texts, threshold):
+        """texts string [N] and, optionally, a threshold float32 scalar for the whole request (the runner's when absent) → positive bool [N] and scores float32 [N]"""
+        # threshold is unbatched: one value for every text of the batch, and
+        # benchtop batches together only requests that send the same one.
+        t = self.threshold if threshold is None else threshold.tolist()
+        if not -1 <= t <= 1:
+            raise InvalidInput("threshold %r is outside the score range [-1, 1]" % t)
+        scores = [compound(text) for text in texts.data]
+        return [c >= t for c in scores], array.array("f", scores)
 
     @method(batchable=True, batch_dim=0, input=tensor("float32", [-1, -1]), output=tensor("float32", [-1, -1]))
     def double(self, x):

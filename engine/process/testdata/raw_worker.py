@@ -1,5 +1,7 @@
-"""A worker written from docs/WORKER_PROTOCOL.md alone, without the SDK, the
-way one would in another language. Its init params choose a misbehaviour:
+"""A worker of protocol 1 written from docs/WORKER_PROTOCOL.md alone, without
+the SDK, the way one would in another language, and left as it was when
+protocol 2 came: it must keep working. Its init params choose a
+misbehaviour:
 
   lie           declares other methods than it did to the probe
   exit_at_init  exits with status 3 instead of answering HELLO (not a probe)
@@ -51,6 +53,7 @@ def main():
     typ, _, payload = read_frame()
     assert typ == HELLO
     hello = json.loads(payload)
+    assert hello["protocol"] == 1, "this worker speaks protocol 1 only"
     init = hello["init"]
     if init.get("banner"):
         print("Loading the model, please wait...", flush=True)

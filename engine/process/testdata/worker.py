@@ -60,6 +60,35 @@ class TestWorker(Runnable):
     def wrong_output(self, _):
         return Tensor("int64", [2], [1, 2])
 
+    @method(batchable=True,
+            inputs={"x": tensor("float32", [-1, -1]), "ids": tensor("int64", [-1])},
+            outputs={"scaled": tensor("float32", [-1, -1]), "next_ids": tensor("int64", [-1])})
+    def pair(self, x, ids):
+        """x float32 [N, K] and ids int64 [N] → x × 3 and ids + 1; returns a dict"""
+        return {"next_ids": [i + 1 for i in ids.data],
+                "scaled": Tensor("float32", x.shape, array.array("f", [v * 3 for v in x.data]))}
+
+    @method(inputs={"a": JSON, "b": JSON}, output=JSON)
+    def minus(self, b, a):
+        """a − b: its parameters come in another order than its inputs, so it is called by keyword"""
+        return a - b
+
+    @method(inputs={"maybe": tensor("float32", optional=True)}, output=JSON)
+    def present(self, maybe):
+        return None if maybe is None else maybe.tolist()
+
+    @method(input=JSON, outputs={"label": tensor("int64", [-1]), "score": tensor("float32", [-1])})
+    def outputs_as(self, how):
+        """returns its two outputs as it is told, right or wrong"""
+        return {
+            "tuple": lambda: ([1], [0.5]),
+            "dict": lambda: {"score": [0.5], "label": [1]},
+            "list": lambda: [[1], [0.5]],
+            "three": lambda: ([1], [0.5], [2]),
+            "misnamed": lambda: {"label": [1], "scores": [0.5]},
+            "dtype": lambda: (Tensor("float32", [1], [1.0]), [0.5]),
+        }[how]()
+
     @method(input=JSON, output=JSON)
     def shout(self, text):
         print(text)  # stdout: the SDK sends it to stderr
