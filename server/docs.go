@@ -25,7 +25,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 		}
 		fmt.Fprintf(&b, "POST /%s   %s.%s   %s → %s\n", a.Name, a.Runner, a.Method, a.Input, a.Output)
 		if a.Input == engine.IOObject {
-			fmt.Fprintf(&b, "  a JSON object of %s\n", spec.Inputs)
+			fmt.Fprintf(&b, "  a JSON object keyed by input name: %s\n", spec.Inputs)
 		}
 		ct, body := codec.ExampleInputs(a.Input, spec.Inputs)
 		fmt.Fprintf(&b, "  curl -s %s/%s -H 'Content-Type: %s' -d '%s'\n\n", base, a.Name, ct, strings.ReplaceAll(body, "'", `'\''`))
