@@ -17,17 +17,18 @@ func TestInProcessTarget(t *testing.T) {
 	tests := []struct {
 		name           string
 		runner, method string
-		in             tensor.Value
+		in             [][]tensor.Value
 		want           string // error substring, "" for success
 	}{
-		{"example input", "sim", "predict", tensor.Value{}, ""},
-		{"unknown runner", "nope", "predict", tensor.Value{}, "unknown runner"},
-		{"unknown method", "sim", "nope", tensor.Value{}, "unknown method"},
-		{"wrong input", "sim", "predict", tensor.TextValue("hi"), "input for sim.predict"},
+		{"example input", "sim", "predict", nil, ""},
+		{"unknown runner", "nope", "predict", nil, "unknown runner"},
+		{"unknown method", "sim", "nope", nil, "unknown method"},
+		{"wrong input", "sim", "predict", [][]tensor.Value{{tensor.TextValue("hi")}}, `input for sim.predict: input "input": got text, want tensor float32[-1 -1]`},
+		{"too few values", "sim", "predict", [][]tensor.Value{{}}, "input for sim.predict: 0 values for 1 inputs (input)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := NewInProcess(eng, tc.runner, tc.method, tc.in)
+			p, err := NewInProcess(eng, tc.runner, tc.method, tc.in...)
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("err %v, want %q", err, tc.want)
@@ -110,7 +111,7 @@ func TestVariantApply(t *testing.T) {
 
 func TestCompare(t *testing.T) {
 	eng := simEngine(t, adaptive())
-	p, err := NewInProcess(eng, "sim", "predict", tensor.Value{})
+	p, err := NewInProcess(eng, "sim", "predict")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestCompare(t *testing.T) {
 
 func TestCompareWorkers(t *testing.T) {
 	eng := simEngine(t, adaptive())
-	p, err := NewInProcess(eng, "sim", "predict", tensor.Value{})
+	p, err := NewInProcess(eng, "sim", "predict")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestCompareNeedsInProcess(t *testing.T) {
 
 func TestLatencyLimitStopsSweep(t *testing.T) {
 	eng := simEngine(t, adaptive())
-	p, err := NewInProcess(eng, "sim", "predict", tensor.Value{})
+	p, err := NewInProcess(eng, "sim", "predict")
 	if err != nil {
 		t.Fatal(err)
 	}

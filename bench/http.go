@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server/codec"
 )
@@ -22,10 +24,13 @@ type HTTPOptions struct {
 	// URL is a service API (http://127.0.0.1:3000/predict) or a KServe v2
 	// infer route (http://127.0.0.1:3000/v2/models/sim/infer).
 	URL string
-	// Body is sent with every request. Empty: one is made from the
-	// method's signature, read from the server (the v2 model metadata, or
-	// the API's example in /docs.json).
+	// Body is sent with every request. Empty: bodies are made from the
+	// method's signature, read from the server (the v2 model metadata, and
+	// for an API its IO kinds and example in /docs.json).
 	Body []byte
+	// Gen, when set and Body is empty, makes a pool of different bodies
+	// (Generate) sent in turn; nil sends the method's example every time.
+	Gen *GenOptions
 	// ContentType of Body; empty: the API's, else JSON when Body parses
 	// as JSON and text/plain when it does not.
 	ContentType string
@@ -38,7 +43,8 @@ type HTTPOptions struct {
 // server's /metrics.
 type HTTP struct {
 	url, metricsURL string
-	body            []byte
+	bodies          [][]byte // sent in turn
+	next            atomic.Uint64
 	contentType     string
 	runner, method  string // "" when the URL does not map to a runner
 	transport       *http.Transport
@@ -65,16 +71,19 @@ func NewHTTP(ctx context.Context, opts HTTPOptions) (*HTTP, error) {
 		DisableCompression:  true,
 	}
 	h := &HTTP{
-		url:        opts.URL,
-		metricsURL: (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/metrics"}).String(),
-		body:       opts.Body, contentType: opts.ContentType,
-		transport: tr, client: &http.Client{Transport: tr},
+		url:         opts.URL,
+		metricsURL:  (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/metrics"}).String(),
+		contentType: opts.ContentType,
+		transport:   tr, client: &http.Client{Transport: tr},
+	}
+	if len(opts.Body) > 0 {
+		h.bodies = [][]byte{opts.Body}
 	}
 	base := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
 	if model, ok := v2Model(u.Path); ok {
-		err = h.discoverV2(ctx, base, model)
+		err = h.discoverV2(ctx, base, model, opts.Gen)
 	} else {
-		err = h.discoverAPI(ctx, base, u.Path)
+		err = h.discoverAPI(ctx, base, u.Path, opts.Gen)
 	}
 	if err != nil {
 		h.Close()
@@ -118,24 +127,88 @@ func (h *HTTP) getJSON(ctx context.Context, u string, dst any) error {
 	return nil
 }
 
-type v2Metadata struct {
-	Inputs []struct {
-		Name     string `json:"name"`
-		Datatype string `json:"datatype"`
-		Shape    []int  `json:"shape"`
-	} `json:"inputs"`
+// v2Slot is one input or output in v2 model metadata, with the parameters
+// benchtop adds where v2's fields cannot say enough.
+type v2Slot struct {
+	Name       string `json:"name"`
+	Datatype   string `json:"datatype"`
+	Shape      []int  `json:"shape"`
 	Parameters struct {
-		Method string `json:"method"`
+		Optional  bool   `json:"optional"`
+		Unbatched bool   `json:"unbatched"`
+		AnyShape  bool   `json:"any_shape"`
+		Content   string `json:"content"`
 	} `json:"parameters"`
 }
 
-func (h *HTTP) discoverV2(ctx context.Context, base, model string) error {
+type v2Metadata struct {
+	Inputs     []v2Slot `json:"inputs"`
+	Parameters struct {
+		Method    string `json:"method"`
+		Batchable bool   `json:"batchable"`
+		BatchDim  int    `json:"batch_dim"`
+	} `json:"parameters"`
+}
+
+// spec is the method's signature as the metadata gives it: enough to make
+// inputs it takes (its outputs are not needed).
+func (md v2Metadata) spec() (engine.MethodSpec, error) {
+	m := engine.MethodSpec{Name: md.Parameters.Method, Batchable: md.Parameters.Batchable, BatchDim: md.Parameters.BatchDim}
+	for _, in := range md.Inputs {
+		s := tensor.IOSpec{Name: in.Name, Kind: tensor.KindTensor, Shape: in.Shape,
+			Optional: in.Parameters.Optional, Unbatched: in.Parameters.Unbatched}
+		switch in.Parameters.Content {
+		case "text":
+			s = tensor.IOSpec{Name: in.Name, Kind: tensor.KindText, Optional: s.Optional, Unbatched: s.Unbatched}
+		case "json":
+			s = tensor.IOSpec{Name: in.Name, Kind: tensor.KindJSON, Optional: s.Optional, Unbatched: s.Unbatched}
+		default:
+			if in.Parameters.AnyShape {
+				s.Shape = nil
+			}
+			if in.Datatype != "" { // none: any dtype
+				dt, err := tensor.ParseDType(in.Datatype)
+				if err != nil {
+					return m, fmt.Errorf("input %q: %w; pass a request body with --input", in.Name, err)
+				}
+				s.DType = dt
+			}
+		}
+		m.Inputs = append(m.Inputs, s)
+	}
+	return m, nil
+}
+
+// readSpec reads a model's metadata: the runner method behind it and its
+// signature.
+func (h *HTTP) readSpec(ctx context.Context, base, model string) (engine.MethodSpec, error) {
 	var md v2Metadata
 	metaURL := base + "/v2/models/" + model
 	if err := h.getJSON(ctx, metaURL, &md); err != nil {
-		return fmt.Errorf("read model metadata (GET %s): %w", metaURL, err)
+		return engine.MethodSpec{}, fmt.Errorf("read model metadata (GET %s): %w", metaURL, err)
 	}
-	h.method = md.Parameters.Method
+	spec, err := md.spec()
+	if err != nil {
+		return engine.MethodSpec{}, fmt.Errorf("model %q: %w", model, err)
+	}
+	return spec, nil
+}
+
+// inputs is the pool of requests to send: Generate's when gen is set,
+// else the method's example.
+func inputs(spec engine.MethodSpec, gen *GenOptions) ([][]tensor.Value, error) {
+	if gen == nil {
+		return [][]tensor.Value{codec.ExampleValues(spec.Inputs)}, nil
+	}
+	return Generate(spec, *gen, PoolSize)
+}
+
+func (h *HTTP) discoverV2(ctx context.Context, base, model string, gen *GenOptions) error {
+	spec, err := h.readSpec(ctx, base, model)
+	if err != nil {
+		return err
+	}
+	h.method = spec.Name
 	h.runner = model
 	if r, ok := strings.CutSuffix(model, "."+h.method); ok && h.method != "" {
 		h.runner = r
@@ -143,54 +216,34 @@ func (h *HTTP) discoverV2(ctx context.Context, base, model string) error {
 	if h.contentType == "" {
 		h.contentType = "application/json"
 	}
-	if len(h.body) > 0 {
+	if len(h.bodies) > 0 {
 		return nil
 	}
-	if len(md.Inputs) != 1 {
-		return fmt.Errorf("model %q has %d inputs: pass a request body with --input", model, len(md.Inputs))
-	}
-	body, err := v2Example(md.Inputs[0].Name, md.Inputs[0].Datatype, md.Inputs[0].Shape)
+	pool, err := inputs(spec, gen)
 	if err != nil {
 		return fmt.Errorf("model %q: %w", model, err)
 	}
-	h.body = body
+	for _, in := range pool {
+		body, err := v2Body(spec.Inputs, in)
+		if err != nil {
+			return fmt.Errorf("model %q: %w", model, err)
+		}
+		h.bodies = append(h.bodies, body)
+	}
 	return nil
 }
 
-// v2Example is a v2 inference request whose one input fits the metadata.
-func v2Example(name, datatype string, shape []int) ([]byte, error) {
-	type v2Tensor struct {
-		Name     string          `json:"name"`
-		Shape    []int           `json:"shape"`
-		Datatype string          `json:"datatype"`
-		Data     json.RawMessage `json:"data"`
-	}
-	dt, err := tensor.ParseDType(datatype)
-	if err != nil && datatype != "ANY" {
-		return nil, fmt.Errorf("input %q: %w; pass a request body with --input", name, err)
-	}
-	var in v2Tensor
-	if dt == tensor.String {
-		// A text or JSON method: a JSON document is valid as either.
-		doc, _ := json.Marshal(`{"text": "I love this!"}`)
-		in = v2Tensor{name, []int{1}, dt.V2(), json.RawMessage("[" + string(doc) + "]")}
-	} else {
-		v := codec.ExampleValue(tensor.IOSpec{Kind: tensor.KindTensor, DType: dt, Shape: shape})
-		t := v.Tensor()
-		if t == nil {
-			return nil, fmt.Errorf("input %q: no example for datatype %s shape %v; pass a request body with --input", name, datatype, shape)
-		}
-		in = v2Tensor{name, t.Shape(), t.DType().V2(), codec.AppendFlat(nil, t)}
-	}
-	return json.Marshal(map[string]any{"inputs": []v2Tensor{in}})
-}
-
-// openAPIDoc is the part of /docs.json that names an API's runner method
-// and its example body.
+// openAPIDoc is the part of /docs.json that names an API's runner method,
+// its IO kinds and its example body.
 type openAPIDoc struct {
 	Paths map[string]struct {
 		Post *struct {
-			Summary     string `json:"summary"`
+			Summary  string `json:"summary"`
+			Benchtop struct {
+				Runner string        `json:"runner"`
+				Method string        `json:"method"`
+				Input  engine.IOKind `json:"input"`
+			} `json:"x-benchtop"`
 			RequestBody struct {
 				Content map[string]struct {
 					Example json.RawMessage `json:"example"`
@@ -200,12 +253,12 @@ type openAPIDoc struct {
 	} `json:"paths"`
 }
 
-func (h *HTTP) discoverAPI(ctx context.Context, base, path string) error {
+func (h *HTTP) discoverAPI(ctx context.Context, base, path string, gen *GenOptions) error {
 	var doc openAPIDoc
 	docURL := base + "/docs.json"
 	err := h.getJSON(ctx, docURL, &doc)
 	if err != nil {
-		if len(h.body) > 0 {
+		if len(h.bodies) > 0 {
 			// Not a benchtop server (or an old one): it can still be
 			// loaded, without batching figures.
 			h.guessContentType()
@@ -224,49 +277,99 @@ func (h *HTTP) discoverAPI(ctx context.Context, base, path string) error {
 		slices.Sort(apis)
 		return fmt.Errorf("no API at POST %s (APIs: %s)", path, strings.Join(apis, ", "))
 	}
-	if i := strings.LastIndexByte(op.Summary, '.'); i > 0 {
+	h.runner, h.method = op.Benchtop.Runner, op.Benchtop.Method
+	if i := strings.LastIndexByte(op.Summary, '.'); h.runner == "" && i > 0 {
 		h.runner, h.method = op.Summary[:i], op.Summary[i+1:]
 	}
-	for ct, media := range op.RequestBody.Content {
+	for ct := range op.RequestBody.Content {
 		if h.contentType == "" {
 			h.contentType = ct
 		}
-		if len(h.body) > 0 {
-			break
-		}
-		if len(media.Example) == 0 {
-			return fmt.Errorf("API %s has no example input: pass a request body with --input", path)
-		}
-		if ct == "text/plain" {
-			var s string
-			if err := json.Unmarshal(media.Example, &s); err != nil {
-				return fmt.Errorf("API %s: example input: %w", path, err)
-			}
-			h.body = []byte(s)
-		} else {
-			h.body = media.Example
-		}
 		break
 	}
-	if len(h.body) == 0 {
-		return fmt.Errorf("API %s has no example input: pass a request body with --input", path)
+	switch {
+	case len(h.bodies) > 0:
+	case gen != nil:
+		if err := h.generateAPIBodies(ctx, base, path, op.Benchtop.Input, gen); err != nil {
+			return err
+		}
+	default:
+		if err := h.exampleAPIBody(path, op.RequestBody.Content); err != nil {
+			return err
+		}
 	}
 	h.guessContentType()
 	return nil
 }
 
+// exampleAPIBody takes the API's example from /docs.json.
+func (h *HTTP) exampleAPIBody(path string, content map[string]struct {
+	Example json.RawMessage `json:"example"`
+}) error {
+	for ct, media := range content {
+		if len(media.Example) == 0 {
+			break
+		}
+		body := []byte(media.Example)
+		if ct == "text/plain" {
+			var s string
+			if err := json.Unmarshal(media.Example, &s); err != nil {
+				return fmt.Errorf("API %s: example input: %w", path, err)
+			}
+			body = []byte(s)
+		}
+		h.bodies = [][]byte{body}
+		return nil
+	}
+	return fmt.Errorf("API %s has no example input: pass a request body with --input", path)
+}
+
+// generateAPIBodies makes a pool of bodies for an API from its method's
+// signature, read from the v2 metadata of runner.method: an object keyed
+// by input name, or an ndarray for an API of one tensor input.
+func (h *HTTP) generateAPIBodies(ctx context.Context, base, path string, kind engine.IOKind, gen *GenOptions) error {
+	if kind != engine.IOObject && kind != engine.IONDArray {
+		return fmt.Errorf("API %s takes %s bodies: --rows, --seq-len and --vocab make tensors (ndarray or object APIs); leave them out, or pass a body with --input", path, kind)
+	}
+	if h.runner == "" {
+		return fmt.Errorf("API %s does not say which method it calls: pass a body with --input", path)
+	}
+	spec, err := h.readSpec(ctx, base, h.runner+"."+h.method)
+	if err != nil {
+		return err
+	}
+	pool, err := Generate(spec, *gen, PoolSize)
+	if err != nil {
+		return fmt.Errorf("API %s (%s.%s): %w", path, h.runner, h.method, err)
+	}
+	for _, in := range pool {
+		body, err := codec.EncodeObject(spec.Inputs, in)
+		if kind == engine.IONDArray {
+			if len(in) != 1 || in[0].Tensor() == nil {
+				return fmt.Errorf("API %s takes an ndarray, but %s.%s takes %s", path, h.runner, h.method, spec.Inputs)
+			}
+			body = codec.AppendNDArray(nil, in[0].Tensor())
+		}
+		if err != nil {
+			return fmt.Errorf("API %s: %w", path, err)
+		}
+		h.bodies = append(h.bodies, body)
+	}
+	return nil
+}
+
 func (h *HTTP) guessContentType() {
-	if h.contentType != "" {
+	if h.contentType != "" || len(h.bodies) == 0 {
 		return
 	}
 	h.contentType = "text/plain"
-	if json.Valid(h.body) {
+	if json.Valid(h.bodies[0]) {
 		h.contentType = "application/json"
 	}
 }
 
-// Body is what every request sends, with its content type.
-func (h *HTTP) Body() (body []byte, contentType string) { return h.body, h.contentType }
+// Bodies are what requests send, in turn, with their content type.
+func (h *HTTP) Bodies() (bodies [][]byte, contentType string) { return h.bodies, h.contentType }
 
 // RunnerMethod is the runner method behind the URL, "" if unknown.
 func (h *HTTP) RunnerMethod() (runner, method string) { return h.runner, h.method }
@@ -276,10 +379,14 @@ func (h *HTTP) String() string { return h.url }
 // Close drops the idle connections.
 func (h *HTTP) Close() { h.transport.CloseIdleConnections() }
 
-// Call posts the body and reads the whole answer, so that the connection
-// goes back to the pool.
+// Call posts the next body and reads the whole answer, so that the
+// connection goes back to the pool.
 func (h *HTTP) Call(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(h.body))
+	body := h.bodies[0]
+	if len(h.bodies) > 1 {
+		body = h.bodies[(h.next.Add(1)-1)%uint64(len(h.bodies))]
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

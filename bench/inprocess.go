@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/benchtop/benchtop/batcher"
@@ -17,12 +18,15 @@ import (
 type InProcess struct {
 	eng            *engine.Engine
 	runner, method string
-	in             []tensor.Value // one value: the method's one input
+	inputs         [][]tensor.Value // a value per input of the method each, sent in turn
+	next           atomic.Uint64
 }
 
-// NewInProcess targets runner.method of eng with input in; the zero Value
-// means codec.ExampleValue of the method's input.
-func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*InProcess, error) {
+// NewInProcess targets runner.method of eng. Each call sends the next of
+// inputs in turn, each a value per input of the method (the zero Value for
+// an optional one left out), as Generate makes them; none means the
+// method's example (codec.ExampleValues), every call the same.
+func NewInProcess(eng *engine.Engine, runner, method string, inputs ...[]tensor.Value) (*InProcess, error) {
 	r, err := eng.Runner(runner)
 	if err != nil {
 		return nil, err
@@ -31,24 +35,43 @@ func NewInProcess(eng *engine.Engine, runner, method string, in tensor.Value) (*
 	if !ok {
 		return nil, fmt.Errorf("runner %q: %w %q", runner, engine.ErrUnknownMethod, method)
 	}
-	inSpec, _, err := spec.Single()
-	if err != nil {
-		return nil, fmt.Errorf("%s.%s: %w", runner, method, err)
+	if len(inputs) == 0 {
+		inputs = [][]tensor.Value{codec.ExampleValues(spec.Inputs)}
 	}
-	if in.Kind() == tensor.KindInvalid {
-		in = codec.ExampleValue(inSpec)
+	for _, in := range inputs {
+		if err := checkInputs(spec, in); err != nil {
+			return nil, fmt.Errorf("input for %s.%s: %w", runner, method, err)
+		}
 	}
-	if err := inSpec.Check(in); err != nil {
-		return nil, fmt.Errorf("input for %s.%s: %w", runner, method, err)
+	return &InProcess{eng: eng, runner: runner, method: method, inputs: inputs}, nil
+}
+
+// checkInputs checks a value per input against the spec, so that a wrong
+// input fails before the sweep rather than as every request's error.
+func checkInputs(spec engine.MethodSpec, in []tensor.Value) error {
+	if len(in) != len(spec.Inputs) {
+		return fmt.Errorf("%d values for %d inputs (%s)", len(in), len(spec.Inputs), spec.Inputs.Names())
 	}
-	return &InProcess{eng: eng, runner: runner, method: method, in: []tensor.Value{in}}, nil
+	for i, s := range spec.Inputs {
+		if in[i].Kind() == tensor.KindInvalid && s.Optional {
+			continue
+		}
+		if err := s.Check(in[i]); err != nil {
+			return fmt.Errorf("input %q: %w", s.Name, err)
+		}
+	}
+	return nil
 }
 
 func (p *InProcess) String() string { return p.runner + "." + p.method + " (in process)" }
 
-// Call runs the method once.
+// Call runs the method once, with the next of its inputs.
 func (p *InProcess) Call(ctx context.Context) error {
-	_, _, err := p.eng.RunInfo(ctx, p.runner, p.method, p.in)
+	in := p.inputs[0]
+	if len(p.inputs) > 1 {
+		in = p.inputs[(p.next.Add(1)-1)%uint64(len(p.inputs))]
+	}
+	_, _, err := p.eng.RunInfo(ctx, p.runner, p.method, in)
 	return err
 }
 

@@ -27,6 +27,8 @@ type benchFlags struct {
 	latencyLimit, timeout       time.Duration
 	maxInFlight                 int
 	input, output               string
+	rows, seqLen                string
+	vocab                       int
 	compare                     []string
 	seed                        uint64
 }
@@ -51,12 +53,19 @@ about passed) or --rate (open loop: requests sent on schedule whatever the
 answers; latency counts from each request's due time). Levels are a list
 (1,8,32,128) or a range (1:128:x2, 100:1000:+100).
 
+Bodies: --input FILE, or an example made from the method's signature; with
+--rows, --seq-len or --vocab, a pool of different requests generated from it
+and sent in turn (token ids below --vocab, masks of ones then zeros, each
+request's sequence length drawn from --seq-len), in process and over HTTP
+(an object or ndarray API, or v2).
+
 --compare runs the whole sweep once per batching setting, changed live on the
 runner (in process only), and prints the results side by side.`,
 		Example: `  benchtop bench --concurrency 1,16,64,256
   benchtop bench --compare policy=none,fixed,adaptive --latency-limit 50ms
   benchtop bench --url http://127.0.0.1:3000/predict --rate 200:1000:+200 --arrivals constant
-  benchtop bench --config my.yaml --runner mlp --method run -o json > mlp.json`,
+  benchtop bench --config my.yaml --runner mlp --method run -o json > mlp.json
+  benchtop bench --url http://127.0.0.1:3000/v2/models/textclf/infer --vocab 1000 --seq-len 8..64 --rows 1..4`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &f) },
 	}
@@ -75,6 +84,9 @@ runner (in process only), and prints the results side by side.`,
 	fl.DurationVar(&f.timeout, "timeout", bench.DefaultTimeout, "per-request timeout, counted as a timeout error")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", bench.DefaultMaxInFlight, "open loop: most requests awaiting an answer")
 	fl.StringVar(&f.input, "input", "", "a request body file (default: an example made from the method's signature)")
+	fl.StringVar(&f.rows, "rows", "", "generate requests of N or MIN..MAX rows each (default: the example's 2)")
+	fl.StringVar(&f.seqLen, "seq-len", "", "generate requests whose open non-batch dims (sequence length) are N or MIN..MAX, drawn per request (default: the example's 4)")
+	fl.IntVar(&f.vocab, "vocab", 0, "generate integer inputs (token ids) in [0, N): the model's vocabulary size; masks get 0 and 1")
 	fl.StringArrayVar(&f.compare, "compare", nil, "KEY=V1,V2,… to compare, in process (keys: "+strings.Join(bench.CompareKeys, ", ")+"); repeat for every combination")
 	fl.StringVarP(&f.output, "output", "o", "table", "output: table, json or csv")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for Poisson arrivals (0: random)")
@@ -116,6 +128,13 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 			return fmt.Errorf("read --input: %w", err)
 		}
 	}
+	gen, err := benchGen(f)
+	if err != nil {
+		return err
+	}
+	if gen != nil && body != nil {
+		return errors.New("--input sends one body; --rows, --seq-len and --vocab generate bodies: give one or the other")
+	}
 
 	var target bench.Target
 	if f.url != "" {
@@ -123,14 +142,14 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 		if !levels[0].Open() {
 			conns = slices.MaxFunc(levels, func(a, b bench.Level) int { return a.Concurrency - b.Concurrency }).Concurrency
 		}
-		h, err := bench.NewHTTP(ctx, bench.HTTPOptions{URL: f.url, Body: body, Conns: conns})
+		h, err := bench.NewHTTP(ctx, bench.HTTPOptions{URL: f.url, Body: body, Gen: gen, Conns: conns})
 		if err != nil {
 			return err
 		}
 		defer h.Close()
 		target = h
 	} else {
-		p, closeEngine, err := benchInProcess(ctx, f, body)
+		p, closeEngine, err := benchInProcess(ctx, f, body, gen)
 		if err != nil {
 			return err
 		}
@@ -164,6 +183,29 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 		return fmt.Errorf("interrupted: %w", runErr)
 	}
 	return runErr
+}
+
+// benchGen reads the generation flags; nil when none is given.
+func benchGen(f *benchFlags) (*bench.GenOptions, error) {
+	if f.rows == "" && f.seqLen == "" && f.vocab == 0 {
+		return nil, nil
+	}
+	g := &bench.GenOptions{Vocab: f.vocab, Seed: f.seed}
+	if f.vocab < 0 {
+		return nil, fmt.Errorf("--vocab %d: want the vocabulary size, 1 or more", f.vocab)
+	}
+	var err error
+	if f.rows != "" {
+		if g.Rows, err = bench.ParseSpan(f.rows); err != nil {
+			return nil, fmt.Errorf("--rows %w", err)
+		}
+	}
+	if f.seqLen != "" {
+		if g.SeqLen, err = bench.ParseSpan(f.seqLen); err != nil {
+			return nil, fmt.Errorf("--seq-len %w", err)
+		}
+	}
+	return g, nil
 }
 
 func measured(r bench.Report) bool {
@@ -215,7 +257,7 @@ func benchLevels(cmd *cobra.Command, f *benchFlags) ([]bench.Level, error) {
 
 // benchInProcess starts the one runner under test from the config, in an
 // engine of its own, and returns the target with a function that drains it.
-func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InProcess, func(), error) {
+func benchInProcess(ctx context.Context, f *benchFlags, body []byte, gen *bench.GenOptions) (*bench.InProcess, func(), error) {
 	reg, err := registry()
 	if err != nil {
 		return nil, nil, err
@@ -280,19 +322,24 @@ func benchInProcess(ctx context.Context, f *benchFlags, body []byte) (*bench.InP
 		}
 		return fail(fmt.Errorf("runner %q has no method %q (methods: %s)", name, method, strings.Join(ms, ", ")))
 	}
-	var in tensor.Value
-	if body != nil {
-		inSpec, _, err := spec.Single()
+	var pool [][]tensor.Value // none: the method's example
+	switch {
+	case body != nil:
+		// Read as the workbench reads a method's test input, and as the
+		// HTTP front end reads an API's body: an object keyed by input
+		// name for a method of several.
+		kind := codec.BodyKind(spec.Inputs)
+		in, err := codec.DecodeInputs(kind, spec.Inputs, body)
 		if err != nil {
+			return fail(fmt.Errorf("--input for %s.%s (%s, as %s): %w", name, method, spec.Inputs, kind, err))
+		}
+		pool = [][]tensor.Value{in}
+	case gen != nil:
+		if pool, err = bench.Generate(spec, *gen, bench.PoolSize); err != nil {
 			return fail(fmt.Errorf("%s.%s: %w", name, method, err))
 		}
-		// Read as the workbench reads a method's test input, and as the
-		// HTTP front end reads an API's body.
-		if in, err = codec.Decode(engine.IOKindFor(inSpec.Kind), inSpec, body); err != nil {
-			return fail(fmt.Errorf("--input for %s.%s (%s): %w", name, method, inSpec, err))
-		}
 	}
-	p, err := bench.NewInProcess(eng, name, method, in)
+	p, err := bench.NewInProcess(eng, name, method, pool...)
 	if err != nil {
 		return fail(err)
 	}

@@ -20,15 +20,19 @@ const (
 	IOJSON    IOKind = "json"    // any JSON document
 	IOText    IOKind = "text"    // text/plain
 	IONDArray IOKind = "ndarray" // a JSON nested list, checked against the method's dtype and shape
+	// IOObject is a JSON object keyed by input (or output) name, each
+	// member read as its slot's kind reads: the body of a method of
+	// several inputs or outputs, where one value per body cannot do.
+	IOObject IOKind = "object"
 )
 
-// ParseIOKind accepts json, text and ndarray.
+// ParseIOKind accepts json, text, ndarray and object.
 func ParseIOKind(s string) (IOKind, error) {
 	switch k := IOKind(strings.ToLower(s)); k {
-	case IOJSON, IOText, IONDArray:
+	case IOJSON, IOText, IONDArray, IOObject:
 		return k, nil
 	}
-	return "", fmt.Errorf("unknown io kind %q: want json, text or ndarray", s)
+	return "", fmt.Errorf("unknown io kind %q: want json, text, ndarray or object", s)
 }
 
 // valueKind is the Value kind an IO kind carries.
@@ -69,20 +73,35 @@ func (e *Engine) API(name string) (APISpec, bool) {
 	return a, ok
 }
 
-// CheckAPI reports whether api fits the method it calls. A service API
-// serves a method of one input and one output.
+// CheckAPI reports whether api fits the method it calls. An object body
+// fits any method, naming each input (or output); any other kind carries
+// one value, so it fits a method of one input (or output) of its kind.
 func CheckAPI(api APISpec, m MethodSpec) error {
-	in, out, err := m.Single()
-	if err != nil {
-		return fmt.Errorf("api %q: %s.%s: %w", api.Name, api.Runner, api.Method, err)
-	}
-	if got, want := api.Input.valueKind(), in.Kind; want != tensor.KindInvalid && got != want {
-		return fmt.Errorf("api %q: input %s does not fit %s.%s, which takes %s (use %s)", api.Name, api.Input, api.Runner, api.Method, in, IOKindFor(want))
-	}
-	if got, want := api.Output.valueKind(), out.Kind; want != tensor.KindInvalid && got != want {
-		return fmt.Errorf("api %q: output %s does not fit %s.%s, which returns %s (use %s)", api.Name, api.Output, api.Runner, api.Method, out, IOKindFor(want))
+	for _, s := range []struct {
+		side, verb string
+		kind       IOKind
+		specs      tensor.IOSpecs
+	}{{"input", "takes", api.Input, m.Inputs}, {"output", "returns", api.Output, m.Outputs}} {
+		if why := apiMismatch(s.kind, s.side, s.specs); why != "" {
+			return fmt.Errorf("api %q: %s %s does not fit %s.%s, which %s %s", api.Name, s.side, s.kind, api.Runner, api.Method, s.verb, why)
+		}
 	}
 	return nil
+}
+
+// apiMismatch says what one side of a method is and which kind to use
+// instead, or "" when kind fits it.
+func apiMismatch(kind IOKind, side string, specs tensor.IOSpecs) string {
+	switch {
+	case kind == IOObject:
+		return ""
+	case len(specs) != 1:
+		return fmt.Sprintf("%s: use %s, a JSON object keyed by %s name", count(specs, side), IOObject, side)
+	}
+	if got, want := kind.valueKind(), specs[0].Kind; want != tensor.KindInvalid && got != want {
+		return fmt.Sprintf("%s (use %s)", specs[0], IOKindFor(want))
+	}
+	return ""
 }
 
 // IOKindFor is the IO kind whose bodies carry values of kind k: how a body

@@ -316,7 +316,7 @@ func parseKinds(ps *problems, path string, a APISpec) (APISpec, bool) {
 	}{{"input", &a.Input}, {"output", &a.Output}} {
 		parsed, err := ParseIOKind(string(*k.v))
 		if err != nil {
-			ps.add(join(path, k.key), "%q: want json, text or ndarray", string(*k.v))
+			ps.add(join(path, k.key), "%q: want json, text, ndarray or object", string(*k.v))
 			ok = false
 			continue
 		}

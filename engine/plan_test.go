@@ -10,6 +10,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/tensor"
 )
 
 // TestPlanProblemPaths: every problem is reported at once, each at the path
@@ -49,9 +50,9 @@ func TestPlanProblemPaths(t *testing.T) {
 		`runners[3].runnable: unknown runnable "nope" (registered: echo, sentiment, sim)`,
 		`apis[0].method: runner "sim" has no method "run" (methods: predict)`,
 		`apis[1].name: "Bad": use lower-case letters, digits and -._ (1 to 63 characters, starting and ending with a letter or digit)`,
-		`apis[1].input: "csv": want json, text or ndarray`,
+		`apis[1].input: "csv": want json, text, ndarray or object`,
 		`apis[1].runner: "ghost" is not a runner in this config (runners: broken, sentiment, sim)`,
-		`apis[2]: api "classify": sentiment.classify: method "classify" takes 2 inputs (texts, threshold) and returns 2 outputs (positive, scores); this front end serves only methods of one input and one output`,
+		`apis[2]: api "classify": input ndarray does not fit sentiment.classify, which takes 2 inputs (texts, threshold): use object, a JSON object keyed by input name`,
 	}
 	if got := strings.Split(err.Error(), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -131,5 +132,41 @@ func TestApplyTakesOnlyItsEnginesPlans(t *testing.T) {
 	}
 	if _, err := b.Apply(t.Context(), nil); err == nil {
 		t.Fatal("applied no plan")
+	}
+}
+
+// TestCheckAPI: an object body fits any method; any other kind carries one
+// value, so a method of several inputs or outputs needs object on that side.
+func TestCheckAPI(t *testing.T) {
+	rows := tensor.IOSpec{Name: "input", Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, 4}}
+	one := engine.MethodSpec{Name: "predict", Inputs: tensor.IOSpecs{rows}, Outputs: tensor.IOSpecs{{Name: "output", Kind: tensor.KindTensor}}}
+	two := engine.MethodSpec{Name: "classify",
+		Inputs:  tensor.IOSpecs{{Name: "ids", Kind: tensor.KindTensor}, {Name: "mask", Kind: tensor.KindTensor, Optional: true}},
+		Outputs: tensor.IOSpecs{{Name: "label", Kind: tensor.KindTensor}, {Name: "probs", Kind: tensor.KindTensor}}}
+	tests := []struct {
+		name          string
+		m             engine.MethodSpec
+		input, output engine.IOKind
+		want          string
+	}{
+		{"one in, one out", one, engine.IONDArray, engine.IONDArray, ""},
+		{"object around one input", one, engine.IOObject, engine.IONDArray, ""},
+		{"object around one output", one, engine.IONDArray, engine.IOObject, ""},
+		{"text for a tensor", one, engine.IOText, engine.IONDArray, `api "a": input text does not fit r.predict, which takes tensor float32[-1 4] (use ndarray)`},
+		{"several, as objects", two, engine.IOObject, engine.IOObject, ""},
+		{"several inputs, one body", two, engine.IONDArray, engine.IOObject, `api "a": input ndarray does not fit r.classify, which takes 2 inputs (ids, mask): use object, a JSON object keyed by input name`},
+		{"several outputs, one body", two, engine.IOObject, engine.IOJSON, `api "a": output json does not fit r.classify, which returns 2 outputs (label, probs): use object, a JSON object keyed by output name`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := engine.CheckAPI(engine.APISpec{Name: "a", Runner: "r", Method: tc.m.Name, Input: tc.input, Output: tc.output}, tc.m)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

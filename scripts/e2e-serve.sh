@@ -37,6 +37,7 @@ apis:
   - {name: predict, runner: sim, method: predict, input: ndarray, output: ndarray}
   - {name: slow, runner: slow, method: predict, input: ndarray, output: ndarray}
   - {name: analysis, runner: sentiment, method: is_positive, input: text, output: json}
+  - {name: classify, runner: sentiment, method: classify, input: object, output: object}
 YAML
 	mv "$tmp/cfg.yaml.new" "$tmp/cfg.yaml" # an editor's atomic save
 }
@@ -107,6 +108,12 @@ expect 404 'unknown api' -X POST "$url/nope" -d '[]' -H 'Content-Type: applicati
 expect 415 'Content-Type' -X POST "$url/predict" -d '[[1]]'
 expect 200 '"data":[2.0,4.0]' -X POST "$url/v2/models/sim/infer" -H 'Content-Type: application/json' \
 	-d '{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}]}'
+# A method of several inputs and outputs: an object keyed by name, and v2.
+expect 200 '{"positive":[true,false],"scores":[' -X POST "$url/classify" -H 'Content-Type: application/json' \
+	-d '{"texts":["I love it, great work!","awful"],"threshold":0.1}'
+expect 400 'missing input \"texts\"' -X POST "$url/classify" -H 'Content-Type: application/json' -d '{"threshold":0.1}'
+expect 200 '"outputs":[{"name":"scores","datatype":"FP32","shape":[2]' -X POST "$url/v2/models/sentiment.classify/infer" -H 'Content-Type: application/json' \
+	-d '{"inputs":[{"name":"texts","shape":[2],"datatype":"BYTES","data":["great","awful"]},{"name":"threshold","shape":[],"datatype":"FP32","data":0.5}],"outputs":[{"name":"scores"}]}'
 expect 200 '"openapi":"3.0.3"' "$url/docs.json"
 expect 200 'benchtop_runner_batch_size_bucket' "$url/metrics"
 

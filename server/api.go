@@ -11,8 +11,9 @@ import (
 	"github.com/benchtop/benchtop/server/codec"
 )
 
-// handleAPI serves POST /{api}: decode the body by the API's input kind,
-// run the method, encode by its output kind.
+// handleAPI serves POST /{api}: decode the body by the API's input kind
+// (an object keyed by input name for a method of several), run the method,
+// encode by its output kind.
 func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("api")
 	api, ok := s.eng.API(name)
@@ -35,19 +36,22 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	outs, info, err := s.eng.RunInfo(r.Context(), api.Runner, api.Method, []tensor.Value{in})
+	outs, info, err := s.eng.RunInfo(r.Context(), api.Runner, api.Method, in)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if len(outs) != 1 {
-		// CheckAPI keeps an API on a method of one output; a reload that
-		// changed the method under a request in flight gets here.
-		writeError(w, fmt.Errorf("api %q: %s.%s returned %d outputs, want 1", name, api.Runner, api.Method, len(outs)))
+	ct, body, err := codec.EncodeOutputs(api.Output, spec.Outputs, outs)
+	if err != nil {
+		// CheckAPI keeps a non-object output on a method of one output; a
+		// reload that changed the method under a request in flight gets here.
+		writeError(w, fmt.Errorf("api %q: %s.%s: %w", name, api.Runner, api.Method, err))
 		return
 	}
 	setBatchHeaders(w.Header(), info)
-	writeValue(w, api.Output, outs[0])
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
 }
 
 // setBatchHeaders says which batch served a request: its rows, the
@@ -82,25 +86,12 @@ func (s *Server) methodSpec(runner, method string) (engine.MethodSpec, error) {
 	return spec, nil
 }
 
-func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) (tensor.Value, error) {
-	in, _, err := spec.Single() // CheckAPI made sure
-	if err != nil {
-		return tensor.Value{}, err
-	}
+// decodeAPIInput reads the body as the API's input kind reads it: an
+// object keyed by input name, or the method's one input.
+func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) ([]tensor.Value, error) {
 	body, err := s.readBody(w, r, codec.ContentType(api.Input))
 	if err != nil {
-		return tensor.Value{}, err
+		return nil, err
 	}
-	return codec.Decode(api.Input, in, body)
-}
-
-func writeValue(w http.ResponseWriter, kind engine.IOKind, v tensor.Value) {
-	ct, body, err := codec.Encode(kind, v)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	return codec.DecodeInputs(api.Input, spec.Inputs, body)
 }

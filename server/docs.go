@@ -23,12 +23,11 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue
 		}
-		in, _, err := spec.Single()
-		if err != nil {
-			continue
-		}
 		fmt.Fprintf(&b, "POST /%s   %s.%s   %s → %s\n", a.Name, a.Runner, a.Method, a.Input, a.Output)
-		ct, body := codec.Example(a.Input, in)
+		if a.Input == engine.IOObject {
+			fmt.Fprintf(&b, "  a JSON object keyed by input name: %s\n", spec.Inputs)
+		}
+		ct, body := codec.ExampleInputs(a.Input, spec.Inputs)
 		fmt.Fprintf(&b, "  curl -s %s/%s -H 'Content-Type: %s' -d '%s'\n\n", base, a.Name, ct, strings.ReplaceAll(body, "'", `'\''`))
 	}
 	fmt.Fprintf(&b, "Open Inference Protocol (KServe v2): GET %s/v2/models/{runner}, POST %s/v2/models/{runner}/infer, GET .../stats\n", base, base)
@@ -59,8 +58,44 @@ func withOK(ok obj, errs obj) obj {
 	return errs
 }
 
-// schemaFor describes a value of kind io as the given IO kind carries it.
-func schemaFor(kind engine.IOKind, io tensor.IOSpec) (contentType string, schema obj) {
+// schemaFor describes a method's inputs or outputs as a body of the given
+// IO kind carries them: an object keyed by name, or the one slot.
+func schemaFor(kind engine.IOKind, specs tensor.IOSpecs) (contentType string, schema obj) {
+	if kind != engine.IOObject {
+		if len(specs) != 1 {
+			return "application/json", obj{} // CheckAPI keeps this out
+		}
+		return slotSchema(kind, specs[0])
+	}
+	props := obj{}
+	required := []string{}
+	for _, io := range specs {
+		_, sc := slotSchema(engine.IOKindFor(io.Kind), io)
+		var notes []string
+		if io.Optional {
+			sc["nullable"] = true
+			notes = append(notes, "optional: leave it out, or send null")
+		} else {
+			required = append(required, io.Name)
+		}
+		if io.Unbatched {
+			notes = append(notes, "one value for the whole request, not a row per caller")
+		}
+		if len(notes) > 0 {
+			sc["description"] = strings.Join(notes, "; ")
+		}
+		props[io.Name] = sc
+	}
+	schema = obj{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		schema["required"] = required
+	}
+	return "application/json", schema
+}
+
+// slotSchema describes one value as the given IO kind carries it: a tensor
+// as nested arrays (a bare scalar for rank 0), text as a string.
+func slotSchema(kind engine.IOKind, io tensor.IOSpec) (contentType string, schema obj) {
 	switch kind {
 	case engine.IOText:
 		return "text/plain", obj{"type": "string"}
@@ -99,13 +134,9 @@ func (s *Server) openAPI(base string) obj {
 		if err != nil {
 			continue
 		}
-		in, out, err := spec.Single()
-		if err != nil {
-			continue
-		}
-		inCT, inSchema := schemaFor(a.Input, in)
-		outCT, outSchema := schemaFor(a.Output, out)
-		ct, example := codec.Example(a.Input, in)
+		inCT, inSchema := schemaFor(a.Input, spec.Inputs)
+		outCT, outSchema := schemaFor(a.Output, spec.Outputs)
+		ct, example := codec.ExampleInputs(a.Input, spec.Inputs)
 		media := obj{"schema": inSchema}
 		if ct == "application/json" {
 			var ex any
@@ -115,7 +146,13 @@ func (s *Server) openAPI(base string) obj {
 		} else {
 			media["example"] = example
 		}
-		desc := fmt.Sprintf("Calls %s.%s (%s → %s).", a.Runner, a.Method, in, out)
+		desc := fmt.Sprintf("Calls %s.%s (%s → %s).", a.Runner, a.Method, spec.Inputs, spec.Outputs)
+		if a.Input == engine.IOObject {
+			desc += " The body is a JSON object keyed by input name."
+		}
+		if a.Output == engine.IOObject {
+			desc += " The answer is a JSON object keyed by output name."
+		}
 		if spec.Batchable {
 			desc += fmt.Sprintf(" Batchable along dim %d: concurrent requests share batches.", spec.BatchDim)
 		}
@@ -125,6 +162,9 @@ func (s *Server) openAPI(base string) obj {
 		paths["/"+a.Name] = obj{"post": obj{
 			"operationId": "api_" + strings.NewReplacer("-", "_", ".", "_").Replace(a.Name),
 			"summary":     fmt.Sprintf("%s.%s", a.Runner, a.Method),
+			// What a client such as benchtop bench needs to build bodies
+			// of its own: the method behind the API and the IO kinds.
+			"x-benchtop":  obj{"runner": a.Runner, "method": a.Method, "input": a.Input, "output": a.Output},
 			"description": desc,
 			"tags":        []string{"apis"},
 			"requestBody": obj{"required": true, "content": obj{inCT: media}},

@@ -56,6 +56,7 @@ apis:
   - {name: scores, runner: sentiment, method: scores, input: ndarray, output: ndarray}
   - {name: echo, runner: echo, method: echo, input: ndarray, output: ndarray}
   - {name: echo-text, runner: echo, method: echo_text, input: text, output: text}
+  - {name: classify, runner: sentiment, method: classify, input: object, output: object}
 `
 
 type fixture struct {
@@ -178,7 +179,7 @@ func TestErrorsSayWhatToFix(t *testing.T) {
 		{"ragged rows", "POST", "/predict", "application/json", `[[1, 2], [3]]`, 400, "same length"},
 		{"runnable's own message", "POST", "/analysis", "text/plain", "   ", 400, "text is empty: send a sentence to analyse"},
 		{"text not UTF-8", "POST", "/analysis", "text/plain", "caf\xe9", 400, "body is not valid UTF-8 text"},
-		{"unknown api", "POST", "/nope", "application/json", `[]`, 404, `unknown api "nope" (apis: analysis, busy, echo, echo-text, predict, scores, slow)`},
+		{"unknown api", "POST", "/nope", "application/json", `[]`, 404, `unknown api "nope" (apis: analysis, busy, classify, echo, echo-text, predict, scores, slow)`},
 		{"wrong method", "GET", "/predict", "", "", 405, "takes POST"},
 		{"too large", "POST", "/predict", "application/json", "[[" + strings.Repeat("1,", 600) + "1]]", 413, "larger than 1024 bytes"},
 		{"wrong content type", "POST", "/predict", "application/x-www-form-urlencoded", `[[1]]`, 415, "Content-Type: application/json"},
@@ -325,7 +326,7 @@ func checkOpenAPI(t *testing.T, f *fixture, version string) {
 	if err := doc.Validate(context.Background()); err != nil {
 		t.Fatalf("docs.json is not valid OpenAPI 3: %v", err)
 	}
-	for _, p := range []string{"/predict", "/analysis", "/v2/models/{model}/infer", "/readyz"} {
+	for _, p := range []string{"/predict", "/analysis", "/classify", "/v2/models/{model}/infer", "/readyz"} {
 		if doc.Paths.Find(p) == nil {
 			t.Errorf("docs.json lacks %s", p)
 		}
@@ -389,11 +390,11 @@ func TestOpenInferenceProtocol(t *testing.T) {
 			200, `"datatype":"FP32","shape":[2]`},
 		{"wrong datatype", "sim", `{"inputs": [{"name": "input", "shape": [1, 1], "datatype": "FP64", "data": [1]}]}`, 400, "datatype FP64, the model takes FP32"},
 		{"shape and data disagree", "sim", `{"inputs": [{"name": "input", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}`, 400, `has 3 elements, want 4 (the product of shape [2 2])`},
-		{"wrong input name", "sim", `{"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]}]}`, 400, `this model's input is`},
+		{"wrong input name", "sim", `{"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]}]}`, 400, `unknown input \"x\" (inputs: input)`},
 		{"unknown output", "sim", `{"inputs": [{"name": "input", "shape": [1, 1], "datatype": "FP32", "data": [1]}], "outputs": [{"name": "probs"}]}`, 400, `unknown output`},
 		{"not json", "sim", `{"inputs": [`, 400, "not a v2 inference request"},
-		{"a method of several inputs", "sentiment.classify", `{"inputs": [{"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["good"]}]}`,
-			400, `takes 2 inputs (texts, threshold)`},
+		{"a method of several inputs, the optional one left out", "sentiment.classify", `{"inputs": [{"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["good"]}]}`,
+			200, `"outputs":[{"name":"positive","datatype":"BOOL","shape":[1],"data":[true]},{"name":"scores"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

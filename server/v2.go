@@ -16,10 +16,12 @@ import (
 // The Open Inference Protocol (KServe v2) maps a model to a runner method:
 // "sim" is the runner's first method, "sentiment.scores" names one.
 
-// A v2 tensor is called by its name in the method's spec: "input" and
-// "output" for a method of one input and one output that leaves them
-// unnamed (engine.DefaultInputName). Infer serves such methods; metadata
-// lists any method's.
+// A v2 tensor is called by its name in the method's spec: the model's own
+// names where it has them (an ONNX model's "Input3"), "input" and "output"
+// for a method of one input and one output that leaves them unnamed
+// (engine.DefaultInputName), so today's clients keep working. Infer takes
+// every input by name and answers with every output, or the ones asked
+// for, in the spec's order.
 
 func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -68,9 +70,13 @@ func (s *Server) model(w http.ResponseWriter, r *http.Request, method string) (v
 }
 
 type v2TensorMeta struct {
-	Name     string `json:"name"`
-	Datatype string `json:"datatype"`
-	Shape    []int  `json:"shape"`
+	Name string `json:"name"`
+	// Datatype is left out where the method takes any dtype: v2 has no
+	// name for that, and a made-up one ("ANY") breaks clients that map
+	// datatypes; parameters.datatypes lists what is accepted instead.
+	Datatype   string         `json:"datatype,omitempty"`
+	Shape      []int          `json:"shape"`
+	Parameters map[string]any `json:"parameters,omitempty"`
 }
 
 func v2Metas(specs tensor.IOSpecs) []v2TensorMeta {
@@ -81,22 +87,47 @@ func v2Metas(specs tensor.IOSpecs) []v2TensorMeta {
 	return out
 }
 
-func v2Meta(io tensor.IOSpec) v2TensorMeta {
-	name := io.Name
-	switch io.Kind {
-	case tensor.KindTensor:
-		dt := "ANY"
-		if io.DType != tensor.DTypeInvalid {
-			dt = io.DType.V2()
-		}
-		shape := io.Shape
-		if shape == nil {
-			shape = []int{-1}
-		}
-		return v2TensorMeta{name, dt, shape}
-	default:
-		return v2TensorMeta{name, "BYTES", []int{1}}
+// v2Datatypes is every datatype infer reads, for a tensor of any dtype.
+var v2Datatypes = func() []string {
+	var l []string
+	for d := tensor.Float32; d <= tensor.String; d++ {
+		l = append(l, d.V2())
 	}
+	return l
+}()
+
+// v2Meta describes one slot. What v2's three fields cannot say goes in
+// parameters, present only where it applies: "optional" (the input may be
+// left out), "unbatched" (one value for the whole request, not rows),
+// "datatypes" (a tensor of any dtype: those accepted), "any_shape" (any
+// rank; shape then reads [-1]), and "content" ("text" or "json": a BYTES
+// [1] element that is a text or a JSON document).
+func v2Meta(io tensor.IOSpec) v2TensorMeta {
+	m := v2TensorMeta{Name: io.Name, Datatype: "BYTES", Shape: []int{1}}
+	params := map[string]any{}
+	switch io.Kind {
+	case tensor.KindText, tensor.KindJSON:
+		params["content"] = io.Kind.String()
+	default: // a tensor, or any value, which infer reads as a tensor
+		m.Datatype, m.Shape = io.DType.V2(), io.Shape
+		if io.DType == tensor.DTypeInvalid {
+			params["datatypes"] = v2Datatypes
+		}
+		if io.Shape == nil {
+			m.Shape = []int{-1}
+			params["any_shape"] = true
+		}
+	}
+	if io.Optional {
+		params["optional"] = true
+	}
+	if io.Unbatched {
+		params["unbatched"] = true
+	}
+	if len(params) > 0 {
+		m.Parameters = params
+	}
+	return m
 }
 
 func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
@@ -168,24 +199,19 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	req, in, err := decodeV2Request(body, m.spec)
+	call, err := decodeV2Request(body, m.spec)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	outs, info, err := s.eng.RunInfo(r.Context(), m.runner.Name(), m.spec.Name, []tensor.Value{in})
+	outs, info, err := s.eng.RunInfo(r.Context(), m.runner.Name(), m.spec.Name, call.in)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if len(outs) != 1 {
-		// A reload changed the method under this request.
-		writeError(w, fmt.Errorf("model %q returned %d outputs, want 1", m.name, len(outs)))
-		return
-	}
-	resp, err := encodeV2Response(m.name, req.ID, m.spec.Outputs[0].Name, outs[0])
+	resp, err := encodeV2Response(m.name, call.id, m.spec.Outputs, outs, call.outputs)
 	if err != nil {
-		writeError(w, err)
+		writeError(w, fmt.Errorf("model %q: %w", m.name, err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -194,87 +220,135 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 	w.Write(resp)
 }
 
-// DecodeV2Request parses a KServe v2 inference request for a method; it is
-// exported for the fuzz test's sake through decodeV2Request.
-func decodeV2Request(body []byte, spec engine.MethodSpec) (v2InferRequest, tensor.Value, error) {
+// v2Call is a decoded inference request: a value per input of the method
+// in its spec's order (the zero Value for an optional one left out), and
+// which outputs to send (nil: all).
+type v2Call struct {
+	id      string
+	in      []tensor.Value
+	outputs []bool
+}
+
+// decodeV2Request parses a KServe v2 inference request for a method: every
+// input by name (codec.NamedValues: unknown, repeated and missing inputs
+// are refused as the object body refuses them), each checked against its
+// spec, and the outputs asked for. Every error is a 400 naming the tensor.
+func decodeV2Request(body []byte, spec engine.MethodSpec) (v2Call, error) {
 	var req v2InferRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "body is not a v2 inference request: %v", err)
+		return v2Call{}, errorf(http.StatusBadRequest, "body is not a v2 inference request: %v", err)
 	}
-	in, out, err := spec.Single()
-	if err != nil {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "%v", err)
-	}
-	if len(req.Inputs) != 1 {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "got %d inputs, want exactly one named %q", len(req.Inputs), in.Name)
-	}
-	for _, o := range req.Outputs {
-		if o.Name != out.Name {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown output %q: this model has one output, %q", o.Name, out.Name)
+	call := v2Call{id: req.ID}
+	set := codec.NewNamedValues(spec.Inputs)
+	for _, t := range req.Inputs {
+		i, err := set.Index(t.Name)
+		if err != nil {
+			return v2Call{}, err
+		}
+		v, err := decodeV2Tensor(t, spec.Inputs[i])
+		if err != nil {
+			return v2Call{}, err
+		}
+		if err := set.Set(i, v); err != nil {
+			return v2Call{}, err
 		}
 	}
-	t := req.Inputs[0]
-	if t.Name != in.Name {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "unknown input %q: this model's input is %q", t.Name, in.Name)
+	in, err := set.Values()
+	if err != nil {
+		return v2Call{}, err
 	}
+	call.in = in
+	if len(req.Outputs) > 0 {
+		call.outputs = make([]bool, len(spec.Outputs))
+	}
+	for _, o := range req.Outputs {
+		i := spec.Outputs.Index(o.Name)
+		switch {
+		case i < 0:
+			return v2Call{}, errorf(http.StatusBadRequest, "unknown output %q (outputs: %s)", o.Name, spec.Outputs.Names())
+		case call.outputs[i]:
+			return v2Call{}, errorf(http.StatusBadRequest, "output %q is asked for twice", o.Name)
+		}
+		call.outputs[i] = true
+	}
+	return call, nil
+}
+
+// decodeV2Tensor reads one input tensor of a request against its spec: a
+// tensor of the spec's datatype and shape, or for a text or JSON input one
+// BYTES element.
+func decodeV2Tensor(t v2InferTensor, in tensor.IOSpec) (tensor.Value, error) {
 	dt, err := tensor.ParseDType(t.Datatype)
 	if err != nil {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 	}
-	if len(t.Data) == 0 {
-		return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
+	if len(t.Data) == 0 || string(t.Data) == "null" {
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
 	}
 	switch in.Kind {
-	case tensor.KindTensor:
+	case tensor.KindText, tensor.KindJSON:
+	default: // a tensor, or any value
 		if in.DType != tensor.DTypeInvalid && dt != in.DType {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), in.DType.V2())
+			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), in.DType.V2())
 		}
 		decoded, err := codec.DecodeTensorData(t.Data, dt, t.Shape)
 		if err != nil {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
 		if err := in.Check(tensor.TensorValue(decoded)); err != nil {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 		}
-		return req, tensor.TensorValue(decoded), nil
-	default:
-		if dt != tensor.String {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; this model takes %s as BYTES of shape [1]", t.Name, dt.V2(), in.Kind)
-		}
-		decoded, err := codec.DecodeTensorData(t.Data, tensor.String, t.Shape)
-		if err != nil {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
-		}
-		strs := decoded.Strings()
-		if len(strs) != 1 {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; this model takes one %s element", t.Name, len(strs), in.Kind)
-		}
-		if in.Kind == tensor.KindText {
-			return req, tensor.TextValue(strs[0]), nil
-		}
-		var v any
-		if err := json.Unmarshal([]byte(strs[0]), &v); err != nil {
-			return req, tensor.Value{}, errorf(http.StatusBadRequest, "input %q: its element is not valid JSON: %v", t.Name, err)
-		}
-		return req, tensor.JSONValue(v), nil
+		return tensor.TensorValue(decoded), nil
 	}
+	if dt != tensor.String {
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; the model takes %s as BYTES of shape [1]", t.Name, dt.V2(), in.Kind)
+	}
+	decoded, err := codec.DecodeTensorData(t.Data, tensor.String, t.Shape)
+	if err != nil {
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+	}
+	strs := decoded.Strings()
+	if len(strs) != 1 {
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; the model takes one %s element", t.Name, len(strs), in.Kind)
+	}
+	if in.Kind == tensor.KindText {
+		return tensor.TextValue(strs[0]), nil
+	}
+	var v any
+	if err := json.Unmarshal([]byte(strs[0]), &v); err != nil {
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: its element is not valid JSON: %v", t.Name, err)
+	}
+	return tensor.JSONValue(v), nil
 }
 
-func encodeV2Response(model, id, outName string, out tensor.Value) ([]byte, error) {
-	var result *tensor.Tensor
-	switch out.Kind() {
-	case tensor.KindTensor:
-		result = out.Tensor()
-	case tensor.KindText:
-		result, _ = tensor.NewStringTensor([]int{1}, []string{out.Text()})
-	default:
-		b, err := json.Marshal(out.JSON())
-		if err != nil {
-			return nil, fmt.Errorf("encode json output: %w", err)
-		}
-		result, _ = tensor.NewStringTensor([]int{1}, []string{string(b)})
+// encodeV2Response writes the outputs picked (nil: all), in the spec's
+// order, each under its name.
+func encodeV2Response(model, id string, specs tensor.IOSpecs, outs []tensor.Value, pick []bool) ([]byte, error) {
+	if len(outs) != len(specs) {
+		// A reload changed the method under this request.
+		return nil, fmt.Errorf("returned %d outputs, want %d (%s)", len(outs), len(specs), specs.Names())
 	}
-	buf := make([]byte, 0, 128+8*result.Len())
+	results := make([]*tensor.Tensor, len(outs))
+	size := 128
+	for i, out := range outs {
+		if pick != nil && !pick[i] {
+			continue
+		}
+		switch out.Kind() {
+		case tensor.KindTensor:
+			results[i] = out.Tensor()
+		case tensor.KindText:
+			results[i], _ = tensor.NewStringTensor([]int{1}, []string{out.Text()})
+		default:
+			b, err := json.Marshal(out.JSON())
+			if err != nil {
+				return nil, fmt.Errorf("encode json output %q: %w", specs[i].Name, err)
+			}
+			results[i], _ = tensor.NewStringTensor([]int{1}, []string{string(b)})
+		}
+		size += 64 + 8*results[i].Len()
+	}
+	buf := make([]byte, 0, size)
 	buf = append(buf, `{"model_name":`...)
 	buf = strconv.AppendQuote(buf, model)
 	buf = append(buf, `,"model_version":"1"`...)
@@ -283,20 +357,32 @@ func encodeV2Response(model, id, outName string, out tensor.Value) ([]byte, erro
 		idJSON, _ := json.Marshal(id)
 		buf = append(buf, idJSON...)
 	}
-	buf = append(buf, `,"outputs":[{"name":`...)
-	buf = appendJSONString(buf, outName)
-	buf = append(buf, `,"datatype":"`...)
-	buf = append(buf, result.DType().V2()...)
-	buf = append(buf, `","shape":[`...)
-	for i, d := range result.Shape() {
-		if i > 0 {
+	buf = append(buf, `,"outputs":[`...)
+	first := true
+	for i, result := range results {
+		if result == nil {
+			continue
+		}
+		if !first {
 			buf = append(buf, ',')
 		}
-		buf = strconv.AppendInt(buf, int64(d), 10)
+		first = false
+		buf = append(buf, `{"name":`...)
+		buf = appendJSONString(buf, specs[i].Name)
+		buf = append(buf, `,"datatype":"`...)
+		buf = append(buf, result.DType().V2()...)
+		buf = append(buf, `","shape":[`...)
+		for j, d := range result.Shape() {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = strconv.AppendInt(buf, int64(d), 10)
+		}
+		buf = append(buf, `],"data":`...)
+		buf = codec.AppendFlat(buf, result)
+		buf = append(buf, '}')
 	}
-	buf = append(buf, `],"data":`...)
-	buf = codec.AppendFlat(buf, result)
-	buf = append(buf, "}]}\n"...)
+	buf = append(buf, "]}\n"...)
 	return buf, nil
 }
 

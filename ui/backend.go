@@ -84,14 +84,11 @@ func (t Target) Label() string {
 }
 
 // Example is a valid body for the target, to pre-fill the test input: the
-// HTTP front end's example, with JSON documents indented for editing.
+// HTTP front end's example, with an example for every input (optional
+// ones too), and JSON documents and objects indented for editing.
 func (t Target) Example() string {
-	in, _, err := t.Spec.Single()
-	if err != nil {
-		return ""
-	}
-	_, body := codec.Example(t.Input, in)
-	if t.Input == engine.IOJSON {
+	_, body := codec.ExampleInputs(t.Input, t.Spec.Inputs)
+	if t.Input == engine.IOJSON || t.Input == engine.IOObject {
 		var b bytes.Buffer
 		if json.Indent(&b, []byte(body), "", "  ") == nil {
 			return b.String()
@@ -176,30 +173,23 @@ func (b *EngineBackend) Targets() []Target {
 	}
 	for _, r := range b.Engine.Runners() {
 		for _, m := range r.Methods() {
-			// The test input is one body, read as an API reads it: a
-			// method of several inputs or outputs is not a target yet.
-			in, _, err := m.Single()
-			if err != nil {
-				continue
-			}
-			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: engine.IOKindFor(in.Kind), Spec: m})
+			// The test input is one body, read as an API would read it: a
+			// method of several inputs takes an object keyed by name.
+			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: codec.BodyKind(m.Inputs), Spec: m})
 		}
 	}
 	return out
 }
 
-// Send decodes body as the HTTP front end does (codec.Decode) and runs it.
+// Send decodes body as the HTTP front end does (codec.DecodeInputs) and
+// runs it.
 func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result {
-	spec, _, err := t.Spec.Single()
-	if err != nil {
-		return Result{Err: err}
-	}
-	in, err := codec.Decode(t.Input, spec, []byte(body))
+	in, err := codec.DecodeInputs(t.Input, t.Spec.Inputs, []byte(body))
 	if err != nil {
 		return Result{Err: err}
 	}
 	start := time.Now()
-	outs, info, err := b.Engine.RunInfo(ctx, t.Runner, t.Method, []tensor.Value{in})
+	outs, info, err := b.Engine.RunInfo(ctx, t.Runner, t.Method, in)
 	res := Result{Err: err, Latency: time.Since(start), Info: info}
 	if err == nil {
 		res.Output = formatValues(t.Spec.Outputs, outs)
@@ -207,10 +197,11 @@ func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result 
 	return res
 }
 
-// formatValues renders a method's outputs for the panel: a lone one as
-// formatValue does, several each under its name.
+// formatValues renders a method's outputs for the panel, each under its
+// name; a lone one the runnable left unnamed ("output") as formatValue
+// does.
 func formatValues(specs tensor.IOSpecs, outs []tensor.Value) string {
-	if len(outs) == 1 {
+	if len(outs) == 1 && (len(specs) != 1 || specs[0].Name == engine.DefaultOutputName) {
 		return formatValue(outs[0])
 	}
 	var b strings.Builder

@@ -97,7 +97,7 @@ apis:
 			`c.yaml:15:5: apis[0]: api "a": input text does not fit sim.predict, which takes tensor float32[-1 -1] (use ndarray)`,
 			`c.yaml:16:23: apis[1].runner: "nope" is not a runner in this config (runners: Bad_Name, sim)`,
 			`c.yaml:17:36: apis[2].method: runner "sim" has no method "run" (methods: predict)`,
-			`c.yaml:17:65: apis[2].output: "csv": want json, text or ndarray`,
+			`c.yaml:17:65: apis[2].output: "csv": want json, text, ndarray or object`,
 		}},
 		{"workers out of range, an explicit 0 included", `
 runners:
