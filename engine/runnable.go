@@ -138,17 +138,6 @@ func (m MethodSpec) withDefaultNames() MethodSpec {
 	return m
 }
 
-// Single returns the input and output of a method of one input and one
-// output, the common case; for any other method the error says what the
-// method takes, for a front end that serves only the common case.
-func (m MethodSpec) Single() (in, out tensor.IOSpec, err error) {
-	if len(m.Inputs) != 1 || len(m.Outputs) != 1 {
-		return in, out, fmt.Errorf("method %q takes %s and returns %s; this front end serves only methods of one input and one output",
-			m.Name, count(m.Inputs, "input"), count(m.Outputs, "output"))
-	}
-	return m.Inputs[0], m.Outputs[0], nil
-}
-
 // count is "1 input", "2 inputs (a, b)", "no output" and so on.
 func count(l tensor.IOSpecs, what string) string {
 	switch len(l) {
