@@ -162,3 +162,45 @@ func TestModelAddedLaterIsWatched(t *testing.T) {
 		return err == nil && r.Config().Params["fixed_ms"] == 3
 	})
 }
+
+// TestModelFolderMadeAgainIsWatched: a model's folder removed and made
+// again under the same name is watched again, so its next version reloads.
+func TestModelFolderMadeAgainIsWatched(t *testing.T) {
+	store := dirResolver{t.TempDir()}
+	other := filepath.Join(store.dir, "other")
+	os.MkdirAll(other, 0o755)
+	os.WriteFile(filepath.Join(other, "latest"), []byte("v3\n"), 0o644)
+	f := newUnloadedFixture(t, "runners:\n  - name: o\n    model: other\n    workers: 1\n", Options{Models: store})
+	if err := f.rl.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	<-f.reloads // the first load's status
+	f.watch()
+	f.watched.wait(t, other)
+
+	if err := os.RemoveAll(other); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-f.reloads:
+		if st.OK {
+			t.Fatalf("the reload after the model's folder went: %+v, want it refused", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload after a model folder was removed")
+	}
+	f.watched.forget(other)
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.watched.wait(t, other)
+	tmp := filepath.Join(other, ".latest.tmp")
+	os.WriteFile(tmp, []byte("v5\n"), 0o644)
+	if err := os.Rename(tmp, filepath.Join(other, "latest")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the new version served", func() bool {
+		r, err := f.eng.Runner("o")
+		return err == nil && r.Config().Params["fixed_ms"] == 5
+	})
+}

@@ -352,8 +352,15 @@ func (s *storeWatch) contains(name string) bool {
 	return false
 }
 
-// follow watches a model's folder created in a store's root.
+// follow watches a model's folder created in a store's root, and forgets
+// one removed or renamed away, so that a folder made again under the same
+// name is watched again (the kernel drops a removed folder's watch).
 func (s *storeWatch) follow(name string, op fsnotify.Op) {
+	if op&(fsnotify.Remove|fsnotify.Rename) != 0 && s.watched[name] {
+		delete(s.watched, name)
+		_ = s.w.Remove(name) // already gone with the folder, most often
+		return
+	}
 	if op&fsnotify.Create == 0 || filepath.Dir(name) == name {
 		return
 	}

@@ -141,6 +141,13 @@ func (l *watchLog) add(dir string) {
 	l.changed = make(chan struct{})
 }
 
+// forget clears dir, so that wait can see it watched anew.
+func (l *watchLog) forget(dir string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.watched, filepath.Clean(dir))
+}
+
 // wait returns once dir is watched.
 func (l *watchLog) wait(t testing.TB, dir string) {
 	t.Helper()
