@@ -74,6 +74,25 @@ func client(conns int) *http.Client {
 // the deadline passes; it returns the rate, the latencies and the errors.
 func load(b *testing.B, url string, body []byte, conns, n int, dur time.Duration) (float64, []time.Duration, int64) {
 	c := client(conns)
+	return drive(conns, n, dur, func() (func() (ok, broken bool), func()) {
+		return func() (ok, broken bool) {
+			resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				return false, false
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == 200, false
+		}, func() {}
+	})
+}
+
+// drive runs conns callers until n round trips are done or dur passes, and
+// returns the rate of successes, their latencies (sorted) and the errors.
+// Each caller gets its own round trip from open, or nil if it could not
+// start; a round trip says whether it succeeded, and whether its caller is
+// broken and must stop.
+func drive(conns, n int, dur time.Duration, open func() (roundTrip func() (ok, broken bool), close func())) (float64, []time.Duration, int64) {
 	var next, errs atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -82,18 +101,21 @@ func load(b *testing.B, url string, body []byte, conns, n int, dur time.Duration
 	begin := time.Now()
 	for range conns {
 		wg.Go(func() {
+			roundTrip, done := open()
+			if roundTrip == nil {
+				errs.Add(1)
+				return
+			}
+			defer done()
 			mine := make([]time.Duration, 0, 1024)
 			for next.Add(1) <= int64(n) && time.Now().Before(deadline) {
 				t0 := time.Now()
-				resp, err := c.Post(url, "application/json", bytes.NewReader(body))
-				if err != nil {
+				ok, broken := roundTrip()
+				if !ok {
 					errs.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					errs.Add(1)
+					if broken {
+						break
+					}
 					continue
 				}
 				mine = append(mine, time.Since(t0))
@@ -104,9 +126,8 @@ func load(b *testing.B, url string, body []byte, conns, n int, dur time.Duration
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(begin)
 	slices.Sort(lat)
-	return float64(len(lat)) / elapsed.Seconds(), lat, errs.Load()
+	return float64(len(lat)) / time.Since(begin).Seconds(), lat, errs.Load()
 }
 
 // BenchmarkHTTPSim128Connections: 128 keep-alive connections, one row a
@@ -189,49 +210,25 @@ func leanLoad(b *testing.B, rawURL string, body []byte, conns int, dur time.Dura
 		b.Fatal(err)
 	}
 	req := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", u.Path, u.Host, len(body), body)
-	var errs atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(dur)
-	begin := time.Now()
-	for range conns {
-		wg.Go(func() {
-			conn, err := net.Dial("tcp", u.Host)
+	return drive(conns, 1<<30, dur, func() (func() (ok, broken bool), func()) {
+		conn, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			return nil, nil
+		}
+		rd := bufio.NewReader(conn)
+		return func() (ok, broken bool) {
+			if _, err := conn.Write(req); err != nil {
+				return false, true
+			}
+			resp, err := http.ReadResponse(rd, nil)
 			if err != nil {
-				errs.Add(1)
-				return
+				return false, true
 			}
-			defer conn.Close()
-			rd := bufio.NewReader(conn)
-			mine := make([]time.Duration, 0, 1024)
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				if _, err := conn.Write(req); err != nil {
-					errs.Add(1)
-					return
-				}
-				resp, err := http.ReadResponse(rd, nil)
-				if err != nil {
-					errs.Add(1)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					errs.Add(1)
-					continue
-				}
-				mine = append(mine, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	slices.Sort(lat)
-	return float64(len(lat)) / time.Since(begin).Seconds(), lat, errs.Load()
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == 200, false
+		}, func() { conn.Close() }
+	})
 }
 
 func BenchmarkHTTPSimOneConnection(b *testing.B) {
