@@ -85,16 +85,47 @@ func (t Target) Label() string {
 
 // Example is a valid body for the target, to pre-fill the test input: the
 // HTTP front end's example, with an example for every input (optional
-// ones too), and JSON documents and objects indented for editing.
+// ones too). JSON documents are indented for editing; an object gets one
+// input a line, each kept compact, so that a tensor of a few rows does
+// not run one number a line past the bottom of an 80×24 screen.
 func (t Target) Example() string {
 	_, body := codec.ExampleInputs(t.Input, t.Spec.Inputs)
-	if t.Input == engine.IOJSON || t.Input == engine.IOObject {
+	switch t.Input {
+	case engine.IOObject:
+		if b, ok := memberPerLine([]byte(body)); ok {
+			return b
+		}
+	case engine.IOJSON:
 		var b bytes.Buffer
 		if json.Indent(&b, []byte(body), "", "  ") == nil {
 			return b.String()
 		}
 	}
 	return body
+}
+
+// memberPerLine writes a JSON object one member a line, in its own order.
+func memberPerLine(body []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", false
+	}
+	var b strings.Builder
+	b.WriteString("{")
+	for i := 0; dec.More(); i++ {
+		key, err := dec.Token()
+		var val json.RawMessage
+		if err != nil || dec.Decode(&val) != nil {
+			return "", false
+		}
+		name, _ := json.Marshal(key)
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "\n  %s: %s", name, val)
+	}
+	b.WriteString("\n}")
+	return b.String(), true
 }
 
 // Result is the outcome of one Send.

@@ -87,10 +87,7 @@ func TestTargetsAndTheirExamples(t *testing.T) {
 		t.Fatalf("sentiment.classify reads %s, want object", classify.Input)
 	}
 	wantExample := `{
-  "texts": [
-    "I love this!",
-    "This is awful."
-  ],
+  "texts": ["I love this!","This is awful."],
   "threshold": 0.1
 }`
 	if ex := classify.Example(); ex != wantExample {
