@@ -303,7 +303,7 @@ func (q *Queue[T]) Submit(payload T, req Request) (*Item[T], error) {
 	}
 	q.appendLocked(g, it)
 	q.rate.add(now, rows)
-	q.burst.arrived(now, rows, q.rate.rate(now))
+	q.burst.arrived(now, rows, &q.rate)
 	out, rejected := b.scheduleAtLocked(now)
 	b.mu.Unlock()
 	b.emit(out, rejected)

@@ -64,9 +64,9 @@ func (r *returnBurst) finished(now time.Time, rows, waiting int) {
 	r.expect = waiting + rows
 }
 
-// arrived accounts for a request of rows arriving at rate rows/s (counted
-// with it).
-func (r *returnBurst) arrived(now time.Time, rows int, rate float64) {
+// arrived accounts for a request of rows, already counted in rate; the
+// rate is read only when a burst closes, not on every request.
+func (r *returnBurst) arrived(now time.Time, rows int, rate *rateEstimator) {
 	if !r.open {
 		return
 	}
@@ -76,7 +76,7 @@ func (r *returnBurst) arrived(now time.Time, rows int, rate float64) {
 	}
 	r.open = false
 	span := now.Sub(r.start).Seconds()
-	tight := min(span*rate/float64(r.base), 2)
+	tight := min(span*rate.rate(now)/float64(r.base), 2)
 	r.tightness += 0.1 * (tight - r.tightness)
 	if tight < closedLoop {
 		perRow := span / float64(r.base)
