@@ -238,20 +238,12 @@ func v2Body(specs tensor.IOSpecs, vals []tensor.Value) ([]byte, error) {
 	}
 	var ins []v2Tensor
 	for i, v := range vals {
-		var t *tensor.Tensor
-		switch v.Kind() {
-		case tensor.KindInvalid:
-			continue
-		case tensor.KindTensor:
-			t = v.Tensor()
-		case tensor.KindText:
-			t, _ = tensor.NewStringTensor([]int{1}, []string{v.Text()})
-		case tensor.KindJSON:
-			doc, err := json.Marshal(v.JSON())
-			if err != nil {
-				return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
-			}
-			t, _ = tensor.NewStringTensor([]int{1}, []string{string(doc)})
+		if v.Kind() == tensor.KindInvalid {
+			continue // an optional input left out
+		}
+		t, err := codec.V2Tensor(v)
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
 		}
 		shape := t.Shape()
 		if shape == nil {

@@ -334,18 +334,11 @@ func encodeV2Response(model, id string, specs tensor.IOSpecs, outs []tensor.Valu
 		if pick != nil && !pick[i] {
 			continue
 		}
-		switch out.Kind() {
-		case tensor.KindTensor:
-			results[i] = out.Tensor()
-		case tensor.KindText:
-			results[i], _ = tensor.NewStringTensor([]int{1}, []string{out.Text()})
-		default:
-			b, err := json.Marshal(out.JSON())
-			if err != nil {
-				return nil, fmt.Errorf("encode json output %q: %w", specs[i].Name, err)
-			}
-			results[i], _ = tensor.NewStringTensor([]int{1}, []string{string(b)})
+		t, err := codec.V2Tensor(out)
+		if err != nil {
+			return nil, fmt.Errorf("encode json output %q: %w", specs[i].Name, err)
 		}
+		results[i] = t
 		size += 64 + 8*results[i].Len()
 	}
 	buf := make([]byte, 0, size)
