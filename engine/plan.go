@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/benchtop/benchtop/batcher"
@@ -255,12 +256,7 @@ func checkMethods(ps *problems, path string, c RunnerConfig, typ *RunnableType, 
 	if specs == nil {
 		return // not known: the problem that hid them is reported
 	}
-	ms := make([]string, 0, len(c.Methods))
-	for m := range c.Methods {
-		ms = append(ms, m)
-	}
-	sort.Strings(ms)
-	for _, m := range ms {
+	for _, m := range slices.Sorted(maps.Keys(c.Methods)) {
 		mp := join(path, "methods."+m)
 		i := indexOfMethod(specs, m)
 		switch {
@@ -289,7 +285,7 @@ func planAPIs(ps *problems, apis []APISpec, runners map[string]bool, methods map
 		specs, ok := methods[a.Runner]
 		if !ok {
 			if !runners[a.Runner] {
-				ps.add(join(path, "runner"), "%q is not a runner in this config (runners: %s)", a.Runner, strings.Join(sortedKeys(runners), ", "))
+				ps.add(join(path, "runner"), "%q is not a runner in this config (runners: %s)", a.Runner, strings.Join(slices.Sorted(maps.Keys(runners)), ", "))
 			}
 			continue
 		}
@@ -323,15 +319,6 @@ func parseKinds(ps *problems, path string, a APISpec) (APISpec, bool) {
 		*k.v = parsed
 	}
 	return a, ok
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // planVisible is what Plan checks GPU requests against: the GPUs the engine

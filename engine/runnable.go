@@ -255,10 +255,8 @@ type Env struct {
 
 // Method finds one of Methods by name.
 func (e Env) Method(name string) (MethodSpec, bool) {
-	for _, m := range e.Methods {
-		if m.Name == name {
-			return m, true
-		}
+	if i := indexOfMethod(e.Methods, name); i >= 0 {
+		return e.Methods[i], true
 	}
 	return MethodSpec{}, false
 }
