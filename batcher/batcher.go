@@ -379,7 +379,7 @@ func (g *group[T]) pack(cfg Config, rows int, bytes int64) {
 		}
 		g.vBatches += (rest + m - 1) / m
 		g.tailRows = rest - (rest-1)/m*m
-		g.tailBytes = int64(float64(bytes) * float64(g.tailRows) / float64(rows))
+		g.tailBytes = bytesShare(bytes, g.tailRows, rows)
 	}
 }
 
@@ -422,7 +422,7 @@ func (q *Queue[T]) forecastLocked(now time.Time, g *group[T], rows int, bytes in
 		plan := group[T]{vBatches: g.vBatches, tailRows: g.tailRows}
 		plan.pack(q.cfg, rows, bytes)
 		lastRows = plan.tailRows
-		lastBytes = int64(float64(bytes) * float64(lastRows) / float64(rows))
+		lastBytes = bytesShare(bytes, lastRows, rows)
 		own = q.cost.work(plan.vBatches-g.vBatches, rows, bytes) - q.cost.estimate(lastRows, lastBytes)
 	}
 	start := (ahead + own) / time.Duration(max(1, b.slots))
@@ -552,7 +552,7 @@ func (q *Queue[T]) forgetLocked(it *Item[T]) {
 	left := it.rows - it.taken
 	leftBytes := it.bytes
 	if it.taken > 0 {
-		leftBytes = int64(float64(it.bytes) * float64(left) / float64(it.rows))
+		leftBytes = bytesShare(it.bytes, left, it.rows)
 	}
 	g.count--
 	g.rows -= left
@@ -828,7 +828,7 @@ func (g *group[T]) batchOfLocked(max int) (int, int64) {
 	if g.rows <= max {
 		return g.rows, g.bytes
 	}
-	return max, int64(float64(g.bytes) * float64(max) / float64(g.rows))
+	return max, bytesShare(g.bytes, max, g.rows)
 }
 
 // rejectAtLocked is when the head stops being servable in time: when its
@@ -974,7 +974,7 @@ func (q *Queue[T]) formLocked(now time.Time, g *group[T]) *Batch[T] {
 		room := max - bt.Rows
 		if left > room {
 			if left > max && room > 0 {
-				share := int64(float64(it.bytes) * float64(room) / float64(it.rows))
+				share := bytesShare(it.bytes, room, it.rows)
 				bt.Parts = append(bt.Parts, Part[T]{Item: it, Offset: it.taken, Rows: room})
 				it.taken += room
 				g.rows -= room
@@ -988,7 +988,7 @@ func (q *Queue[T]) formLocked(now time.Time, g *group[T]) *Batch[T] {
 		}
 		share := it.bytes
 		if it.taken > 0 {
-			share = int64(float64(it.bytes) * float64(left) / float64(it.rows))
+			share = bytesShare(it.bytes, left, it.rows)
 		}
 		bt.Parts = append(bt.Parts, Part[T]{Item: it, Offset: it.taken, Rows: left})
 		bt.Rows += left
@@ -1080,4 +1080,10 @@ func (b *Batcher[T]) fire(gen uint64) {
 	out, rejected := b.scheduleLocked()
 	b.mu.Unlock()
 	b.emit(out, rejected)
+}
+
+// bytesShare is the bytes of part rows out of whole rows that hold b bytes,
+// rows being taken as equal in size.
+func bytesShare(b int64, part, whole int) int64 {
+	return int64(float64(b) * float64(part) / float64(whole))
 }
