@@ -274,9 +274,8 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2Call, error) {
 	return call, nil
 }
 
-// decodeV2Tensor reads one input tensor of a request against its spec: a
-// tensor of the spec's datatype and shape, or for a text or JSON input one
-// BYTES element.
+// decodeV2Tensor reads one input tensor of a JSON request against its
+// spec.
 func decodeV2Tensor(t v2InferTensor, in tensor.IOSpec) (tensor.Value, error) {
 	dt, err := tensor.ParseDType(t.Datatype)
 	if err != nil {
@@ -285,38 +284,49 @@ func decodeV2Tensor(t v2InferTensor, in tensor.IOSpec) (tensor.Value, error) {
 	if len(t.Data) == 0 || string(t.Data) == "null" {
 		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
 	}
+	return v2InputValue(t.Name, dt, in, func(dt tensor.DType) (*tensor.Tensor, error) {
+		return codec.DecodeTensorData(t.Data, dt, t.Shape)
+	})
+}
+
+// v2InputValue is the one rule for a v2 input tensor, however its elements
+// came (JSON data, raw bytes over HTTP or gRPC, gRPC contents): a tensor of
+// the spec's datatype and shape, or for a text or JSON input one BYTES
+// element. decode reads the elements as dt; every error is a 400 naming
+// the tensor.
+func v2InputValue(name string, dt tensor.DType, in tensor.IOSpec, decode func(tensor.DType) (*tensor.Tensor, error)) (tensor.Value, error) {
 	switch in.Kind {
 	case tensor.KindText, tensor.KindJSON:
 	default: // a tensor, or any value
 		if in.DType != tensor.DTypeInvalid && dt != in.DType {
-			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", t.Name, dt.V2(), in.DType.V2())
+			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s, the model takes %s", name, dt.V2(), in.DType.V2())
 		}
-		decoded, err := codec.DecodeTensorData(t.Data, dt, t.Shape)
+		decoded, err := decode(dt)
 		if err != nil {
-			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", name, err)
 		}
 		if err := in.Check(tensor.TensorValue(decoded)); err != nil {
-			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+			return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", name, err)
 		}
 		return tensor.TensorValue(decoded), nil
 	}
 	if dt != tensor.String {
-		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; the model takes %s as BYTES of shape [1]", t.Name, dt.V2(), in.Kind)
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has datatype %s; the model takes %s as BYTES of shape [1]", name, dt.V2(), in.Kind)
 	}
-	decoded, err := codec.DecodeTensorData(t.Data, tensor.String, t.Shape)
+	decoded, err := decode(tensor.String)
 	if err != nil {
-		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", name, err)
 	}
 	strs := decoded.Strings()
 	if len(strs) != 1 {
-		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; the model takes one %s element", t.Name, len(strs), in.Kind)
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has %d elements; the model takes one %s element", name, len(strs), in.Kind)
 	}
 	if in.Kind == tensor.KindText {
 		return tensor.TextValue(strs[0]), nil
 	}
 	var v any
 	if err := json.Unmarshal([]byte(strs[0]), &v); err != nil {
-		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: its element is not valid JSON: %v", t.Name, err)
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: its element is not valid JSON: %v", name, err)
 	}
 	return tensor.JSONValue(v), nil
 }
