@@ -28,8 +28,10 @@ func newServeCmd(version string) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the engine headless: the config's runners and APIs over HTTP",
 		Long: `Run the engine without the workbench: the runners and APIs of the config,
-served on a local port (default http://127.0.0.1:3000), live-reloading the
-config file. SIGINT or SIGTERM stop accepting, let in-flight requests finish
+served on a local port (default http://127.0.0.1:3000) and, over gRPC (the
+KServe v2 inference.GRPCInferenceService, with the standard health service
+and reflection), on the next one (default 127.0.0.1:3001), live-reloading
+the config file. SIGINT or SIGTERM stop accepting, let in-flight requests finish
 (up to --drain-timeout), then exit 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,7 +44,7 @@ config file. SIGINT or SIGTERM stop accepting, let in-flight requests finish
 				if source == "" {
 					source = samples.ConfigName
 				}
-				logger.Info("benchtop serving", "url", st.URL(), "config", source, "version", version)
+				logger.Info("benchtop serving", "url", st.URL(), "grpc", st.GRPCAddr(), "config", source, "version", version)
 				<-ctx.Done()
 				logger.Info("shutting down: draining runners")
 				return nil

@@ -29,6 +29,7 @@ type engineFlags struct {
 	config       string
 	host         string
 	port         int
+	grpcPort     int
 	maxBodyMB    int
 	drainTimeout time.Duration
 	accessLog    bool
@@ -42,20 +43,22 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.config, "config", "c", "", "config file, watched and live-reloaded (default: the embedded sample config)")
 	fl.StringVar(&f.host, "host", "", "address to bind (default: server.host from the config, 127.0.0.1)")
 	fl.IntVar(&f.port, "port", -1, "port to bind, 0 for any free port (default: server.port from the config, 3000)")
-	fl.IntVar(&f.maxBodyMB, "max-body-mb", 16, "largest request body accepted, in MiB (413 beyond)")
+	fl.IntVar(&f.grpcPort, "grpc-port", -2, "port of the KServe v2 gRPC service, 0 for any free port, -1 to turn it off (default: server.grpc_port from the config, else the HTTP port + 1)")
+	fl.IntVar(&f.maxBodyMB, "max-body-mb", 16, "largest request body (HTTP) or message (gRPC) accepted, in MiB (413 or ResourceExhausted beyond)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long in-flight requests may finish")
 	fl.BoolVar(&f.accessLog, "access-log", false, "log every request (errors are always logged)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 }
 
 // stack is a running engine with its GPU monitor, config reloader and HTTP
-// front end.
+// and gRPC front ends.
 type stack struct {
 	gpus     *gpu.Monitor
 	eng      *engine.Engine
 	reloader *watcher.Reloader
 	srv      *server.Server
 	ln       net.Listener
+	grpcLn   net.Listener // nil when gRPC is off
 }
 
 // newMetricsRegistry is the one Prometheus registry of the process: the GPU
@@ -117,6 +120,9 @@ func runStack(ctx context.Context, f *engineFlags, logger *slog.Logger, front fu
 		return err
 	}
 	g.Go(func() error { return st.srv.Serve(ctx, st.ln) })
+	if st.grpcLn != nil {
+		g.Go(func() error { return st.srv.ServeGRPC(ctx, st.grpcLn) })
+	}
 	g.Go(func() error { return st.reloader.Run(ctx) })
 	g.Go(func() error {
 		defer cancel()
@@ -142,6 +148,8 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger, prom *
 			return f.host
 		case k == "BENCHTOP_PORT" && f.port >= 0:
 			return strconv.Itoa(f.port)
+		case k == "BENCHTOP_GRPC_PORT" && f.grpcPort >= -1:
+			return strconv.Itoa(f.grpcPort)
 		}
 		return os.Getenv(k)
 	}
@@ -164,6 +172,13 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger, prom *
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (another benchtop? try --port 0)", addr, err)
 	}
+	if gp := cfg.Server.GRPCListenPort(); gp >= 0 {
+		gaddr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(gp))
+		if st.grpcLn, err = net.Listen("tcp", gaddr); err != nil {
+			st.ln.Close()
+			return nil, fmt.Errorf("listen for grpc on %s: %w (another benchtop? try --grpc-port 0, or -1 to turn gRPC off)", gaddr, err)
+		}
+	}
 	st.srv, err = server.New(eng, server.Options{
 		MaxBodyBytes: int64(f.maxBodyMB) << 20, DrainTimeout: f.drainTimeout,
 		AccessLog: f.accessLog, Logger: logger, Version: f.version,
@@ -172,10 +187,13 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger, prom *
 		// 127.0.0.1 is loopback too.
 		BindHost:     boundHost(st.ln),
 		AllowedHosts: cfg.Server.AllowedHosts, AllowedOrigins: cfg.Server.AllowedOrigins,
-		Registerer: prom, Gatherer: prom,
+		Registerer: prom, Gatherer: prom, GRPCAddr: st.GRPCAddr(),
 	})
 	if err != nil {
 		st.ln.Close()
+		if st.grpcLn != nil {
+			st.grpcLn.Close()
+		}
 		return nil, err
 	}
 	return st, nil
@@ -190,5 +208,13 @@ func boundHost(ln net.Listener) string {
 	return host
 }
 
-// URL is where the stack serves.
+// URL is where the stack serves HTTP.
 func (st *stack) URL() string { return "http://" + st.ln.Addr().String() }
+
+// GRPCAddr is where the stack serves gRPC (host:port), "" when it does not.
+func (st *stack) GRPCAddr() string {
+	if st.grpcLn == nil {
+		return ""
+	}
+	return st.grpcLn.Addr().String()
+}

@@ -31,6 +31,9 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "  curl -s %s/%s -H 'Content-Type: %s' -d '%s'\n\n", base, a.Name, ct, strings.ReplaceAll(body, "'", `'\''`))
 	}
 	fmt.Fprintf(&b, "Open Inference Protocol (KServe v2): GET %s/v2/models/{runner}, POST %s/v2/models/{runner}/infer, GET .../stats\n", base, base)
+	if s.opts.GRPCAddr != "" {
+		fmt.Fprintf(&b, "KServe v2 over gRPC: %s (inference.GRPCInferenceService, grpc.health.v1, reflection: grpcurl -plaintext %s list)\n", s.opts.GRPCAddr, s.opts.GRPCAddr)
+	}
 	fmt.Fprintf(&b, "Health: %s/livez %s/readyz   Metrics: %s/metrics   OpenAPI: %s/docs.json\n", base, base, base, base)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte(b.String()))

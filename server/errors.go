@@ -64,15 +64,21 @@ func writeError(w http.ResponseWriter, err error) int {
 		err = fmt.Errorf("request body is larger than %d bytes: send less, or raise the server's --max-body-mb", mbe.Limit)
 	}
 	if status == http.StatusServiceUnavailable {
-		retry := time.Second
-		var oe *engine.OverloadError
-		if errors.As(err, &oe) && oe.RetryAfter > retry {
-			retry = oe.RetryAfter
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter(err).Seconds()))))
 	}
 	writeJSON(w, status, map[string]string{"error": err.Error()})
 	return status
+}
+
+// retryAfter is how long a client refused with 503 should wait: the
+// engine's forecast on overload, at least a second.
+func retryAfter(err error) time.Duration {
+	retry := time.Second
+	var oe *engine.OverloadError
+	if errors.As(err, &oe) && oe.RetryAfter > retry {
+		retry = oe.RetryAfter
+	}
+	return retry
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

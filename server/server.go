@@ -61,6 +61,13 @@ type Options struct {
 	// that own registry when Registerer is nil as well, else nothing.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+
+	// GRPCMaxSendBytes bounds one gRPC response message; 0 means
+	// DefaultGRPCMaxSendBytes. A gRPC request is bounded by MaxBodyBytes.
+	GRPCMaxSendBytes int
+	// GRPCAddr is where ServeGRPC listens (host:port), for GET / to show;
+	// "" when gRPC is off.
+	GRPCAddr string
 }
 
 // DefaultMaxBodyBytes is large enough for a batch of images as ndarrays.
@@ -101,6 +108,9 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 	if opts.MaxInflightBytes <= 0 {
 		opts.MaxInflightBytes = DefaultMaxInflightBytes
 	}
+	if opts.GRPCMaxSendBytes <= 0 {
+		opts.GRPCMaxSendBytes = DefaultGRPCMaxSendBytes
+	}
 	if opts.OverloadLogInterval <= 0 {
 		opts.OverloadLogInterval = DefaultOverloadLogInterval
 	}
@@ -122,11 +132,11 @@ func New(eng *engine.Engine, opts Options) (*Server, error) {
 		overloads: newOverloadLog(opts.Logger, opts.OverloadLogInterval, time.Now),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "benchtop_api_requests_total",
-			Help: "HTTP requests by API (or route) and status code.",
+			Help: "Requests by API or route (grpc.<Method> for gRPC calls) and status: an HTTP status code, or a gRPC code name.",
 		}, []string{"api", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "benchtop_api_request_duration_seconds",
-			Help:    "HTTP request duration by API (or route), body transfer included.",
+			Help:    "Request duration by API or route (grpc.<Method> for gRPC calls), body transfer included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20),
 		}, []string{"api"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -366,6 +376,18 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 // handleReady is 200 only once every runner has a worker ready, and says
 // which are not.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ready, runners := s.readiness()
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "runners": runners})
+}
+
+// readiness is whether every runner has a worker ready, and each runner's
+// state in words: what /readyz, gRPC's ServerReady and its health service
+// all answer.
+func (s *Server) readiness() (bool, map[string]string) {
 	runners := map[string]string{}
 	ready := true
 	for _, rn := range s.eng.Runners() {
@@ -386,11 +408,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 			ready = false
 		}
 	}
-	status := http.StatusOK
-	if !ready {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, map[string]any{"ready": ready, "runners": runners})
+	return ready, runners
 }
 
 // readBody reads at most MaxBodyBytes and checks the content type.

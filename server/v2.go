@@ -25,9 +25,12 @@ import (
 
 func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
-		"name": "benchtop", "version": s.opts.Version, "extensions": []string{"statistics"},
+		"name": "benchtop", "version": s.opts.Version, "extensions": v2Extensions,
 	})
 }
+
+// v2Extensions are the protocol extensions served, over HTTP and gRPC.
+var v2Extensions = []string{"statistics"}
 
 type v2Model struct {
 	name   string
@@ -408,12 +411,25 @@ type v2Duration struct {
 	Ns    uint64 `json:"ns"`
 }
 
-// handleV2Stats answers in the shape of Triton's statistics extension.
-func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
-	m, ok := s.model(w, r, http.MethodGet)
-	if !ok {
-		return
-	}
+// v2ModelStats is one model's figures in the shape of Triton's statistics
+// extension, for HTTP and gRPC alike.
+type v2ModelStats struct {
+	Name           string                `json:"name"`
+	Version        string                `json:"version"`
+	LastInference  int64                 `json:"last_inference"`
+	InferenceCount uint64                `json:"inference_count"`
+	ExecutionCount uint64                `json:"execution_count"`
+	InferenceStats map[string]v2Duration `json:"inference_stats"`
+	BatchStats     []v2BatchStat         `json:"batch_stats"`
+	Queue          map[string]any        `json:"queue"`
+}
+
+type v2BatchStat struct {
+	BatchSize    int        `json:"batch_size"`
+	ComputeInfer v2Duration `json:"compute_infer"`
+}
+
+func v2StatsOf(m v2Model) v2ModelStats {
 	st := m.runner.Stats(engine.StatsOptions{})
 	var ms engine.MethodStats
 	for _, x := range st.Methods {
@@ -423,14 +439,10 @@ func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
 	}
 	c := ms.Cumulative
 	var rows uint64
-	type batchStat struct {
-		BatchSize    int        `json:"batch_size"`
-		ComputeInfer v2Duration `json:"compute_infer"`
-	}
-	var batches []batchStat
+	var batches []v2BatchStat
 	for size, n := range ms.BatchSizes {
 		rows += uint64(size) * n
-		batches = append(batches, batchStat{size, v2Duration{n, uint64(ms.BatchExec[size])}})
+		batches = append(batches, v2BatchStat{size, v2Duration{n, uint64(ms.BatchExec[size])}})
 	}
 	sort.Slice(batches, func(i, j int) bool { return batches[i].BatchSize < batches[j].BatchSize })
 	ok200 := ms.Totals["ok"]
@@ -444,18 +456,27 @@ func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
 	if !c.LastRequest.IsZero() {
 		last = c.LastRequest.UnixMilli()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"model_stats": []any{map[string]any{
-		"name": m.name, "version": "1",
-		"last_inference":  last,
-		"inference_count": rows,
-		"execution_count": c.Executions,
-		"inference_stats": map[string]v2Duration{
+	return v2ModelStats{
+		Name: m.name, Version: "1",
+		LastInference:  last,
+		InferenceCount: rows,
+		ExecutionCount: c.Executions,
+		InferenceStats: map[string]v2Duration{
 			"success":       {ok200, uint64(c.Success)},
 			"fail":          {failed, uint64(c.Fail)},
 			"queue":         {ok200, uint64(c.Queue)},
 			"compute_infer": {c.Executions, uint64(c.Exec)},
 		},
-		"batch_stats": batches,
-		"queue":       map[string]any{"depth": ms.Queue.Depth, "in_flight": ms.Queue.InFlight},
-	}}})
+		BatchStats: batches,
+		Queue:      map[string]any{"depth": ms.Queue.Depth, "in_flight": ms.Queue.InFlight},
+	}
+}
+
+// handleV2Stats answers in the shape of Triton's statistics extension.
+func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.model(w, r, http.MethodGet)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"model_stats": []v2ModelStats{v2StatsOf(m)}})
 }

@@ -66,6 +66,10 @@ func WithModels(m ModelResolver) Option { return func(o *options) { o.models = m
 type Server struct {
 	Host string
 	Port int
+	// GRPCPort is where the v2 gRPC service listens, if grpc_port was
+	// given (GRPCPortSet); GRPCListenPort derives it otherwise.
+	GRPCPort    int
+	GRPCPortSet bool
 	// BodyTimeout bounds how long one request body may take to arrive.
 	BodyTimeout time.Duration
 	// MaxInflightMB bounds the request bodies held at once, in MiB.
@@ -76,6 +80,20 @@ type Server struct {
 	// AllowedOrigins are web origins (scheme://host[:port]) whose pages
 	// may POST.
 	AllowedOrigins []string
+}
+
+// GRPCListenPort is the gRPC port to bind: grpc_port as given (-1: gRPC
+// off), else the HTTP port + 1 (3001 beside the default 3000, as Triton
+// pairs 8000 and 8001), or any free port when the HTTP port is 0, so that
+// `--port 0` never collides on a fixed gRPC port.
+func (s Server) GRPCListenPort() int {
+	switch {
+	case s.GRPCPortSet:
+		return s.GRPCPort
+	case s.Port == 0:
+		return 0
+	}
+	return s.Port + 1
 }
 
 // Server defaults: loopback, so nothing is exposed by accident, and bounds
@@ -146,6 +164,9 @@ func Parse(file string, data []byte) (*Config, error) {
 			d.mapping(n, p, map[string]func(*yaml.Node, string){
 				"host":            func(n *yaml.Node, p string) { c.Server.Host = d.str(n, p) },
 				"port":            func(n *yaml.Node, p string) { c.Server.Port = d.integer(n, p) },
+				"grpc_port": func(n *yaml.Node, p string) {
+					c.Server.GRPCPort, c.Server.GRPCPortSet = d.integer(n, p), true
+				},
 				"body_timeout":    func(n *yaml.Node, p string) { c.Server.BodyTimeout = d.duration(n, p) },
 				"max_inflight_mb": func(n *yaml.Node, p string) { c.Server.MaxInflightMB = d.integer(n, p) },
 				"allowed_hosts": func(n *yaml.Node, p string) {
@@ -300,8 +321,9 @@ func (b Batching) over(base batcher.Config) batcher.Config {
 	return base
 }
 
-// ApplyEnv overrides keys from the environment: BENCHTOP_HOST and
-// BENCHTOP_PORT (handy in containers and CI, where editing the file is not).
+// ApplyEnv overrides keys from the environment: BENCHTOP_HOST,
+// BENCHTOP_PORT and BENCHTOP_GRPC_PORT (handy in containers and CI, where
+// editing the file is not).
 func (c *Config) ApplyEnv(getenv func(string) string) error {
 	if h := getenv("BENCHTOP_HOST"); h != "" {
 		c.Server.Host = h
@@ -312,6 +334,13 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			return fmt.Errorf("BENCHTOP_PORT=%q: want a port number", p)
 		}
 		c.Server.Port = port
+	}
+	if p := getenv("BENCHTOP_GRPC_PORT"); p != "" {
+		port, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("BENCHTOP_GRPC_PORT=%q: want a port number, or -1 to turn gRPC off", p)
+		}
+		c.Server.GRPCPort, c.Server.GRPCPortSet = port, true
 	}
 	return nil
 }
@@ -461,6 +490,14 @@ func (c *Config) checkFile() Problems {
 	}
 	if c.Server.Port < 0 || c.Server.Port > 65535 {
 		add("server.port", "%d is not a port: want 0 (any free port) to 65535", c.Server.Port)
+	}
+	switch gp := c.Server.GRPCListenPort(); {
+	case c.Server.GRPCPortSet && (gp < -1 || gp > 65535):
+		add("server.grpc_port", "%d is not a port: want 0 (any free port) to 65535, or -1 to turn gRPC off", gp)
+	case !c.Server.GRPCPortSet && gp > 65535:
+		add("server.port", "%d leaves no port above it for gRPC (the HTTP port + 1): set server.grpc_port", c.Server.Port)
+	case gp > 0 && gp == c.Server.Port:
+		add("server.grpc_port", "%d is the HTTP port too: give gRPC a port of its own, or -1 to turn it off", gp)
 	}
 	if c.Server.Host == "" {
 		add("server.host", "empty: want an address such as 127.0.0.1")
