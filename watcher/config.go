@@ -162,8 +162,8 @@ func Parse(file string, data []byte) (*Config, error) {
 	d.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
 		"server": func(n *yaml.Node, p string) {
 			d.mapping(n, p, map[string]func(*yaml.Node, string){
-				"host":            func(n *yaml.Node, p string) { c.Server.Host = d.str(n, p) },
-				"port":            func(n *yaml.Node, p string) { c.Server.Port = d.integer(n, p) },
+				"host": func(n *yaml.Node, p string) { c.Server.Host = d.str(n, p) },
+				"port": func(n *yaml.Node, p string) { c.Server.Port = d.integer(n, p) },
 				"grpc_port": func(n *yaml.Node, p string) {
 					c.Server.GRPCPort, c.Server.GRPCPortSet = d.integer(n, p), true
 				},
