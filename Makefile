@@ -5,7 +5,7 @@ export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
 GO      ?= go
 BIN     := bin/benchtop
 
-.PHONY: all build run test vet unit e2e bench clean onnxruntime
+.PHONY: all build run test vet unit e2e bench clean onnxruntime proto
 
 all: build
 
@@ -16,6 +16,12 @@ build:
 # into .cache/onnxruntime (a no-op once there).
 onnxruntime:
 	scripts/install-onnxruntime.sh
+
+# Regenerate the gRPC stubs in engine/v2pb after editing inference.proto
+# (needs protoc: apt-get install protobuf-compiler). The generated code is
+# committed: building and testing never need this.
+proto:
+	scripts/proto.sh
 
 # Open the workbench on the embedded sample config (also serving
 # http://127.0.0.1:3000). `./bin/benchtop serve` runs the same headless.
@@ -38,6 +44,7 @@ e2e: onnxruntime
 	$(GO) build -race -o bin/benchtop-race .
 	scripts/e2e-serve.sh bin/benchtop-race
 	scripts/e2e-overload.sh bin/benchtop-race
+	scripts/e2e-grpc.sh bin/benchtop-race
 	scripts/e2e-tui.sh bin/benchtop-race
 
 # Everything that must pass.
