@@ -43,11 +43,11 @@ const simIdeal = 64 / 0.0084 // rows/s: 64 rows per 2 ms + 64 × 0.1 ms
 
 func benchServer(b *testing.B) string {
 	b.Helper()
-	url, _ := benchStack(b)
+	url, _, _ := benchStack(b)
 	return url
 }
 
-func benchStack(b *testing.B) (string, *engine.Engine) {
+func benchStack(b *testing.B) (string, *engine.Engine, *server.Server) {
 	b.Helper()
 	eng := enginetest.New(b, enginetest.Options{Samples: true})
 	cfg, err := watcher.ParseAndValidate(b.Context(), "bench.yaml", []byte(benchConfig), eng, func(string) string { return "" })
@@ -63,7 +63,7 @@ func benchStack(b *testing.B) (string, *engine.Engine) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	b.Cleanup(ts.Close) // before the engine closes
-	return ts.URL, eng
+	return ts.URL, eng, srv
 }
 
 func client(conns int) *http.Client {
@@ -162,7 +162,7 @@ func BenchmarkHTTPSimClosedLoop(b *testing.B) {
 	const a, perRow = 0.002, 0.0001
 	for _, conns := range []int{8, 16, 32, 64} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			url, eng := benchStack(b)
+			url, eng, _ := benchStack(b)
 			leanLoad(b, url+"/predict", body, conns, 2*time.Second)
 			rate, lat, errs := leanLoad(b, url+"/predict", body, conns, 4*time.Second)
 			c := float64(conns)
