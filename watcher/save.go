@@ -244,7 +244,6 @@ func (p *patcher) offset(line, col int) int {
 	return at
 }
 
-
 // set makes key: value in mapping m: the value replaced where the key is
 // there and its value is a scalar, else the pair added at the mapping's
 // end, in the mapping's own style.
