@@ -135,7 +135,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Problems{{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, Problems{syntaxProblem(file, err)}
 	}
 	d := &decoder{file: file, pos: map[string]Pos{}}
 	if len(root.Content) == 0 {

@@ -126,7 +126,13 @@ runners:
 			`c.yaml:5:42: server.allowed_origins[1]: "app.example": want an origin, scheme://host[:port] (https://app.example, http://localhost:8080)`,
 			`c.yaml:5:55: server.allowed_origins[2]: "http://localhost:8080/page": want an origin, scheme://host[:port] (https://app.example, http://localhost:8080)`,
 		}},
-		{"syntax error", "runners: [\n", []string{`c.yaml: line 1: did not find expected node content`}},
+		// Syntax errors at the line where the file goes wrong, counted from 1.
+		{"syntax error at the end", "runners: [\n", []string{`c.yaml:2: did not find expected node content: a value is missing`}},
+		{"an unclosed list", "server:\n  host: 127.0.0.1\n\nrunners:\n  - name: a\n    workers: [2\n    runnable: echo\n",
+			[]string{`c.yaml:6: did not find expected ',' or ']': the [ list that starts on this line is not closed, or two of its items lack a comma between them`}},
+		{"an unclosed mapping", "runners:\n  - {name: a, runnable: echo\n\napis: []\n",
+			[]string{`c.yaml:2: did not find expected ',' or '}': the { mapping that starts on this line is not closed, or two of its entries lack a comma between them`}},
+		{"a tab", "runners:\n\t- name: a\n", []string{`c.yaml:2: found character that cannot start any token`}},
 		{"empty", "", []string{`c.yaml: config is empty: it needs at least runners:`}},
 	}
 	eng := checker(t, registry(t))
