@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/benchtop/benchtop/samples"
 )
 
@@ -48,4 +50,21 @@ func TestUserConfigFirstRun(t *testing.T) {
 	if note := userConfigNote(path, made); !strings.Contains(note, path) || strings.Contains(note, "copied") {
 		t.Fatalf("later-run note: %q", note)
 	}
+}
+
+// TestHelpStatesEachDefaultOnce: a flag whose usage says its default has no
+// second "(default …)" from the flag package after it.
+func TestHelpStatesEachDefaultOnce(t *testing.T) {
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		for _, line := range strings.Split(cmd.LocalFlags().FlagUsages(), "\n") {
+			if strings.Count(line, "(default") > 1 {
+				t.Errorf("%s: %s", cmd.CommandPath(), strings.TrimSpace(line))
+			}
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd("test"))
 }

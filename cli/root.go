@@ -50,6 +50,7 @@ instead, read-only.`,
 		},
 	}
 	f.register(root)
+	root.Flags().Lookup("config").Usage = "config file, watched and live-reloaded (default: your copy of the sample config, made on first run; see --sample)"
 	root.Flags().StringVar(&logPath, "log-file", "", "where the workbench logs (default: ~/.benchtop/workbench.log)")
 	root.Flags().BoolVar(&sample, "sample", false, "run the embedded sample config, read-only, instead of your copy of it (tweaks cannot be saved)")
 	root.AddCommand(newServeCmd(version), newBenchCmd(), newModelsCmd(), newRunnablesCmd(), newConfigCmd())
