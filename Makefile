@@ -5,12 +5,27 @@ export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
 GO      ?= go
 BIN     := bin/benchtop
 
-.PHONY: all build run test vet unit e2e bench clean onnxruntime proto
+.PHONY: all build install run test vet unit e2e bench clean onnxruntime proto
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) .
+
+# Link ./bin/benchtop into BINDIR, so that the README's `benchtop …`
+# commands run as written: by default Go's own bin folder ($GOBIN, else
+# $GOPATH/bin, ~/go/bin); `make install BINDIR=~/.local/bin` puts it
+# elsewhere. A link, not a copy: it follows `make build`, and the binary
+# finds ONNX Runtime in this checkout's .cache/ through it. It says where,
+# and whether that folder is on PATH. The sample config's Python worker is
+# named relative to the repository root: run the workbench from there.
+BINDIR  ?= $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+
+install: onnxruntime build
+	@mkdir -p "$(BINDIR)"
+	ln -sfn "$(CURDIR)/$(BIN)" "$(BINDIR)/benchtop"
+	@echo "installed $(BINDIR)/benchtop → $(CURDIR)/$(BIN)"
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) echo "$(BINDIR) is not on your PATH: add it (export PATH=\"$(BINDIR):\$$PATH\"), or run ./bin/benchtop";; esac
 
 # ONNX Runtime's shared library, from the npm registry, checksum verified,
 # into .cache/onnxruntime (a no-op once there).
@@ -23,8 +38,11 @@ onnxruntime:
 proto:
 	scripts/proto.sh
 
-# Open the workbench on the embedded sample config (also serving
-# http://127.0.0.1:3000). `./bin/benchtop serve` runs the same headless.
+# Open the workbench (also serving http://127.0.0.1:3000) on your copy of
+# the sample config, made on first run in your config folder
+# ($XDG_CONFIG_HOME/benchtop/benchtop.yaml, by default ~/.config/benchtop/),
+# where `w` saves tweaks. `./bin/benchtop serve` runs the embedded sample
+# headless.
 run: onnxruntime build
 	./$(BIN)
 

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -144,7 +146,7 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 		}
 		h, err := bench.NewHTTP(ctx, bench.HTTPOptions{URL: f.url, Body: body, Gen: gen, Conns: conns})
 		if err != nil {
-			return err
+			return deadPort(f.url, err)
 		}
 		defer h.Close()
 		target = h
@@ -181,6 +183,9 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	}
 	if runErr != nil && ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %w", runErr)
+	}
+	if runErr != nil && f.url != "" {
+		return deadPort(f.url, runErr)
 	}
 	return runErr
 }
@@ -363,4 +368,18 @@ func benchProgress(w io.Writer) func(bench.Progress) {
 		}
 		fmt.Fprint(w, "\r\x1b[K"+line)
 	}
+}
+
+// deadPort says that nothing listens at url when err is a refused
+// connection: a body given with --input would not help, starting the
+// server would.
+func deadPort(url string, err error) error {
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return err
+	}
+	host := url
+	if u, perr := neturl.Parse(url); perr == nil && u.Host != "" {
+		host = u.Host
+	}
+	return fmt.Errorf("nothing is listening at %s (connection refused): start `./bin/benchtop serve` or the workbench there, or check --url", host)
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +155,27 @@ func TestBenchFlags(t *testing.T) {
 				t.Fatalf("got %v, want an error saying %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestBenchDeadPort: a URL where nothing listens is said to be so, with or
+// without a body, not answered with advice about --input.
+func TestBenchDeadPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the port is now one where nothing listens
+	input := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(input, []byte("[[1, 2]]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range [][]string{nil, {"--input", input}} {
+		args := append([]string{"--url", "http://" + addr + "/predict"}, short...)
+		_, err := runBenchCmd(t, append(args, extra...)...)
+		if err == nil || !strings.Contains(err.Error(), "nothing is listening at "+addr) || strings.Contains(err.Error(), "pass a request body") {
+			t.Errorf("bench %v against a dead port: %v", extra, err)
+		}
 	}
 }

@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -110,4 +113,59 @@ func openModels(ctx context.Context, withSamples bool) (onnx.StoreResolver, erro
 		}
 	}
 	return onnx.StoreResolver{Store: s}, nil
+}
+
+// userConfigName is the workbench's own config under the user's config
+// folder (os.UserConfigDir: $XDG_CONFIG_HOME or ~/.config on Linux,
+// ~/Library/Application Support on macOS).
+const userConfigName = "benchtop/benchtop.yaml"
+
+// userConfig is the config the workbench runs when given no --config: the
+// user's copy of the sample config, made on first run so that tweaks saved
+// with `w` have a file to go to. It says where it is and whether it was
+// just made. A copy the user has edited is never replaced.
+func userConfig() (path string, made bool, err error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", false, fmt.Errorf("find your config folder: %w (give --config FILE, or --sample to run the embedded sample)", err)
+	}
+	path = filepath.Join(dir, filepath.FromSlash(userConfigName))
+	if _, err := os.Stat(path); err == nil {
+		return path, false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, fmt.Errorf("your config %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", false, fmt.Errorf("make your config folder: %w (give --config FILE, or --sample to run the embedded sample)", err)
+	}
+	// O_EXCL: two first runs at once make one copy, and neither replaces
+	// the other's.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return path, false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("copy the sample config to %s: %w (give --config FILE, or --sample to run the embedded sample)", path, err)
+	}
+	_, werr := f.Write(samples.Config)
+	if serr := f.Sync(); werr == nil {
+		werr = serr
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(path) // a half copy would be read as the user's config next time
+		return "", false, fmt.Errorf("copy the sample config to %s: %w", path, werr)
+	}
+	return path, true, nil
+}
+
+// userConfigNote is what the workbench says about the config it runs when
+// given no --config.
+func userConfigNote(path string, made bool) string {
+	if made {
+		return fmt.Sprintf("first run: copied the sample config to %s; it is watched, and w saves tweaks into it (--sample runs the embedded one, read-only)", path)
+	}
+	return fmt.Sprintf("running your config %s (a copy of the sample made on first run); w saves tweaks into it", path)
 }

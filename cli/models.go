@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -173,11 +175,26 @@ func newModelsGetCmd(open openStore) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return writeAs(cmd.OutOrStdout(), format, view(m))
+			if err := writeAs(cmd.OutOrStdout(), format, view(m)); err != nil {
+				return err
+			}
+			if verify {
+				files := slices.Sorted(maps.Keys(m.SHA256))
+				note := fmt.Sprintf("verified %s: the sha256 of %d %s (%s) match model.yaml",
+					m.Tag(), len(files), map[bool]string{true: "file", false: "files"}[len(files) == 1], strings.Join(files, ", "))
+				// A YAML comment keeps the output YAML; JSON has none, so
+				// there it goes to a terminal's stderr.
+				if format != "json" {
+					fmt.Fprintln(cmd.OutOrStdout(), "# "+note)
+				} else if console.IsTerminal(os.Stderr) {
+					fmt.Fprintln(cmd.ErrOrStderr(), note)
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "output format: yaml or json")
-	cmd.Flags().BoolVar(&verify, "verify", false, "recompute the files' checksums")
+	cmd.Flags().BoolVar(&verify, "verify", false, "recompute the files' checksums against model.yaml and say which were checked")
 	return cmd
 }
 

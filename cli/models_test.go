@@ -59,7 +59,7 @@ func TestModelsCommands(t *testing.T) {
 		{"not a model", []string{"import", notes, "--name", "notes"}, nil, "only ONNX models"},
 		{"not gzip, though named .tar.gz", []string{"import", fakeArchive}, nil, "fake.tar.gz: not a gzip archive"},
 		{"list", []string{"list"}, []string{"TAG", "mlp:v2", "mlp:v1", "mlp-small:", "*"}, ""},
-		{"get", []string{"get", "mlp:v1", "--verify"}, []string{"name: mlp", "version: v1", "team: ml", "latest: false", "batchable: true"}, ""},
+		{"get", []string{"get", "mlp:v1", "--verify"}, []string{"name: mlp", "version: v1", "team: ml", "latest: false", "batchable: true", "# verified mlp:v1: the sha256 of 1 file (model.onnx) match model.yaml"}, ""},
 		{"get hostile tag", []string{"get", "../etc"}, nil, "model name"},
 		{"get missing", []string{"get", "nope"}, nil, "model not found"},
 		{"export", []string{"export", "mlp:v1", archive}, []string{"exported mlp:v1 to " + archive}, ""},

@@ -42,13 +42,59 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVarP(&f.config, "config", "c", "", "config file, watched and live-reloaded (default: the embedded sample config)")
 	fl.StringVar(&f.host, "host", "", "address to bind (default: server.host from the config, 127.0.0.1)")
-	fl.IntVar(&f.port, "port", -1, "port to bind, 0 for any free port (default: server.port from the config, 3000)")
-	fl.IntVar(&f.grpcPort, "grpc-port", -2, "port of the KServe v2 gRPC service, 0 for any free port, -1 to turn it off (default: server.grpc_port from the config, else the HTTP port + 1)")
+	f.port = -1
+	fl.Var((*portFlag)(&f.port), "port", "port to bind, 0 for any free port (default: server.port from the config, 3000)")
+	f.grpcPort = -2
+	fl.Var((*grpcPortFlag)(&f.grpcPort), "grpc-port", "port of the KServe v2 gRPC service, 0 for any free port, -1 to turn it off (default: server.grpc_port from the config, else the HTTP port + 1)")
 	fl.IntVar(&f.maxBodyMB, "max-body-mb", 16, "largest request body (HTTP) or message (gRPC) accepted, in MiB (413 or ResourceExhausted beyond)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long in-flight requests may finish")
 	fl.BoolVar(&f.accessLog, "access-log", false, "log every request (errors are always logged)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 }
+
+// portFlag is --port: -1 (not given) reads as nothing, so that --help shows
+// the usage's own default and not "(default -1)" after it.
+type portFlag int
+
+func (p *portFlag) String() string {
+	if *p < 0 {
+		return ""
+	}
+	return strconv.Itoa(int(*p))
+}
+
+// grpcPortFlag is --grpc-port: as portFlag, with -1 for "off" and -2 for
+// not given.
+type grpcPortFlag int
+
+func (p *grpcPortFlag) String() string {
+	if *p < -1 {
+		return ""
+	}
+	return strconv.Itoa(int(*p))
+}
+
+func (p *grpcPortFlag) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < -1 || v > 65535 {
+		return fmt.Errorf("%q: want a port, 0 (any free port) to 65535, or -1 to turn gRPC off", s)
+	}
+	*p = grpcPortFlag(v)
+	return nil
+}
+
+func (p *grpcPortFlag) Type() string { return "int" }
+
+func (p *portFlag) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 || v > 65535 {
+		return fmt.Errorf("%q: want a port, 0 (any free port) to 65535", s)
+	}
+	*p = portFlag(v)
+	return nil
+}
+
+func (p *portFlag) Type() string { return "int" }
 
 // stack is a running engine with its GPU monitor, config reloader and HTTP
 // and gRPC front ends.

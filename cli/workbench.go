@@ -19,9 +19,32 @@ import (
 
 // runWorkbench starts the engine and its HTTP port, and opens the terminal
 // UI over them. Logs go to a file: the screen is the UI's.
-func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string) error {
+// Given no --config, it runs the user's copy of the sample config (made on
+// first run, userConfig), so that `w` has a file to save tweaks into;
+// sample runs the embedded one, read-only.
+func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string, sample bool) error {
+	if sample && f.config != "" {
+		return errors.New("--sample and --config are alternatives: keep one")
+	}
 	if !console.IsTerminal(os.Stdout) {
 		return errors.New("the workbench needs a terminal; to run headless use `benchtop serve`")
+	}
+	var note string
+	if f.config == "" && !sample {
+		path, made, err := userConfig()
+		if err != nil {
+			return err
+		}
+		f.config, note = path, userConfigNote(path, made)
+		// The copy runs the sample models, imported on first use as for
+		// the embedded config.
+		if _, err := openModels(cmd.Context(), true); err != nil {
+			return err
+		}
+		if made {
+			// Also on the terminal, after the workbench's screen is gone.
+			defer fmt.Fprintln(cmd.ErrOrStderr(), "benchtop: your config is "+path+" (a copy of the sample, made on first run)")
+		}
 	}
 	logFile, err := openLog(logPath)
 	if err != nil {
@@ -30,6 +53,11 @@ func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string) error {
 	defer logFile.Close()
 	logger := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return runStack(cmd.Context(), f, logger, func(ctx context.Context, st *stack) error {
+		if note != "" {
+			// The events pane is where the workbench says what happened.
+			st.eng.Events().Add(slog.LevelInfo, "", note)
+			logger.Info(note)
+		}
 		backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL(),
 			GPU: func() ui.GPUInfo { return gpuInfo(st.gpus, st.eng) }}
 		_, err := tea.NewProgram(ui.New(backend), tea.WithAltScreen(), tea.WithContext(ctx)).Run()

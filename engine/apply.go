@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -351,10 +354,43 @@ func definitionDiff(a, b RunnerConfig) string {
 		parts = append(parts, fmt.Sprintf("runnable %s → %s", a.Runnable, b.Runnable))
 	}
 	if !paramsEqual(a.Params, b.Params) {
-		parts = append(parts, fmt.Sprintf("init %v → %v", map[string]any(a.Params), map[string]any(b.Params)))
+		parts = append(parts, "init "+paramsDiff(a.Params, b.Params))
 	}
 	if !a.Resources.equal(b.Resources) || a.WorkersPerResource != b.WorkersPerResource {
 		parts = append(parts, fmt.Sprintf("resources %+v → %+v", a.Resources, b.Resources))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// paramsDiff is the init params that differ between a and b, as
+// key=value (a key one side lacks reads "unset"), in key order.
+func paramsDiff(a, b Params) string {
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	show := func(p Params, k string) string {
+		v, ok := p[k]
+		if !ok {
+			return k + " unset"
+		}
+		switch v.(type) {
+		case map[string]any, []any, []string:
+			// Nested values as JSON, not as Go prints maps.
+			if j, err := json.Marshal(v); err == nil {
+				return k + "=" + string(j)
+			}
+		}
+		return fmt.Sprintf("%s=%v", k, v)
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if !reflect.DeepEqual(a[k], b[k]) {
+			parts = append(parts, show(a, k)+" → "+show(b, k))
+		}
 	}
 	return strings.Join(parts, ", ")
 }

@@ -153,7 +153,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Problems{{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, Problems{syntaxProblem(file, err)}
 	}
 	d := &decoder{file: file, pos: map[string]Pos{}}
 	if len(root.Content) == 0 {
@@ -646,75 +646,125 @@ func (c *Config) finish(ctx context.Context, eng *engine.Engine, getenv func(str
 	return c.Check(ctx, eng, opts...)
 }
 
-// Effective renders the config with every default filled in, as YAML.
+// Effective renders the config with every default filled in, as YAML that
+// `config check` accepts and that plans the same: each runner says what it
+// runs as the file does (runnable:, model: or process:), and a knob the
+// file leaves to be derived (workers from resources, resources themselves)
+// stays left out.
 func (c *Checked) Effective() ([]byte, error) {
-	type batchingOut struct {
-		Policy       string  `yaml:"policy"`
-		MaxBatchSize int     `yaml:"max_batch_size"`
-		MaxLatencyMS float64 `yaml:"max_latency_ms"`
-		BatchWaitMS  float64 `yaml:"batch_wait_ms"`
-		MaxQueueSize int     `yaml:"max_queue_size"`
+	var out effectiveConfig
+	out.Server = effectiveServer{
+		Host: c.Server.Host, Port: c.Server.Port, GRPCPort: c.Server.GRPCListenPort(), BodyTimeout: c.Server.BodyTimeout.String(),
+		MaxInflightMB: c.Server.MaxInflightMB, AllowedHosts: c.Server.AllowedHosts, AllowedOrigins: c.Server.AllowedOrigins,
 	}
-	conv := func(b batcher.Config) batchingOut {
-		return batchingOut{b.Policy.String(), b.MaxBatchSize, float64(b.MaxLatency) / 1e6, float64(b.BatchWait) / 1e6, b.MaxQueueSize}
-	}
-	type methodOut struct {
-		Batching batchingOut `yaml:"batching"`
-	}
-	type runnerOut struct {
-		Name      string               `yaml:"name"`
-		Runnable  string               `yaml:"runnable"`
-		Init      map[string]any       `yaml:"init,omitempty"`
-		Workers   int                  `yaml:"workers"`
-		Resources map[string]any       `yaml:"resources"`
-		Batching  batchingOut          `yaml:"batching"`
-		Methods   map[string]methodOut `yaml:"methods,omitempty"`
-		Timeout   string               `yaml:"timeout"`
-	}
-	type apiOut struct {
-		Name   string `yaml:"name"`
-		Runner string `yaml:"runner"`
-		Method string `yaml:"method"`
-		Input  string `yaml:"input"`
-		Output string `yaml:"output"`
-	}
-	var out struct {
-		Server struct {
-			Host           string   `yaml:"host"`
-			Port           int      `yaml:"port"`
-			BodyTimeout    string   `yaml:"body_timeout"`
-			MaxInflightMB  int      `yaml:"max_inflight_mb"`
-			AllowedHosts   []string `yaml:"allowed_hosts,omitempty"`
-			AllowedOrigins []string `yaml:"allowed_origins,omitempty"`
-		} `yaml:"server"`
-		Runners []runnerOut `yaml:"runners"`
-		APIs    []apiOut    `yaml:"apis,omitempty"`
-	}
-	out.Server.Host, out.Server.Port = c.Server.Host, c.Server.Port
-	out.Server.BodyTimeout, out.Server.MaxInflightMB = c.Server.BodyTimeout.String(), c.Server.MaxInflightMB
-	out.Server.AllowedHosts, out.Server.AllowedOrigins = c.Server.AllowedHosts, c.Server.AllowedOrigins
 	for i, rc := range c.Plan.Config().Runners {
-		ro := runnerOut{
-			Name: rc.Name, Runnable: rc.Runnable, Init: c.Runners[i].Init, Workers: rc.Workers,
-			Resources: map[string]any{"cpu": rc.Resources.CPU, "nvidia.com/gpu": rc.Resources.GPU},
-			Batching:  conv(rc.Batching), Timeout: rc.Timeout.String(),
-		}
-		if len(rc.Methods) > 0 {
-			ro.Methods = map[string]methodOut{}
-			for m, b := range rc.Methods {
-				ro.Methods[m] = methodOut{conv(b)}
-			}
-		}
-		out.Runners = append(out.Runners, ro)
+		out.Runners = append(out.Runners, effectiveRunnerOf(c.Runners[i], rc))
 	}
 	for _, a := range c.APIs {
-		out.APIs = append(out.APIs, apiOut(a))
+		out.APIs = append(out.APIs, effectiveAPI(a))
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(out); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("render the effective config: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+type effectiveConfig struct {
+	Server  effectiveServer   `yaml:"server"`
+	Runners []effectiveRunner `yaml:"runners"`
+	APIs    []effectiveAPI    `yaml:"apis,omitempty"`
+}
+
+type effectiveServer struct {
+	Host           string   `yaml:"host"`
+	Port           int      `yaml:"port"`
+	GRPCPort       int      `yaml:"grpc_port"`
+	BodyTimeout    string   `yaml:"body_timeout"`
+	MaxInflightMB  int      `yaml:"max_inflight_mb"`
+	AllowedHosts   []string `yaml:"allowed_hosts,omitempty"`
+	AllowedOrigins []string `yaml:"allowed_origins,omitempty"`
+}
+
+type effectiveRunner struct {
+	Name               string                     `yaml:"name"`
+	Runnable           string                     `yaml:"runnable,omitempty"`
+	Model              string                     `yaml:"model,omitempty"`
+	Process            *effectiveProcess          `yaml:"process,omitempty"`
+	Init               map[string]any             `yaml:"init,omitempty"`
+	Workers            int                        `yaml:"workers,omitempty"`
+	WorkersPerResource float64                    `yaml:"workers_per_resource,omitempty"`
+	Resources          map[string]any             `yaml:"resources,omitempty"`
+	Batching           effectiveBatching          `yaml:"batching"`
+	Methods            map[string]effectiveMethod `yaml:"methods,omitempty"`
+	Timeout            string                     `yaml:"timeout"`
+}
+
+type effectiveProcess struct {
+	Command          []string          `yaml:"command,flow"`
+	Env              map[string]string `yaml:"env,omitempty"`
+	Dir              string            `yaml:"dir,omitempty"`
+	HandshakeTimeout string            `yaml:"handshake_timeout,omitempty"`
+}
+
+type effectiveBatching struct {
+	Policy       string  `yaml:"policy"`
+	MaxBatchSize int     `yaml:"max_batch_size"`
+	MaxLatencyMS float64 `yaml:"max_latency_ms"`
+	BatchWaitMS  float64 `yaml:"batch_wait_ms"`
+	MaxQueueSize int     `yaml:"max_queue_size"`
+}
+
+type effectiveMethod struct {
+	Batching effectiveBatching `yaml:"batching"`
+}
+
+type effectiveAPI struct {
+	Name   string `yaml:"name"`
+	Runner string `yaml:"runner"`
+	Method string `yaml:"method"`
+	Input  string `yaml:"input"`
+	Output string `yaml:"output"`
+}
+
+func effectiveBatchingOf(b batcher.Config) effectiveBatching {
+	return effectiveBatching{b.Policy.String(), b.MaxBatchSize, float64(b.MaxLatency) / 1e6, float64(b.BatchWait) / 1e6, b.MaxQueueSize}
+}
+
+// effectiveRunnerOf is r as the file writes it, with the knobs the plan
+// rc settled.
+func effectiveRunnerOf(r Runner, rc engine.RunnerConfig) effectiveRunner {
+	ro := effectiveRunner{
+		Name: r.Name, Runnable: r.Runnable, Model: r.Model, Init: r.Init,
+		Workers: rc.Workers, WorkersPerResource: rc.WorkersPerResource,
+		Batching: effectiveBatchingOf(rc.Batching), Timeout: rc.Timeout.String(),
+	}
+	if p := r.Process; p != nil {
+		ro.Process = &effectiveProcess{Command: p.Command, Env: p.Env, Dir: p.Dir}
+		if p.HandshakeTimeout > 0 {
+			ro.Process.HandshakeTimeout = p.HandshakeTimeout.String()
+		}
+	}
+	res := map[string]any{}
+	if rc.Resources.CPU > 0 {
+		res["cpu"] = rc.Resources.CPU
+	}
+	switch {
+	case len(rc.Resources.GPUIDs) > 0:
+		res["nvidia.com/gpu"] = rc.Resources.GPUIDs
+	case rc.Resources.GPU > 0:
+		res["nvidia.com/gpu"] = rc.Resources.GPU
+	}
+	if len(res) > 0 {
+		ro.Resources = res
+	}
+	if len(rc.Methods) > 0 {
+		ro.Methods = map[string]effectiveMethod{}
+		for m, b := range rc.Methods {
+			ro.Methods[m] = effectiveMethod{effectiveBatchingOf(b)}
+		}
+	}
+	return ro
 }

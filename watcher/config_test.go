@@ -126,7 +126,13 @@ runners:
 			`c.yaml:5:42: server.allowed_origins[1]: "app.example": want an origin, scheme://host[:port] (https://app.example, http://localhost:8080)`,
 			`c.yaml:5:55: server.allowed_origins[2]: "http://localhost:8080/page": want an origin, scheme://host[:port] (https://app.example, http://localhost:8080)`,
 		}},
-		{"syntax error", "runners: [\n", []string{`c.yaml: line 1: did not find expected node content`}},
+		// Syntax errors at the line where the file goes wrong, counted from 1.
+		{"syntax error at the end", "runners: [\n", []string{`c.yaml:2: did not find expected node content: a value is missing`}},
+		{"an unclosed list", "server:\n  host: 127.0.0.1\n\nrunners:\n  - name: a\n    workers: [2\n    runnable: echo\n",
+			[]string{`c.yaml:6: did not find expected ',' or ']': the [ list that starts on this line is not closed, or two of its items lack a comma between them`}},
+		{"an unclosed mapping", "runners:\n  - {name: a, runnable: echo\n\napis: []\n",
+			[]string{`c.yaml:2: did not find expected ',' or '}': the { mapping that starts on this line is not closed, or two of its entries lack a comma between them`}},
+		{"a tab", "runners:\n\t- name: a\n", []string{`c.yaml:2: found character that cannot start any token`}},
 		{"empty", "", []string{`c.yaml: config is empty: it needs at least runners:`}},
 	}
 	eng := checker(t, registry(t))
@@ -244,11 +250,38 @@ runners:
 	if rc.Timeout != 2500*time.Millisecond {
 		t.Fatalf("timeout %v", rc.Timeout)
 	}
-	out, err := cfg.Effective()
-	if err != nil || !strings.Contains(string(out), "batch_wait_ms: 1.5") || !strings.Contains(string(out), "port: 4000") ||
+	out := wantRoundTrip(t, cfg, checker(t, registry(t)))
+	if !strings.Contains(string(out), "batch_wait_ms: 1.5") || !strings.Contains(string(out), "port: 4000") ||
 		!strings.Contains(string(out), "body_timeout: 30s") || !strings.Contains(string(out), "max_inflight_mb: 256") {
-		t.Fatalf("effective config:\n%s\n%v", out, err)
+		t.Fatalf("effective config:\n%s", out)
 	}
+}
+
+// wantRoundTrip: the effective config of cfg is a config that checks and
+// plans what cfg plans, whose own effective config is itself; it leaves out
+// what the file leaves to be derived (workers: 0, cpu: 0). It returns it.
+func wantRoundTrip(t *testing.T, cfg *Checked, eng *engine.Engine, opts ...Option) []byte {
+	t.Helper()
+	out, err := cfg.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, unset := range []string{"workers: 0\n", "cpu: 0\n", "nvidia.com/gpu: 0\n", "runnable: process\n", "runnable: onnx\n"} {
+		if strings.Contains(string(out), unset) {
+			t.Errorf("effective config has %q:\n%s", unset, out)
+		}
+	}
+	again, err := ParseAndValidate(t.Context(), "effective.yaml", out, eng, noEnv, opts...)
+	if err != nil {
+		t.Fatalf("the effective config does not check: %v\n%s", err, out)
+	}
+	if got, want := again.Plan.Config(), cfg.Plan.Config(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("the effective config plans\n%+v\nwant\n%+v\n%s", got, want, out)
+	}
+	if twice, err := again.Effective(); err != nil || string(twice) != string(out) {
+		t.Fatalf("the effective config's own effective config differs (%v):\n%s\nwant\n%s", err, twice, out)
+	}
+	return out
 }
 
 func TestServerKeys(t *testing.T) {
@@ -299,8 +332,15 @@ func TestShippedConfigsValidate(t *testing.T) {
 		if _, err := exec.LookPath("python3"); err != nil {
 			enginetest.Needs(t, "python3", "your system's package manager (apt-get install python3)", err)
 		}
-		if _, err := ParseAndValidate(t.Context(), samples.ConfigName, samples.Config, eng, noEnv, withStore); err != nil {
+		cfg, err := ParseAndValidate(t.Context(), samples.ConfigName, samples.Config, eng, noEnv, withStore)
+		if err != nil {
 			t.Fatalf("embedded sample config: %v", err)
+		}
+		out := wantRoundTrip(t, cfg, eng, withStore)
+		for _, want := range []string{"model: mlp-small:latest\n", "process:\n      command: [python3, samples/python/sentiment_worker.py]\n"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("effective config lacks %q:\n%s", want, out)
+			}
 		}
 	})
 	block := regexp.MustCompile("(?s)```yaml\n(.*?)```")

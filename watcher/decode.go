@@ -3,6 +3,7 @@ package watcher
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,8 +25,11 @@ type Problem struct {
 
 func (p Problem) Error() string {
 	loc := p.File
-	if p.Pos.Line > 0 {
+	switch {
+	case p.Pos.Line > 0 && p.Pos.Column > 0:
 		loc = fmt.Sprintf("%s:%d:%d", p.File, p.Pos.Line, p.Pos.Column)
+	case p.Pos.Line > 0:
+		loc = fmt.Sprintf("%s:%d", p.File, p.Pos.Line)
 	}
 	if p.Path == "" {
 		return fmt.Sprintf("%s: %s", loc, p.Msg)
@@ -42,6 +46,48 @@ func (ps Problems) Error() string {
 		lines[i] = p.Error()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// yamlLine is how yaml.v3 starts a syntax error's message.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// parserProblems are yaml.v3's parser errors, as against its scanner's. It
+// reports a parser error's line counted from 0 (the scanner's from 1), or
+// no line at all for line 1: the line of the collection being parsed when
+// there is one, else of the token at fault.
+var parserProblems = map[string]string{
+	"did not find expected ',' or ']'":       "the [ list that starts on this line is not closed, or two of its items lack a comma between them",
+	"did not find expected ',' or '}'":       "the { mapping that starts on this line is not closed, or two of its entries lack a comma between them",
+	"did not find expected '-' indicator":    "the list that starts on this line has a line below it indented differently from its items",
+	"did not find expected key":              "the mapping that starts on this line has a line below it indented differently from its keys",
+	"did not find expected node content":     "a value is missing",
+	"did not find expected <document start>": "",
+	"did not find expected <stream-start>":   "",
+	"found duplicate %TAG directive":         "",
+	"found duplicate %YAML directive":        "",
+	"found incompatible YAML document":       "",
+	"found undefined tag handle":             "",
+}
+
+// syntaxProblem is a YAML syntax error at its line, counted from 1.
+func syntaxProblem(file string, err error) Problem {
+	msg := err.Error()
+	p := Problem{File: file}
+	m := yamlLine.FindStringSubmatch(msg)
+	if m != nil {
+		msg = msg[len(m[0]):]
+		p.Pos.Line, _ = strconv.Atoi(m[1])
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	if hint, parser := parserProblems[msg]; parser {
+		p.Pos.Line++
+		if hint != "" {
+			msg += ": " + hint
+		}
+	}
+	p.Msg = msg
+	return p
 }
 
 // decoder walks a YAML node tree by hand, so that every error carries the

@@ -115,6 +115,16 @@ func TestReloadMetrics(t *testing.T) {
 	m = step(simConfig(8, 1, 0), false)
 	wantCounts(t, "after reverting to the config that serves", m, reloadCounts{applied: 1, unchanged: 2, refused: 1, successful: 1})
 	keptFirst("after reverting to the config that serves", m)
+	// The refusal was announced in the events; so is its end, once.
+	fixed := 0
+	for _, ev := range f.eng.Events().Since(0) {
+		if strings.HasPrefix(ev.Message, "config fixed: ") {
+			fixed++
+		}
+	}
+	if fixed != 1 {
+		t.Fatalf("%d \"config fixed\" events after the refused config was reverted, want 1", fixed)
+	}
 
 	// A refusal, then a new config applied: successful again, a new
 	// timestamp, the new hash alone in the info.

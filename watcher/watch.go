@@ -179,6 +179,10 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	if cur := r.Current(); cur != nil && cur.Hash == cfg.Hash {
 		r.reloads.WithLabelValues("unchanged").Inc()
 		r.lastOK.Set(1) // the last attempt succeeded: what serves is the file
+		if st := r.Status(); !st.OK && !st.LastReload.IsZero() {
+			// A refusal was announced; its end must be too.
+			r.eng.Events().Add(slog.LevelInfo, "", "config fixed: "+r.name+" is the config that serves again (nothing to apply)")
+		}
 		r.finish(cfg, nil, nil)
 		return nil
 	}

@@ -1,11 +1,10 @@
 """Unit tests of the SDK's own helpers (the protocol itself is tested from
-Go, against real workers). Run them from this folder,
+Go, against real workers). Run them from the repository root or from this
+folder,
 
-    python3 -m unittest test_benchtop_worker
+    python3 -m unittest
 
-or from the repository root,
-
-    python3 -m unittest samples/python/test_benchtop_worker.py
+or name the file: python3 -m unittest samples/python/test_benchtop_worker.py
 """
 
 import array

@@ -1,0 +1,1 @@
+# The Python SDK and its sample worker; see README.md.
