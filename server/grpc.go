@@ -341,7 +341,7 @@ func decodeGRPCInfer(req *v2pb.ModelInferRequest, spec engine.MethodSpec) (v2Cal
 		case len(raw) > 0 && t.Contents != nil:
 			return v2Call{}, errorf(http.StatusBadRequest, "input %q has contents, but the request sends its tensors in raw_input_contents: use one or the other", t.Name)
 		case len(raw) > 0:
-			decode = func(dt tensor.DType) (*tensor.Tensor, error) { return codec.DecodeRaw(raw[k], dt, shape) }
+			decode = func(dt tensor.DType) (*tensor.Tensor, error) { return v2pb.DecodeRaw(raw[k], dt, shape) }
 		case t.Contents != nil:
 			decode = func(dt tensor.DType) (*tensor.Tensor, error) { return decodeContents(t.Contents, dt, shape) }
 		default:
@@ -394,7 +394,7 @@ func encodeGRPCInfer(model, id string, specs tensor.IOSpecs, outs []tensor.Value
 		}
 		o := &v2pb.ModelInferResponse_InferOutputTensor{Name: specs[i].Name, Datatype: t.DType().V2(), Shape: shapeToWire(t.Shape())}
 		if raw {
-			b, err := codec.RawBytes(t)
+			b, err := v2pb.RawBytes(t)
 			if err != nil {
 				return nil, fmt.Errorf("encode output %q: %w", specs[i].Name, err)
 			}

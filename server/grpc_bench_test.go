@@ -61,7 +61,7 @@ func grpcLoad(clients []v2pb.GRPCInferenceServiceClient, req *v2pb.ModelInferReq
 }
 
 func simRow() *v2pb.ModelInferRequest {
-	raw, _ := codec.RawBytes(must(tensor.NewTensor([]int{1, 4}, []float32{0.1, 0.2, 0.3, 0.4})))
+	raw, _ := v2pb.RawBytes(must(tensor.NewTensor([]int{1, 4}, []float32{0.1, 0.2, 0.3, 0.4})))
 	return &v2pb.ModelInferRequest{ModelName: "sim",
 		Inputs:           []*v2pb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 4}}},
 		RawInputContents: [][]byte{raw}}
@@ -116,7 +116,7 @@ func BenchmarkEchoTensorGRPCVsJSON(b *testing.B) {
 		data[i] = float32(i%1000) / 7
 	}
 	t := must(tensor.NewTensor([]int{64, 256}, data))
-	raw := must(codec.RawBytes(t))
+	raw := must(v2pb.RawBytes(t))
 	req := &v2pb.ModelInferRequest{ModelName: "echo",
 		Inputs:           []*v2pb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{64, 256}}},
 		RawInputContents: [][]byte{raw}}

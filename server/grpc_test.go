@@ -21,7 +21,6 @@ import (
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/engine/v2pb"
 	"github.com/benchtop/benchtop/server"
-	"github.com/benchtop/benchtop/server/codec"
 )
 
 // grpcFixture serves f's server over gRPC on a real loopback socket, with a
@@ -145,9 +144,9 @@ func TestGRPCInfer(t *testing.T) {
 
 	// Raw: the classify method of several named inputs, BYTES and FP32.
 	texts, _ := tensor.NewStringTensor([]int{2}, []string{"I love this!", "awful, terrible"})
-	rawTexts, _ := codec.RawBytes(texts)
+	rawTexts, _ := v2pb.RawBytes(texts)
 	threshold, _ := tensor.NewTensor([]int{}, []float32{0.2})
-	rawThreshold, _ := codec.RawBytes(threshold)
+	rawThreshold, _ := v2pb.RawBytes(threshold)
 	resp, err = g.client.ModelInfer(ctx, &v2pb.ModelInferRequest{ModelName: "sentiment.classify",
 		Inputs: []*v2pb.ModelInferRequest_InferInputTensor{
 			{Name: "threshold", Datatype: "FP32", Shape: []int64{}},
@@ -162,7 +161,7 @@ func TestGRPCInfer(t *testing.T) {
 	if len(resp.Outputs) != 1 || resp.Outputs[0].Name != "positive" || len(resp.RawOutputContents) != 1 {
 		t.Fatalf("asked for positive only, raw: got %v", resp)
 	}
-	pos, err := codec.DecodeRaw(resp.RawOutputContents[0], tensor.Bool, []int{2})
+	pos, err := v2pb.DecodeRaw(resp.RawOutputContents[0], tensor.Bool, []int{2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +177,7 @@ func TestGRPCInfer(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			v := float32(i)
-			raw, _ := codec.RawBytes(mustTensor(t, []int{1, 3}, []float32{v, v + 0.25, v + 0.5}))
+			raw, _ := v2pb.RawBytes(mustTensor(t, []int{1, 3}, []float32{v, v + 0.25, v + 0.5}))
 			resp, err := g.client.ModelInfer(ctx, &v2pb.ModelInferRequest{ModelName: "echo",
 				Inputs:           []*v2pb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 3}}},
 				RawInputContents: [][]byte{raw}})
@@ -186,7 +185,7 @@ func TestGRPCInfer(t *testing.T) {
 				errs <- err
 				return
 			}
-			got, err := codec.DecodeRaw(resp.RawOutputContents[0], tensor.Float32, []int{1, 3})
+			got, err := v2pb.DecodeRaw(resp.RawOutputContents[0], tensor.Float32, []int{1, 3})
 			if err != nil || got.Float32s()[0] != v || got.Float32s()[2] != v+0.5 {
 				errs <- errors.New("caller " + got.String() + " got another caller's rows")
 			}

@@ -8,7 +8,7 @@ import (
 	"github.com/benchtop/benchtop/engine/v2pb"
 )
 
-// A gRPC tensor's elements come either raw (codec.DecodeRaw) or in the
+// A gRPC tensor's elements come either raw (v2pb.DecodeRaw) or in the
 // typed field of InferTensorContents that matches its datatype: INT32 in
 // int_contents, UINT8 in uint_contents (widened to 32 bits on the wire),
 // BYTES in bytes_contents, and so on.

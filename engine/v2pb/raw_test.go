@@ -1,4 +1,4 @@
-package codec
+package v2pb
 
 import (
 	"encoding/binary"
