@@ -202,14 +202,29 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *v2pb.ModelMetadataRe
 		Platform: "benchtop_" + m.runner.Runnable().Name,
 		Inputs:   grpcMetas(m.spec.Inputs),
 		Outputs:  grpcMetas(m.spec.Outputs),
-		Parameters: map[string]*v2pb.InferParameter{
-			"method":        stringParam(m.spec.Name),
-			"batchable":     boolParam(m.spec.Batchable),
-			"batch_dim":     int64Param(int64(m.spec.BatchDim)),
-			"workers":       int64Param(int64(st.Workers)),
-			"workers_ready": int64Param(int64(st.Ready)),
-		},
+		Parameters: grpcParams(v2ModelParams(m, st)),
 	}, nil
+}
+
+// grpcParams converts metadata parameters to the protocol's parameter
+// values; a list becomes a comma-separated string.
+func grpcParams(params map[string]any) map[string]*v2pb.InferParameter {
+	out := make(map[string]*v2pb.InferParameter, len(params))
+	for k, v := range params {
+		switch v := v.(type) {
+		case bool:
+			out[k] = boolParam(v)
+		case string:
+			out[k] = stringParam(v)
+		case int:
+			out[k] = int64Param(int64(v))
+		case float64:
+			out[k] = &v2pb.InferParameter{ParameterChoice: &v2pb.InferParameter_DoubleParam{DoubleParam: v}}
+		case []string:
+			out[k] = stringParam(strings.Join(v, ","))
+		}
+	}
+	return out
 }
 
 func grpcMetas(specs tensor.IOSpecs) []*v2pb.ModelMetadataResponse_TensorMetadata {
@@ -218,17 +233,7 @@ func grpcMetas(specs tensor.IOSpecs) []*v2pb.ModelMetadataResponse_TensorMetadat
 		m := v2Meta(spec)
 		t := &v2pb.ModelMetadataResponse_TensorMetadata{Name: m.Name, Datatype: m.Datatype, Shape: shapeToWire(m.Shape)}
 		if len(m.Parameters) > 0 {
-			t.Parameters = map[string]*v2pb.InferParameter{}
-			for k, v := range m.Parameters {
-				switch v := v.(type) {
-				case bool:
-					t.Parameters[k] = boolParam(v)
-				case string:
-					t.Parameters[k] = stringParam(v)
-				case []string:
-					t.Parameters[k] = stringParam(strings.Join(v, ","))
-				}
-			}
+			t.Parameters = grpcParams(m.Parameters)
 		}
 		out[i] = t
 	}

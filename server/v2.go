@@ -150,17 +150,40 @@ func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
 		}
 		placement = append(placement, p)
 	}
+	params := v2ModelParams(m, st)
+	params["placement"] = placement
 	writeJSON(w, http.StatusOK, map[string]any{
-		"name":     m.name,
-		"versions": []string{"1"},
-		"platform": "benchtop_" + m.runner.Runnable().Name,
-		"inputs":   v2Metas(m.spec.Inputs),
-		"outputs":  v2Metas(m.spec.Outputs),
-		"parameters": map[string]any{
-			"method": m.spec.Name, "batchable": m.spec.Batchable, "batch_dim": m.spec.BatchDim,
-			"workers": st.Workers, "workers_ready": st.Ready, "placement": placement,
-		},
+		"name":       m.name,
+		"versions":   []string{"1"},
+		"platform":   "benchtop_" + m.runner.Runnable().Name,
+		"inputs":     v2Metas(m.spec.Inputs),
+		"outputs":    v2Metas(m.spec.Outputs),
+		"parameters": params,
 	})
+}
+
+// v2ModelParams is what a model's metadata says beyond v2's fields, over
+// HTTP and gRPC alike: the method and how it batches (what a remote runner
+// needs to call it as its own), the runner's other methods, and its
+// batching and workers (what the workbench shows of a remote runner).
+func v2ModelParams(m v2Model, st engine.RunnerStats) map[string]any {
+	var methods []string
+	for _, spec := range m.runner.Methods() {
+		methods = append(methods, spec.Name)
+	}
+	params := map[string]any{
+		"method": m.spec.Name, "methods": strings.Join(methods, ","),
+		"batchable": m.spec.Batchable, "batch_dim": m.spec.BatchDim, "output_batch_dim": m.spec.OutputBatchDim,
+		"workers": st.Workers, "workers_ready": st.Ready,
+	}
+	for _, ms := range st.Methods {
+		if ms.Spec.Name == m.spec.Name {
+			params["policy"] = ms.Batching.Policy.String()
+			params["max_batch_size"] = ms.Batching.MaxBatchSize
+			params["max_latency_ms"] = float64(ms.Batching.MaxLatency.Microseconds()) / 1000
+		}
+	}
+	return params
 }
 
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
