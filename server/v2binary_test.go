@@ -216,7 +216,7 @@ func TestV2BinaryTensorsRoundTrip(t *testing.T) {
 		json           string
 	}{
 		{"float32", "FP32", []int{2, 3}, le[float32](1.5, -2, 0, 3.25, 1e-3, 7), "[1.5,-2.0,0.0,3.25,0.001,7.0]"},
-		{"int64", "INT64", []int{2, 2}, le[int64](1, -1, 1 << 40, 0), "[1,-1,1099511627776,0]"},
+		{"int64", "INT64", []int{2, 2}, le[int64](1, -1, 1<<40, 0), "[1,-1,1099511627776,0]"},
 		{"bool", "BOOL", []int{3}, []byte{1, 0, 1}, "[true,false,true]"},
 		{"bytes", "BYTES", []int{3}, bytesRaw("héllo", "", "a\x00b"), `["héllo","","a\u0000b"]`},
 	}
