@@ -10,6 +10,7 @@ import (
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/engine/v2pb"
 	"github.com/benchtop/benchtop/server/codec"
 )
 
@@ -252,4 +253,49 @@ func v2Body(specs tensor.IOSpecs, vals []tensor.Value) ([]byte, error) {
 		ins = append(ins, v2Tensor{specs[i].Name, shape, t.DType().V2(), codec.AppendFlat(nil, t)})
 	}
 	return json.Marshal(map[string]any{"inputs": ins})
+}
+
+// v2HeaderLength is the HTTP header of Triton's binary data extension
+// that gives the length of the JSON before the raw tensors.
+const v2HeaderLength = "Inference-Header-Content-Length"
+
+// v2BinaryBody is a KServe v2 inference request carrying vals in Triton's
+// binary data extension: a JSON header of headerLen bytes naming each
+// tensor and its binary_data_size, then the raw tensors in that order. It
+// asks for every output as binary data too.
+func v2BinaryBody(specs tensor.IOSpecs, vals []tensor.Value) (body []byte, headerLen int, err error) {
+	type params struct {
+		BinaryDataSize int `json:"binary_data_size"`
+	}
+	type v2Tensor struct {
+		Name       string `json:"name"`
+		Shape      []int  `json:"shape"`
+		Datatype   string `json:"datatype"`
+		Parameters params `json:"parameters"`
+	}
+	var ins []v2Tensor
+	var raw []byte
+	for i, v := range vals {
+		if v.Kind() == tensor.KindInvalid {
+			continue // an optional input left out
+		}
+		t, err := codec.V2Tensor(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("input %q: %w", specs[i].Name, err)
+		}
+		shape := t.Shape()
+		if shape == nil {
+			shape = []int{}
+		}
+		n := len(raw)
+		if raw, err = v2pb.AppendRaw(raw, t); err != nil {
+			return nil, 0, fmt.Errorf("input %q: %w", specs[i].Name, err)
+		}
+		ins = append(ins, v2Tensor{specs[i].Name, shape, t.DType().V2(), params{len(raw) - n}})
+	}
+	header, err := json.Marshal(map[string]any{"inputs": ins, "parameters": map[string]any{"binary_data_output": true}})
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(header, raw...), len(header), nil
 }

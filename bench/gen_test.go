@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +196,23 @@ func TestGeneratedLoad(t *testing.T) {
 		}
 		targets = append(targets, h)
 	}
+	// The v2 routes again with raw tensors (int64 ids and masks, BYTES
+	// texts beside an FP32 scalar).
+	for _, path := range []string{"/v2/models/tokens/infer", "/v2/models/sentiment.classify/infer"} {
+		h, err := NewHTTP(ctx, HTTPOptions{URL: ts.URL + path, Gen: gen, Conns: 4, Binary: true})
+		if err != nil {
+			t.Fatalf("%s binary: %v", path, err)
+		}
+		t.Cleanup(h.Close)
+		bodies, ct := h.Bodies()
+		if len(bodies) != PoolSize || ct != "application/octet-stream" {
+			t.Fatalf("%s binary: %d bodies of %s, want a pool of %d of application/octet-stream", path, len(bodies), ct, PoolSize)
+		}
+		for i, body := range bodies {
+			checkBinaryBody(t, body, h.headerLens[i])
+		}
+		targets = append(targets, h)
+	}
 	for _, tg := range targets {
 		res, err := Sweep(ctx, tg, []Level{{Concurrency: 4}}, quick())
 		if err != nil {
@@ -206,8 +225,9 @@ func TestGeneratedLoad(t *testing.T) {
 	}
 
 	// Without generation, a method of several inputs gets its example.
-	for _, path := range []string{"/tokens", "/v2/models/tokens/infer"} {
-		h, err := NewHTTP(ctx, HTTPOptions{URL: ts.URL + path})
+	for _, path := range []string{"/tokens", "/v2/models/tokens/infer", "/v2/models/tokens/infer (binary)"} {
+		path, binary := strings.CutSuffix(path, " (binary)")
+		h, err := NewHTTP(ctx, HTTPOptions{URL: ts.URL + path, Binary: binary})
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
@@ -222,5 +242,41 @@ func TestGeneratedLoad(t *testing.T) {
 	}
 	if _, err := NewHTTP(ctx, HTTPOptions{URL: ts.URL + "/tokens", Gen: &GenOptions{}}); err == nil || !strings.Contains(err.Error(), "--vocab") {
 		t.Errorf("ids without a vocabulary: %v", err)
+	}
+}
+
+// checkBinaryBody: a body of Triton's binary data extension is a JSON
+// header of the length given, then exactly the bytes its inputs'
+// binary_data_size add up to; it asks for binary outputs.
+func checkBinaryBody(t *testing.T, body []byte, headerLen string) {
+	t.Helper()
+	n, err := strconv.Atoi(headerLen)
+	if err != nil || n > len(body) {
+		t.Fatalf("header length %q for a body of %d bytes", headerLen, len(body))
+	}
+	var req struct {
+		Inputs []struct {
+			Name       string
+			Data       any
+			Parameters struct {
+				BinaryDataSize *int `json:"binary_data_size"`
+			}
+		}
+		Parameters struct {
+			BinaryDataOutput bool `json:"binary_data_output"`
+		}
+	}
+	if err := json.Unmarshal(body[:n], &req); err != nil {
+		t.Fatalf("header %q: %v", body[:n], err)
+	}
+	sum := 0
+	for _, in := range req.Inputs {
+		if in.Parameters.BinaryDataSize == nil || in.Data != nil {
+			t.Fatalf("input %q is not sent raw: %s", in.Name, body[:n])
+		}
+		sum += *in.Parameters.BinaryDataSize
+	}
+	if sum != len(body)-n || !req.Parameters.BinaryDataOutput {
+		t.Fatalf("sizes add up to %d for %d raw bytes; binary_data_output %v", sum, len(body)-n, req.Parameters.BinaryDataOutput)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,10 @@ type HTTPOptions struct {
 	// Conns is how many keep-alive connections to hold: the concurrency,
 	// so that no request waits for a connection or pays for a new one.
 	Conns int
+	// Binary sends a v2 route's tensors as raw bytes after a JSON header
+	// (Triton's binary data extension) and asks for the outputs the same
+	// way. Bodies are then made from the signature: Body must be empty.
+	Binary bool
 }
 
 // HTTP is a target reached over HTTP; its batching figures come from the
@@ -44,6 +49,8 @@ type HTTPOptions struct {
 type HTTP struct {
 	url, metricsURL string
 	bodies          [][]byte // sent in turn
+	headerLens      []string // each body's Inference-Header-Content-Length; nil: JSON bodies
+	binary          bool
 	next            atomic.Uint64
 	contentType     string
 	runner, method  string // "" when the URL does not map to a runner
@@ -61,6 +68,13 @@ func NewHTTP(ctx context.Context, opts HTTPOptions) (*HTTP, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("url %q: want http://HOST:PORT/API or http://HOST:PORT/v2/models/MODEL/infer", opts.URL)
 	}
+	model, isV2 := v2Model(u.Path)
+	if opts.Binary && !isV2 {
+		return nil, fmt.Errorf("url %q: binary tensors are sent to a v2 route: want http://HOST:PORT/v2/models/MODEL/infer", opts.URL)
+	}
+	if opts.Binary && len(opts.Body) > 0 {
+		return nil, errors.New("binary bodies are made from the model's signature: leave out the body (--input), or send it without --binary")
+	}
 	conns := max(opts.Conns, 1)
 	tr := &http.Transport{
 		// No proxy: a benchmark of a local server must not detour.
@@ -74,13 +88,14 @@ func NewHTTP(ctx context.Context, opts HTTPOptions) (*HTTP, error) {
 		url:         opts.URL,
 		metricsURL:  (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/metrics"}).String(),
 		contentType: opts.ContentType,
+		binary:      opts.Binary,
 		transport:   tr, client: &http.Client{Transport: tr},
 	}
 	if len(opts.Body) > 0 {
 		h.bodies = [][]byte{opts.Body}
 	}
 	base := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
-	if model, ok := v2Model(u.Path); ok {
+	if isV2 {
 		err = h.discoverV2(ctx, base, model, opts.Gen)
 	} else {
 		err = h.discoverAPI(ctx, base, u.Path, opts.Gen)
@@ -215,6 +230,9 @@ func (h *HTTP) discoverV2(ctx context.Context, base, model string, gen *GenOptio
 	}
 	if h.contentType == "" {
 		h.contentType = "application/json"
+		if h.binary {
+			h.contentType = "application/octet-stream"
+		}
 	}
 	if len(h.bodies) > 0 {
 		return nil
@@ -224,6 +242,15 @@ func (h *HTTP) discoverV2(ctx context.Context, base, model string, gen *GenOptio
 		return fmt.Errorf("model %q: %w", model, err)
 	}
 	for _, in := range pool {
+		if h.binary {
+			body, headerLen, err := v2BinaryBody(spec.Inputs, in)
+			if err != nil {
+				return fmt.Errorf("model %q: %w", model, err)
+			}
+			h.bodies = append(h.bodies, body)
+			h.headerLens = append(h.headerLens, strconv.Itoa(headerLen))
+			continue
+		}
 		body, err := v2Body(spec.Inputs, in)
 		if err != nil {
 			return fmt.Errorf("model %q: %w", model, err)
@@ -374,7 +401,12 @@ func (h *HTTP) Bodies() (bodies [][]byte, contentType string) { return h.bodies,
 // RunnerMethod is the runner method behind the URL, "" if unknown.
 func (h *HTTP) RunnerMethod() (runner, method string) { return h.runner, h.method }
 
-func (h *HTTP) String() string { return h.url }
+func (h *HTTP) String() string {
+	if h.binary {
+		return h.url + " (binary tensors)"
+	}
+	return h.url
+}
 
 // Close drops the idle connections.
 func (h *HTTP) Close() { h.transport.CloseIdleConnections() }
@@ -382,15 +414,18 @@ func (h *HTTP) Close() { h.transport.CloseIdleConnections() }
 // Call posts the next body and reads the whole answer, so that the
 // connection goes back to the pool.
 func (h *HTTP) Call(ctx context.Context) error {
-	body := h.bodies[0]
+	i := 0
 	if len(h.bodies) > 1 {
-		body = h.bodies[(h.next.Add(1)-1)%uint64(len(h.bodies))]
+		i = int((h.next.Add(1) - 1) % uint64(len(h.bodies)))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(h.bodies[i]))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", h.contentType)
+	if h.headerLens != nil {
+		req.Header.Set(v2HeaderLength, h.headerLens[i])
+	}
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ type benchFlags struct {
 	vocab                       int
 	compare                     []string
 	seed                        uint64
+	binary                      bool
 }
 
 func newBenchCmd() *cobra.Command {
@@ -59,7 +60,9 @@ Bodies: --input FILE, or an example made from the method's signature; with
 --rows, --seq-len or --vocab, a pool of different requests generated from it
 and sent in turn (token ids below --vocab, masks of ones then zeros, each
 request's sequence length drawn from --seq-len), in process and over HTTP
-(an object or ndarray API, or v2).
+(an object or ndarray API, or v2). --binary sends a v2 route's tensors as
+raw bytes after a JSON header (Triton's binary data extension), and asks
+for the outputs the same way.
 
 --compare runs the whole sweep once per batching setting, changed live on the
 runner (in process only), and prints the results side by side.`,
@@ -67,7 +70,8 @@ runner (in process only), and prints the results side by side.`,
   benchtop bench --compare policy=none,fixed,adaptive --latency-limit 50ms
   benchtop bench --url http://127.0.0.1:3000/predict --rate 200:1000:+200 --arrivals constant
   benchtop bench --config my.yaml --runner mlp --method run -o json > mlp.json
-  benchtop bench --url http://127.0.0.1:3000/v2/models/textclf/infer --vocab 1000 --seq-len 8..64 --rows 1..4`,
+  benchtop bench --url http://127.0.0.1:3000/v2/models/textclf/infer --vocab 1000 --seq-len 8..64 --rows 1..4
+  benchtop bench --url http://127.0.0.1:3000/v2/models/echo/infer --binary --rows 64 --seq-len 256`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &f) },
 	}
@@ -92,6 +96,7 @@ runner (in process only), and prints the results side by side.`,
 	fl.StringArrayVar(&f.compare, "compare", nil, "KEY=V1,V2,… to compare, in process (keys: "+strings.Join(bench.CompareKeys, ", ")+"); repeat for every combination")
 	fl.StringVarP(&f.output, "output", "o", "table", "output: table, json or csv")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for Poisson arrivals (0: random)")
+	fl.BoolVar(&f.binary, "binary", false, "to a v2 --url: send tensors as raw bytes after a JSON header (Triton's binary data extension), outputs too")
 	return cmd
 }
 
@@ -106,6 +111,9 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	}
 	if f.url != "" && (f.config != "" || f.runner != "" || f.method != "") {
 		return errors.New("--url targets a running server; --config, --runner and --method load a runner in process: give one or the other")
+	}
+	if f.binary && f.url == "" {
+		return errors.New("--binary sends tensors as raw bytes over HTTP: give --url http://HOST:PORT/v2/models/MODEL/infer")
 	}
 	var variants []bench.Variant
 	if len(f.compare) > 0 {
@@ -137,6 +145,9 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	if gen != nil && body != nil {
 		return errors.New("--input sends one body; --rows, --seq-len and --vocab generate bodies: give one or the other")
 	}
+	if f.binary && body != nil {
+		return errors.New("--input sends its body as it is; --binary makes raw bodies from the model's signature: give one or the other")
+	}
 
 	var target bench.Target
 	if f.url != "" {
@@ -144,7 +155,7 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 		if !levels[0].Open() {
 			conns = slices.MaxFunc(levels, func(a, b bench.Level) int { return a.Concurrency - b.Concurrency }).Concurrency
 		}
-		h, err := bench.NewHTTP(ctx, bench.HTTPOptions{URL: f.url, Body: body, Gen: gen, Conns: conns})
+		h, err := bench.NewHTTP(ctx, bench.HTTPOptions{URL: f.url, Body: body, Gen: gen, Conns: conns, Binary: f.binary})
 		if err != nil {
 			return deadPort(f.url, err)
 		}

@@ -124,6 +124,33 @@ func TestBenchOverHTTP(t *testing.T) {
 	if !strings.Contains(out, "/v2/models/sim/infer") {
 		t.Fatalf("the table does not name its target:\n%s", out)
 	}
+
+	// --binary: the same route with raw tensors, the same report.
+	bin, err := runBenchCmd(t, append(short, "--url", st.URL()+"/v2/models/sim/infer", "--binary")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bin, "/v2/models/sim/infer (binary tensors)") {
+		t.Fatalf("the table does not say its tensors are binary:\n%s", bin)
+	}
+	if a, b := columns(out), columns(bin); a == "" || a != b {
+		t.Fatalf("--binary reports columns %q, JSON %q", b, a)
+	}
+	out, err = runBenchCmd(t, append(short, "--url", st.URL()+"/v2/models/sim/infer", "--binary", "--rows", "1..3", "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readReport(t, out).served(t, 1)
+}
+
+// columns is the header line of a bench table.
+func columns(table string) string {
+	for _, line := range strings.Split(table, "\n") {
+		if strings.Contains(line, "req/s") && strings.Contains(line, "p99") {
+			return strings.Join(strings.Fields(line), " ")
+		}
+	}
+	return ""
 }
 
 // TestBenchFlags: what bench refuses says why.
@@ -142,6 +169,9 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--url", "http://127.0.0.1:1/predict", "--runner", "sim"}, "give one or the other"},
 		{[]string{"--url", "http://127.0.0.1:1/predict", "--compare", "policy=none"}, "needs an in-process target"},
 		{[]string{"--compare", "nope=1"}, "nope"},
+		{[]string{"--binary"}, "--binary sends tensors as raw bytes over HTTP: give --url"},
+		{[]string{"--url", "http://127.0.0.1:1/predict", "--binary"}, "binary tensors are sent to a v2 route"},
+		{[]string{"--url", "http://127.0.0.1:1/v2/models/sim/infer", "--binary", "--input", path}, "--binary makes raw bodies"},
 		{[]string{"--warmup", "-1s"}, "must not be negative"},
 		{[]string{"--input", filepath.Join(t.TempDir(), "missing.json")}, "read --input"},
 		{[]string{"--config", path}, "has 2 runners: choose one with --runner (sim, sentiment)"},

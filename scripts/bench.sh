@@ -105,6 +105,8 @@ gobench http 'HTTPSim128Connections' 20000x ./server/
 gobench http1 'HTTPSimOneConnection' 2000x ./server/
 gobench httpclosed 'HTTPSimClosedLoop' 1x ./server/
 gobench noop 'EchoAPIVsBareHandler' 1x ./server/
+section "Binary tensors over HTTP: echo of float32 [64, 256] as an ndarray, v2 JSON and v2 binary (8 connections); tensor bytes/s against a one-core memcpy"
+gobench v2binary 'V2Binary' 3s ./server/
 if [ -f .cache/onnxruntime/libonnxruntime.so.1 ]; then
 	section "ONNX (mlp-large [N,256] → 1024 → 1024 → 10, and the two-input text-classifier) through the engine vs ONNX Runtime directly"
 	gobench onnx . 3s ./engine/onnx/

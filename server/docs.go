@@ -201,14 +201,21 @@ func (s *Server) openAPI(base string) obj {
 			"properties": obj{
 				"id": obj{"type": "string"},
 				"inputs": obj{"type": "array", "items": obj{
-					"type": "object", "required": []string{"name", "shape", "datatype", "data"},
+					"type": "object", "required": []string{"name", "shape", "datatype"},
 					"properties": obj{
 						"name": obj{"type": "string"}, "datatype": obj{"type": "string"},
 						"shape": obj{"type": "array", "items": obj{"type": "integer"}}, "data": obj{},
+						"parameters": obj{"type": "object", "properties": obj{"binary_data_size": obj{"type": "integer"}}},
 					},
 				}},
-				"outputs": obj{"type": "array", "items": obj{"type": "object", "properties": obj{"name": obj{"type": "string"}}}},
+				"outputs": obj{"type": "array", "items": obj{"type": "object", "properties": obj{
+					"name": obj{"type": "string"}, "parameters": obj{"type": "object", "properties": obj{"binary_data": obj{"type": "boolean"}}},
+				}}},
+				"parameters": obj{"type": "object", "properties": obj{"binary_data_output": obj{"type": "boolean"}}},
 			},
+		}}, "application/octet-stream": obj{"schema": obj{
+			"type": "string", "format": "binary",
+			"description": "Triton's binary data extension: the JSON request (its length in the Inference-Header-Content-Length header), then the raw data of each input that gives parameters.binary_data_size, in order",
 		}}}},
 		"responses": withOK(jsonOK("model_name, id, outputs"), errorResponses(400, 403, 404, 408, 413, 415, 500, 503, 504)),
 	}}

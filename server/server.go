@@ -428,7 +428,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, want ...string
 		// Refused unread: no point receiving what will not be used.
 		return nil, &http.MaxBytesError{Limit: s.opts.MaxBodyBytes}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	body, err := readAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var he *httpError
@@ -438,6 +438,32 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, want ...string
 		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll into a buffer of the declared length, so that a
+// large body (a raw tensor) is not copied through a series of doublings.
+// admit has already bounded that length by MaxBodyBytes and counted it
+// against the in-flight bytes.
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 {
+		return io.ReadAll(r)
+	}
+	// One byte more, so that a body longer than declared reads on to the
+	// limit's error instead of being cut short unseen.
+	buf := make([]byte, 0, declared+1)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow as io.ReadAll would
+		}
+	}
 }
 
 type slogPrinter struct{ l *slog.Logger }

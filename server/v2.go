@@ -10,6 +10,7 @@ import (
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/engine/v2pb"
 	"github.com/benchtop/benchtop/server/codec"
 )
 
@@ -29,8 +30,9 @@ func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// v2Extensions are the protocol extensions served, over HTTP and gRPC.
-var v2Extensions = []string{"statistics"}
+// v2Extensions are the protocol extensions served: statistics over HTTP
+// and gRPC, binary tensors over HTTP (gRPC has raw contents of its own).
+var v2Extensions = []string{"statistics", "binary_tensor_data"}
 
 type v2Model struct {
 	name   string
@@ -199,20 +201,25 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
 }
 
 type v2InferTensor struct {
-	Name       string          `json:"name"`
-	Shape      []int           `json:"shape"`
-	Datatype   string          `json:"datatype"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
-	Data       json.RawMessage `json:"data"`
+	Name     string `json:"name"`
+	Shape    []int  `json:"shape"`
+	Datatype string `json:"datatype"`
+	// Parameters are read one by one where they are used, so that a bad
+	// one is an error naming its tensor (binary_data_size).
+	Parameters map[string]json.RawMessage `json:"parameters,omitempty"`
+	Data       json.RawMessage            `json:"data"`
+}
+
+type v2RequestedOutput struct {
+	Name       string                     `json:"name"`
+	Parameters map[string]json.RawMessage `json:"parameters,omitempty"`
 }
 
 type v2InferRequest struct {
-	ID         string          `json:"id,omitempty"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
-	Inputs     []v2InferTensor `json:"inputs"`
-	Outputs    []struct {
-		Name string `json:"name"`
-	} `json:"outputs,omitempty"`
+	ID         string                     `json:"id,omitempty"`
+	Parameters map[string]json.RawMessage `json:"parameters,omitempty"`
+	Inputs     []v2InferTensor            `json:"inputs"`
+	Outputs    []v2RequestedOutput        `json:"outputs,omitempty"`
 }
 
 func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
@@ -220,12 +227,19 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := s.readBody(w, r, "application/json")
+	// A request with binary data is not JSON: Triton's clients send it as
+	// application/octet-stream, or with no type at all.
+	body, err := s.readBody(w, r, "application/json", "application/octet-stream")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	call, err := decodeV2Request(body, m.spec)
+	header, binary, err := splitV2Body(body, r.Header.Values(v2HeaderLength), r.Header.Get("Content-Type"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	call, err := decodeV2(header, binary, m.spec)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -235,43 +249,63 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	resp, err := encodeV2Response(m.name, call.id, m.spec.Outputs, outs, call.outputs)
+	resp, raw, err := encodeV2Response(m.name, call.id, m.spec.Outputs, outs, call.outputs, call.binary)
 	if err != nil {
 		writeError(w, fmt.Errorf("model %q: %w", m.name, err))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
 	setBatchHeaders(w.Header(), info)
-	w.WriteHeader(http.StatusOK)
-	w.Write(resp)
+	writeV2Response(w, resp, raw)
 }
 
 // v2Call is a decoded inference request: a value per input of the method
-// in its spec's order (the zero Value for an optional one left out), and
-// which outputs to send (nil: all).
+// in its spec's order (the zero Value for an optional one left out), which
+// outputs to send (nil: all) and which of them as binary data (nil: none).
 type v2Call struct {
 	id      string
 	in      []tensor.Value
 	outputs []bool
+	binary  []bool
 }
 
-// decodeV2Request parses a KServe v2 inference request for a method: every
-// input by name (codec.NamedValues: unknown, repeated and missing inputs
-// are refused as the object body refuses them), each checked against its
-// spec, and the outputs asked for. Every error is a 400 naming the tensor.
+// decodeV2Request parses a KServe v2 inference request that is all JSON.
 func decodeV2Request(body []byte, spec engine.MethodSpec) (v2Call, error) {
+	return decodeV2(body, nil, spec)
+}
+
+// decodeV2 parses a KServe v2 inference request for a method: its JSON
+// header, and binary holding the raw data of the inputs that give a
+// parameters.binary_data_size, one after the other in the header's order
+// (nil: the request has no binary part). Every input is read by name
+// (codec.NamedValues: unknown, repeated and missing inputs are refused as
+// the object body refuses them) and checked against its spec; then the
+// outputs asked for, and how. Every error is a 400 naming the tensor.
+func decodeV2(header, binary []byte, spec engine.MethodSpec) (v2Call, error) {
 	var req v2InferRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := json.Unmarshal(header, &req); err != nil {
+		if binary != nil {
+			return v2Call{}, errorf(http.StatusBadRequest, "the JSON header (the first %d bytes, as %s says) is not a v2 inference request: %v", len(header), v2HeaderLength, err)
+		}
 		return v2Call{}, errorf(http.StatusBadRequest, "body is not a v2 inference request: %v", err)
 	}
 	call := v2Call{id: req.ID}
 	set := codec.NewNamedValues(spec.Inputs)
+	raw := v2BinaryReader{rest: binary, present: binary != nil}
 	for _, t := range req.Inputs {
 		i, err := set.Index(t.Name)
 		if err != nil {
 			return v2Call{}, err
 		}
-		v, err := decodeV2Tensor(t, spec.Inputs[i])
+		data, isRaw, err := raw.next(t)
+		if err != nil {
+			return v2Call{}, err
+		}
+		var v tensor.Value
+		if isRaw {
+			v, err = decodeV2RawTensor(t, data, spec.Inputs[i])
+		} else {
+			v, err = decodeV2Tensor(t, spec.Inputs[i])
+		}
 		if err != nil {
 			return v2Call{}, err
 		}
@@ -279,25 +313,59 @@ func decodeV2Request(body []byte, spec engine.MethodSpec) (v2Call, error) {
 			return v2Call{}, err
 		}
 	}
+	if err := raw.done(); err != nil {
+		return v2Call{}, err
+	}
 	in, err := set.Values()
 	if err != nil {
 		return v2Call{}, err
 	}
 	call.in = in
-	if len(req.Outputs) > 0 {
-		call.outputs = make([]bool, len(spec.Outputs))
-	}
-	for _, o := range req.Outputs {
-		i := spec.Outputs.Index(o.Name)
-		switch {
-		case i < 0:
-			return v2Call{}, errorf(http.StatusBadRequest, "unknown output %q (outputs: %s)", o.Name, spec.Outputs.Names())
-		case call.outputs[i]:
-			return v2Call{}, errorf(http.StatusBadRequest, "output %q is asked for twice", o.Name)
-		}
-		call.outputs[i] = true
+	if call.outputs, call.binary, err = v2Outputs(req, spec.Outputs); err != nil {
+		return v2Call{}, err
 	}
 	return call, nil
+}
+
+// v2Outputs reads which outputs a request asks for (nil: all) and which of
+// them it wants as binary data (nil: none): parameters.binary_data_output
+// sets it for every output, an output's own parameters.binary_data for
+// that one.
+func v2Outputs(req v2InferRequest, specs tensor.IOSpecs) (pick, binary []bool, err error) {
+	all, _, err := v2BoolParam(req.Parameters, "binary_data_output", "request")
+	if err != nil {
+		return nil, nil, err
+	}
+	if all {
+		binary = make([]bool, len(specs))
+		for i := range binary {
+			binary[i] = true
+		}
+	}
+	if len(req.Outputs) > 0 {
+		pick = make([]bool, len(specs))
+	}
+	for _, o := range req.Outputs {
+		i := specs.Index(o.Name)
+		switch {
+		case i < 0:
+			return nil, nil, errorf(http.StatusBadRequest, "unknown output %q (outputs: %s)", o.Name, specs.Names())
+		case pick[i]:
+			return nil, nil, errorf(http.StatusBadRequest, "output %q is asked for twice", o.Name)
+		}
+		pick[i] = true
+		b, set, err := v2BoolParam(o.Parameters, "binary_data", fmt.Sprintf("output %q", o.Name))
+		if err != nil {
+			return nil, nil, err
+		}
+		if set {
+			if binary == nil {
+				binary = make([]bool, len(specs))
+			}
+			binary[i] = b
+		}
+	}
+	return pick, binary, nil
 }
 
 // decodeV2Tensor reads one input tensor of a JSON request against its
@@ -308,7 +376,7 @@ func decodeV2Tensor(t v2InferTensor, in tensor.IOSpec) (tensor.Value, error) {
 		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q: %v", t.Name, err)
 	}
 	if len(t.Data) == 0 || string(t.Data) == "null" {
-		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has no data", t.Name)
+		return tensor.Value{}, errorf(http.StatusBadRequest, "input %q has no data (send data, or its raw bytes with parameters.binary_data_size)", t.Name)
 	}
 	return v2InputValue(t.Name, dt, in, func(dt tensor.DType) (*tensor.Tensor, error) {
 		return codec.DecodeTensorData(t.Data, dt, t.Shape)
@@ -358,11 +426,13 @@ func v2InputValue(name string, dt tensor.DType, in tensor.IOSpec, decode func(te
 }
 
 // encodeV2Response writes the outputs picked (nil: all), in the spec's
-// order, each under its name.
-func encodeV2Response(model, id string, specs tensor.IOSpecs, outs []tensor.Value, pick []bool) ([]byte, error) {
+// order, each under its name: as JSON data, or for those marked in binary
+// (nil: none) as parameters.binary_data_size in the JSON, their raw bytes
+// returned in raw, in order, to follow it.
+func encodeV2Response(model, id string, specs tensor.IOSpecs, outs []tensor.Value, pick, binary []bool) (header []byte, raw [][]byte, err error) {
 	if len(outs) != len(specs) {
 		// A reload changed the method under this request.
-		return nil, fmt.Errorf("returned %d outputs, want %d (%s)", len(outs), len(specs), specs.Names())
+		return nil, nil, fmt.Errorf("returned %d outputs, want %d (%s)", len(outs), len(specs), specs.Names())
 	}
 	results := make([]*tensor.Tensor, len(outs))
 	size := 128
@@ -372,10 +442,13 @@ func encodeV2Response(model, id string, specs tensor.IOSpecs, outs []tensor.Valu
 		}
 		t, err := codec.V2Tensor(out)
 		if err != nil {
-			return nil, fmt.Errorf("encode json output %q: %w", specs[i].Name, err)
+			return nil, nil, fmt.Errorf("encode output %q: %w", specs[i].Name, err)
 		}
 		results[i] = t
-		size += 64 + 8*results[i].Len()
+		size += 64
+		if binary == nil || !binary[i] {
+			size += 8 * t.Len()
+		}
 	}
 	buf := make([]byte, 0, size)
 	buf = append(buf, `{"model_name":`...)
@@ -407,12 +480,23 @@ func encodeV2Response(model, id string, specs tensor.IOSpecs, outs []tensor.Valu
 			}
 			buf = strconv.AppendInt(buf, int64(d), 10)
 		}
+		if binary != nil && binary[i] {
+			b, err := v2pb.RawBytes(result)
+			if err != nil {
+				return nil, nil, fmt.Errorf("encode output %q: %w", specs[i].Name, err)
+			}
+			raw = append(raw, b)
+			buf = append(buf, `],"parameters":{"binary_data_size":`...)
+			buf = strconv.AppendInt(buf, int64(len(b)), 10)
+			buf = append(buf, "}}"...)
+			continue
+		}
 		buf = append(buf, `],"data":`...)
 		buf = codec.AppendFlat(buf, result)
 		buf = append(buf, '}')
 	}
 	buf = append(buf, "]}\n"...)
-	return buf, nil
+	return buf, raw, nil
 }
 
 // appendJSONString appends s as a JSON string: as is between quotes in the
