@@ -54,7 +54,7 @@ runners:
   - name: sim
     runnable: sim
     wokers: 2
-`, []string{`c.yaml:4:5: runners[0].wokers: unknown key; did you mean "workers"? (valid here: batching, init, methods, model, name, process, resources, runnable, timeout, workers, workers_per_resource)`}},
+`, []string{`c.yaml:4:5: runners[0].wokers: unknown key; did you mean "workers"? (valid here: batching, init, methods, model, name, process, remote, replicas, resources, runnable, timeout, workers, workers_per_resource)`}},
 		{"wrong types, all reported", `
 server: {port: web}
 runners:
