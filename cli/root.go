@@ -47,6 +47,6 @@ runs the embedded sample config.`,
 	}
 	f.register(root)
 	root.Flags().StringVar(&logPath, "log-file", "", "where the workbench logs (default ~/.benchtop/workbench.log)")
-	root.AddCommand(newServeCmd(version), newBenchCmd(), newModelsCmd(), newRunnablesCmd(), newConfigCmd())
+	root.AddCommand(newServeCmd(version), newBenchCmd(), newModelsCmd(), newRunnablesCmd(), newConfigCmd(), newDeployCmd())
 	return root
 }
