@@ -291,6 +291,8 @@ func TestShippedConfigsValidate(t *testing.T) {
 	withStore := WithModels(onnx.StoreResolver{Store: s})
 	reg.Register(onnx.Type(onnx.NewLibrary("/nonexistent")))
 	reg.Register(process.Type())
+	// CONFIG.md's remote runner: engine/remote's runnable stands behind it.
+	reg.Register(remoteType(t, registry(t)))
 	eng := checker(t, reg)
 	// The sample's worker command is relative to the repository root.
 	t.Chdir("..")
