@@ -53,6 +53,6 @@ instead, read-only.`,
 	root.Flags().Lookup("config").Usage = "config file, watched and live-reloaded (default: your copy of the sample config, made on first run; see --sample)"
 	root.Flags().StringVar(&logPath, "log-file", "", "where the workbench logs (default: ~/.benchtop/workbench.log)")
 	root.Flags().BoolVar(&sample, "sample", false, "run the embedded sample config, read-only, instead of your copy of it (tweaks cannot be saved)")
-	root.AddCommand(newServeCmd(version), newBenchCmd(), newModelsCmd(), newRunnablesCmd(), newConfigCmd())
+	root.AddCommand(newServeCmd(version), newBenchCmd(), newModelsCmd(), newRunnablesCmd(), newConfigCmd(), newDeployCmd())
 	return root
 }

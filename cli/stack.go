@@ -34,6 +34,9 @@ type engineFlags struct {
 	drainTimeout time.Duration
 	accessLog    bool
 	logFormat    string
+	// runners, if not nil, serves only these runners of the config and
+	// none of its APIs: a runner server (serve --runners).
+	runners []string
 
 	version string // not a flag: the binary's, for /v2 and the log
 }
@@ -204,7 +207,7 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger, prom *
 		return nil, err
 	}
 	st.reloader, err = watcher.NewReloader(eng, f.config, samples.Config, samples.ConfigName,
-		watcher.Options{Getenv: getenv, Models: models, Registerer: prom})
+		watcher.Options{Getenv: getenv, Models: models, Registerer: prom, Runners: f.runners})
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,8 @@ type Process struct {
 type Option func(*options)
 
 type options struct {
-	models ModelResolver
+	models  ModelResolver
+	runners []string // nil: all of the file's, with its APIs
 }
 
 // WithModels lets runners name stored models (`model: mlp:latest`).
@@ -111,6 +112,8 @@ type Runner struct {
 	Runnable  string
 	Model     string   // a model store tag, instead of Runnable
 	Process   *Process // a worker process, instead of Runnable
+	Remote    *Remote  // runner servers elsewhere, instead of Runnable
+	Replicas  *Replicas
 	Init      map[string]any
 	Workers   int
 	Resources engine.Resources
@@ -199,6 +202,8 @@ func (d *decoder) runner(n *yaml.Node, p string) Runner {
 		"runnable":             func(n *yaml.Node, p string) { r.Runnable = d.str(n, p) },
 		"model":                func(n *yaml.Node, p string) { r.Model = d.str(n, p) },
 		"process":              func(n *yaml.Node, p string) { r.Process = d.process(n, p) },
+		"remote":               func(n *yaml.Node, p string) { r.Remote = d.remote(n, p) },
+		"replicas":             func(n *yaml.Node, p string) { r.Replicas = d.replicas(n, p) },
 		"init":                 func(n *yaml.Node, p string) { r.Init = d.anyValue(n, p) },
 		"workers":              func(n *yaml.Node, p string) { r.Workers = d.integer(n, p) },
 		"timeout":              func(n *yaml.Node, p string) { r.Timeout = d.duration(n, p) },
@@ -372,6 +377,9 @@ func (c *Config) resolve(models ModelResolver) (*Resolved, Problems) {
 	res := &Resolved{Hash: c.sum}
 	var ps Problems
 	for i, r := range c.Runners {
+		if r.Remote != nil {
+			r = r.withoutServerKnobs()
+		}
 		runnable, params, err := r.resolve(models)
 		if err != nil {
 			ps = append(ps, c.problem(fmt.Sprintf("runners[%d]", i), err))
@@ -427,6 +435,13 @@ func (c *Config) Check(ctx context.Context, eng *engine.Engine, opts ...Option) 
 	var o options
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.runners != nil {
+		sub, err := c.only(o.runners)
+		if err != nil {
+			return nil, err
+		}
+		c = sub
 	}
 	ps := c.checkFile()
 	res, rps := c.resolve(o.models)
@@ -512,6 +527,7 @@ func (c *Config) checkFile() Problems {
 			add(p, "0: want 1 to %d, or leave it out to size the pool from resources", engine.MaxWorkers)
 		}
 	}
+	c.checkScaleOut(add)
 	return ps
 }
 
@@ -541,20 +557,22 @@ func checkServerBounds(s Server, add func(path, format string, args ...any)) {
 // (through the resolver) or a worker process.
 func (r Runner) resolve(models ModelResolver) (runnable string, params engine.Params, err error) {
 	set := 0
-	for _, b := range []bool{r.Runnable != "", r.Model != "", r.Process != nil} {
+	for _, b := range []bool{r.Runnable != "", r.Model != "", r.Process != nil, r.Remote != nil} {
 		if b {
 			set++
 		}
 	}
 	switch {
 	case set == 0:
-		return "", nil, fmt.Errorf("say what it runs: runnable: (a registered runnable), model: (a stored model such as mlp:latest) or process: (a worker command)")
+		return "", nil, fmt.Errorf("say what it runs: runnable: (a registered runnable), model: (a stored model such as mlp:latest), process: (a worker command) or remote: (runner servers elsewhere)")
 	case set > 1:
-		return "", nil, fmt.Errorf("runnable, model and process are alternatives: keep one")
+		return "", nil, fmt.Errorf("runnable, model, process and remote are alternatives: keep one")
 	case r.Runnable != "":
 		return r.Runnable, engine.Params(r.Init), nil
 	case r.Process != nil:
 		return r.Process.params(r.Init)
+	case r.Remote != nil:
+		return r.Remote.params(r.Name)
 	}
 	return r.model(models)
 }

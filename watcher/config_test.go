@@ -54,7 +54,7 @@ runners:
   - name: sim
     runnable: sim
     wokers: 2
-`, []string{`c.yaml:4:5: runners[0].wokers: unknown key; did you mean "workers"? (valid here: batching, init, methods, model, name, process, resources, runnable, timeout, workers, workers_per_resource)`}},
+`, []string{`c.yaml:4:5: runners[0].wokers: unknown key; did you mean "workers"? (valid here: batching, init, methods, model, name, process, remote, replicas, resources, runnable, timeout, workers, workers_per_resource)`}},
 		{"wrong types, all reported", `
 server: {port: web}
 runners:
@@ -324,6 +324,8 @@ func TestShippedConfigsValidate(t *testing.T) {
 	withStore := WithModels(onnx.StoreResolver{Store: s})
 	reg.Register(onnx.Type(onnx.NewLibrary("/nonexistent")))
 	reg.Register(process.Type())
+	// CONFIG.md's remote runner: engine/remote's runnable stands behind it.
+	reg.Register(remoteType(t, registry(t)))
 	eng := checker(t, reg)
 	// The sample's worker command is relative to the repository root.
 	t.Chdir("..")

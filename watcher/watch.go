@@ -36,6 +36,7 @@ type Reloader struct {
 	name     string
 	getenv   func(string) string
 	models   ModelResolver
+	runners  []string
 	debounce time.Duration
 	ready    time.Duration
 	onWatch  func(dir string)
@@ -70,6 +71,9 @@ type Options struct {
 	// It runs in Run's goroutine and must not block. Tests wait for it
 	// rather than sleep before they change a file.
 	OnWatch func(dir string)
+	// Runners, if not nil, serves only these runners of the file and none
+	// of its APIs (a runner server); see WithRunners.
+	Runners []string
 }
 
 // NewReloader prepares to load path into eng; an empty path means the
@@ -91,7 +95,7 @@ func NewReloader(eng *engine.Engine, path string, embedded []byte, embeddedName 
 		opts.OnWatch = func(string) {}
 	}
 	r := &Reloader{
-		eng: eng, data: embedded, name: embeddedName, getenv: opts.Getenv, models: opts.Models,
+		eng: eng, data: embedded, name: embeddedName, getenv: opts.Getenv, models: opts.Models, runners: opts.Runners,
 		debounce: opts.Debounce, ready: opts.ReadyTimeout, onWatch: opts.OnWatch,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "benchtop_config_reloads_total",
@@ -171,6 +175,9 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	var opts []Option
 	if r.models != nil {
 		opts = append(opts, WithModels(r.models))
+	}
+	if r.runners != nil {
+		opts = append(opts, WithRunners(r.runners))
 	}
 	cfg, err := ParseAndValidate(ctx, r.name, data, r.eng, r.getenv, opts...)
 	if err != nil {
