@@ -242,7 +242,7 @@ func v2Body(specs tensor.IOSpecs, vals []tensor.Value) ([]byte, error) {
 		if v.Kind() == tensor.KindInvalid {
 			continue // an optional input left out
 		}
-		t, err := codec.V2Tensor(v)
+		t, err := v2pb.V2Tensor(v)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
 		}
@@ -279,7 +279,7 @@ func v2BinaryBody(specs tensor.IOSpecs, vals []tensor.Value) (body []byte, heade
 		if v.Kind() == tensor.KindInvalid {
 			continue // an optional input left out
 		}
-		t, err := codec.V2Tensor(v)
+		t, err := v2pb.V2Tensor(v)
 		if err != nil {
 			return nil, 0, fmt.Errorf("input %q: %w", specs[i].Name, err)
 		}

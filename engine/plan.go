@@ -145,6 +145,9 @@ func (e *Engine) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 // set whenever the methods are known, even if the runner has problems, so
 // that the APIs calling it can still be checked.
 func (e *Engine) planRunner(ctx context.Context, ps *problems, path string, rc RunnerConfig) plannedRunner {
+	if typ, err := e.registry.Lookup(rc.Runnable); err == nil && typ.Defaults != nil {
+		rc = typ.Defaults(rc.Params).apply(rc)
+	}
 	cfg := rc.withDefaults()
 	pr := plannedRunner{cfg: cfg}
 	checkKnobs(ps, path, cfg)

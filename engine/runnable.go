@@ -10,9 +10,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine/tensor"
 )
 
@@ -177,6 +179,32 @@ type RunnableType struct {
 	// New builds one worker's instance. It may be slow (loading a model);
 	// ctx ends when the runner gives up on it.
 	New func(ctx context.Context, env Env) (Instance, error)
+	// Defaults, if set, fills in the knobs a runner of this type leaves
+	// out, before the engine's own defaults: a remote runner's workers are
+	// calls in flight, and its batching is its servers'.
+	Defaults func(p Params) RunnerDefaults
+}
+
+// RunnerDefaults are a runnable type's own defaults for a runner's knobs;
+// zero fields leave the engine's.
+type RunnerDefaults struct {
+	Workers  int
+	Batching batcher.Config
+	Timeout  time.Duration
+}
+
+// apply fills c's unset knobs from d.
+func (d RunnerDefaults) apply(c RunnerConfig) RunnerConfig {
+	if c.Workers == 0 && d.Workers > 0 {
+		c.Workers = d.Workers
+	}
+	if c.Batching == (batcher.Config{}) {
+		c.Batching = d.Batching
+	}
+	if c.Timeout == 0 {
+		c.Timeout = d.Timeout
+	}
+	return c
 }
 
 // Instance is one live copy of a runnable, owned by one worker: it is never
@@ -228,6 +256,17 @@ type PIDReporter interface {
 // wrapping ErrWorkerCrashed.
 type ExitNotifier interface {
 	Done() <-chan struct{}
+}
+
+// CallerBound is implemented by instances whose work in a call is elsewhere
+// and cheap to give up (a call to a runner server): the context a batch
+// runs under then ends once every caller of the batch has left, and carries
+// the latest of their deadlines (within the runner's timeout), so a client
+// that gives up, or whose deadline passes, stops the work where it runs.
+// Other instances keep running a batch whose callers left: stopping a
+// worker process or an ONNX session mid-call would cost more than it saves.
+type CallerBound interface {
+	BoundByCallers()
 }
 
 // Env is what a new instance learns about where it runs.

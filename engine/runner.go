@@ -117,6 +117,10 @@ type call struct {
 	rows int
 	done chan callResult // buffered: a worker never blocks on a caller that left
 	sent atomic.Bool
+	// left and deadline are the caller's context's Done channel (nil if it
+	// can never leave) and deadline, for instances bound by their callers.
+	left     <-chan struct{}
+	deadline time.Time
 
 	// Requests larger than max_batch_size come back in pieces.
 	asmMu  sync.Mutex
@@ -314,7 +318,8 @@ func (r *Runner) run(ctx context.Context, m *method, in []tensor.Value) ([]tenso
 		m.count(statusInvalid)
 		return nil, CallInfo{}, &MethodError{r.name, m.spec.Name, err}
 	}
-	c := &call{m: m, rows: rows, done: make(chan callResult, 1)}
+	c := &call{m: m, rows: rows, done: make(chan callResult, 1), left: ctx.Done()}
+	c.deadline, _ = ctx.Deadline()
 	// A copy, so that the caller's slice need not outlive the call (and a
 	// literal one stays on its stack).
 	c.in = append(c.one[:0], in...)
@@ -745,8 +750,15 @@ func (r *Runner) execute(ctx context.Context, w *worker, inst Instance, bt *batc
 		ex := &execution{}
 		watchdog := time.AfterFunc(timeout+timeoutGrace, func() { r.abandon(w, bt, ex, start, timeout) })
 		callCtx, cancel := context.WithTimeout(ctx, timeout)
+		var unbind func()
+		if _, ok := inst.(CallerBound); ok {
+			callCtx, unbind = boundByCallers(callCtx, bt)
+		}
 		out, err = safeCall(callCtx, inst, m.spec.Name, in)
 		deadline := callCtx.Err() == context.DeadlineExceeded
+		if unbind != nil {
+			unbind()
+		}
 		cancel()
 		if !ex.settled.CompareAndSwap(false, true) {
 			return outcomeAbandoned
@@ -813,6 +825,44 @@ func firstLine(s string) string {
 		line = line[:200] + "…"
 	}
 	return line
+}
+
+// boundByCallers is ctx ended once every caller of bt has left, with the
+// latest of their deadlines when all of them have one. A caller that can
+// never leave keeps ctx as it is. stop releases the watch.
+func boundByCallers(ctx context.Context, bt *batcher.Batch[*call]) (context.Context, func()) {
+	left := make([]<-chan struct{}, 0, len(bt.Parts))
+	var latest time.Time
+	allDeadlines := true
+	for _, p := range bt.Parts {
+		c := p.Item.Payload
+		if c.left == nil {
+			return ctx, func() {}
+		}
+		left = append(left, c.left)
+		if c.deadline.IsZero() {
+			allDeadlines = false
+		} else if c.deadline.After(latest) {
+			latest = c.deadline
+		}
+	}
+	cancelDeadline := context.CancelFunc(func() {})
+	if allDeadlines {
+		ctx, cancelDeadline = context.WithDeadline(ctx, latest)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		for _, ch := range left {
+			select {
+			case <-ch:
+			case <-done:
+				return
+			}
+		}
+		cancel()
+	}()
+	return ctx, func() { close(done); cancel(); cancelDeadline() }
 }
 
 func safeCall(ctx context.Context, inst Instance, method string, in []tensor.Value) (out []tensor.Value, err error) {

@@ -197,11 +197,11 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *v2pb.ModelMetadataRe
 	}
 	st := m.runner.Stats(engine.StatsOptions{})
 	return &v2pb.ModelMetadataResponse{
-		Name:     m.name,
-		Versions: []string{"1"},
-		Platform: "benchtop_" + m.runner.Runnable().Name,
-		Inputs:   grpcMetas(m.spec.Inputs),
-		Outputs:  grpcMetas(m.spec.Outputs),
+		Name:       m.name,
+		Versions:   []string{"1"},
+		Platform:   "benchtop_" + m.runner.Runnable().Name,
+		Inputs:     grpcMetas(m.spec.Inputs),
+		Outputs:    grpcMetas(m.spec.Outputs),
 		Parameters: grpcParams(v2ModelParams(m, st)),
 	}, nil
 }
@@ -393,7 +393,7 @@ func encodeGRPCInfer(model, id string, specs tensor.IOSpecs, outs []tensor.Value
 		if pick != nil && !pick[i] {
 			continue
 		}
-		t, err := codec.V2Tensor(out)
+		t, err := v2pb.V2Tensor(out)
 		if err != nil {
 			return nil, fmt.Errorf("encode output %q: %w", specs[i].Name, err)
 		}

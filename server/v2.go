@@ -440,7 +440,7 @@ func encodeV2Response(model, id string, specs tensor.IOSpecs, outs []tensor.Valu
 		if pick != nil && !pick[i] {
 			continue
 		}
-		t, err := codec.V2Tensor(out)
+		t, err := v2pb.V2Tensor(out)
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode output %q: %w", specs[i].Name, err)
 		}

@@ -2,6 +2,7 @@ package v2pb
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -124,4 +125,20 @@ func byteCount(n int) string {
 		return "1 byte"
 	}
 	return strconv.Itoa(n) + " bytes"
+}
+
+// V2Tensor is v as a KServe v2 tensor: a tensor as it is; a text, or a
+// JSON document encoded, as a BYTES tensor of one element.
+func V2Tensor(v tensor.Value) (*tensor.Tensor, error) {
+	switch v.Kind() {
+	case tensor.KindTensor:
+		return v.Tensor(), nil
+	case tensor.KindText:
+		return tensor.NewStringTensor([]int{1}, []string{v.Text()})
+	}
+	b, err := json.Marshal(v.JSON())
+	if err != nil {
+		return nil, err
+	}
+	return tensor.NewStringTensor([]int{1}, []string{string(b)})
 }

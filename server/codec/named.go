@@ -513,19 +513,3 @@ func ones(t *tensor.Tensor) *tensor.Tensor {
 	}
 	return o
 }
-
-// V2Tensor is v as a KServe v2 tensor: a tensor as it is; a text, or a
-// JSON document encoded, as a BYTES tensor of one element.
-func V2Tensor(v tensor.Value) (*tensor.Tensor, error) {
-	switch v.Kind() {
-	case tensor.KindTensor:
-		return v.Tensor(), nil
-	case tensor.KindText:
-		return tensor.NewStringTensor([]int{1}, []string{v.Text()})
-	}
-	b, err := json.Marshal(v.JSON())
-	if err != nil {
-		return nil, err
-	}
-	return tensor.NewStringTensor([]int{1}, []string{string(b)})
-}
