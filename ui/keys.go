@@ -106,7 +106,7 @@ func defaultLoadKeyMap() loadKeyMap {
 		Dec:   key.NewBinding(key.WithKeys("left", "-"), key.WithHelp("←", "less")),
 		Start: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "start")),
 		Stop:  key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "stop")),
-		Close: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "close (load goes on)")),
+		Close: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "close")),
 	}
 }
 

@@ -195,17 +195,21 @@ func (m Model) viewHeader(w int) string {
 		}
 		return " " + strings.Join(parts, sep)
 	}
+	short := s.Config.Path
+	if !strings.HasPrefix(short, "<") { // "<embedded …>" names no file
+		short = filepath.Base(short)
+	}
 	for _, line := range []string{
 		try("benchtop", s.Config.Path, gpu),
-		try("benchtop", filepath.Base(s.Config.Path), gpu),
-		try("", filepath.Base(s.Config.Path), gpu),
-		try("", filepath.Base(s.Config.Path), ""),
+		try("benchtop", short, gpu),
+		try("", short, gpu),
+		try("", short, ""),
 	} {
 		if lipgloss.Width(line) <= w {
 			return line
 		}
 	}
-	return truncate(try("", filepath.Base(s.Config.Path), ""), w)
+	return truncate(try("", short, ""), w)
 }
 
 // viewFooter is the focused component's key help, from its bindings; on

@@ -192,6 +192,8 @@ func TestViews(t *testing.T) {
 		{Index: 0, Name: "NVIDIA H100 80GB HBM3", Util: 0.87, MemUsed: 40 << 30, MemTotal: 80 << 30, TempC: 61, PowerW: 412,
 			Runners: []string{"mlp"}, Processes: []string{"benchtop (pid 4242) 38.2 GiB"}, UtilHist: []float64{0.2, 0.5, 0.8, 0.9, 0.87}},
 	}}
+	embedded := fixedSnapshot()
+	embedded.Config.Path, embedded.Config.Editable = "<embedded samples/benchtop.yaml>", false
 	sim := []string{"down", "down"} // the busy runner, third by name
 	cases := []struct {
 		name string
@@ -203,6 +205,7 @@ func TestViews(t *testing.T) {
 		{"busy runner selected", fixedSnapshot(), sim, nil},
 		{"filtered and sorted", fixedSnapshot(), []string{"s", "/", "i", "m", "enter"}, nil},
 		{"reload refused", refused, nil, nil},
+		{"embedded config", embedded, nil, nil},
 		{"batching panel", fixedSnapshot(), append(sim, "b", "down", "right"), nil},
 		{"batching applied", fixedSnapshot(), append(sim, "b", "down", "1", "2", "8", "enter"), nil},
 		{"batching not saved", fixedSnapshot(), append(sim, "b", "w"), nil},
