@@ -21,7 +21,7 @@ const (
 	latBuckets          = latBucketsPerOctave*latOctaves + 1
 	histSeconds         = 16 // per-second histograms kept (percentile window ≤ 15 s)
 	historySeconds      = 64 // per-second counters kept (sparklines)
-	batchBuckets        = 14 // 1, 2-3, 4-7, … 4096-8191+
+	batchBuckets        = 14 // 1, 2, 3-4, 5-8, … 4097+: the le bounds of /metrics
 )
 
 // latHist is a log-scale latency histogram with ~19% wide buckets.
@@ -51,12 +51,15 @@ func (h *latHist) reset() {
 	}
 }
 
-// batchBucket maps rows to its power-of-two bucket: 1, 2-3, 4-7, …
+// batchBucket maps rows to its power-of-two bucket: 1, 2, 3-4, 5-8, … —
+// upper bounds inclusive, as Prometheus's le buckets of
+// benchtop_runner_batch_size and benchtop bench count them, so a full batch
+// of a power-of-two max_batch_size lands in the bucket that ends at it.
 func batchBucket(rows int) int {
-	if rows < 1 {
+	if rows <= 1 {
 		return 0
 	}
-	return min(bits.Len(uint(rows))-1, batchBuckets-1)
+	return min(bits.Len(uint(rows-1)), batchBuckets-1)
 }
 
 type secondSlot struct {
@@ -182,16 +185,29 @@ type SecondStats struct {
 	MaxQueue         int
 }
 
-// BatchBucketLabel names bucket i of WindowStats.BatchSizes ("1", "2-3", …).
+// BatchBucketRange is the rows bucket i of WindowStats.BatchSizes holds,
+// inclusive; hi 0 means no upper bound (the last bucket).
+func BatchBucketRange(i int) (lo, hi int) {
+	switch {
+	case i <= 0:
+		return 1, 1
+	case i >= batchBuckets-1:
+		return 1<<(batchBuckets-2) + 1, 0
+	}
+	return 1<<(i-1) + 1, 1 << i
+}
+
+// BatchBucketLabel names bucket i of WindowStats.BatchSizes ("1", "2",
+// "3-4", "5-8", …, "4097+").
 func BatchBucketLabel(i int) string {
-	lo := 1 << i
-	if i == 0 {
-		return "1"
-	}
-	if i == batchBuckets-1 {
+	lo, hi := BatchBucketRange(i)
+	switch {
+	case hi == 0:
 		return itoa(lo) + "+"
+	case lo == hi:
+		return itoa(lo)
 	}
-	return itoa(lo) + "-" + itoa(2*lo-1)
+	return itoa(lo) + "-" + itoa(hi)
 }
 
 func itoa(n int) string {

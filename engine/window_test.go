@@ -49,7 +49,7 @@ func checkWindowCounts(t *testing.T, st WindowStats) {
 	if st.RequestsPerS < 1900 || st.RequestsPerS > 2100 || st.ErrorsPerS < 1.9 || st.ErrorsPerS > 2.1 {
 		t.Fatalf("rates %v req/s %v err/s over %v", st.RequestsPerS, st.ErrorsPerS, st.Span)
 	}
-	if st.BatchSizes[1] != 1 || st.BatchSizes[6] != 1 || st.MeanBatchRows != 33.5 || st.MeanBatchRequests != 21 {
+	if st.BatchSizes[2] != 1 || st.BatchSizes[6] != 1 || st.MeanBatchRows != 33.5 || st.MeanBatchRequests != 21 {
 		t.Fatalf("batch sizes %v mean rows %v requests %v", st.BatchSizes, st.MeanBatchRows, st.MeanBatchRequests)
 	}
 	if len(st.History) != 3 || st.History[2].Requests != 1000 || st.History[2].Errors != 1 || st.History[0].Requests != 0 {
@@ -58,7 +58,10 @@ func checkWindowCounts(t *testing.T, st WindowStats) {
 }
 
 func TestBatchBucketLabels(t *testing.T) {
-	if BatchBucketLabel(0) != "1" || BatchBucketLabel(2) != "4-7" || BatchBucketLabel(batchBuckets-1) != "8192+" {
-		t.Fatalf("labels %q %q %q", BatchBucketLabel(0), BatchBucketLabel(2), BatchBucketLabel(batchBuckets-1))
+	// The bounds of /metrics (le 1, 2, 4, 8, …) and of benchtop bench.
+	for rows, want := range map[int]string{1: "1", 2: "2", 3: "3-4", 4: "3-4", 5: "5-8", 33: "33-64", 64: "33-64", 65: "65-128", 4096: "2049-4096", 4097: "4097+", 1 << 20: "4097+"} {
+		if got := BatchBucketLabel(batchBucket(rows)); got != want {
+			t.Errorf("a batch of %d rows lands in %q, want %q", rows, got, want)
+		}
 	}
 }

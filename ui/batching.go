@@ -2,6 +2,8 @@ package ui
 
 import (
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -10,18 +12,27 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/benchtop/benchtop/batcher"
+	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/watcher"
 )
 
 // batchingForm edits one method's knobs and the runner's workers. Values
 // are applied live on enter; w also writes them to the config file.
 type batchingForm struct {
+	keys    formKeyMap
+	st      styles
+	w, h    int
+	backend Backend
+
 	runner, method string
 	batchable      bool
 	cfg            batcher.Config
 	workers        int
 	focus          int
-	typed          string // digits typed into the focused numeric field
+	num            numField
+	busy           bool
+	status         *engine.Event // the outcome of the last apply or save
+	closed         bool          // esc: the root closes the panel
 }
 
 const (
@@ -36,81 +47,83 @@ const (
 
 var fieldNames = [fieldCount]string{"policy", "max batch size", "max latency", "batch wait (fixed)", "max queue", "workers"}
 
-func (m Model) openBatching() (tea.Model, tea.Cmd) {
-	r, ok := m.selectedRunner()
-	if !ok {
-		return m, flashCmd("no runner selected", true)
-	}
-	ms := m.primary(r)
-	m.batching = batchingForm{
-		runner: r.Name, method: ms.Spec.Name, batchable: ms.Spec.Batchable,
-		cfg: ms.Batching, workers: max(r.Workers, 1),
-	}
-	if !ms.Spec.Batchable {
-		m.batching.focus = fieldWorkers
-	}
-	m.panel = panelBatching
-	return m, nil
+// batchingDoneMsg is the outcome of an apply or a save.
+type batchingDoneMsg engine.Event
+
+func newBatchingForm(st styles, b Backend) batchingForm {
+	return batchingForm{keys: defaultFormKeyMap(), st: st, backend: b}
 }
 
-func (f *batchingForm) fieldEnabled(i int) bool { return f.batchable || i == fieldWorkers }
+// edit points the form at runner r's method ms.
+func (f *batchingForm) edit(r engine.RunnerStats, ms engine.MethodStats) {
+	*f = batchingForm{keys: f.keys, st: f.st, w: f.w, h: f.h, backend: f.backend,
+		runner: r.Name, method: ms.Spec.Name, batchable: ms.Spec.Batchable, cfg: ms.Batching, workers: max(r.Workers, 1)}
+	if !f.batchable {
+		f.focus = fieldWorkers
+	}
+}
 
-func (m Model) batchingKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
-	f := &m.batching
-	k := m.keys
-	switch {
-	case key.Matches(msg, k.Close):
-		m.panel = panelNone
-		return m, nil
-	case key.Matches(msg, k.Apply):
-		f.commitTyped()
-		return m, m.applyBatching(false)
-	case msg.String() == "w":
-		f.commitTyped()
-		return m, m.applyBatching(true)
-	case key.Matches(msg, k.Next):
-		f.commitTyped()
-		for i := 1; i <= fieldCount; i++ {
-			if n := (f.focus + i) % fieldCount; f.fieldEnabled(n) {
-				f.focus = n
-				break
+func (f *batchingForm) SetSize(w, h int)         { f.w, f.h = w, h }
+func (f batchingForm) ShortHelp() []key.Binding  { return f.keys.ShortHelp() }
+func (f batchingForm) FullHelp() [][]key.Binding { return f.keys.FullHelp() }
+
+// wantHeight is the form's natural height: its fields, its last outcome
+// (two lines) and the border.
+func (f batchingForm) wantHeight() int { return fieldCount + 1 + 2 + 2 }
+
+func (f batchingForm) fieldEnabled(i int) bool { return f.batchable || i == fieldWorkers }
+
+func (f batchingForm) Update(msg tea.Msg) (batchingForm, tea.Cmd) {
+	switch msg := msg.(type) {
+	case batchingDoneMsg:
+		ev := engine.Event(msg)
+		f.busy, f.status = false, &ev
+		return f, func() tea.Msg { return noteMsg(ev) }
+	case tea.KeyMsg:
+		k := f.keys
+		switch {
+		case key.Matches(msg, k.Close):
+			f.closed = true
+			return f, nil
+		case key.Matches(msg, k.Apply), key.Matches(msg, k.Save):
+			f.commit()
+			if f.busy {
+				return f, nil
 			}
-		}
-	case key.Matches(msg, k.Prev):
-		f.commitTyped()
-		for i := 1; i <= fieldCount; i++ {
-			if n := (f.focus - i + fieldCount) % fieldCount; f.fieldEnabled(n) {
-				f.focus = n
-				break
+			f.busy = true
+			return f, f.apply(key.Matches(msg, k.Save))
+		case key.Matches(msg, k.Next), key.Matches(msg, k.Prev):
+			f.commit()
+			d := 1
+			if key.Matches(msg, k.Prev) {
+				d = fieldCount - 1
 			}
-		}
-	case key.Matches(msg, k.Inc):
-		f.commitTyped()
-		f.step(1)
-	case key.Matches(msg, k.Dec):
-		f.commitTyped()
-		f.step(-1)
-	case msg.Type == tea.KeyBackspace:
-		if len(f.typed) > 0 {
-			f.typed = f.typed[:len(f.typed)-1]
-		}
-	case msg.Type == tea.KeyRunes && f.focus != fieldPolicy:
-		for _, r := range msg.Runes {
-			if (r >= '0' && r <= '9') || (r == '.' && (f.focus == fieldMaxLatency || f.focus == fieldBatchWait)) {
-				f.typed += string(r)
+			for i := 1; i <= fieldCount; i++ {
+				if n := (f.focus + i*d) % fieldCount; f.fieldEnabled(n) {
+					f.focus = n
+					break
+				}
 			}
-		}
-	case msg.Type == tea.KeyRunes && f.focus == fieldPolicy:
-		switch string(msg.Runes) {
-		case "a":
-			f.cfg.Policy = batcher.Adaptive
-		case "f":
-			f.cfg.Policy = batcher.Fixed
-		case "n":
-			f.cfg.Policy = batcher.None
+		case key.Matches(msg, k.Inc):
+			f.commit()
+			f.step(1)
+		case key.Matches(msg, k.Dec):
+			f.commit()
+			f.step(-1)
+		case f.focus == fieldPolicy && key.Matches(msg, k.Policy):
+			switch msg.String() {
+			case "a":
+				f.cfg.Policy = batcher.Adaptive
+			case "f":
+				f.cfg.Policy = batcher.Fixed
+			case "n":
+				f.cfg.Policy = batcher.None
+			}
+		case f.focus != fieldPolicy:
+			f.num.key(msg, f.focus == fieldMaxLatency || f.focus == fieldBatchWait)
 		}
 	}
-	return m, nil
+	return f, nil
 }
 
 // step nudges the focused field: policies cycle, sizes double or halve,
@@ -141,14 +154,10 @@ func (f *batchingForm) step(d int) {
 	}
 }
 
-// commitTyped turns the digits typed into the focused field into its value.
-func (f *batchingForm) commitTyped() {
-	if f.typed == "" {
-		return
-	}
-	v, err := strconv.ParseFloat(f.typed, 64)
-	f.typed = ""
-	if err != nil {
+// commit turns the digits typed into the focused field into its value.
+func (f *batchingForm) commit() {
+	v, ok := f.num.commit()
+	if !ok {
 		return
 	}
 	switch f.focus {
@@ -165,34 +174,39 @@ func (f *batchingForm) commitTyped() {
 	}
 }
 
-func (m Model) applyBatching(save bool) tea.Cmd {
-	f := m.batching
-	b := m.backend
+// apply sets the values live and, with save, writes them to the config
+// file; the outcome comes back as one event, short enough for a line.
+func (f batchingForm) apply(save bool) tea.Cmd {
+	b, runner, method, batchable, cfg, workers := f.backend, f.runner, f.method, f.batchable, f.cfg, f.workers
 	return func() tea.Msg {
-		var done []string
-		if f.batchable {
-			if err := b.SetBatching(f.runner, f.method, f.cfg); err != nil {
-				return flashMsg{errText("batching not applied", err), true}
-			}
-			done = append(done, fmt.Sprintf("%s.%s %s max_batch_size %d max_latency %s", f.runner, f.method, f.cfg.Policy, f.cfg.MaxBatchSize, msString(f.cfg.MaxLatency)))
+		done := func(level slog.Level, text string) tea.Msg {
+			return batchingDoneMsg{Level: level, Runner: runner, Message: text}
 		}
-		if err := b.SetWorkers(f.runner, f.workers); err != nil {
-			return flashMsg{errText("workers not applied", err), true}
-		}
-		done = append(done, fmt.Sprintf("workers %d", f.workers))
-		msg := "applied live: " + strings.Join(done, ", ")
-		if save {
-			t := watcher.Tweak{Runner: f.runner, Method: f.method, Workers: f.workers}
-			if f.batchable {
-				c := f.cfg
-				t.Batching = &c
+		var what []string
+		if batchable {
+			if err := b.SetBatching(runner, method, cfg); err != nil {
+				return done(slog.LevelError, errText("batching not applied", err))
 			}
-			if err := b.Save(t); err != nil {
-				return flashMsg{msg + "; not saved: " + err.Error(), true}
-			}
-			msg += "; written to the config file"
+			what = append(what, fmt.Sprintf("%s %s max_batch_size %d max_latency %s", method, cfg.Policy, cfg.MaxBatchSize, msString(cfg.MaxLatency)))
 		}
-		return flashMsg{msg, false}
+		if err := b.SetWorkers(runner, workers); err != nil {
+			return done(slog.LevelError, errText("workers not applied", err))
+		}
+		what = append(what, "workers "+strconv.Itoa(workers))
+		text := "applied live: " + strings.Join(what, ", ")
+		if !save {
+			return done(slog.LevelInfo, text)
+		}
+		t := watcher.Tweak{Runner: runner, Method: method, Workers: workers}
+		if batchable {
+			c := cfg
+			t.Batching = &c
+		}
+		if err := b.Save(t); err != nil {
+			return done(slog.LevelError, "applied live, not saved: "+err.Error())
+		}
+		path := b.Snapshot().Config.Path
+		return done(slog.LevelInfo, fmt.Sprintf("saved to %s: %s", filepath.Base(path), strings.Join(what, ", ")))
 	}
 }
 
@@ -202,7 +216,7 @@ func (f batchingForm) value(i int) string {
 	case fieldPolicy:
 		return "◂ " + c.Policy.String() + " ▸"
 	case fieldMaxBatch:
-		return strconv.Itoa(c.MaxBatchSize) + " rows"
+		return plural(c.MaxBatchSize, "row")
 	case fieldMaxLatency:
 		if c.MaxLatency == 0 {
 			return "no bound"
@@ -214,33 +228,53 @@ func (f batchingForm) value(i int) string {
 		if c.MaxQueueSize == 0 {
 			return "no bound"
 		}
-		return humanInt(int64(c.MaxQueueSize)) + " requests"
+		return plural(c.MaxQueueSize, "request")
 	case fieldWorkers:
 		return strconv.Itoa(f.workers)
 	}
 	return ""
 }
 
-func (m Model) viewBatching(width, height int) string {
-	f := m.batching
-	st := m.st
-	var b strings.Builder
+func (f batchingForm) View() string {
+	st := f.st
+	var lines []string
 	for i := range fieldCount {
-		label := fmt.Sprintf("  %-20s", fieldNames[i])
+		label := fmt.Sprintf("  %-19s", fieldNames[i])
 		val := f.value(i)
-		if i == f.focus && f.typed != "" {
-			val = f.typed + "▏"
+		if i == f.focus && f.num.typed != "" {
+			val = f.num.typed + "▏"
 		}
 		switch {
 		case !f.fieldEnabled(i):
-			b.WriteString(st.dim.Render(label + "– (not batchable)"))
+			lines = append(lines, st.dim.Render(label+"– (not batchable)"))
 		case i == f.focus:
-			b.WriteString("▸" + label[1:] + st.fieldFocus.Render(" "+val+" "))
+			lines = append(lines, "▸"+label[1:]+st.fieldFocus.Render(" "+val+" "))
 		default:
-			b.WriteString(label + " " + val)
+			lines = append(lines, label+" "+val)
 		}
-		b.WriteByte('\n')
 	}
-	b.WriteString("\n" + st.dim.Render("  ↑↓ field · ←→ change · digits type a value · a/f/n policy · enter apply live · w apply and write to config · esc close"))
-	return m.box(fmt.Sprintf("batching · %s.%s", f.runner, f.method), b.String(), width, height)
+	lines = append(lines, "")
+	switch {
+	case f.busy:
+		lines = append(lines, st.dim.Render("applying…"))
+	case f.status != nil:
+		// The outcome wraps onto two lines so a save's message fits 80
+		// columns; the events pane keeps it whole.
+		mark := st.ok.Render("✓ ")
+		if f.status.Level >= slog.LevelError {
+			mark = st.bad.Render("✗ ")
+		}
+		text := strings.Split(wrap(f.status.Message, max(10, f.w-4)), "\n")
+		if len(text) > 2 {
+			text = append(text[:1], truncate(strings.TrimRight(text[1], " ")+" "+strings.Join(text[2:], " "), max(10, f.w-4)))
+		}
+		for i, l := range text {
+			if i == 0 {
+				lines = append(lines, mark+strings.TrimRight(l, " "))
+			} else {
+				lines = append(lines, "  "+strings.TrimRight(l, " "))
+			}
+		}
+	}
+	return st.box(fmt.Sprintf("batching · %s.%s", f.runner, f.method), strings.Join(lines, "\n"), f.w, f.h)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -101,4 +102,15 @@ func bar(frac float64, width int) string {
 		out = append(out, ' ')
 	}
 	return string(out)
+}
+
+// plural counts a noun: "1 runner", "2 runners", "13,080 requests".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "ch") || strings.HasSuffix(noun, "s") {
+		return humanInt(int64(n)) + " " + noun + "es"
+	}
+	return humanInt(int64(n)) + " " + noun + "s"
 }

@@ -2,7 +2,9 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -12,89 +14,154 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/progress"
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/benchtop/benchtop/engine"
 )
 
 // loadPanel fires N requests at concurrency C at one target and shows
-// progress while the charts above respond.
+// progress while the charts above respond. It counts what the engine
+// refused as overloaded apart from what it served and what failed: a
+// run that was mostly refused says so, in red, and leaves an event.
 type loadPanel struct {
+	keys    loadKeyMap
+	st      styles
+	w, h    int
+	backend Backend
+
 	targets     []Target
 	idx         int
 	concurrency int
 	count       int
-	focus       int // 0 target, 1 concurrency, 2 count
+	focus       int // loadTarget, loadConcurrency, loadCount
+	num         numField
 	running     bool
+	run         int // which load the updates belong to
 	cancel      context.CancelFunc
 	updates     <-chan loadProgress
 	last        loadProgress
 	bar         progress.Model
+	closed      bool // esc: the root closes the panel
 }
+
+const (
+	loadTarget = iota
+	loadConcurrency
+	loadCount
+	loadFields
+)
 
 // loadProgress is a report of a running load.
 type loadProgress struct {
-	Done, Errors, Total int
-	Elapsed             time.Duration
-	P50, P99            time.Duration
-	LastErr             string
-	Finished            bool
+	Done, Refused, Errors, Total int
+	Elapsed                      time.Duration
+	P50, P99                     time.Duration
+	LastErr                      string
+	Finished                     bool
 }
+
+// Accepted is how many requests the engine served.
+func (p loadProgress) Accepted() int { return p.Done - p.Refused - p.Errors }
+
+// refusedMostly: refusals outnumber what was served.
+func (p loadProgress) refusedMostly() bool { return p.Refused > p.Accepted() }
 
 type loadMsg struct {
-	p  loadProgress
-	ok bool // false: the channel closed
+	run int
+	p   loadProgress
+	ok  bool // false: the channel closed
 }
 
-func (m Model) openLoad() (tea.Model, tea.Cmd) {
-	if !m.load.running {
-		m.load.targets = m.targetsFor()
-		m.load.idx = 0
-	}
-	if len(m.load.targets) == 0 {
-		return m, flashCmd("nothing to load: the config has no runners", true)
-	}
-	if m.load.bar.Width == 0 {
-		m.load.bar = progress.New(progress.WithSolidFill("12"), progress.WithoutPercentage())
-	}
-	m.panel = panelLoad
-	return m, nil
+func newLoadPanel(st styles, b Backend) loadPanel {
+	return loadPanel{keys: defaultLoadKeyMap(), st: st, backend: b, concurrency: 32, count: 2000,
+		bar: progress.New(progress.WithSolidFill("12"), progress.WithoutPercentage())}
 }
 
-func (m Model) loadKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
-	p := &m.load
-	switch {
-	case key.Matches(msg, m.keys.Close):
-		m.panel = panelNone // a running load goes on; l reopens it
-	case key.Matches(msg, m.keys.Stop):
-		m.stopLoad()
-	case key.Matches(msg, m.keys.Apply):
-		if p.running {
-			return m, nil
+func (p *loadPanel) SetSize(w, h int)         { p.w, p.h = w, h }
+func (p loadPanel) ShortHelp() []key.Binding  { return p.keys.ShortHelp() }
+func (p loadPanel) FullHelp() [][]key.Binding { return p.keys.FullHelp() }
+
+// wantHeight: three fields, a blank, the bar, three lines of figures and
+// the border.
+func (p loadPanel) wantHeight() int { return loadFields + 1 + 4 + 2 }
+
+// setTargets offers ts (the selected runner's first), unless a load runs.
+func (p *loadPanel) setTargets(ts []Target) {
+	if !p.running {
+		p.targets, p.idx = ts, 0
+	}
+}
+
+func (p loadPanel) Update(msg tea.Msg) (loadPanel, tea.Cmd) {
+	switch msg := msg.(type) {
+	case loadMsg:
+		if msg.run != p.run {
+			return p, nil
 		}
-		return m.startLoad()
-	case key.Matches(msg, m.keys.Next):
-		p.focus = (p.focus + 1) % 3
-	case key.Matches(msg, m.keys.Prev):
-		p.focus = (p.focus + 2) % 3
-	case key.Matches(msg, m.keys.Inc), key.Matches(msg, m.keys.Dec):
-		if p.running {
-			return m, nil
+		if !msg.ok {
+			p.running = false
+			p.stop()
+			p.cancel = nil
+			return p, p.finished()
 		}
-		up := key.Matches(msg, m.keys.Inc)
-		switch p.focus {
-		case 0:
-			d := 1
-			if !up {
-				d = -1
+		p.last = msg.p
+		return p, waitLoad(p.run, p.updates)
+	case tea.KeyMsg:
+		k := p.keys
+		switch {
+		case key.Matches(msg, k.Close):
+			p.closed = true // a running load goes on; l reopens it
+			return p, nil
+		case key.Matches(msg, k.Stop):
+			p.stop()
+		case key.Matches(msg, k.Start):
+			p.commit()
+			if p.running || len(p.targets) == 0 {
+				return p, nil
 			}
-			p.idx = (p.idx + d + len(p.targets)) % len(p.targets)
-		case 1:
-			p.concurrency = scale(p.concurrency, up, 1, 1024)
-		case 2:
-			p.count = scale(p.count, up, 10, 1_000_000)
+			return p.start()
+		case key.Matches(msg, k.Next):
+			p.commit()
+			p.focus = (p.focus + 1) % loadFields
+		case key.Matches(msg, k.Prev):
+			p.commit()
+			p.focus = (p.focus + loadFields - 1) % loadFields
+		case key.Matches(msg, k.Inc), key.Matches(msg, k.Dec):
+			if p.running {
+				return p, nil
+			}
+			p.commit()
+			up := key.Matches(msg, k.Inc)
+			switch p.focus {
+			case loadTarget:
+				d := 1
+				if !up {
+					d = -1
+				}
+				p.idx = (p.idx + d + len(p.targets)) % max(1, len(p.targets))
+			case loadConcurrency:
+				p.concurrency = scale(p.concurrency, up, 1, 1024)
+			case loadCount:
+				p.count = scale(p.count, up, 10, 1_000_000)
+			}
+		case !p.running && p.focus != loadTarget:
+			p.num.key(msg, false)
 		}
-	case key.Matches(msg, m.keys.Quit):
-		return m.quit()
 	}
-	return m, nil
+	return p, nil
+}
+
+// commit turns digits typed into the focused field into its value.
+func (p *loadPanel) commit() {
+	v, ok := p.num.commit()
+	if !ok {
+		return
+	}
+	switch p.focus {
+	case loadConcurrency:
+		p.concurrency = min(max(int(v), 1), 1024)
+	case loadCount:
+		p.count = min(max(int(v), 1), 1_000_000)
+	}
 }
 
 func scale(v int, up bool, lo, hi int) int {
@@ -104,44 +171,56 @@ func scale(v int, up bool, lo, hi int) int {
 	return max(lo, v/2)
 }
 
-func (m Model) startLoad() (tea.Model, tea.Cmd) {
-	p := &m.load
+func (p loadPanel) start() (loadPanel, tea.Cmd) {
 	t := p.targets[p.idx]
-	body := t.Example()
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan loadProgress, 4)
+	p.run++
 	p.running, p.cancel, p.updates = true, cancel, ch
 	p.last = loadProgress{Total: p.count}
-	go runLoad(ctx, m.backend, t, body, p.count, p.concurrency, ch)
-	return m, waitLoad(ch)
+	go runLoad(ctx, p.backend, t, t.Example(), p.count, p.concurrency, ch)
+	return p, waitLoad(p.run, ch)
 }
 
-// stopLoad cancels a running load; its goroutines end and close the channel.
-func (m *Model) stopLoad() {
-	if m.load.cancel != nil {
-		m.load.cancel()
+// stop cancels a running load; its goroutines end and close the channel.
+func (p *loadPanel) stop() {
+	if p.cancel != nil {
+		p.cancel()
 	}
 }
 
-func waitLoad(ch <-chan loadProgress) tea.Cmd {
+// finished is the event a load leaves: what was sent, served and refused.
+func (p loadPanel) finished() tea.Cmd {
+	l := p.last
+	t := p.targets[p.idx]
+	level := slog.LevelInfo
+	word := "load done"
+	if !l.Finished {
+		word = "load stopped"
+	}
+	text := fmt.Sprintf("%s on %s: %s of %s sent in %s; %s served, %s refused as overloaded, %s",
+		word, t.Label(), humanInt(int64(l.Done)), plural(l.Total, "request"), humanDur(l.Elapsed),
+		humanInt(int64(l.Accepted())), humanInt(int64(l.Refused)), plural(l.Errors, "error"))
+	if l.Done > 0 && l.Refused > 0 {
+		text += fmt.Sprintf(" (%.1f%% refused)", 100*float64(l.Refused)/float64(l.Done))
+	}
+	switch {
+	case l.refusedMostly() || l.Errors > 0:
+		level = slog.LevelError
+		if l.LastErr != "" {
+			text += "; last: " + l.LastErr
+		}
+	case l.Refused > 0:
+		level = slog.LevelWarn
+	}
+	return note(level, t.Runner, text)
+}
+
+func waitLoad(run int, ch <-chan loadProgress) tea.Cmd {
 	return func() tea.Msg {
 		p, ok := <-ch
-		return loadMsg{p, ok}
+		return loadMsg{run, p, ok}
 	}
-}
-
-func (m Model) onLoad(msg loadMsg) (tea.Model, tea.Cmd) {
-	p := &m.load
-	if !msg.ok {
-		p.running = false
-		if p.cancel != nil {
-			p.cancel()
-			p.cancel = nil
-		}
-		return m, nil
-	}
-	p.last = msg.p
-	return m, waitLoad(p.updates)
 }
 
 // runLoad sends n requests from c goroutines and reports ten times a
@@ -152,7 +231,7 @@ func runLoad(ctx context.Context, b Backend, t Target, body string, n, c int, ch
 	var next atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
-	var errs int
+	var refused, errs int
 	var lastErr string
 	var wg sync.WaitGroup
 	for range c {
@@ -160,13 +239,15 @@ func runLoad(ctx context.Context, b Backend, t Target, body string, n, c int, ch
 			for ctx.Err() == nil && next.Add(1) <= int64(n) {
 				r := b.Send(ctx, t, body)
 				mu.Lock()
-				if r.Err != nil {
-					if ctx.Err() == nil {
-						errs++
-						lastErr = r.Err.Error()
-					}
-				} else {
+				switch {
+				case r.Err == nil:
 					lat = append(lat, r.Latency)
+				case ctx.Err() != nil: // stopped: not the engine's doing
+				case errors.Is(r.Err, engine.ErrOverloaded):
+					refused++
+				default:
+					errs++
+					lastErr = r.Err.Error()
 				}
 				mu.Unlock()
 			}
@@ -177,7 +258,8 @@ func runLoad(ctx context.Context, b Backend, t Target, body string, n, c int, ch
 	report := func(finished bool) loadProgress {
 		mu.Lock()
 		defer mu.Unlock()
-		p := loadProgress{Done: len(lat) + errs, Errors: errs, Total: n, Elapsed: time.Since(start), LastErr: lastErr, Finished: finished}
+		p := loadProgress{Done: len(lat) + refused + errs, Refused: refused, Errors: errs, Total: n,
+			Elapsed: time.Since(start), LastErr: lastErr, Finished: finished}
 		if len(lat) > 0 {
 			s := slices.Clone(lat)
 			slices.Sort(s)
@@ -190,7 +272,7 @@ func runLoad(ctx context.Context, b Backend, t Target, body string, n, c int, ch
 	for {
 		select {
 		case <-done:
-			ch <- report(true)
+			ch <- report(ctx.Err() == nil)
 			return
 		case <-ticker.C:
 			select {
@@ -201,48 +283,74 @@ func runLoad(ctx context.Context, b Backend, t Target, body string, n, c int, ch
 	}
 }
 
-func (m Model) viewLoad(width, height int) string {
-	p := m.load
-	st := m.st
-	var b strings.Builder
+func (p loadPanel) View() string {
+	st := p.st
+	if len(p.targets) == 0 {
+		return st.box("load", st.dim.Render("nothing to load: the config has no runners"), p.w, p.h)
+	}
+	value := func(i int, v string) string {
+		if i == p.focus && p.num.typed != "" {
+			return p.num.typed + "▏"
+		}
+		return v
+	}
 	fields := []string{
 		"target      " + p.targets[p.idx].Label(),
-		fmt.Sprintf("concurrency %d", p.concurrency),
-		fmt.Sprintf("requests    %s", humanInt(int64(p.count))),
+		"concurrency " + value(loadConcurrency, humanInt(int64(p.concurrency))),
+		"requests    " + value(loadCount, humanInt(int64(p.count))),
 	}
+	var lines []string
 	for i, f := range fields {
 		if i == p.focus && !p.running {
-			b.WriteString("▸ " + st.fieldFocus.Render(f) + "\n")
+			lines = append(lines, "▸ "+st.fieldFocus.Render(f))
 		} else {
-			b.WriteString("  " + f + "\n")
+			lines = append(lines, "  "+f)
 		}
 	}
-	b.WriteByte('\n')
+	lines = append(lines, "")
 	l := p.last
 	if p.running || l.Done > 0 {
 		frac := 0.0
 		if l.Total > 0 {
 			frac = float64(l.Done) / float64(l.Total)
 		}
-		p.bar.Width = max(10, width-30)
-		rate := 0.0
-		if l.Elapsed > 0 {
-			rate = float64(l.Done-l.Errors) / l.Elapsed.Seconds()
-		}
-		fmt.Fprintf(&b, "  %s %s/%s\n", p.bar.ViewAs(frac), humanInt(int64(l.Done)), humanInt(int64(l.Total)))
+		counts := humanInt(int64(l.Done)) + "/" + humanInt(int64(l.Total))
+		p.bar.Width = max(5, p.w-2-2-1-len(counts))
+		lines = append(lines, "  "+p.bar.ViewAs(frac)+" "+counts)
 		state := st.ok.Render("✓ done")
-		if p.running {
+		switch {
+		case p.running:
 			state = "running"
-		} else if !l.Finished {
-			state = st.warn.Render("stopped")
+		case !l.Finished:
+			state = st.warn.Render("⚠ stopped")
+		case l.refusedMostly():
+			state = st.bad.Render("✗ done, mostly refused")
+		case l.Errors > 0:
+			state = st.bad.Render("✗ done with errors")
 		}
-		fmt.Fprintf(&b, "  %s · %s req/s · p50 %s · p99 %s · ", state, humanRate(rate), humanDur(l.P50), humanDur(l.P99))
+		secs := l.Elapsed.Seconds()
+		rate := func(n int) string {
+			if secs <= 0 {
+				return "0"
+			}
+			return humanRate(float64(n) / secs)
+		}
+		lines = append(lines, fmt.Sprintf("  %s · %s · p50 %s · p99 %s (served)", state, humanDur(l.Elapsed), humanDur(l.P50), humanDur(l.P99)))
+		// Per second over the whole run, in the words of the table's OK/S
+		// (which is the last five seconds).
+		figures := fmt.Sprintf("ok %s/s · refused %s/s", rate(l.Accepted()), rate(l.Refused))
+		if l.Done > 0 {
+			figures += fmt.Sprintf(" (%.1f%%)", 100*float64(l.Refused)/float64(l.Done))
+		}
+		if l.refusedMostly() {
+			figures = st.bad.Render("✗ " + figures)
+		}
+		lines = append(lines, "  "+figures)
 		if l.Errors > 0 {
-			fmt.Fprintf(&b, "%s\n  last error: %s\n", st.bad.Render(fmt.Sprintf("✗ %d errors", l.Errors)), l.LastErr)
+			lines = append(lines, st.bad.Render(fmt.Sprintf("  ✗ %s: %s", plural(l.Errors, "error"), l.LastErr)))
 		} else {
-			b.WriteString("0 errors\n")
+			lines = append(lines, "  0 errors · over the whole run")
 		}
 	}
-	b.WriteString("\n" + st.dim.Render("  ↑↓ field · ←→ change · enter start · x stop · esc close (the load goes on)"))
-	return m.box("load", b.String(), width, height)
+	return st.box("load", strings.Join(lines, "\n"), p.w, p.h)
 }

@@ -3,16 +3,12 @@ package ui
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
+	"log/slog"
 	"time"
 
+	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
-	"github.com/charmbracelet/bubbles/textarea"
-	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
-
-	"github.com/benchtop/benchtop/engine"
 )
 
 // RefreshInterval is how often the screen reads a snapshot: ten frames a
@@ -28,60 +24,62 @@ const (
 	panelLoad
 	panelGPU
 	panelHelp
+	panelEvents
 )
 
-var sortNames = []string{"name", "req/s", "p99", "queue", "errors"}
-
-// Model is the workbench's root model: it routes keys to the open panel and
-// renders the screen from the latest snapshot.
+// Model is the workbench's root model. It routes messages to its
+// components and lays them out; what each shows and how it reads keys is
+// the component's own.
 type Model struct {
 	backend Backend
-	keys    keyMap
+	keys    mainKeyMap
 	st      styles
 	refresh time.Duration
+	clock   func() time.Time // stamps the workbench's own events
 
 	width, height int
 	snap          Snapshot
 	haveSnap      bool
+	panel         panel
 
-	selected  string         // runner name
-	methodIdx map[string]int // per runner, the method shown in detail
-	sortKey   int
-	filter    textinput.Model
-	filtering bool
-
-	panel    panel
+	table    runnersTable
+	batches  batchChart
+	latency  latencyPanel
+	events   eventsPane
 	batching batchingForm
 	test     testPanel
 	load     loadPanel
+	gpu      gpuPanel
+	help     helpPanel
+	footer   help.Model
+	lay      layoutPlan
 
-	flash    string
-	flashBad bool
 	quitting bool
 }
 
 // New returns a workbench over b.
 func New(b Backend) Model {
-	ti := textinput.New()
-	ti.Prompt = "/"
-	ti.Placeholder = "filter runners"
-	ta := textarea.New()
-	ta.ShowLineNumbers = false
-	ta.SetHeight(6)
-	ta.CharLimit = 1 << 20
-	return Model{
-		backend: b, keys: defaultKeyMap(), st: defaultStyles(), refresh: RefreshInterval,
-		width: 120, height: 40, methodIdx: map[string]int{}, filter: ti,
-		test: testPanel{area: ta}, load: loadPanel{concurrency: 32, count: 2000},
+	st := defaultStyles()
+	m := Model{
+		backend: b, keys: defaultMainKeyMap(), st: st, refresh: RefreshInterval, clock: time.Now,
+		width: 120, height: 40,
+		table: newRunnersTable(st), batches: batchChart{st: st}, latency: latencyPanel{st: st},
+		events: newEventsPane(st), batching: newBatchingForm(st, b), test: newTestPanel(st, b),
+		load: newLoadPanel(st, b), gpu: newGPUPanel(st), footer: help.New(),
 	}
+	m.help = newHelpPanel(st, []helpSection{
+		{"main screen", m.keys.FullHelp()},
+		{"batching (b)", m.batching.FullHelp()},
+		{"load (l)", m.load.FullHelp()},
+		{"test input (t)", m.test.FullHelp()},
+		{"events (e)", m.events.FullHelp()},
+	})
+	m.layout()
+	return m
 }
 
 type tickMsg struct{}
 type snapshotMsg Snapshot
-type flashMsg struct {
-	text string
-	bad  bool
-}
 
 func (m Model) Init() tea.Cmd { return m.fetch() }
 
@@ -96,203 +94,176 @@ func (m Model) tick() tea.Cmd {
 }
 
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	m, cmd := m.route(msg)
+	m.layout()
+	return m, cmd
+}
+
+func (m Model) route(msg tea.Msg) (Model, tea.Cmd) {
+	var cmds []tea.Cmd
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
-		m.test.area.SetWidth(max(20, msg.Width-6))
 		return m, nil
 	case tickMsg:
 		return m, m.fetch()
 	case snapshotMsg:
+		if m.haveSnap && m.snap.Config.Err != "" && msg.Config.Err == "" {
+			// The watcher reports an applied config, not one put back to
+			// what already serves; the header's ✗ clearing deserves a line.
+			cmds = append(cmds, note(slog.LevelInfo, "", "config accepted again: "+msg.Config.Path+" is valid and serving"))
+		}
 		m.snap, m.haveSnap = Snapshot(msg), true
-		m.ensureSelection()
-		return m, m.tick()
-	case flashMsg:
-		m.flash, m.flashBad = msg.text, msg.bad
-		return m, nil
+		m.table, _ = m.table.Update(msg)
+		m.events, _ = m.events.Update(msg)
+		m.gpu, _ = m.gpu.Update(msg)
+		cmds = append(cmds, m.tick())
+		return m, tea.Batch(cmds...)
+	case noteMsg:
+		if msg.Time.IsZero() {
+			msg.Time = m.clock()
+		}
+		var cmd tea.Cmd
+		m.events, cmd = m.events.Update(msg)
+		return m, cmd
+	case batchingDoneMsg:
+		var cmd tea.Cmd
+		m.batching, cmd = m.batching.Update(msg)
+		return m, cmd
 	case sendResultMsg:
-		m.test.sending = false
-		r := Result(msg)
-		m.test.result = &r
-		return m, nil
+		var cmd tea.Cmd
+		m.test, cmd = m.test.Update(msg)
+		return m, cmd
 	case loadMsg:
-		return m.onLoad(msg)
+		var cmd tea.Cmd
+		m.load, cmd = m.load.Update(msg)
+		return m, cmd
 	case tea.KeyMsg:
 		return m.onKey(msg)
 	}
-	return m, nil
+	// Anything else (a cursor blink) belongs to the focused text field.
+	var cmd tea.Cmd
+	switch {
+	case m.panel == panelTest:
+		m.test, cmd = m.test.Update(msg)
+	case m.table.capturesText():
+		m.table, cmd = m.table.Update(msg)
+	}
+	return m, cmd
 }
 
-func (m Model) onKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
-	if msg.String() == "ctrl+c" {
+// capturesText: the focused component takes keys as text.
+func (m Model) capturesText() bool {
+	return m.panel == panelTest || (m.panel == panelNone && m.table.capturesText())
+}
+
+func (m Model) onKey(msg tea.KeyMsg) (Model, tea.Cmd) {
+	if key.Matches(msg, m.keys.ForceQuit) {
 		return m.quit()
 	}
-	if m.filtering {
-		switch msg.String() {
-		case "esc":
-			m.filtering = false
-			m.filter.SetValue("")
-			m.filter.Blur()
-		case "enter":
-			m.filtering = false
-			m.filter.Blur()
-		default:
+	// Keys typed faster than the screen reads them arrive as one message
+	// of several runes ("jj"); outside a text field each is a key of its
+	// own.
+	if msg.Type == tea.KeyRunes && len(msg.Runes) > 1 && !msg.Paste && !m.capturesText() {
+		var cmds []tea.Cmd
+		for _, r := range msg.Runes {
 			var cmd tea.Cmd
-			m.filter, cmd = m.filter.Update(msg)
-			m.ensureSelection()
-			return m, cmd
+			m, cmd = m.onKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt})
+			cmds = append(cmds, cmd)
+			if m.quitting {
+				break
+			}
 		}
-		return m, nil
+		return m, tea.Batch(cmds...)
 	}
-	switch m.panel {
-	case panelBatching:
-		return m.batchingKey(msg)
-	case panelTest:
-		return m.testKey(msg)
-	case panelLoad:
-		return m.loadKey(msg)
-	case panelGPU, panelHelp:
-		if key.Matches(msg, m.keys.Close) || key.Matches(msg, m.keys.Help) || key.Matches(msg, m.keys.GPU) {
+	var cmd tea.Cmd
+	// A panel's esc closes it at once, not through a command: a key typed
+	// right after it reaches the main screen.
+	closed := func(c *bool) bool {
+		was := *c
+		*c = false
+		return was
+	}
+	if m.panel != panelNone {
+		var done bool
+		switch m.panel {
+		case panelBatching:
+			m.batching, cmd = m.batching.Update(msg)
+			done = closed(&m.batching.closed)
+		case panelTest:
+			m.test, cmd = m.test.Update(msg)
+			done = closed(&m.test.closed)
+		case panelLoad:
+			m.load, cmd = m.load.Update(msg)
+			done = closed(&m.load.closed)
+		case panelGPU:
+			m.gpu, cmd = m.gpu.Update(msg)
+			done = closed(&m.gpu.closed)
+		case panelHelp:
+			m.help, cmd = m.help.Update(msg)
+			done = closed(&m.help.closed)
+		case panelEvents:
+			m.events, cmd = m.events.Update(msg)
+			done = closed(&m.events.closed)
+		}
+		if done {
 			m.panel = panelNone
-			return m, nil
 		}
-		if key.Matches(msg, m.keys.Quit) {
-			return m.quit()
-		}
-		return m, nil
+		return m, cmd
+	}
+	if m.table.capturesText() {
+		m.table, cmd = m.table.Update(msg)
+		return m, cmd
 	}
 	switch {
 	case key.Matches(msg, m.keys.Quit):
 		return m.quit()
-	case key.Matches(msg, m.keys.Up):
-		m.move(-1)
-	case key.Matches(msg, m.keys.Down):
-		m.move(1)
-	case key.Matches(msg, m.keys.Method):
-		if r, ok := m.selectedRunner(); ok && len(r.Methods) > 0 {
-			m.methodIdx[r.Name] = (m.methodIndex(r) + 1) % len(r.Methods)
-		}
-	case key.Matches(msg, m.keys.Sort):
-		m.sortKey = (m.sortKey + 1) % len(sortNames)
-		m.flash, m.flashBad = "sorted by "+sortNames[m.sortKey], false
-	case key.Matches(msg, m.keys.Filter):
-		m.filtering = true
-		return m, m.filter.Focus()
 	case key.Matches(msg, m.keys.Batching):
-		return m.openBatching()
+		r, ok := m.table.selectedRunner()
+		if !ok {
+			return m, note(slog.LevelWarn, "", "batching: no runner selected")
+		}
+		m.batching.edit(r, m.table.primary(r))
+		m.panel = panelBatching
 	case key.Matches(msg, m.keys.Test):
-		return m.openTest()
+		m.panel = panelTest
+		m.layout()
+		return m, m.test.open(m.targetsFor())
 	case key.Matches(msg, m.keys.Load):
-		return m.openLoad()
+		m.load.setTargets(m.targetsFor())
+		m.panel = panelLoad
+	case key.Matches(msg, m.keys.Events):
+		m.events.focus()
+		m.panel = panelEvents
 	case key.Matches(msg, m.keys.GPU):
 		m.panel = panelGPU
 	case key.Matches(msg, m.keys.Help):
 		m.panel = panelHelp
-	case key.Matches(msg, m.keys.Close):
-		m.flash = ""
+		m.help.vp.GotoTop()
+	default:
+		m.table, cmd = m.table.Update(msg)
 	}
-	return m, nil
+	return m, cmd
 }
 
-func (m Model) quit() (tea.Model, tea.Cmd) {
-	m.stopLoad()
+func (m Model) quit() (Model, tea.Cmd) {
+	m.load.stop()
 	m.quitting = true
 	return m, tea.Quit
 }
 
-// visibleRunners applies the filter and the sort order.
-func (m Model) visibleRunners() []engine.RunnerStats {
-	q := strings.ToLower(strings.TrimSpace(m.filter.Value()))
-	var rs []engine.RunnerStats
-	for _, r := range m.snap.Runners {
-		if q == "" || strings.Contains(strings.ToLower(r.Name+" "+r.Runnable), q) {
-			rs = append(rs, r)
+// targetsFor orders the backend's targets so the selected runner's come
+// first. Targets only lists the engine's APIs and methods: no I/O.
+func (m Model) targetsFor() []Target {
+	var first, rest []Target
+	for _, t := range m.backend.Targets() {
+		if t.Runner == m.table.selected {
+			first = append(first, t)
+		} else {
+			rest = append(rest, t)
 		}
 	}
-	less := func(a, b engine.RunnerStats) bool { return a.Name < b.Name }
-	switch sortNames[m.sortKey] {
-	case "req/s":
-		less = func(a, b engine.RunnerStats) bool {
-			return m.primary(a).Window.RequestsPerS > m.primary(b).Window.RequestsPerS
-		}
-	case "p99":
-		less = func(a, b engine.RunnerStats) bool { return m.primary(a).Window.E2E.P99 > m.primary(b).Window.E2E.P99 }
-	case "queue":
-		less = func(a, b engine.RunnerStats) bool { return m.primary(a).Queue.Depth > m.primary(b).Queue.Depth }
-	case "errors":
-		less = func(a, b engine.RunnerStats) bool { return errorsOf(a) > errorsOf(b) }
-	}
-	sort.SliceStable(rs, func(i, j int) bool { return less(rs[i], rs[j]) })
-	return rs
-}
-
-func errorsOf(r engine.RunnerStats) uint64 {
-	var n uint64
-	for _, ms := range r.Methods {
-		for k, v := range ms.Totals {
-			if k != "ok" && k != "cancelled" {
-				n += v
-			}
-		}
-	}
-	return n
-}
-
-func (m *Model) ensureSelection() {
-	rs := m.visibleRunners()
-	for _, r := range rs {
-		if r.Name == m.selected {
-			return
-		}
-	}
-	m.selected = ""
-	if len(rs) > 0 {
-		m.selected = rs[0].Name
-	}
-}
-
-func (m *Model) move(d int) {
-	rs := m.visibleRunners()
-	for i, r := range rs {
-		if r.Name == m.selected {
-			m.selected = rs[min(max(i+d, 0), len(rs)-1)].Name
-			return
-		}
-	}
-}
-
-func (m Model) selectedRunner() (engine.RunnerStats, bool) {
-	for _, r := range m.snap.Runners {
-		if r.Name == m.selected {
-			return r, true
-		}
-	}
-	return engine.RunnerStats{}, false
-}
-
-// methodIndex is the method shown for r: the one the user chose with m, or
-// the first batchable one.
-func (m Model) methodIndex(r engine.RunnerStats) int {
-	if i, ok := m.methodIdx[r.Name]; ok && i < len(r.Methods) {
-		return i
-	}
-	for i, ms := range r.Methods {
-		if ms.Spec.Batchable {
-			return i
-		}
-	}
-	return 0
-}
-
-func (m Model) primary(r engine.RunnerStats) engine.MethodStats {
-	if len(r.Methods) == 0 {
-		return engine.MethodStats{}
-	}
-	return r.Methods[m.methodIndex(r)]
-}
-
-func flashCmd(text string, bad bool) tea.Cmd {
-	return func() tea.Msg { return flashMsg{text, bad} }
+	return append(first, rest...)
 }
 
 func errText(prefix string, err error) string {

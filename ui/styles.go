@@ -6,7 +6,7 @@ import "github.com/charmbracelet/lipgloss"
 // (a symbol or a word), so nothing depends on seeing colour.
 type styles struct {
 	header, headerDim lipgloss.Style
-	box, boxTitle     lipgloss.Style
+	frame, boxTitle   lipgloss.Style
 	colHeader         lipgloss.Style
 	selected          lipgloss.Style
 	ok, warn, bad     lipgloss.Style
@@ -20,7 +20,7 @@ func defaultStyles() styles {
 	return styles{
 		header:     lipgloss.NewStyle().Bold(true).Foreground(accent),
 		headerDim:  lipgloss.NewStyle().Foreground(lipgloss.Color("245")),
-		box:        lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).BorderForeground(lipgloss.Color("240")),
+		frame:      lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).BorderForeground(lipgloss.Color("240")),
 		boxTitle:   lipgloss.NewStyle().Bold(true),
 		colHeader:  lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("245")),
 		selected:   lipgloss.NewStyle().Reverse(true),

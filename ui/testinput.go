@@ -7,107 +7,182 @@ import (
 
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textarea"
+	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/benchtop/benchtop/engine"
 )
 
 // testPanel sends one input to an API or a runner method and shows what
-// came back and which batch it rode in.
+// came back, wrapped in a viewport that scrolls, and which batch it rode
+// in.
 type testPanel struct {
+	keys    testKeyMap
+	st      styles
+	w, h    int
+	backend Backend
+
 	targets []Target
 	idx     int
 	area    textarea.Model
+	result  viewport.Model
 	sending bool
-	result  *Result
+	res     *Result
+	closed  bool // esc: the root closes the panel
 }
 
 type sendResultMsg Result
 
-// targetsFor orders targets so the selected runner's come first.
-func (m Model) targetsFor() []Target {
-	all := m.backend.Targets()
-	var first, rest []Target
-	for _, t := range all {
-		if t.Runner == m.selected {
-			first = append(first, t)
-		} else {
-			rest = append(rest, t)
-		}
-	}
-	return append(first, rest...)
+func newTestPanel(st styles, b Backend) testPanel {
+	ta := textarea.New()
+	ta.ShowLineNumbers = false
+	ta.CharLimit = 1 << 20
+	vp := viewport.New(0, 0)
+	vp.KeyMap = viewport.KeyMap{} // the panel's own keys scroll it
+	return testPanel{keys: defaultTestKeyMap(), st: st, backend: b, area: ta, result: vp}
 }
 
-func (m Model) openTest() (tea.Model, tea.Cmd) {
-	m.test.targets = m.targetsFor()
-	if len(m.test.targets) == 0 {
-		return m, flashCmd("nothing to send to: the config has no runners", true)
+// areaHeight gives the body most of a small screen until a result comes.
+func (p testPanel) areaHeight() int {
+	body := p.h - 2 - 3 // target, hint and status lines
+	if p.res == nil && !p.sending {
+		return max(2, min(body, 8))
 	}
-	m.test.idx = 0
-	m.test.result = nil
-	m.test.area.SetValue(m.test.targets[0].Example())
-	m.panel = panelTest
-	return m, m.test.area.Focus()
+	return max(2, min(6, body/2))
 }
 
-func (m Model) testKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
-	p := &m.test
-	switch {
-	case key.Matches(msg, m.keys.Close):
-		m.panel = panelNone
-		p.area.Blur()
-		return m, nil
-	case msg.String() == "ctrl+n" || msg.String() == "ctrl+p":
-		d := 1
-		if msg.String() == "ctrl+p" {
-			d = -1
-		}
-		p.idx = (p.idx + d + len(p.targets)) % len(p.targets)
-		p.area.SetValue(p.targets[p.idx].Example())
-		p.result = nil
-		return m, nil
-	case key.Matches(msg, m.keys.Send):
-		if p.sending {
-			return m, nil
-		}
-		p.sending = true
-		t, body, b := p.targets[p.idx], p.area.Value(), m.backend
-		return m, func() tea.Msg {
-			ctx, cancel := callContext()
-			defer cancel()
-			return sendResultMsg(b.Send(ctx, t, body))
+func (p *testPanel) SetSize(w, h int) {
+	p.w, p.h = w, h
+	p.area.SetWidth(max(10, w-4))
+	p.area.SetHeight(p.areaHeight())
+	p.result.Width = max(1, w-4)
+	p.result.Height = max(1, h-2-3-p.areaHeight())
+	p.setResult()
+}
+
+func (p testPanel) ShortHelp() []key.Binding  { return p.keys.ShortHelp() }
+func (p testPanel) FullHelp() [][]key.Binding { return p.keys.FullHelp() }
+
+// open offers ts, the selected runner's first, with the first one's example.
+func (p *testPanel) open(ts []Target) tea.Cmd {
+	p.targets, p.idx, p.res = ts, 0, nil
+	if len(ts) > 0 {
+		p.area.SetValue(ts[0].Example())
+	}
+	p.SetSize(p.w, p.h)
+	return p.area.Focus()
+}
+
+func (p testPanel) Update(msg tea.Msg) (testPanel, tea.Cmd) {
+	switch msg := msg.(type) {
+	case sendResultMsg:
+		r := Result(msg)
+		p.sending, p.res = false, &r
+		p.SetSize(p.w, p.h)
+		p.result.GotoTop()
+		return p, nil
+	case tea.KeyMsg:
+		k := p.keys
+		switch {
+		case key.Matches(msg, k.Close):
+			p.area.Blur()
+			p.closed = true
+			return p, nil
+		case key.Matches(msg, k.NextTarget), key.Matches(msg, k.PrevTarget):
+			if len(p.targets) == 0 {
+				return p, nil
+			}
+			d := 1
+			if key.Matches(msg, k.PrevTarget) {
+				d = -1
+			}
+			p.idx = (p.idx + d + len(p.targets)) % len(p.targets)
+			p.area.SetValue(p.targets[p.idx].Example())
+			p.res = nil
+			p.SetSize(p.w, p.h)
+			return p, nil
+		case key.Matches(msg, k.ResultDown):
+			p.result.HalfPageDown()
+			return p, nil
+		case key.Matches(msg, k.ResultUp):
+			p.result.HalfPageUp()
+			return p, nil
+		case key.Matches(msg, k.Send):
+			if p.sending || len(p.targets) == 0 {
+				return p, nil
+			}
+			p.sending = true
+			t, body, b := p.targets[p.idx], p.area.Value(), p.backend
+			return p, func() tea.Msg {
+				ctx, cancel := callContext()
+				defer cancel()
+				return sendResultMsg(b.Send(ctx, t, body))
+			}
 		}
 	}
 	var cmd tea.Cmd
 	p.area, cmd = p.area.Update(msg)
-	return m, cmd
+	return p, cmd
 }
 
-func (m Model) viewTest(width, height int) string {
-	p := m.test
-	st := m.st
-	t := p.targets[p.idx]
+// setResult fills the viewport: the outcome line, then the output, both
+// wrapped to the panel's width.
+func (p *testPanel) setResult() {
+	if p.res == nil {
+		p.result.SetContent("")
+		return
+	}
+	r := p.res
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %s\n", st.boxTitle.Render("to:"), t.Label())
-	fmt.Fprintf(&b, "%s\n", st.dim.Render(fmt.Sprintf("takes %s as %s · ctrl+n/ctrl+p other target · ctrl+s send · esc close", t.Spec.Inputs, t.Input)))
-	p.area.SetWidth(max(20, width-4))
-	b.WriteString(p.area.View())
-	b.WriteString("\n")
+	if r.Err != nil {
+		b.WriteString(p.st.bad.Render("✗ "+statusWord(r.Err)) + " " + r.Err.Error())
+	} else {
+		fmt.Fprintf(&b, "%s in %s · batch of %s (%s), queued %s, ran %s\n%s",
+			p.st.ok.Render("✓ ok"), humanDur(r.Latency), plural(r.Info.BatchRows, "row"), plural(r.Info.BatchRequests, "request"),
+			humanDur(r.Info.Queued), humanDur(r.Info.Exec), r.Output)
+	}
+	var lines []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		lines = append(lines, strings.Split(wrapHard(l, p.result.Width), "\n")...)
+	}
+	p.result.SetContent(strings.Join(lines, "\n"))
+}
+
+// wrapHard wraps at word boundaries where it can and cuts words (JSON
+// without spaces) where it must, so nothing is lost off the right edge.
+func wrapHard(s string, w int) string {
+	out := strings.Split(wrap(s, w), "\n")
+	for i, l := range out {
+		out[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(out, "\n")
+}
+
+func (p testPanel) View() string {
+	st := p.st
+	if len(p.targets) == 0 {
+		return st.box("test input", st.dim.Render("nothing to send to: the config has no runners"), p.w, p.h)
+	}
+	t := p.targets[p.idx]
+	lines := []string{
+		st.boxTitle.Render("to: ") + t.Label(),
+		st.dim.Render(fmt.Sprintf("takes %s as %s", t.Spec.Inputs, t.Input)),
+		p.area.View(),
+	}
 	switch {
 	case p.sending:
-		b.WriteString(st.dim.Render("sending…"))
-	case p.result != nil:
-		r := p.result
-		if r.Err != nil {
-			fmt.Fprintf(&b, "%s %s\n", st.bad.Render("✗ "+statusWord(r.Err)), r.Err)
-		} else {
-			info := fmt.Sprintf("%s in %s · batch of %d rows (%d requests), queued %s, executed %s",
-				st.ok.Render("✓ ok"), humanDur(r.Latency), r.Info.BatchRows, r.Info.BatchRequests, humanDur(r.Info.Queued), humanDur(r.Info.Exec))
-			b.WriteString(info + "\n")
-			b.WriteString(r.Output)
+		lines = append(lines, st.dim.Render("sending…"))
+	case p.res != nil:
+		scroll := ""
+		if p.result.TotalLineCount() > p.result.Height {
+			scroll = fmt.Sprintf(" · lines %d-%d of %d, pgdn/pgup scroll", p.result.YOffset+1,
+				min(p.result.YOffset+p.result.Height, p.result.TotalLineCount()), p.result.TotalLineCount())
 		}
+		lines = append(lines, st.dim.Render("result"+scroll), p.result.View())
+	default:
+		lines = append(lines, st.dim.Render("ctrl+s sends; the result shows here"))
 	}
-	return m.box("test input", b.String(), width, height)
+	return st.box("test input", strings.Join(lines, "\n"), p.w, p.h)
 }
 
 // statusWord names an error the way the HTTP front end's status would.

@@ -3,8 +3,10 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +41,7 @@ func fixedSnapshot() Snapshot {
 		hist[i] = engine.SecondStats{Requests: uint64(100 * (i % 12)), MaxQueue: i % 7}
 	}
 	var sizes [14]uint64
-	sizes[3], sizes[4], sizes[5] = 10, 20, 970
+	sizes[4], sizes[5], sizes[6] = 10, 20, 970 // 9-16, 17-32, 33-64
 	sim := engine.RunnerStats{Name: "sim", Runnable: "sim", Workers: 1, Ready: 1, Threads: 1,
 		WorkerList: []engine.WorkerInfo{{ID: 0, Ready: true, GPUs: []int{0, 1}, PID: 4242}, {ID: 1}},
 		Methods: []engine.MethodStats{{
@@ -85,28 +87,63 @@ func (f *fakeBackend) SetBatching(r, m string, c batcher.Config) error {
 	return nil
 }
 func (f *fakeBackend) SetWorkers(string, int) error { return nil }
-func (f *fakeBackend) Save(watcher.Tweak) error     { return errors.New("embedded config") }
+func (f *fakeBackend) Save(watcher.Tweak) error {
+	return errors.New("running the embedded sample config: start with --config FILE to save tweaks")
+}
 func (f *fakeBackend) Targets() []Target {
 	return []Target{{API: "predict", Runner: "sim", Method: "predict", Input: engine.IONDArray, Spec: f.snap.Runners[0].Methods[0].Spec}}
 }
 func (f *fakeBackend) Send(context.Context, Target, string) Result {
-	t, _ := tensor.NewTensor([]int{1, 2}, []float32{2, 4})
+	vals := make([]float32, 64)
+	for i := range vals {
+		vals[i] = float32(i) / 4
+	}
+	t, _ := tensor.NewTensor([]int{8, 8}, vals)
 	return Result{Output: formatValue(tensor.TensorValue(t)), Latency: 8300 * time.Microsecond,
-		Info: engine.CallInfo{BatchRows: 37, BatchRequests: 37, Queued: 3100 * time.Microsecond, Exec: 5200 * time.Microsecond}}
+		Info: engine.CallInfo{BatchRows: 37, BatchRequests: 1, Queued: 3100 * time.Microsecond, Exec: 5200 * time.Microsecond}}
 }
 
-// drive applies messages to a model synchronously, running the commands
-// that answer at once (sends, flashes), so a view can be pinned.
+// drive applies messages to a model synchronously. After keys it runs the
+// commands that answer at once (a send, an apply, a note, a close) and
+// feeds their messages back; timers and cursor blinks are not run.
 func drive(m tea.Model, msgs ...tea.Msg) tea.Model {
 	for _, msg := range msgs {
 		var cmd tea.Cmd
 		m, cmd = m.Update(msg)
-		if cmd != nil {
-			switch r := cmd().(type) {
-			case sendResultMsg, flashMsg:
-				m, _ = m.Update(r)
+		if _, isKey := msg.(tea.KeyMsg); isKey {
+			m = runCmd(m, cmd, keyRunsCmd(msg.(tea.KeyMsg)))
+		} else {
+			switch msg := msg.(type) {
+			case noteMsg, batchingDoneMsg, sendResultMsg:
+				m = runCmd(m, cmd, true)
+			case loadMsg:
+				m = runCmd(m, cmd, !msg.ok) // while ok it waits on the load's channel
 			}
 		}
+	}
+	return m
+}
+
+// keyRunsCmd: keys whose command answers at once, without a timer.
+func keyRunsCmd(k tea.KeyMsg) bool {
+	switch k.String() {
+	case "enter", "w", "ctrl+s", "esc":
+		return true
+	}
+	return false
+}
+
+func runCmd(m tea.Model, cmd tea.Cmd, run bool) tea.Model {
+	if cmd == nil || !run {
+		return m
+	}
+	switch r := cmd().(type) {
+	case tea.BatchMsg:
+		for _, c := range r {
+			m = runCmd(m, c, true)
+		}
+	case sendResultMsg, batchingDoneMsg, noteMsg:
+		m = drive(m, r)
 	}
 	return m
 }
@@ -119,12 +156,31 @@ func keyMsg(s string) tea.KeyMsg {
 		return tea.KeyMsg{Type: tea.KeyEsc}
 	case "down":
 		return tea.KeyMsg{Type: tea.KeyDown}
+	case "up":
+		return tea.KeyMsg{Type: tea.KeyUp}
 	case "right":
 		return tea.KeyMsg{Type: tea.KeyRight}
+	case "pgdown":
+		return tea.KeyMsg{Type: tea.KeyPgDown}
 	case "ctrl+s":
 		return tea.KeyMsg{Type: tea.KeyCtrlS}
 	}
 	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
+}
+
+// newTestModel is a workbench over a fake backend whose own events are
+// stamped at a fixed time, so views can be pinned.
+func newTestModel(b Backend) Model {
+	m := New(b)
+	m.clock = func() time.Time { return at }
+	return m
+}
+
+// refusedLoad is the progress of a load the engine mostly refused.
+func refusedLoad() []tea.Msg {
+	p := loadProgress{Done: 2000, Refused: 1996, Total: 2000, Elapsed: 1200 * time.Millisecond,
+		P50: 8100 * time.Microsecond, P99: 12 * time.Millisecond, Finished: true}
+	return []tea.Msg{loadMsg{p: p, ok: true}, loadMsg{ok: false}}
 }
 
 func TestViews(t *testing.T) {
@@ -136,42 +192,140 @@ func TestViews(t *testing.T) {
 		{Index: 0, Name: "NVIDIA H100 80GB HBM3", Util: 0.87, MemUsed: 40 << 30, MemTotal: 80 << 30, TempC: 61, PowerW: 412,
 			Runners: []string{"mlp"}, Processes: []string{"benchtop (pid 4242) 38.2 GiB"}, UtilHist: []float64{0.2, 0.5, 0.8, 0.9, 0.87}},
 	}}
+	embedded := fixedSnapshot()
+	embedded.Config.Path, embedded.Config.Editable = "<embedded samples/benchtop.yaml>", false
+	sim := []string{"down", "down"} // the busy runner, third by name
 	cases := []struct {
 		name string
 		snap Snapshot
-		w, h int
 		keys []string
+		msgs []tea.Msg // after the keys
 	}{
-		{"main 120x40 (broken runner first)", fixedSnapshot(), 120, 40, nil},
-		{"main 80x24", fixedSnapshot(), 80, 24, nil},
-		{"second runner selected", fixedSnapshot(), 120, 40, []string{"down"}},
-		{"busy runner selected", fixedSnapshot(), 120, 40, []string{"down", "down"}},
-		{"reload refused", refused, 120, 40, nil},
-		{"sorted by rate", fixedSnapshot(), 120, 30, []string{"s"}},
-		{"batching panel", fixedSnapshot(), 120, 40, []string{"b", "down", "right"}},
-		{"batching applied", fixedSnapshot(), 120, 40, []string{"b", "down", "1", "2", "8", "enter"}},
-		{"test input with result", fixedSnapshot(), 120, 40, []string{"t", "ctrl+s"}},
-		{"load panel", fixedSnapshot(), 120, 40, []string{"l", "down", "right"}},
-		{"gpu none", fixedSnapshot(), 120, 40, []string{"g"}},
-		{"gpu present", gpus, 120, 40, []string{"g"}},
-		{"help", fixedSnapshot(), 120, 40, []string{"?"}},
+		{"main", fixedSnapshot(), nil, nil},
+		{"busy runner selected", fixedSnapshot(), sim, nil},
+		{"filtered and sorted", fixedSnapshot(), []string{"s", "/", "i", "m", "enter"}, nil},
+		{"reload refused", refused, nil, nil},
+		{"embedded config", embedded, nil, nil},
+		{"batching panel", fixedSnapshot(), append(sim, "b", "down", "right"), nil},
+		{"batching applied", fixedSnapshot(), append(sim, "b", "down", "1", "2", "8", "enter"), nil},
+		{"batching not saved", fixedSnapshot(), append(sim, "b", "w"), nil},
+		{"test input", fixedSnapshot(), append(sim, "t"), nil},
+		{"test input with result", fixedSnapshot(), append(sim, "t", "ctrl+s"), nil},
+		{"test result scrolled", fixedSnapshot(), append(sim, "t", "ctrl+s", "pgdown"), nil},
+		{"load panel", fixedSnapshot(), append(sim, "l", "down", "right", "down", "5", "0", "0"), nil},
+		{"load mostly refused", fixedSnapshot(), append(sim, "l"), refusedLoad()},
+		{"events", fixedSnapshot(), []string{"e", "down"}, nil},
+		{"event opened", fixedSnapshot(), []string{"e", "down", "enter"}, nil},
+		{"gpu none", fixedSnapshot(), []string{"g"}, nil},
+		{"gpu present", gpus, []string{"g"}, nil},
+		{"help", fixedSnapshot(), []string{"?"}, nil},
+		{"help scrolled", fixedSnapshot(), []string{"?", "pgdown"}, nil},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var m tea.Model = New(&fakeBackend{snap: c.snap})
-			msgs := []tea.Msg{tea.WindowSizeMsg{Width: c.w, Height: c.h}, snapshotMsg(c.snap)}
-			for _, k := range c.keys {
-				msgs = append(msgs, keyMsg(k))
+		for _, size := range []struct{ w, h int }{{80, 24}, {160, 48}} {
+			t.Run(fmt.Sprintf("%s %dx%d", c.name, size.w, size.h), func(t *testing.T) {
+				var m tea.Model = newTestModel(&fakeBackend{snap: c.snap})
+				msgs := []tea.Msg{tea.WindowSizeMsg{Width: size.w, Height: size.h}, snapshotMsg(c.snap)}
+				for _, k := range c.keys {
+					msgs = append(msgs, keyMsg(k))
+				}
+				m = drive(m, append(msgs, c.msgs...)...)
+				view := m.View()
+				if got := lipgloss.Height(view); got != size.h {
+					t.Errorf("view is %d lines, want the terminal's %d", got, size.h)
+				}
+				for i, l := range strings.Split(view, "\n") {
+					if got := lipgloss.Width(l); got > size.w {
+						t.Errorf("line %d is %d columns, wider than the terminal's %d: %q", i+1, got, size.w, l)
+					}
+				}
+				golden.RequireEqual(t, []byte(view))
+			})
+		}
+	}
+}
+
+// TestKeysInOneWrite: keys typed faster than the screen reads them reach
+// bubbletea as one message of several runes ("jj", "s s"); each is
+// handled, and a text field still takes them as text.
+func TestKeysInOneWrite(t *testing.T) {
+	runes := func(s string) tea.KeyMsg { return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)} }
+	start := []tea.Msg{tea.WindowSizeMsg{Width: 80, Height: 24}, snapshotMsg(fixedSnapshot())}
+	tests := []struct {
+		name  string
+		msgs  []tea.Msg
+		check func(m Model) string
+	}{
+		{"jj moves down twice", []tea.Msg{runes("jj")}, func(m Model) string {
+			return wantEq("selected", m.table.selected, "sim")
+		}},
+		{"s s sorts twice", []tea.Msg{runes("s s")}, func(m Model) string {
+			return wantEq("sort", sortKeys[m.table.sortKey].name, "p99")
+		}},
+		{"digits typed at once in the load panel", []tea.Msg{runes("l"), keyMsg("down"), keyMsg("down"), runes("500"), keyMsg("up")}, func(m Model) string {
+			return wantEq("requests", fmt.Sprint(m.load.count), "500")
+		}},
+		{"the filter takes them as text", []tea.Msg{runes("/"), runes("sim")}, func(m Model) string {
+			return wantEq("filter", m.table.filter.Value(), "sim")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := drive(newTestModel(&fakeBackend{snap: fixedSnapshot()}), append(start, tc.msgs...)...).(Model)
+			if msg := tc.check(m); msg != "" {
+				t.Error(msg)
 			}
-			m = drive(m, msgs...)
-			view := m.View()
-			if got := lipgloss.Height(view); got != c.h {
-				t.Errorf("view is %d lines, want the terminal's %d", got, c.h)
-			}
-			if got := lipgloss.Width(view); got > c.w {
-				t.Errorf("view is %d columns, wider than the terminal's %d", got, c.w)
-			}
-			golden.RequireEqual(t, []byte(view))
 		})
+	}
+}
+
+func wantEq(what, got, want string) string {
+	if got != want {
+		return fmt.Sprintf("%s is %q, want %q", what, got, want)
+	}
+	return ""
+}
+
+// TestResizeRelaysEverything: a workbench resized while running draws
+// what one started at the new size draws.
+func TestResizeRelaysEverything(t *testing.T) {
+	for _, keys := range [][]string{nil, {"down", "down", "l"}, {"down", "down", "t", "ctrl+s"}, {"?"}} {
+		t.Run(strings.Join(keys, " "), func(t *testing.T) {
+			snap := fixedSnapshot()
+			msgs := func(w, h int) []tea.Msg {
+				out := []tea.Msg{tea.WindowSizeMsg{Width: w, Height: h}, snapshotMsg(snap)}
+				for _, k := range keys {
+					out = append(out, keyMsg(k))
+				}
+				return out
+			}
+			resized := drive(drive(newTestModel(&fakeBackend{snap: snap}), msgs(160, 48)...), tea.WindowSizeMsg{Width: 80, Height: 24})
+			fresh := drive(newTestModel(&fakeBackend{snap: snap}), msgs(80, 24)...)
+			if got, want := resized.View(), fresh.View(); got != want {
+				t.Errorf("resized to 80×24:\n%s\nstarted at 80×24:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestHistogramKeepsBusyBucket: however few lines it has, the histogram
+// shows the bucket where batches land, merging the empty ranges.
+func TestHistogramKeepsBusyBucket(t *testing.T) {
+	var sizes [14]uint64
+	sizes[0], sizes[6] = 3, 970 // 1 and 33-64 of max 1024
+	for n := 3; n <= 12; n++ {  // 1, 33-64 and the empty ranges between and above
+		rows := histRows(sizes[:], 1024, n)
+		if len(rows) > n {
+			t.Fatalf("%d lines for %d", len(rows), n)
+		}
+		var total uint64
+		busy := false
+		for _, r := range rows {
+			total += r.batches
+			busy = busy || (r.label() == "33-64" && r.batches == 970)
+		}
+		if total != 973 || !busy {
+			t.Errorf("%d lines: %+v: want every batch counted and 33-64 alone", n, rows)
+		}
 	}
 }

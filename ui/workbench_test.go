@@ -106,6 +106,7 @@ func TestWorkbenchDrivesTheEngine(t *testing.T) {
 	if m := sim(); m.Totals["ok"] < 2000 {
 		t.Fatalf("only %d requests served", m.Totals["ok"])
 	}
+	key(tea.KeyEsc) // the panel closes at once: q reaches the main screen
 	tm.Type("q")
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 }
