@@ -58,7 +58,7 @@ func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string, sample boo
 			st.eng.Events().Add(slog.LevelInfo, "", note)
 			logger.Info(note)
 		}
-		backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL(),
+		backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL(), GRPC: st.GRPCAddr(),
 			GPU: func() ui.GPUInfo { return gpuInfo(st.gpus, st.eng) }}
 		_, err := tea.NewProgram(ui.New(backend), tea.WithAltScreen(), tea.WithContext(ctx)).Run()
 		// Killed: the stack is stopping (ctx ended), and says why.

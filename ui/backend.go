@@ -33,6 +33,7 @@ type Backend interface {
 type Snapshot struct {
 	Taken   time.Time
 	URL     string
+	GRPC    string // host:port of the v2 gRPC service; "" when off
 	Config  ConfigInfo
 	Runners []engine.RunnerStats
 	Events  []engine.Event
@@ -141,6 +142,7 @@ type EngineBackend struct {
 	Engine   *engine.Engine
 	Reloader *watcher.Reloader
 	URL      string
+	GRPC     string
 	// GPU, if set, reports the GPU panel (it must not block).
 	GPU func() GPUInfo
 }
@@ -149,7 +151,7 @@ const eventsShown = 200
 
 // Snapshot reads the engine's stats; it costs microseconds per runner.
 func (b *EngineBackend) Snapshot() Snapshot {
-	s := Snapshot{Taken: time.Now(), URL: b.URL}
+	s := Snapshot{Taken: time.Now(), URL: b.URL, GRPC: b.GRPC}
 	for _, r := range b.Engine.Runners() {
 		s.Runners = append(s.Runners, r.Stats(engine.StatsOptions{Window: 5 * time.Second, History: 60}))
 	}
@@ -186,7 +188,7 @@ func (b *EngineBackend) SetWorkers(runner string, n int) error {
 
 func (b *EngineBackend) Save(t watcher.Tweak) error {
 	if b.Reloader == nil || b.Reloader.Path() == "" {
-		return errors.New("running the embedded sample config: start with --config FILE to save tweaks")
+		return errors.New("the embedded sample (--sample) is read-only: run without --sample, or with --config FILE, to save")
 	}
 	return watcher.SaveTweak(b.Reloader.Path(), t)
 }

@@ -28,6 +28,7 @@ type batchingForm struct {
 	batchable      bool
 	cfg            batcher.Config
 	workers        int
+	workersAtOpen  int // what the runner had: a save writes workers only if changed
 	focus          int
 	num            numField
 	busy           bool
@@ -57,7 +58,7 @@ func newBatchingForm(st styles, b Backend) batchingForm {
 // edit points the form at runner r's method ms.
 func (f *batchingForm) edit(r engine.RunnerStats, ms engine.MethodStats) {
 	*f = batchingForm{keys: f.keys, st: f.st, w: f.w, h: f.h, backend: f.backend,
-		runner: r.Name, method: ms.Spec.Name, batchable: ms.Spec.Batchable, cfg: ms.Batching, workers: max(r.Workers, 1)}
+		runner: r.Name, method: ms.Spec.Name, batchable: ms.Spec.Batchable, cfg: ms.Batching, workers: max(r.Workers, 1), workersAtOpen: max(r.Workers, 1)}
 	if !f.batchable {
 		f.focus = fieldWorkers
 	}
@@ -178,6 +179,10 @@ func (f *batchingForm) commit() {
 // file; the outcome comes back as one event, short enough for a line.
 func (f batchingForm) apply(save bool) tea.Cmd {
 	b, runner, method, batchable, cfg, workers := f.backend, f.runner, f.method, f.batchable, f.cfg, f.workers
+	savedWorkers := 0 // a count the file derives from resources stays derived
+	if workers != f.workersAtOpen {
+		savedWorkers = workers
+	}
 	return func() tea.Msg {
 		done := func(level slog.Level, text string) tea.Msg {
 			return batchingDoneMsg{Level: level, Runner: runner, Message: text}
@@ -197,7 +202,7 @@ func (f batchingForm) apply(save bool) tea.Cmd {
 		if !save {
 			return done(slog.LevelInfo, text)
 		}
-		t := watcher.Tweak{Runner: runner, Method: method, Workers: workers}
+		t := watcher.Tweak{Runner: runner, Method: method, Workers: savedWorkers}
 		if batchable {
 			c := cfg
 			t.Batching = &c

@@ -184,12 +184,20 @@ func (m Model) viewHeader(w int) string {
 	if s.GPU.Available {
 		gpu = "GPU: " + plural(len(s.GPU.Devices), "device")
 	}
+	grpc := ""
+	if s.GRPC != "" {
+		grpc = "grpc " + s.GRPC
+	}
 	try := func(name, path, gpu string) string {
 		parts := []string{}
 		if name != "" {
 			parts = append(parts, st.header.Render(name))
 		}
-		parts = append(parts, s.URL, path+state)
+		parts = append(parts, s.URL)
+		if grpc != "" {
+			parts = append(parts, grpc)
+		}
+		parts = append(parts, path+state)
 		if gpu != "" {
 			parts = append(parts, gpu)
 		}
@@ -204,6 +212,7 @@ func (m Model) viewHeader(w int) string {
 		try("benchtop", short, gpu),
 		try("", short, gpu),
 		try("", short, ""),
+		func() string { grpc = ""; return try("", short, "") }(),
 	} {
 		if lipgloss.Width(line) <= w {
 			return line
