@@ -17,6 +17,7 @@ import (
 
 	"github.com/benchtop/benchtop/bench"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/remote"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server/codec"
 	"github.com/benchtop/benchtop/ui/console"
@@ -274,20 +275,24 @@ func benchLevels(cmd *cobra.Command, f *benchFlags) ([]bench.Level, error) {
 // benchInProcess starts the one runner under test from the config, in an
 // engine of its own, and returns the target with a function that drains it.
 func benchInProcess(ctx context.Context, f *benchFlags, body []byte, gen *bench.GenOptions) (*bench.InProcess, func(), error) {
-	reg, err := registry()
+	remotes := remote.NewPool(remote.Options{})
+	reg, err := registry(remotes)
 	if err != nil {
+		remotes.Close()
 		return nil, nil, err
 	}
 	// Only warnings: the table is the output.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	eng, err := engine.New(engine.Options{Registry: reg, Logger: logger})
 	if err != nil {
+		remotes.Close()
 		return nil, nil, err
 	}
 	closeEngine := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), engine.DefaultDrainTimeout)
 		defer cancel()
 		eng.Close(ctx)
+		remotes.Close()
 	}
 	fail := func(err error) (*bench.InProcess, func(), error) {
 		closeEngine()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
+	"github.com/benchtop/benchtop/engine/remote"
 	"github.com/benchtop/benchtop/samples"
 	"github.com/benchtop/benchtop/samples/models"
 	"github.com/benchtop/benchtop/store"
@@ -28,10 +29,11 @@ func newConfigCmd() *cobra.Command {
 		Short: "Validate a config without running it; every problem is listed with file:line:column",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := checker()
+			eng, closeChecker, err := checker()
 			if err != nil {
 				return err
 			}
+			defer closeChecker()
 			models, err := openModels(cmd.Context(), false)
 			if err != nil {
 				return err
@@ -51,10 +53,11 @@ func newConfigCmd() *cobra.Command {
 		Short: "Print the effective config (defaults and environment overrides filled in)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			eng, err := checker()
+			eng, closeChecker, err := checker()
 			if err != nil {
 				return err
 			}
+			defer closeChecker()
 			cfg, err := loadConfig(cmd.Context(), path, eng)
 			if err != nil {
 				return err
@@ -74,12 +77,20 @@ func newConfigCmd() *cobra.Command {
 
 // checker is an engine that serves nothing, to check configs on: a check is
 // the planning step of a reload without the applying.
-func checker() (*engine.Engine, error) {
-	reg, err := registry()
+// A remote: runner's signature is read from its servers, so checking one
+// reaches them; close releases those connections.
+func checker() (eng *engine.Engine, close func(), err error) {
+	pool := remote.NewPool(remote.Options{})
+	reg, err := registry(pool)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return engine.New(engine.Options{Registry: reg})
+	eng, err = engine.New(engine.Options{Registry: reg})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return eng, pool.Close, nil
 }
 
 // loadConfig loads path, or the embedded sample when empty, and checks it

@@ -52,10 +52,11 @@ docs/KUBERNETES.md.`,
 				return fmt.Errorf("%s is not valid:\n%w", path, err)
 			}
 			if !skipCheck {
-				eng, err := checker()
+				eng, closeChecker, err := checker()
 				if err != nil {
 					return err
 				}
+				defer closeChecker()
 				models, err := openModels(cmd.Context(), false)
 				if err != nil {
 					return err

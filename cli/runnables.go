@@ -8,12 +8,18 @@ import (
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/onnx"
 	"github.com/benchtop/benchtop/engine/process"
+	"github.com/benchtop/benchtop/engine/remote"
 	"github.com/benchtop/benchtop/samples"
 )
 
 // registry is every runnable this binary can build runners from.
-func registry() (*engine.Registry, error) {
+func registry(pool *remote.Pool) (*engine.Registry, error) {
 	reg := engine.NewRegistry()
+	// remote: runners call runner servers through the pool, which its
+	// caller closes after the engine.
+	if err := pool.Register(reg); err != nil {
+		return nil, err
+	}
 	if err := samples.Register(reg); err != nil {
 		return nil, err
 	}
@@ -37,7 +43,9 @@ func newRunnablesCmd() *cobra.Command {
 		Short: "List the runnable types runners can be made of, with their method signatures",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			reg, err := registry()
+			pool := remote.NewPool(remote.Options{})
+			defer pool.Close()
+			reg, err := registry(pool)
 			if err != nil {
 				return err
 			}

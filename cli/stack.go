@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/remote"
 	"github.com/benchtop/benchtop/gpu"
 	"github.com/benchtop/benchtop/gpu/placement"
 	"github.com/benchtop/benchtop/samples"
@@ -136,7 +137,9 @@ func runStack(ctx context.Context, f *engineFlags, logger *slog.Logger, front fu
 	if err != nil {
 		return err
 	}
-	reg, err := registry()
+	pool := remote.NewPool(remote.Options{Logger: logger})
+	defer pool.Close() // after the engine has closed its remote runners
+	reg, err := registry(pool)
 	if err != nil {
 		return err
 	}
