@@ -792,6 +792,18 @@ func TestImportFixedBatch(t *testing.T) {
 			if c.batchable {
 				return
 			}
+			// An archive carries the signature as imported, note and all.
+			var buf bytes.Buffer
+			if _, err := s.Export(ctx, m.Tag(), &buf, nil); err != nil {
+				t.Fatal(err)
+			}
+			moved, err := open(t).ImportArchive(ctx, &buf, store.ArchiveOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := moved.Signatures["run"]; got.Batchable || got.Note != sig.Note {
+				t.Fatalf("after an archive: batchable %v, note %q", got.Batchable, got.Note)
+			}
 			demand := &store.SignatureOptions{Method: "run", Batchable: true}
 			if _, err := s.ImportData(ctx, c.data, store.ImportOptions{Name: "m", Signature: demand}); err == nil || !strings.Contains(err.Error(), "cannot be batched") {
 				t.Fatalf("batching demanded: %v, want a refusal", err)
