@@ -133,7 +133,8 @@ func newModelsListCmd(open openStore) *cobra.Command {
 	return cmd
 }
 
-// signature is a one-line summary: "run(x float32[-1 64]) → probs float32[-1 10], batch dim 0".
+// signature is a one-line summary: "run(x float32[-1 64]) → probs float32[-1 10], batch dim 0"
+// or "run(x float32[1 64]) → probs float32[1 10], not batchable".
 func signature(m *store.Model) string {
 	var parts []string
 	for _, name := range m.Methods() {
@@ -149,6 +150,8 @@ func signature(m *store.Model) string {
 		s := fmt.Sprintf("%s(%s) → %s", name, strings.Join(ins, ", "), strings.Join(outs, ", "))
 		if sig.Batchable {
 			s += fmt.Sprintf(", batch dim %d", sig.BatchDim)
+		} else {
+			s += ", not batchable"
 		}
 		parts = append(parts, s)
 	}
@@ -243,6 +246,12 @@ func newModelsImportCmd(open openStore) *cobra.Command {
 reading its inputs and outputs from the model itself. The new version becomes
 the latest, so runners of name:latest reload onto it.
 
+Runners batch callers' rows along --batch-dim when the model leaves that dim
+dynamic ([N 64]). A model exported with a fixed batch size ([1 64]) is
+imported not batchable, saying so: runners give it one request at a time.
+Given --batchable or --batch-dim, batching is demanded and such a model is
+refused.
+
 An archive made by benchtop models export is imported as it is, checksums
 verified; the flags describing a model do not apply to it.`,
 		Example: `  benchtop models import mlp.onnx --name mlp
@@ -296,11 +305,14 @@ verified; the flags describing a model do not apply to it.`,
 					return err
 				}
 				m, err = s.Import(cmd.Context(), path, store.ImportOptions{
-					Name:      name,
-					Version:   version,
-					Signature: &store.SignatureOptions{Method: method, Batchable: batchable, BatchDim: batchDim},
-					Labels:    lbls,
-					Progress:  bar.Update,
+					Name:    name,
+					Version: version,
+					// Batching asked for by a flag is demanded: a model
+					// that cannot batch is refused, not served otherwise.
+					Signature: &store.SignatureOptions{Method: method, Batchable: batchable, BatchDim: batchDim,
+						Auto: !cmd.Flags().Changed("batchable") && !cmd.Flags().Changed("batch-dim")},
+					Labels:   lbls,
+					Progress: bar.Update,
 				})
 				bar.Done()
 				if err != nil {
@@ -312,6 +324,11 @@ verified; the flags describing a model do not apply to it.`,
 				latest = ", now " + m.Name + ":latest"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s%s)\n  %s\n", m.Tag(), console.Bytes(m.Size), latest, signature(m))
+			for _, method := range m.Methods() {
+				if note := m.Signatures[method].Note; note != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "  note: %s\n", note)
+				}
+			}
 			return nil
 		},
 	}
@@ -319,7 +336,7 @@ verified; the flags describing a model do not apply to it.`,
 	fl.StringVar(&name, "name", "", "model name (default: from the file name)")
 	fl.StringVar(&version, "version", "", "version (default: generated, time-sortable and unique)")
 	fl.StringVar(&method, "method", "run", "name of the method runners serve")
-	fl.BoolVar(&batchable, "batchable", true, "batch callers' rows along --batch-dim (the model must leave that dim dynamic)")
+	fl.BoolVar(&batchable, "batchable", true, "batch callers' rows along --batch-dim (the model must leave that dim dynamic); left out, a model that fixes it (shape [1 64]) is imported not batchable")
 	fl.IntVar(&batchDim, "batch-dim", 0, "the batch dimension of the input and output")
 	fl.StringArrayVar(&labels, "label", nil, "a label key=value (repeatable)")
 	return cmd

@@ -1,13 +1,18 @@
 package store
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -45,10 +50,13 @@ type Model struct {
 
 // Signature is how one method of a runner built from the model is called.
 type Signature struct {
-	Batchable bool         `yaml:"batchable" json:"batchable"`
-	BatchDim  int          `yaml:"batch_dim" json:"batch_dim"`
-	Inputs    []TensorSpec `yaml:"inputs" json:"inputs"`
-	Outputs   []TensorSpec `yaml:"outputs" json:"outputs"`
+	Batchable bool `yaml:"batchable" json:"batchable"`
+	BatchDim  int  `yaml:"batch_dim" json:"batch_dim"`
+	// Note says why an import that asked for batching, not insisting,
+	// recorded the signature not batchable: what the model fixes.
+	Note    string       `yaml:"note,omitempty" json:"note,omitempty"`
+	Inputs  []TensorSpec `yaml:"inputs" json:"inputs"`
+	Outputs []TensorSpec `yaml:"outputs" json:"outputs"`
 }
 
 // TensorSpec is one model input or output: dtype names as in engine
@@ -111,11 +119,17 @@ func specsOf(vs []onnxpb.ValueInfo) []TensorSpec {
 }
 
 // describeONNX reads the inputs and outputs of an ONNX model and checks the
-// signature can be served from them.
+// signature can be served from them. Its errors name no path: the file is
+// a copy in the store's scratch folder, and the caller names the file the
+// user gave.
 func describeONNX(path string, sig SignatureOptions) (Signature, map[string]string, error) {
-	pb, err := onnxpb.ReadFile(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return Signature{}, nil, fmt.Errorf("only ONNX models can be imported: %w", err)
+		return Signature{}, nil, err
+	}
+	pb, err := onnxpb.Read(data)
+	if err != nil {
+		return Signature{}, nil, notONNX(data, err)
 	}
 	ins, outs := pb.Graph.GraphInputs(), pb.Graph.Outputs
 	if err := CheckTensors(ins, outs); err != nil {
@@ -127,7 +141,7 @@ func describeONNX(path string, sig SignatureOptions) (Signature, map[string]stri
 		Inputs:    specsOf(ins),
 		Outputs:   specsOf(outs),
 	}
-	if err := s.check(ins); err != nil {
+	if err := s.check(ins, sig.Auto); err != nil {
 		return Signature{}, nil, err
 	}
 	meta := map[string]string{
@@ -143,6 +157,45 @@ func describeONNX(path string, sig SignatureOptions) (Signature, map[string]stri
 		meta["onnx.meta."+p.Key] = p.Value
 	}
 	return s, meta, nil
+}
+
+// exportHint is how a model becomes an ONNX file, for messages.
+const exportHint = "export the model to ONNX first (torch.onnx.export, tf2onnx, skl2onnx) and import the .onnx file"
+
+// notONNX says what is wrong with data, which onnxpb could not read (err):
+// empty, cut short, or what it is instead, judged by its first bytes.
+func notONNX(data []byte, err error) error {
+	head := data[:min(len(data), 512)]
+	switch {
+	case len(data) == 0:
+		return errors.New("the file is empty, not an ONNX model")
+	case bytes.HasPrefix(data, []byte("PK\x03\x04")):
+		return fmt.Errorf("it is a zip archive, not an ONNX model (a PyTorch .pt or .pth checkpoint is one): %s", exportHint)
+	case bytes.HasPrefix(data, []byte("\x89HDF\r\n\x1a\n")):
+		return fmt.Errorf("it is an HDF5 file, not an ONNX model (a Keras .h5 model is one): %s", exportHint)
+	case len(data) > 1 && data[0] == 0x80 && data[1] >= 2 && data[1] <= 5:
+		return fmt.Errorf("it is a Python pickle, not an ONNX model (a model saved with pickle, joblib or torch.save is one): %s", exportHint)
+	case utf8.Valid(head) && printable(head):
+		line, _, _ := strings.Cut(string(head), "\n")
+		if len(line) > 40 {
+			line = line[:40] + "…"
+		}
+		return fmt.Errorf("it is text (it begins %q), not an ONNX model, which is a binary protobuf: %s", line, exportHint)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("it ends in the middle of the model, after %d bytes: the file is cut short (an interrupted download or copy?); get the whole file again", len(data))
+	}
+	return fmt.Errorf("%w; %s", err, exportHint)
+}
+
+// printable says whether text is what a person writes: no control bytes
+// but whitespace.
+func printable(text []byte) bool {
+	for _, r := range string(text) {
+		if unicode.IsControl(r) && !unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckTensors refuses inputs and outputs that are not tensors, saying how
@@ -178,7 +231,12 @@ func isZipMap(v onnxpb.ValueInfo) bool {
 // model does not let vary along the batch dim or no input that it does. An
 // input the model fixes along the batch dim is marked Unbatched (the rule
 // the onnx runner follows too): ins are the model's inputs, in order.
-func (s *Signature) check(ins []onnxpb.ValueInfo) error {
+//
+// With auto, a model that cannot be batched is not an error: a model
+// exported with a fixed batch size ([1, 64]) is common and runs fine one
+// request at a time, so the signature becomes not batchable and Note says
+// why.
+func (s *Signature) check(ins []onnxpb.ValueInfo, auto bool) error {
 	if len(s.Inputs) == 0 || len(s.Outputs) == 0 {
 		return fmt.Errorf("the model has %d inputs and %d outputs; it needs at least one of each", len(s.Inputs), len(s.Outputs))
 	}
@@ -188,35 +246,72 @@ func (s *Signature) check(ins []onnxpb.ValueInfo) error {
 	if !s.Batchable {
 		return nil
 	}
+	u := s.batchAlong(ins)
+	switch {
+	case u == nil:
+		return nil
+	case !auto:
+		return fmt.Errorf("%s, so rows from several callers cannot be batched along it: %s", u.why, u.fix())
+	}
+	s.Batchable = false
+	for i := range s.Inputs {
+		s.Inputs[i].Unbatched = false
+	}
+	s.Note = u.why + ": the model runs one request at a time (not batchable)"
+	if u.fixedDim {
+		s.Note += "; to batch callers' rows, re-export it with a dynamic batch axis"
+	}
+	return nil
+}
+
+// unbatchable is why a signature cannot be batched along its batch dim.
+type unbatchable struct {
+	why string
+	// fixedDim: the model fixes the dim (rather than lacking it), which a
+	// dynamic batch axis in the export mends.
+	fixedDim bool
+}
+
+func (u *unbatchable) fix() string {
+	if u.fixedDim {
+		return "re-export the model with a dynamic batch axis or import with --batchable=false"
+	}
+	return "import with a smaller --batch-dim or --batchable=false"
+}
+
+// batchAlong marks the inputs that carry no rows along the batch dim
+// Unbatched, and says why the signature cannot be batched along it, nil
+// when it can.
+func (s *Signature) batchAlong(ins []onnxpb.ValueInfo) *unbatchable {
 	batched := false
 	for i, v := range ins {
 		s.Inputs[i].Unbatched = !v.VariesAt(s.BatchDim)
 		batched = batched || !s.Inputs[i].Unbatched
 	}
 	if !batched {
-		err := notBatched("input", s.Inputs[0], s.BatchDim)
+		u := notBatched("input", s.Inputs[0], s.BatchDim)
 		if len(ins) > 1 {
-			err = fmt.Errorf("no input lets dim %d vary, so nothing counts a request's rows; the first: %w", s.BatchDim, err)
+			u.why = fmt.Sprintf("no input lets dim %d vary, so nothing counts a request's rows; the first: %s", s.BatchDim, u.why)
 		}
-		return err
+		return u
 	}
 	for _, t := range s.Outputs {
-		if err := notBatched("output", t, s.BatchDim); err != nil {
-			return err
+		if u := notBatched("output", t, s.BatchDim); u != nil {
+			return u
 		}
 	}
 	return nil
 }
 
 // notBatched says why t cannot be cut into rows along dim, nil if it can.
-func notBatched(what string, t TensorSpec, dim int) error {
+func notBatched(what string, t TensorSpec, dim int) *unbatchable {
 	switch {
 	case t.Shape == nil:
 		return nil // rank unknown: the runtime will tell
 	case dim >= len(t.Shape):
-		return fmt.Errorf("%s %q has %d dims, so it has no batch dim %d: import with a smaller --batch-dim or --batchable=false", what, t.Name, len(t.Shape), dim)
+		return &unbatchable{why: fmt.Sprintf("%s %q has %d dims, so it has no batch dim %d", what, t.Name, len(t.Shape), dim)}
 	case t.Shape[dim] >= 0:
-		return fmt.Errorf("%s %q fixes dim %d at %d, so rows from several callers cannot be batched along it: re-export the model with a dynamic batch axis or import with --batchable=false", what, t.Name, dim, t.Shape[dim])
+		return &unbatchable{why: fmt.Sprintf("%s %q fixes dim %d at %d", what, t.Name, dim, t.Shape[dim]), fixedDim: true}
 	}
 	return nil
 }

@@ -378,11 +378,17 @@ type SignatureOptions struct {
 	Method    string
 	Batchable bool
 	BatchDim  int
+	// Auto makes Batchable a wish, not a demand: a model that cannot be
+	// batched along BatchDim (exported with a fixed batch size, [1, 64])
+	// is imported not batchable, the reason in its Signature's Note,
+	// instead of refused.
+	Auto bool
 }
 
-// DefaultSignature is method "run", batchable along dim 0.
+// DefaultSignature is method "run", batchable along dim 0 if the model
+// lets that dim vary, and not batchable otherwise.
 func DefaultSignature() SignatureOptions {
-	return SignatureOptions{Method: "run", Batchable: true}
+	return SignatureOptions{Method: "run", Batchable: true, Auto: true}
 }
 
 // ImportOptions say how to store a model file.

@@ -186,8 +186,8 @@ func TestImportRefuses(t *testing.T) {
 		opts store.ImportOptions
 		want string // "" = accepted
 	}{
-		{"not onnx", []byte("hello"), store.ImportOptions{Name: "m"}, "only ONNX models"},
-		{"fixed batch dim", fixed.Marshal(), store.ImportOptions{Name: "m"}, "fixes dim 0 at 1"},
+		{"not onnx", []byte("hello"), store.ImportOptions{Name: "m"}, "it is text"},
+		{"fixed batch dim, batching demanded", fixed.Marshal(), store.ImportOptions{Name: "m", Signature: &store.SignatureOptions{Method: "run", Batchable: true}}, `input "x" fixes dim 0 at 1, so rows from several callers cannot be batched along it: re-export the model with a dynamic batch axis or import with --batchable=false`},
 		{"fixed batch dim, not batchable", fixed.Marshal(), store.ImportOptions{Name: "m", Signature: notBatchable}, ""},
 		{"batch dim past the rank", models.Small().ONNX, store.ImportOptions{Name: "m", Signature: &store.SignatureOptions{Method: "run", Batchable: true, BatchDim: 2}}, "no batch dim 2"},
 		{"bad name", models.Small().ONNX, store.ImportOptions{Name: "../m"}, "model name"},
@@ -238,7 +238,8 @@ func graph(op string, ins, outs []onnxpb.ValueInfo) []byte {
 // TestImportSignatures: every input and output of a model, as the store
 // records and shows them; a non-tensor output is refused saying how to
 // export the model again; an input the model fixes along the batch dim is
-// passed whole (unbatched) as long as another input carries the rows.
+// passed whole (unbatched) as long as another input carries the rows, and
+// where batching is demanded, a model that cannot batch is refused.
 func TestImportSignatures(t *testing.T) {
 	n, f := onnxpb.SymbolicDim("N"), func(d int64) onnxpb.Dim { return onnxpb.FixedDim(d) }
 	x := onnxpb.TensorInfo("x", onnxpb.Float, n, f(4))
@@ -268,7 +269,13 @@ func TestImportSignatures(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := open(t)
-			m, err := s.ImportData(ctx, c.data, store.ImportOptions{Name: "m"})
+			opts := store.ImportOptions{Name: "m"}
+			if !c.ok {
+				// Batching demanded, so a model that cannot batch is refused
+				// (TestImportFixedBatch: what a plain import makes of it).
+				opts.Signature = &store.SignatureOptions{Method: "run", Batchable: true}
+			}
+			m, err := s.ImportData(ctx, c.data, opts)
 			if !c.ok {
 				if err == nil || !strings.Contains(err.Error(), c.want) {
 					t.Fatalf("got %v, want an error containing %q", err, c.want)
@@ -736,4 +743,112 @@ func TestImportHonoursCancellation(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 	assertNoTemp(t, s)
+}
+
+// TestImportFixedBatch: a model exported with a fixed batch size is
+// imported not batchable unless batching is demanded, and model.yaml says
+// why; one whose input lets the batch dim vary is batched as before.
+func TestImportFixedBatch(t *testing.T) {
+	n, f := onnxpb.SymbolicDim("N"), onnxpb.FixedDim
+	x1 := onnxpb.TensorInfo("x", onnxpb.Float, f(1), f(4))
+	xn := onnxpb.TensorInfo("x", onnxpb.Float, n, f(4))
+	cases := []struct {
+		name      string
+		data      []byte
+		batchable bool
+		note      string
+	}{
+		{"input and output fixed", graph("Relu", []onnxpb.ValueInfo{x1}, []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, f(1), f(4))}), false,
+			`input "x" fixes dim 0 at 1: the model runs one request at a time (not batchable); to batch callers' rows, re-export it with a dynamic batch axis`},
+		{"every input fixed", graph("Add", []onnxpb.ValueInfo{x1, onnxpb.TensorInfo("b", onnxpb.Float, f(1), f(4))}, []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float, f(1), f(4))}), false,
+			`no input lets dim 0 vary, so nothing counts a request's rows; the first: input "x" fixes dim 0 at 1: the model runs one request at a time`},
+		{"an output reduced over the rows", graph("ReduceSum", []onnxpb.ValueInfo{xn}, []onnxpb.ValueInfo{onnxpb.TensorInfo("total", onnxpb.Float, f(1), f(4))}), false,
+			`output "total" fixes dim 0 at 1: the model runs one request at a time`},
+		{"a scalar input", graph("Neg", []onnxpb.ValueInfo{onnxpb.TensorInfo("s", onnxpb.Float)}, []onnxpb.ValueInfo{onnxpb.TensorInfo("y", onnxpb.Float)}), false,
+			`input "s" has 0 dims, so it has no batch dim 0: the model runs one request at a time (not batchable)`},
+		{"dynamic batch dim", models.Small().ONNX, true, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := open(t)
+			m, err := s.ImportData(ctx, c.data, store.ImportOptions{Name: "m"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What a runner is built from is model.yaml as read back.
+			m, err = s.Get(m.Tag())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig := m.Signatures["run"]
+			if sig.Batchable != c.batchable || !strings.Contains(sig.Note, c.note) || (c.note == "") != (sig.Note == "") {
+				t.Fatalf("batchable %v, note %q; want %v, %q", sig.Batchable, sig.Note, c.batchable, c.note)
+			}
+			for _, in := range sig.Inputs {
+				if in.Unbatched && !sig.Batchable {
+					t.Fatalf("input %s is marked unbatched in a signature that is not batchable", in)
+				}
+			}
+			if c.batchable {
+				return
+			}
+			// An archive carries the signature as imported, note and all.
+			var buf bytes.Buffer
+			if _, err := s.Export(ctx, m.Tag(), &buf, nil); err != nil {
+				t.Fatal(err)
+			}
+			moved, err := open(t).ImportArchive(ctx, &buf, store.ArchiveOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := moved.Signatures["run"]; got.Batchable || got.Note != sig.Note {
+				t.Fatalf("after an archive: batchable %v, note %q", got.Batchable, got.Note)
+			}
+			demand := &store.SignatureOptions{Method: "run", Batchable: true}
+			if _, err := s.ImportData(ctx, c.data, store.ImportOptions{Name: "m", Signature: demand}); err == nil || !strings.Contains(err.Error(), "cannot be batched") {
+				t.Fatalf("batching demanded: %v, want a refusal", err)
+			}
+		})
+	}
+}
+
+// TestImportNotONNX: a file that is not an ONNX model is refused naming
+// the file the caller gave, never the store's scratch copy, and saying what
+// the file is instead.
+func TestImportNotONNX(t *testing.T) {
+	small := models.Small().ONNX
+	cases := []struct {
+		file string
+		data []byte
+		want string
+	}{
+		{"notes.txt", []byte("# my model\nweights go here\n"), `it is text (it begins "# my model"), not an ONNX model, which is a binary protobuf: export the model to ONNX first`},
+		{"model.onnx", small[:len(small)/2], fmt.Sprintf("it ends in the middle of the model, after %d bytes: the file is cut short", len(small)/2)},
+		{"empty.onnx", nil, "the file is empty"},
+		{"model.pt", append([]byte("PK\x03\x04"), make([]byte, 64)...), "it is a zip archive, not an ONNX model (a PyTorch .pt or .pth checkpoint is one)"},
+		{"model.h5", []byte("\x89HDF\r\n\x1a\n\x00\x00\x00"), "it is an HDF5 file"},
+		{"model.pkl", []byte("\x80\x04\x95\x10\x00\x00\x00"), "it is a Python pickle"},
+		{"random.bin", []byte{0x0f, 0xff, 0xff, 0x00, 0x07}, "not a readable ONNX model"},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			s := open(t)
+			src := filepath.Join(t.TempDir(), c.file)
+			if err := os.WriteFile(src, c.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Import(ctx, src, store.ImportOptions{Name: "m"})
+			if err == nil {
+				t.Fatal("imported")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "import "+src+": ") || !strings.Contains(msg, c.want) {
+				t.Fatalf("got %q, want %q naming %s", msg, c.want, src)
+			}
+			if strings.Contains(msg, s.Dir()) {
+				t.Fatalf("the error names the store's own files: %q", msg)
+			}
+			assertNoTemp(t, s)
+		})
+	}
 }
