@@ -178,6 +178,9 @@ func v2ModelParams(m v2Model, st engine.RunnerStats) map[string]any {
 		"batchable": m.spec.Batchable, "batch_dim": m.spec.BatchDim, "output_batch_dim": m.spec.OutputBatchDim,
 		"workers": st.Workers, "workers_ready": st.Ready,
 	}
+	if m.spec.Doc != "" {
+		params["doc"] = m.spec.Doc
+	}
 	for _, ms := range st.Methods {
 		if ms.Spec.Name == m.spec.Name {
 			params["policy"] = ms.Batching.Policy.String()

@@ -97,6 +97,7 @@ func methodSpec(meta *v2pb.ModelMetadataResponse) (engine.MethodSpec, error) {
 	p := meta.Parameters
 	spec := engine.MethodSpec{
 		Name:           p["method"].GetStringParam(),
+		Doc:            p["doc"].GetStringParam(),
 		Batchable:      p["batchable"].GetBoolParam(),
 		BatchDim:       int(p["batch_dim"].GetInt64Param()),
 		OutputBatchDim: int(p["output_batch_dim"].GetInt64Param()),

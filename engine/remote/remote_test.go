@@ -256,9 +256,8 @@ runners:
 `
 
 // A server's overload comes back as the engine's overload error with the
-// server's retry delay, sent once and not retried elsewhere; a caller that
-// gives up cancels the call on the server.
-func TestRemoteOverloadAndCancellation(t *testing.T) {
+// server's retry delay, and is not retried elsewhere.
+func TestRemoteOverloadIsPassedThrough(t *testing.T) {
 	g := newGate()
 	srv := startServer(t, "127.0.0.1:0", gateConfig, g.typ())
 	other := newGate()
@@ -266,18 +265,7 @@ func TestRemoteOverloadAndCancellation(t *testing.T) {
 	eng, _ := front(t, remote.Options{})
 	r := enginetest.Start(t, eng, remoteRunner("gate", "gate", srv.addr))
 
-	// Cancellation: the caller leaves while the server holds its batch.
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { _, err := r.Run(ctx, "run", rows(t, 1)); errc <- err }()
-	<-g.started
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("caller who left: %v", err)
-	}
-	waitFor(t, "the server's batch to be cancelled", func() bool { return g.cancelled.Load() == 1 })
-
-	// Overload: one runs, one waits (max_queue_size 1), the third is refused.
+	// One runs, one waits (max_queue_size 1), the third is refused.
 	held := make(chan error, 2)
 	for range 2 {
 		go func() { _, err := r.Run(t.Context(), "run", rows(t, 2)); held <- err }()
@@ -296,12 +284,42 @@ func TestRemoteOverloadAndCancellation(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if n := g.calls.Load(); n != 3 { // the cancelled one and the two held
-		t.Errorf("server ran %d batches, want 3: the refused call must not run", n)
+	if n := g.calls.Load(); n != 2 {
+		t.Errorf("server ran %d batches, want 2: the refused call must not run", n)
 	}
 	_ = srv2
 	if n := other.calls.Load(); n != 0 {
 		t.Errorf("an unrelated server got %d calls", n)
+	}
+}
+
+// A caller that gives up cancels its remote call: still queued on the
+// server, it is withdrawn there and never runs.
+func TestRemoteCancellationReachesTheServer(t *testing.T) {
+	g := newGate()
+	srv := startServer(t, "127.0.0.1:0", gateConfig, g.typ())
+	eng, _ := front(t, remote.Options{})
+	r := enginetest.Start(t, eng, remoteRunner("gate", "gate", srv.addr))
+	local, _ := srv.eng.Runner("gate")
+	held := make(chan error, 1)
+	go func() { _, err := local.Run(t.Context(), "run", rows(t, 1)); held <- err }()
+	<-g.started // the server's only worker is busy
+
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { _, err := r.Run(ctx, "run", rows(t, 5)); errc <- err }()
+	waitFor(t, "the call queued on the server", func() bool { return local.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("caller who left: %v", err)
+	}
+	waitFor(t, "the call withdrawn from the server's queue", func() bool { return local.Stats(engine.StatsOptions{}).Methods[0].Queue.Depth == 0 })
+	close(g.release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if n := g.calls.Load(); n != 1 {
+		t.Errorf("server ran %d batches, want 1: the cancelled call must never run", n)
 	}
 }
 
