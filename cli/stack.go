@@ -109,6 +109,7 @@ type stack struct {
 	srv      *server.Server
 	ln       net.Listener
 	grpcLn   net.Listener // nil when gRPC is off
+	remotes  *remote.Pool // the clients of remote: runners
 }
 
 // newMetricsRegistry is the one Prometheus registry of the process: the GPU
@@ -166,6 +167,9 @@ func runStack(ctx context.Context, f *engineFlags, logger *slog.Logger, front fu
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx) })
 	st, err := startStack(ctx, f, logger, prom, mon, eng)
+	if st != nil {
+		st.remotes = pool
+	}
 	if err != nil {
 		cancel()
 		g.Wait()

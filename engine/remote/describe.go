@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/tensor"
@@ -65,23 +66,12 @@ func (c *client) describe(ctx context.Context, model string) ([]engine.MethodSpe
 
 // methodsAt reads every method of model from one endpoint.
 func methodsAt(ctx context.Context, ep *endpoint, model string) ([]engine.MethodSpec, error) {
-	meta, err := ep.infer.ModelMetadata(ctx, &v2pb.ModelMetadataRequest{Name: model})
-	if err != nil {
-		return nil, grpcMessage(err)
-	}
-	first, err := methodSpec(meta)
+	metas, err := metadataAt(ctx, ep, model)
 	if err != nil {
 		return nil, err
 	}
-	specs := []engine.MethodSpec{first}
-	for _, name := range strings.Split(meta.Parameters["methods"].GetStringParam(), ",") {
-		if name == "" || name == first.Name {
-			continue
-		}
-		m, err := ep.infer.ModelMetadata(ctx, &v2pb.ModelMetadataRequest{Name: model + "." + name})
-		if err != nil {
-			return nil, grpcMessage(err)
-		}
+	specs := make([]engine.MethodSpec, 0, len(metas))
+	for _, m := range metas {
 		spec, err := methodSpec(m)
 		if err != nil {
 			return nil, err
@@ -89,6 +79,67 @@ func methodsAt(ctx context.Context, ep *endpoint, model string) ([]engine.Method
 		specs = append(specs, spec)
 	}
 	return specs, nil
+}
+
+// metadataAt is the metadata of every method of model at one endpoint, the
+// first (the model itself) first.
+func metadataAt(ctx context.Context, ep *endpoint, model string) ([]*v2pb.ModelMetadataResponse, error) {
+	meta, err := ep.infer.ModelMetadata(ctx, &v2pb.ModelMetadataRequest{Name: model})
+	if err != nil {
+		return nil, grpcMessage(err)
+	}
+	out := []*v2pb.ModelMetadataResponse{meta}
+	first := meta.Parameters["method"].GetStringParam()
+	for _, name := range strings.Split(meta.Parameters["methods"].GetStringParam(), ",") {
+		if name == "" || name == first {
+			continue
+		}
+		m, err := ep.infer.ModelMetadata(ctx, &v2pb.ModelMetadataRequest{Name: model + "." + name})
+		if err != nil {
+			return nil, grpcMessage(err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// ServerBatching is how one method batches on a remote runner's servers,
+// as their metadata says: what the workbench shows, read-only.
+type ServerBatching struct {
+	Method       string
+	Policy       string
+	MaxBatchSize int
+	MaxLatency   time.Duration
+	Workers      int // on the endpoint asked
+}
+
+// learnBatching reads the servers' batching from the first healthy
+// endpoint, once.
+func (c *client) learnBatching(ctx context.Context) {
+	c.mu.RLock()
+	known := c.batching != nil
+	c.mu.RUnlock()
+	ep := c.pick(nil)
+	if known || ep == nil {
+		return
+	}
+	metas, err := metadataAt(ctx, ep, c.params.Model)
+	if err != nil {
+		return // the probes say what is wrong; the panel shows nothing
+	}
+	var out []ServerBatching
+	for _, m := range metas {
+		p := m.Parameters
+		out = append(out, ServerBatching{
+			Method: p["method"].GetStringParam(), Policy: p["policy"].GetStringParam(),
+			MaxBatchSize: int(p["max_batch_size"].GetInt64Param()),
+			MaxLatency:   time.Duration(p["max_latency_ms"].GetDoubleParam() * float64(time.Millisecond)),
+			Workers:      int(p["workers"].GetInt64Param()),
+		})
+	}
+	c.mu.Lock()
+	c.batching = out
+	c.mu.Unlock()
 }
 
 // methodSpec is a method's signature as a server's metadata gives it: v2's

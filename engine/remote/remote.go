@@ -115,6 +115,18 @@ func (p *Pool) Endpoints(runner string) []EndpointState {
 	return nil
 }
 
+// Batching is how a remote runner's methods batch on its servers; nil if
+// no runner of that name is remote or its servers have not said yet.
+func (p *Pool) Batching(runner string) []ServerBatching {
+	c := p.clients.forRunner(runner)
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]ServerBatching(nil), c.batching...)
+}
+
 // Register adds the remote runnable to reg.
 func (p *Pool) Register(reg *engine.Registry) error {
 	return reg.Register(&engine.RunnableType{
@@ -162,6 +174,7 @@ func (p *Pool) newInstance(ctx context.Context, env engine.Env) (engine.Instance
 		p.clients.release(c)
 		return nil, err
 	}
+	c.learnBatching(ctx)
 	return inst, nil
 }
 

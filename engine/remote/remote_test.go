@@ -143,6 +143,9 @@ func TestRemoteRunnerIsTheServersRunner(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if b := pool.Batching("sim"); len(b) != 1 || b[0].Policy != "adaptive" || b[0].MaxBatchSize != 64 || b[0].MaxLatency != time.Second {
+		t.Errorf("server batching = %+v, want sim's: adaptive, 64, 1s", b)
+	}
 	states := pool.Endpoints("sim")
 	if len(states) != 1 || !states[0].Healthy || states[0].Calls == 0 {
 		t.Errorf("endpoint states = %+v", states)
