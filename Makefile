@@ -63,6 +63,7 @@ e2e: onnxruntime
 	scripts/e2e-serve.sh bin/benchtop-race
 	scripts/e2e-overload.sh bin/benchtop-race
 	scripts/e2e-grpc.sh bin/benchtop-race
+	scripts/e2e-scaleout.sh bin/benchtop-race
 	scripts/e2e-tui.sh bin/benchtop-race
 
 # Everything that must pass.
