@@ -33,17 +33,23 @@ type v2Model struct {
 	name   string
 	runner *engine.Runner
 	spec   engine.MethodSpec
+	// pipeline is set for a pipeline API served as a model (pipeline.go);
+	// runner is then nil and spec the pipeline's signature.
+	pipeline *engine.APISpec
 }
 
 func (s *Server) resolveModel(name string) (v2Model, error) {
 	if rn, err := s.eng.Runner(name); err == nil {
 		ms := rn.Methods()
-		return v2Model{name, rn, ms[0]}, nil
+		return v2Model{name: name, runner: rn, spec: ms[0]}, nil
+	}
+	if m, ok := s.pipelineModel(name); ok {
+		return m, nil
 	}
 	if i := strings.LastIndexByte(name, '.'); i > 0 {
 		if rn, err := s.eng.Runner(name[:i]); err == nil {
 			if spec, ok := rn.Method(name[i+1:]); ok {
-				return v2Model{name, rn, spec}, nil
+				return v2Model{name: name, runner: rn, spec: spec}, nil
 			}
 			return v2Model{}, errorf(http.StatusNotFound, "model %q: runner %q has no method %q", name, name[:i], name[i+1:])
 		}
@@ -52,6 +58,7 @@ func (s *Server) resolveModel(name string) (v2Model, error) {
 	for _, rn := range s.eng.Runners() {
 		names = append(names, rn.Name())
 	}
+	names = append(names, s.pipelineNames()...)
 	return v2Model{}, errorf(http.StatusNotFound, "unknown model %q (models: %s; use runner.method for another method)", name, strings.Join(names, ", "))
 }
 
@@ -135,6 +142,10 @@ func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if m.pipeline != nil {
+		s.pipelineMetadata(w, r, m)
+		return
+	}
 	st := m.runner.Stats(engine.StatsOptions{})
 	placement := make([]map[string]any, 0, len(st.WorkerList))
 	for _, wk := range st.WorkerList {
@@ -165,6 +176,10 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if m.pipeline != nil {
+		s.pipelineReady(w, r, m)
+		return
+	}
 	status := http.StatusOK
 	if !m.runner.Ready() {
 		status = http.StatusServiceUnavailable
@@ -192,6 +207,10 @@ type v2InferRequest struct {
 func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 	m, ok := s.model(w, r, http.MethodPost)
 	if !ok {
+		return
+	}
+	if m.pipeline != nil {
+		s.pipelineInfer(w, r, m)
 		return
 	}
 	body, err := s.readBody(w, r, "application/json")
@@ -402,6 +421,10 @@ type v2Duration struct {
 func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
 	m, ok := s.model(w, r, http.MethodGet)
 	if !ok {
+		return
+	}
+	if m.pipeline != nil {
+		s.pipelineStats(w, r, m)
 		return
 	}
 	st := m.runner.Stats(engine.StatsOptions{})
