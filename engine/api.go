@@ -266,15 +266,6 @@ func checkKinds(ps *problems, path string, a APISpec) {
 	}
 }
 
-// defaultKind is the body kind of an API whose config leaves it out: an
-// object for several slots, else the kind that carries the one slot.
-func defaultKind(specs tensor.IOSpecs) IOKind {
-	if len(specs) != 1 {
-		return IOObject
-	}
-	return IOKindFor(specs[0].Kind)
-}
-
 // servedAPI is an API the engine serves: its spec and what a call runs.
 type servedAPI struct {
 	spec   APISpec

@@ -72,7 +72,7 @@ func parseRef(from string, steps []string) (stepRef, error) {
 // binding's reference, name, kind, dtype and shape along the graph, the
 // inputs each method needs, cycles and outputs. It works out the API's
 // inputs (each $input.NAME, as specific as every step it feeds wants) and
-// outputs (the step outputs named).
+// outputs (the step outputs named); its body kinds default to object.
 func planPipeline(ps *problems, path string, a APISpec, runners map[string]bool, methods map[string][]MethodSpec) plannedAPI {
 	n0 := len(ps.list)
 	p := plannedAPI{spec: a}
@@ -192,7 +192,9 @@ func planPipeline(ps *problems, path string, a APISpec, runners map[string]bool,
 		ins[k].Optional = optional[name]
 	}
 	p.spec.Inputs, p.spec.Outputs = ins, outs
-	if parseKinds(ps, path, &p.spec, defaultKind(ins), defaultKind(outs)) {
+	// A pipeline's values are named ($input.NAME, outputs): its bodies are
+	// objects keyed by those names unless the config says otherwise.
+	if parseKinds(ps, path, &p.spec, IOObject, IOObject) {
 		checkKinds(ps, path, p.spec)
 	}
 	if len(ps.list) > n0 {

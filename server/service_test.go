@@ -35,6 +35,8 @@ apis:
       - {name: double, runner: sim, method: predict, inputs: {input: $input.x}}
       - {name: back, runner: echo, method: echo, inputs: {input: double.output}}
     outputs: {y: back.output}
+    input: ndarray
+    output: ndarray
   - name: fan
     steps:
       - {name: double, runner: sim, method: predict, inputs: {input: $input.x}}
@@ -45,6 +47,8 @@ apis:
       - {name: copy, runner: echo, method: echo_text, inputs: {input: $input.text}}
       - {name: judge, runner: sentiment, method: is_positive, inputs: {input: copy.output}}
     outputs: {verdict: judge.output}
+    input: text
+    output: json
   - {name: analysis, func: sentiment-analysis, runners: {model: sentiment}}
   - {name: compare, func: sentiment-compare, runners: {lenient: sentiment, strict: sentiment-strict}}
 `
@@ -67,7 +71,7 @@ func TestComposedAPIsUnderConcurrentCallers(t *testing.T) {
 			if r := f.post("/twice", "application/json", x); r.status != 200 || !sameJSON(r.body, want) {
 				t.Errorf("caller %d: /twice %s = %d %s, want %s", i, x, r.status, r.body, want)
 			}
-			r := f.post("/fan", "application/json", x) // one input: an ndarray body
+			r := f.post("/fan", "application/json", fmt.Sprintf(`{"x": %s}`, x))
 			wantFan := fmt.Sprintf(`{"doubled":%s,"same":[[%d,%d.5]]}`, want, i, i)
 			if r.status != 200 || !sameJSON(r.body, wantFan) {
 				t.Errorf("caller %d: /fan = %d %s, want %s", i, r.status, r.body, wantFan)

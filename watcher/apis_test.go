@@ -67,7 +67,7 @@ apis:
 	for _, want := range []string{
 		"- name: analysis\n    func: sentiment-analysis\n    runners:\n      model: sentiment\n    input: text\n    output: json",
 		"- name: twice\n    steps:\n      - name: echo\n        runner: echo\n        method: echo\n        inputs:\n          input: $input.x",
-		"outputs:\n      \"y\": again.output\n    input: ndarray\n    output: ndarray",
+		"outputs:\n      \"y\": again.output\n    input: object\n    output: object",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("effective config lacks\n%s\nin\n%s", want, out)
