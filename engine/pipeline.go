@@ -29,6 +29,9 @@ type pipeline struct {
 	roots  []int // steps that wait for none
 	slots  int
 	outs   []int // the slot of each API output
+	// chain: one step at a time, each waiting for the one before; a call
+	// never has two steps in flight.
+	chain bool
 }
 
 type pstep struct {
@@ -320,6 +323,10 @@ func compilePipeline(a APISpec, stepNames []string, specs []*MethodSpec, inNames
 		ref, _ := parseRef(r.From, stepNames)
 		p.outs = append(p.outs, slotOf(ref))
 	}
+	p.chain = len(p.roots) == 1
+	for _, st := range p.steps {
+		p.chain = p.chain && len(st.next) <= 1
+	}
 	return p
 }
 
@@ -347,7 +354,12 @@ func (p *pipeline) run(ctx context.Context, e *Engine, in []tensor.Value) ([]ten
 	}
 	ready := append(make([]int, 0, len(p.steps)), p.roots...)
 	info.Steps = make([]StepInfo, 0, len(p.steps))
-	ctx, cancel := context.WithCancel(ctx)
+	// Steps in flight are cancelled when one fails; a chain, which never
+	// has two at once, needs no context of its own.
+	cancel := context.CancelFunc(func() {})
+	if !p.chain {
+		ctx, cancel = context.WithCancel(ctx)
+	}
 	defer cancel()
 	var (
 		results chan stepResult
