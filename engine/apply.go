@@ -50,10 +50,25 @@ func (k IOKind) valueKind() tensor.Kind {
 	}
 }
 
-// APISpec is a named endpoint of the service that calls one runner method.
+// APISpec is a named endpoint of the service: one runner method (Runner
+// and Method), a Go function (Func and Runners) or a pipeline (Steps and
+// Returns); see api.go.
 type APISpec struct {
 	Name, Runner, Method string
-	Input, Output        IOKind
+	// Input and Output are the body kinds. A method API must say; the
+	// others default to their type's, or to object for several values.
+	Input, Output IOKind
+	// Func names a registered ServiceType; Runners binds each of its
+	// roles to a runner.
+	Func    string
+	Runners map[string]string
+	// Steps make the API a pipeline; Returns are its outputs, each a step
+	// output (config key outputs).
+	Steps   []StepSpec
+	Returns []Binding
+	// Inputs and Outputs are the API's signature, worked out by Plan: the
+	// method's, the func's, or the pipeline's API inputs and outputs.
+	Inputs, Outputs tensor.IOSpecs
 }
 
 // APIs lists the service's APIs sorted by name.
@@ -61,7 +76,7 @@ func (e *Engine) APIs() []APISpec {
 	e.mu.RLock()
 	out := make([]APISpec, 0, len(e.apis))
 	for _, a := range e.apis {
-		out = append(out, a)
+		out = append(out, a.spec)
 	}
 	e.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -73,7 +88,10 @@ func (e *Engine) API(name string) (APISpec, bool) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	a, ok := e.apis[name]
-	return a, ok
+	if !ok {
+		return APISpec{}, false
+	}
+	return a.spec, true
 }
 
 // CheckAPI reports whether api fits the method it calls. An object body
@@ -160,7 +178,12 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (ApplyResult, error) {
 		e.abort(d.starts, started)
 		return ApplyResult{}, err
 	}
-	res, retire := e.swap(d, started, p.apis)
+	apis, err := e.buildAPIs(ctx, p.apis)
+	if err != nil {
+		e.abort(d.starts, started)
+		return ApplyResult{}, err
+	}
+	res, retire := e.swap(d, started, apis)
 	res.Changes = append(res.Changes, e.retuneAll(d.retunes)...)
 	res.Changes = append(res.Changes, failing...)
 	sort.Strings(res.Changes)
@@ -266,13 +289,9 @@ func waitStarted(ctx context.Context, starts []startSpec, started []*Runner) (fa
 
 // swap commits: the started runners and the APIs take over, the removed
 // runners leave; it returns what changed and the runners to drain.
-func (e *Engine) swap(d applyDiff, started []*Runner, apis []APISpec) (ApplyResult, []*Runner) {
+func (e *Engine) swap(d applyDiff, started []*Runner, apis map[string]*servedAPI) (ApplyResult, []*Runner) {
 	var res ApplyResult
 	var retire []*Runner
-	newAPIs := make(map[string]APISpec, len(apis))
-	for _, a := range apis {
-		newAPIs[a.Name] = a
-	}
 	e.mu.Lock()
 	for i, s := range d.starts {
 		e.runners[s.cfg.Name] = started[i]
@@ -288,10 +307,11 @@ func (e *Engine) swap(d applyDiff, started []*Runner, apis []APISpec) (ApplyResu
 		retire = append(retire, r)
 		res.Changes = append(res.Changes, r.name+": removed")
 	}
+	// The APIs change with the runners they call, under one lock.
 	oldAPIs := e.apis
-	e.apis = newAPIs
+	e.apis = apis
 	e.mu.Unlock()
-	res.Changes = append(res.Changes, apiDiff(oldAPIs, newAPIs)...)
+	res.Changes = append(res.Changes, e.apiChanges(oldAPIs, apis)...)
 	return res, retire
 }
 
@@ -393,23 +413,6 @@ func paramsDiff(a, b Params) string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-func apiDiff(old, cur map[string]APISpec) []string {
-	var out []string
-	for name, a := range cur {
-		if o, ok := old[name]; !ok {
-			out = append(out, fmt.Sprintf("api %s: added (%s.%s)", name, a.Runner, a.Method))
-		} else if o != a {
-			out = append(out, fmt.Sprintf("api %s: changed (%s.%s %s→%s)", name, a.Runner, a.Method, a.Input, a.Output))
-		}
-	}
-	for name := range old {
-		if _, ok := cur[name]; !ok {
-			out = append(out, fmt.Sprintf("api %s: removed", name))
-		}
-	}
-	return out
 }
 
 // retune applies the knobs of cfg (same definition) in place and says what

@@ -46,10 +46,14 @@ type Engine struct {
 
 	mu      sync.RWMutex
 	runners map[string]*Runner
-	apis    map[string]APISpec
+	apis    map[string]*servedAPI
 	// custom outlives runner generations: a runner replaced by a reload
 	// keeps its runnable's collectors, which the new instances reuse.
 	custom map[string]*runnerRegisterer
+	// apiCustom holds the collectors of Go APIs, by API name, as custom
+	// does runnables'.
+	apiCustom  map[string]*runnerRegisterer
+	apiMetrics *apiMetrics
 }
 
 // New returns an engine with no runners, its runner metrics registered on
@@ -69,11 +73,15 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		registry: opts.Registry, prom: opts.Registerer,
-		runners: map[string]*Runner{}, apis: map[string]APISpec{}, custom: map[string]*runnerRegisterer{},
+		runners: map[string]*Runner{}, apis: map[string]*servedAPI{}, custom: map[string]*runnerRegisterer{},
+		apiCustom: map[string]*runnerRegisterer{},
 	}
 	m, err := newMetrics(e.prom, e.collectState)
 	if err != nil {
 		return nil, fmt.Errorf("register engine metrics: %w", err)
+	}
+	if e.apiMetrics, err = newAPIMetrics(e.prom); err != nil {
+		return nil, fmt.Errorf("register api metrics: %w", err)
 	}
 	e.deps = runnerDeps{metrics: m, events: NewEventLog(opts.Logger), logger: opts.Logger, numCPU: opts.NumCPU, gpus: opts.GPUs}
 	return e, nil

@@ -88,7 +88,7 @@ func join(path, key string) string {
 type Plan struct {
 	eng     *Engine
 	runners []plannedRunner
-	apis    []APISpec
+	apis    []plannedAPI
 }
 
 // plannedRunner is one runner's checked config and what starting it takes.
@@ -99,9 +99,12 @@ type plannedRunner struct {
 }
 
 // Config is the config the plan was made from, with the defaults Plan
-// filled in and the API kinds as parsed.
+// filled in, the API kinds as parsed and the API signatures worked out.
 func (p *Plan) Config() Config {
-	c := Config{Runners: make([]RunnerConfig, len(p.runners)), APIs: append([]APISpec(nil), p.apis...)}
+	c := Config{Runners: make([]RunnerConfig, len(p.runners)), APIs: make([]APISpec, len(p.apis))}
+	for i, a := range p.apis {
+		c.APIs[i] = a.spec
+	}
 	for i, r := range p.runners {
 		c.Runners[i] = r.cfg
 	}
@@ -134,7 +137,7 @@ func (e *Engine) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 			p.runners = append(p.runners, pr)
 		}
 	}
-	p.apis = planAPIs(&ps, cfg.APIs, seen, methods)
+	p.apis = e.planAPIs(&ps, cfg.APIs, seen, methods)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
@@ -273,46 +276,19 @@ func checkMethods(ps *problems, path string, c RunnerConfig, typ *RunnableType, 
 	}
 }
 
-// planAPIs checks the APIs against the runners' methods and returns them
-// with their kinds parsed. runners holds every runner name in the config,
-// methods the methods of those that resolved: an API calling a runner that
-// did not is not checked further, that runner's problem is reported.
-func planAPIs(ps *problems, apis []APISpec, runners map[string]bool, methods map[string][]MethodSpec) []APISpec {
-	out := make([]APISpec, 0, len(apis))
-	seen := map[string]bool{}
-	for i, a := range apis {
-		path := fmt.Sprintf("apis[%d]", i)
-		checkName(ps, path, "api", a.Name, seen)
-		a, kindsOK := parseKinds(ps, path, a)
-		out = append(out, a)
-		specs, ok := methods[a.Runner]
-		if !ok {
-			if !runners[a.Runner] {
-				ps.add(join(path, "runner"), "%q is not a runner in this config (runners: %s)", a.Runner, strings.Join(slices.Sorted(maps.Keys(runners)), ", "))
-			}
-			continue
-		}
-		m := indexOfMethod(specs, a.Method)
-		if m < 0 {
-			ps.add(join(path, "method"), "runner %q has no method %q (methods: %s)", a.Runner, a.Method, methodNames(specs))
-			continue
-		}
-		if kindsOK {
-			if err := CheckAPI(a, specs[m]); err != nil {
-				ps.addErr(path, err)
-			}
-		}
-	}
-	return out
-}
-
-// parseKinds parses an API's input and output kinds.
-func parseKinds(ps *problems, path string, a APISpec) (APISpec, bool) {
+// parseKinds parses an API's input and output kinds into a; one left out
+// is def (the method form has none: it must say).
+func parseKinds(ps *problems, path string, a *APISpec, defIn, defOut IOKind) bool {
 	ok := true
 	for _, k := range []struct {
 		key string
 		v   *IOKind
-	}{{"input", &a.Input}, {"output", &a.Output}} {
+		def IOKind
+	}{{"input", &a.Input, defIn}, {"output", &a.Output, defOut}} {
+		if *k.v == "" && k.def != "" {
+			*k.v = k.def
+			continue
+		}
 		parsed, err := ParseIOKind(string(*k.v))
 		if err != nil {
 			ps.add(join(path, k.key), "%q: want json, text, ndarray or object", string(*k.v))
@@ -321,7 +297,7 @@ func parseKinds(ps *problems, path string, a APISpec) (APISpec, bool) {
 		}
 		*k.v = parsed
 	}
-	return a, ok
+	return ok
 }
 
 // planVisible is what Plan checks GPU requests against: the GPUs the engine

@@ -334,10 +334,12 @@ func (p Params) Decode(dst any) error {
 	return nil
 }
 
-// Registry maps runnable names to their types.
+// Registry maps runnable names to their types, and service API names to
+// theirs (service.go).
 type Registry struct {
-	mu    sync.RWMutex
-	types map[string]*RunnableType
+	mu       sync.RWMutex
+	types    map[string]*RunnableType
+	services map[string]*ServiceType
 }
 
 // NewRegistry returns an empty registry.

@@ -7,13 +7,13 @@ import (
 	"strings"
 
 	"github.com/benchtop/benchtop/engine"
-	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server/codec"
 )
 
 // handleAPI serves POST /{api}: decode the body by the API's input kind
-// (an object keyed by input name for a method of several), run the method,
-// encode by its output kind.
+// against its signature (an object keyed by input name where it has
+// several), run it (one method, a Go function or a pipeline, through
+// engine.CallAPI), encode by its output kind.
 func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("api")
 	api, ok := s.eng.API(name)
@@ -26,32 +26,55 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusMethodNotAllowed, "api %q takes POST, not %s", name, r.Method))
 		return
 	}
-	spec, err := s.methodSpec(api.Runner, api.Method)
+	body, err := s.readBody(w, r, codec.ContentType(api.Input))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	in, err := s.decodeAPIInput(w, r, api, spec)
+	in, err := codec.DecodeInputs(api.Input, api.Inputs, body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	outs, info, err := s.eng.RunInfo(r.Context(), api.Runner, api.Method, in)
+	outs, info, err := s.eng.CallAPI(r.Context(), name, in)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	ct, body, err := codec.EncodeOutputs(api.Output, spec.Outputs, outs)
+	ct, out, err := codec.EncodeOutputs(api.Output, api.Outputs, outs)
 	if err != nil {
-		// CheckAPI keeps a non-object output on a method of one output; a
-		// reload that changed the method under a request in flight gets here.
-		writeError(w, fmt.Errorf("api %q: %s.%s: %w", name, api.Runner, api.Method, err))
+		// Plan keeps a non-object output on an API of one output; a reload
+		// that changed the API under a request in flight gets here.
+		writeError(w, fmt.Errorf("api %q: %w", name, err))
 		return
 	}
-	setBatchHeaders(w.Header(), info)
+	if len(info.Steps) == 0 || len(info.Steps) == 1 && api.IsPipeline() {
+		setBatchHeaders(w.Header(), info.CallInfo)
+	}
+	setStepHeaders(w.Header(), info.Steps)
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	w.Write(out)
+}
+
+// setStepHeaders says, for an API that made several runner calls, how
+// long each took: X-Steps: tokenize=1.204ms, classify=3.380ms (in the
+// order they finished).
+func setStepHeaders(h http.Header, steps []engine.StepInfo) {
+	if len(steps) == 0 {
+		return
+	}
+	b := make([]byte, 0, 24*len(steps))
+	for i, st := range steps {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, st.Name...)
+		b = append(b, '=')
+		b = strconv.AppendFloat(b, float64(st.Duration)/1e6, 'f', 3, 64)
+		b = append(b, "ms"...)
+	}
+	h.Set("X-Steps", string(b))
 }
 
 // setBatchHeaders says which batch served a request: its rows, the
@@ -84,14 +107,4 @@ func (s *Server) methodSpec(runner, method string) (engine.MethodSpec, error) {
 		return engine.MethodSpec{}, fmt.Errorf("%w %q on runner %q", engine.ErrUnknownMethod, method, runner)
 	}
 	return spec, nil
-}
-
-// decodeAPIInput reads the body as the API's input kind reads it: an
-// object keyed by input name, or the method's one input.
-func (s *Server) decodeAPIInput(w http.ResponseWriter, r *http.Request, api engine.APISpec, spec engine.MethodSpec) ([]tensor.Value, error) {
-	body, err := s.readBody(w, r, codec.ContentType(api.Input))
-	if err != nil {
-		return nil, err
-	}
-	return codec.DecodeInputs(api.Input, spec.Inputs, body)
 }

@@ -19,15 +19,14 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	apis := s.eng.APIs()
 	fmt.Fprintf(&b, "benchtop %s — %d runners, %d APIs\n\n", s.opts.Version, len(s.eng.Runners()), len(apis))
 	for _, a := range apis {
-		spec, err := s.methodSpec(a.Runner, a.Method)
-		if err != nil {
-			continue
+		fmt.Fprintf(&b, "POST /%s   %s   %s → %s\n", a.Name, calls(a), a.Input, a.Output)
+		if a.IsPipeline() {
+			fmt.Fprintf(&b, "  steps: %s; also the v2 model %q\n", steps(a), a.Name)
 		}
-		fmt.Fprintf(&b, "POST /%s   %s.%s   %s → %s\n", a.Name, a.Runner, a.Method, a.Input, a.Output)
 		if a.Input == engine.IOObject {
-			fmt.Fprintf(&b, "  a JSON object keyed by input name: %s\n", spec.Inputs)
+			fmt.Fprintf(&b, "  a JSON object keyed by input name: %s\n", a.Inputs)
 		}
-		ct, body := codec.ExampleInputs(a.Input, spec.Inputs)
+		ct, body := codec.ExampleInputs(a.Input, a.Inputs)
 		fmt.Fprintf(&b, "  curl -s %s/%s -H 'Content-Type: %s' -d '%s'\n\n", base, a.Name, ct, strings.ReplaceAll(body, "'", `'\''`))
 	}
 	fmt.Fprintf(&b, "Open Inference Protocol (KServe v2): GET %s/v2/models/{runner}, POST %s/v2/models/{runner}/infer, GET .../stats\n", base, base)
@@ -37,6 +36,63 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "Health: %s/livez %s/readyz   Metrics: %s/metrics   OpenAPI: %s/docs.json\n", base, base, base, base)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte(b.String()))
+}
+
+// calls says what an API calls: runner.method, func NAME, or pipeline.
+func calls(a engine.APISpec) string {
+	switch {
+	case a.IsFunc():
+		return "func " + a.Func
+	case a.IsPipeline():
+		return "pipeline"
+	}
+	return a.Runner + "." + a.Method
+}
+
+// steps lists a pipeline's steps: name (runner.method).
+func steps(a engine.APISpec) string {
+	names := a.StepNames()
+	out := make([]string, len(a.Steps))
+	for i, st := range a.Steps {
+		out[i] = fmt.Sprintf("%s (%s.%s)", names[i], st.Runner, st.Method)
+	}
+	return strings.Join(out, ", ")
+}
+
+// xBenchtop is the x-benchtop extension of an API's operation: the method
+// behind an API of one method, the func and its runners, or the steps.
+func xBenchtop(a engine.APISpec) obj {
+	x := obj{"input": a.Input, "output": a.Output}
+	switch {
+	case a.IsFunc():
+		x["func"], x["runners"] = a.Func, a.Runners
+	case a.IsPipeline():
+		names := a.StepNames()
+		st := make([]obj, len(a.Steps))
+		for i, s := range a.Steps {
+			st[i] = obj{"name": names[i], "runner": s.Runner, "method": s.Method}
+		}
+		x["steps"], x["v2_model"] = st, a.Name
+	default:
+		x["runner"], x["method"] = a.Runner, a.Method
+	}
+	return x
+}
+
+// funcDoc is the doc of a Go API's type and its role bindings.
+func (s *Server) funcDoc(a engine.APISpec) string {
+	if !a.IsFunc() {
+		return ""
+	}
+	t, err := s.eng.Registry().Service(a.Func)
+	if err != nil {
+		return ""
+	}
+	var roles []string
+	for _, r := range t.Roles {
+		roles = append(roles, fmt.Sprintf("%s=%s.%s", r.Name, a.Runners[r.Name], r.Method.Name))
+	}
+	return strings.TrimSpace(t.Doc + " Runners: " + strings.Join(roles, ", ") + ".")
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
@@ -133,13 +189,9 @@ func slotSchema(kind engine.IOKind, io tensor.IOSpec) (contentType string, schem
 func (s *Server) openAPI(base string) obj {
 	paths := obj{}
 	for _, a := range s.eng.APIs() {
-		spec, err := s.methodSpec(a.Runner, a.Method)
-		if err != nil {
-			continue
-		}
-		inCT, inSchema := schemaFor(a.Input, spec.Inputs)
-		outCT, outSchema := schemaFor(a.Output, spec.Outputs)
-		ct, example := codec.ExampleInputs(a.Input, spec.Inputs)
+		inCT, inSchema := schemaFor(a.Input, a.Inputs)
+		outCT, outSchema := schemaFor(a.Output, a.Outputs)
+		ct, example := codec.ExampleInputs(a.Input, a.Inputs)
 		media := obj{"schema": inSchema}
 		if ct == "application/json" {
 			var ex any
@@ -149,25 +201,32 @@ func (s *Server) openAPI(base string) obj {
 		} else {
 			media["example"] = example
 		}
-		desc := fmt.Sprintf("Calls %s.%s (%s → %s).", a.Runner, a.Method, spec.Inputs, spec.Outputs)
+		desc := fmt.Sprintf("Calls %s (%s → %s).", calls(a), a.Inputs, a.Outputs)
+		if a.IsPipeline() {
+			desc += fmt.Sprintf(" Steps: %s; the steps whose inputs are ready run at once, each batching in its runner. Also served as the v2 model %q.", steps(a), a.Name)
+		}
 		if a.Input == engine.IOObject {
 			desc += " The body is a JSON object keyed by input name."
 		}
 		if a.Output == engine.IOObject {
 			desc += " The answer is a JSON object keyed by output name."
 		}
-		if spec.Batchable {
-			desc += fmt.Sprintf(" Batchable along dim %d: concurrent requests share batches.", spec.BatchDim)
-		}
-		if spec.Doc != "" {
-			desc += " " + spec.Doc
+		if spec, err := s.methodSpec(a.Runner, a.Method); err == nil && !a.IsFunc() && !a.IsPipeline() {
+			if spec.Batchable {
+				desc += fmt.Sprintf(" Batchable along dim %d: concurrent requests share batches.", spec.BatchDim)
+			}
+			if spec.Doc != "" {
+				desc += " " + spec.Doc
+			}
+		} else if doc := s.funcDoc(a); doc != "" {
+			desc += " " + doc
 		}
 		paths["/"+a.Name] = obj{"post": obj{
 			"operationId": "api_" + strings.NewReplacer("-", "_", ".", "_").Replace(a.Name),
-			"summary":     fmt.Sprintf("%s.%s", a.Runner, a.Method),
+			"summary":     calls(a),
 			// What a client such as benchtop bench needs to build bodies
-			// of its own: the method behind the API and the IO kinds.
-			"x-benchtop":  obj{"runner": a.Runner, "method": a.Method, "input": a.Input, "output": a.Output},
+			// of its own: what the API calls and the IO kinds.
+			"x-benchtop":  xBenchtop(a),
 			"description": desc,
 			"tags":        []string{"apis"},
 			"requestBody": obj{"required": true, "content": obj{inCT: media}},

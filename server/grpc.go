@@ -8,7 +8,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -256,7 +255,7 @@ func (g *grpcService) ModelStatistics(_ context.Context, req *v2pb.ModelStatisti
 	var models []v2Model
 	if req.Name == "" { // Triton: every model
 		for _, rn := range g.s.eng.Runners() {
-			models = append(models, v2Model{rn.Name(), rn, rn.Methods()[0]})
+			models = append(models, v2Model{name: rn.Name(), runner: rn, spec: rn.Methods()[0]})
 		}
 	} else {
 		m, err := g.grpcModel(req.Name, req.Version)
@@ -303,7 +302,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *v2pb.ModelInferReques
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	outs, info, err := g.s.eng.RunInfo(ctx, m.runner.Name(), m.spec.Name, call.in)
+	outs, setHeaders, err := g.s.runV2(ctx, m, call.in)
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -311,10 +310,14 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *v2pb.ModelInferReques
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "model %q: %v", m.name, err)
 	}
-	grpc.SetHeader(ctx, metadata.Pairs(
-		"x-batch-rows", strconv.Itoa(info.BatchRows),
-		"x-batch-requests", strconv.Itoa(info.BatchRequests),
-		"x-queue-ms", strconv.FormatFloat(float64(info.Queued.Microseconds())/1000, 'f', 3, 64)))
+	// The same headers as over HTTP, in gRPC's lower case.
+	h := http.Header{}
+	setHeaders(h)
+	md := metadata.MD{}
+	for k, v := range h {
+		md[strings.ToLower(k)] = v
+	}
+	grpc.SetHeader(ctx, md)
 	return resp, nil
 }
 

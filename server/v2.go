@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -38,17 +39,23 @@ type v2Model struct {
 	name   string
 	runner *engine.Runner
 	spec   engine.MethodSpec
+	// pipeline is set for a pipeline API served as a model (pipeline.go);
+	// runner is then nil and spec the pipeline's signature.
+	pipeline *engine.APISpec
 }
 
 func (s *Server) resolveModel(name string) (v2Model, error) {
 	if rn, err := s.eng.Runner(name); err == nil {
 		ms := rn.Methods()
-		return v2Model{name, rn, ms[0]}, nil
+		return v2Model{name: name, runner: rn, spec: ms[0]}, nil
+	}
+	if m, ok := s.pipelineModel(name); ok {
+		return m, nil
 	}
 	if i := strings.LastIndexByte(name, '.'); i > 0 {
 		if rn, err := s.eng.Runner(name[:i]); err == nil {
 			if spec, ok := rn.Method(name[i+1:]); ok {
-				return v2Model{name, rn, spec}, nil
+				return v2Model{name: name, runner: rn, spec: spec}, nil
 			}
 			return v2Model{}, errorf(http.StatusNotFound, "model %q: runner %q has no method %q", name, name[:i], name[i+1:])
 		}
@@ -57,6 +64,7 @@ func (s *Server) resolveModel(name string) (v2Model, error) {
 	for _, rn := range s.eng.Runners() {
 		names = append(names, rn.Name())
 	}
+	names = append(names, s.pipelineNames()...)
 	return v2Model{}, errorf(http.StatusNotFound, "unknown model %q (models: %s; use runner.method for another method)", name, strings.Join(names, ", "))
 }
 
@@ -140,6 +148,10 @@ func (s *Server) handleV2Metadata(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if m.pipeline != nil {
+		s.pipelineMetadata(w, r, m)
+		return
+	}
 	st := m.runner.Stats(engine.StatsOptions{})
 	placement := make([]map[string]any, 0, len(st.WorkerList))
 	for _, wk := range st.WorkerList {
@@ -196,6 +208,10 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if m.pipeline != nil {
+		s.pipelineReady(w, r, m)
+		return
+	}
 	status := http.StatusOK
 	if !m.runner.Ready() {
 		status = http.StatusServiceUnavailable
@@ -247,7 +263,7 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	outs, info, err := s.eng.RunInfo(r.Context(), m.runner.Name(), m.spec.Name, call.in)
+	outs, setHeaders, err := s.runV2(r.Context(), m, call.in)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -257,8 +273,20 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("model %q: %w", m.name, err))
 		return
 	}
-	setBatchHeaders(w.Header(), info)
+	setHeaders(w.Header())
 	writeV2Response(w, resp, raw)
+}
+
+// runV2 runs a model's inference: its runner's method, or a pipeline's
+// steps. setHeaders says how it ran: the batch (X-Batch-*), or each step's
+// time (X-Steps).
+func (s *Server) runV2(ctx context.Context, m v2Model, in []tensor.Value) ([]tensor.Value, func(http.Header), error) {
+	if m.pipeline != nil {
+		outs, info, err := s.eng.CallAPI(ctx, m.name, in)
+		return outs, func(h http.Header) { setStepHeaders(h, info.Steps) }, err
+	}
+	outs, info, err := s.eng.RunInfo(ctx, m.runner.Name(), m.spec.Name, in)
+	return outs, func(h http.Header) { setBatchHeaders(h, info) }, err
 }
 
 // v2Call is a decoded inference request: a value per input of the method
@@ -586,6 +614,10 @@ func v2StatsOf(m v2Model) v2ModelStats {
 func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
 	m, ok := s.model(w, r, http.MethodGet)
 	if !ok {
+		return
+	}
+	if m.pipeline != nil {
+		s.pipelineStats(w, r, m)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"model_stats": []v2ModelStats{v2StatsOf(m)}})

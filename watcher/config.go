@@ -133,10 +133,15 @@ type Batching struct {
 	MaxQueueSize *int
 }
 
-// API is one entry of apis:.
+// API is one entry of apis: one runner method (runner, method), a Go
+// function (func, runners) or a pipeline (steps, outputs); apis.go.
 type API struct {
 	Name, Runner, Method string
 	Input, Output        string
+	Func                 string
+	Runners              map[string]string
+	Steps                []engine.StepSpec
+	Outputs              []engine.Binding
 }
 
 // Load reads and parses a config file (syntax and types only; see Check).
@@ -297,11 +302,15 @@ func (d *decoder) api(n *yaml.Node, p string) API {
 	var a API
 	d.note(n, p)
 	d.mapping(n, p, map[string]func(*yaml.Node, string){
-		"name":   func(n *yaml.Node, p string) { a.Name = d.str(n, p) },
-		"runner": func(n *yaml.Node, p string) { a.Runner = d.str(n, p) },
-		"method": func(n *yaml.Node, p string) { a.Method = d.str(n, p) },
-		"input":  func(n *yaml.Node, p string) { a.Input = d.str(n, p) },
-		"output": func(n *yaml.Node, p string) { a.Output = d.str(n, p) },
+		"name":    func(n *yaml.Node, p string) { a.Name = d.str(n, p) },
+		"runner":  func(n *yaml.Node, p string) { a.Runner = d.str(n, p) },
+		"method":  func(n *yaml.Node, p string) { a.Method = d.str(n, p) },
+		"input":   func(n *yaml.Node, p string) { a.Input = d.str(n, p) },
+		"output":  func(n *yaml.Node, p string) { a.Output = d.str(n, p) },
+		"func":    func(n *yaml.Node, p string) { a.Func = d.str(n, p) },
+		"runners": func(n *yaml.Node, p string) { a.Runners = d.roles(n, p) },
+		"steps":   func(n *yaml.Node, p string) { a.Steps = d.steps(n, p) },
+		"outputs": func(n *yaml.Node, p string) { a.Outputs = d.bindings(n, p) },
 	})
 	return a
 }
@@ -392,10 +401,7 @@ func (c *Config) resolve(models ModelResolver) (*Resolved, Problems) {
 		res.Engine.Runners = append(res.Engine.Runners, r.engineConfig(runnable, params))
 	}
 	for _, a := range c.APIs {
-		res.Engine.APIs = append(res.Engine.APIs, engine.APISpec{
-			Name: a.Name, Runner: a.Runner, Method: a.Method,
-			Input: engine.IOKind(a.Input), Output: engine.IOKind(a.Output),
-		})
+		res.Engine.APIs = append(res.Engine.APIs, a.engineSpec())
 	}
 	return res, ps
 }
@@ -678,7 +684,7 @@ func (c *Checked) Effective() ([]byte, error) {
 	for i, rc := range c.Plan.Config().Runners {
 		out.Runners = append(out.Runners, effectiveRunnerOf(c.Runners[i], rc))
 	}
-	for _, a := range c.APIs {
+	for _, a := range c.Plan.Config().APIs {
 		out.APIs = append(out.APIs, effectiveAPI(a))
 	}
 	var buf bytes.Buffer
@@ -693,7 +699,7 @@ func (c *Checked) Effective() ([]byte, error) {
 type effectiveConfig struct {
 	Server  effectiveServer   `yaml:"server"`
 	Runners []effectiveRunner `yaml:"runners"`
-	APIs    []effectiveAPI    `yaml:"apis,omitempty"`
+	APIs    []apiOut          `yaml:"apis,omitempty"`
 }
 
 type effectiveServer struct {
@@ -737,14 +743,6 @@ type effectiveBatching struct {
 
 type effectiveMethod struct {
 	Batching effectiveBatching `yaml:"batching"`
-}
-
-type effectiveAPI struct {
-	Name   string `yaml:"name"`
-	Runner string `yaml:"runner"`
-	Method string `yaml:"method"`
-	Input  string `yaml:"input"`
-	Output string `yaml:"output"`
 }
 
 func effectiveBatchingOf(b batcher.Config) effectiveBatching {

@@ -252,13 +252,6 @@ func FrontEndConfig(cfg *watcher.Config, namespace string) ([]byte, error) {
 		Name   string    `yaml:"name"`
 		Remote remoteOut `yaml:"remote"`
 	}
-	type apiOut struct {
-		Name   string `yaml:"name"`
-		Runner string `yaml:"runner"`
-		Method string `yaml:"method"`
-		Input  string `yaml:"input,omitempty"`
-		Output string `yaml:"output,omitempty"`
-	}
 	type serverOut struct {
 		Host           string   `yaml:"host"`
 		Port           int      `yaml:"port"`
@@ -270,7 +263,7 @@ func FrontEndConfig(cfg *watcher.Config, namespace string) ([]byte, error) {
 	var out struct {
 		Server  serverOut   `yaml:"server"`
 		Runners []runnerOut `yaml:"runners"`
-		APIs    []apiOut    `yaml:"apis,omitempty"`
+		APIs    []any       `yaml:"apis,omitempty"`
 	}
 	out.Server = serverOut{
 		Host: "0.0.0.0", Port: HTTPPort, BodyTimeout: cfg.Server.BodyTimeout.String(), MaxInflightMB: cfg.Server.MaxInflightMB,
@@ -292,7 +285,7 @@ func FrontEndConfig(cfg *watcher.Config, namespace string) ([]byte, error) {
 		out.Runners = append(out.Runners, ro)
 	}
 	for _, a := range cfg.APIs {
-		out.APIs = append(out.APIs, apiOut(a))
+		out.APIs = append(out.APIs, a.FileForm())
 	}
 	var buf bytes.Buffer
 	buf.WriteString("# The front end's config, made by `benchtop deploy kubernetes` from " + filepath.Base(cfg.File) + ":\n" +

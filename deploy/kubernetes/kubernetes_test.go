@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,7 +246,7 @@ func checkWiring(t *testing.T, src *watcher.Config, m manifests, opts Options) {
 	if _, err := front.Check(t.Context(), eng); err != nil {
 		t.Fatalf("front end config fails config check: %v", err)
 	}
-	if !slices.Equal(front.APIs, src.APIs) {
+	if !reflect.DeepEqual(front.APIs, src.APIs) {
 		t.Errorf("front end APIs %v, want %v", front.APIs, src.APIs)
 	}
 	if front.Server.Host != "0.0.0.0" || front.Server.Port != HTTPPort || !slices.Equal(front.Server.AllowedHosts, src.Server.AllowedHosts) {

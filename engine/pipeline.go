@@ -1,0 +1,477 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/benchtop/benchtop/engine/tensor"
+	"github.com/benchtop/benchtop/store/names"
+)
+
+// A pipeline is an API declared as steps, as a Triton ensemble is: each
+// step a runner method whose inputs are the API's inputs or earlier steps'
+// outputs. The steps form a graph; a step runs as soon as the steps it
+// takes outputs from have finished, so independent steps run at once, each
+// batching in its own runner.
+
+// pipeline is a planned pipeline: every value of a call has a slot (the
+// API's inputs first, then each step's outputs), and each step reads its
+// arguments from slots and writes its outputs to its own.
+type pipeline struct {
+	api    string
+	inputs tensor.IOSpecs
+	steps  []pstep
+	roots  []int // steps that wait for none
+	slots  int
+	outs   []int // the slot of each API output
+	// chain: one step at a time, each waiting for the one before; a call
+	// never has two steps in flight.
+	chain bool
+}
+
+type pstep struct {
+	name, runner, method string
+	args                 []int // per method input: its slot, -1 for an optional one left out
+	base, n              int   // its outputs' slots: base to base+n
+	waits                int   // steps it takes outputs from
+	next                 []int // steps that take its outputs
+	obs                  prometheus.Observer
+}
+
+// stepRef is a parsed reference: an API input (step < 0) or a step's
+// output.
+type stepRef struct {
+	step int
+	name string
+}
+
+// parseRef reads "$input.NAME" or "STEP.OUTPUT", STEP the longest step
+// name that fits (names may hold dots).
+func parseRef(from string, steps []string) (stepRef, error) {
+	if rest, ok := strings.CutPrefix(from, InputRef); ok {
+		if rest == "" {
+			return stepRef{}, fmt.Errorf("%q names no input: write %sNAME", from, InputRef)
+		}
+		return stepRef{step: -1, name: rest}, nil
+	}
+	best := -1
+	for i, s := range steps {
+		if strings.HasPrefix(from, s+".") && len(from) > len(s)+1 && (best < 0 || len(s) > len(steps[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return stepRef{}, fmt.Errorf("%q is neither %sNAME (an input of the api) nor STEP.OUTPUT (steps: %s)", from, InputRef, strings.Join(steps, ", "))
+	}
+	return stepRef{step: best, name: from[len(steps[best])+1:]}, nil
+}
+
+// planPipeline checks a pipeline: step names, runners and methods, every
+// binding's reference, name, kind, dtype and shape along the graph, the
+// inputs each method needs, cycles and outputs. It works out the API's
+// inputs (each $input.NAME, as specific as every step it feeds wants) and
+// outputs (the step outputs named); its body kinds default to object.
+func planPipeline(ps *problems, path string, a APISpec, runners map[string]bool, methods map[string][]MethodSpec) plannedAPI {
+	n0 := len(ps.list)
+	p := plannedAPI{spec: a}
+	stepNames := make([]string, len(a.Steps))
+	seen := map[string]int{}
+	for i, st := range a.Steps {
+		sp := fmt.Sprintf("%s.steps[%d]", path, i)
+		name := st.Name
+		if name == "" {
+			name = st.Runner
+		}
+		stepNames[i] = name
+		switch j, dup := seen[name]; {
+		case name == "":
+			ps.add(sp, "runner: required")
+		case !names.Valid(name):
+			ps.add(join(sp, "name"), "%q: use %s", name, names.Rule)
+		case dup:
+			ps.add(sp, "steps %d and %d are both called %q: give each a name (name: ...)", j, i, name)
+		}
+		seen[name] = i
+	}
+	// The specs of the steps whose methods are known.
+	specs := make([]*MethodSpec, len(a.Steps))
+	for i, st := range a.Steps {
+		if st.Runner == "" {
+			continue
+		}
+		if m, ok := findMethod(ps, fmt.Sprintf("%s.steps[%d]", path, i), st.Runner, st.Method, runners, methods); ok {
+			specs[i] = &m
+		}
+	}
+	var inNames []string
+	inSpecs := map[string]tensor.IOSpec{}
+	optional := map[string]bool{}
+	deps := make([][]int, len(a.Steps))
+	args := make([][]stepRef, len(a.Steps))
+	for i, st := range a.Steps {
+		m := specs[i]
+		if m == nil {
+			continue
+		}
+		sp := fmt.Sprintf("%s.steps[%d]", path, i)
+		args[i] = make([]stepRef, len(m.Inputs))
+		bound := make([]bool, len(m.Inputs))
+		for _, b := range st.Inputs {
+			bp := join(sp, "inputs."+b.Name)
+			j := m.Inputs.Index(b.Name)
+			switch {
+			case j < 0:
+				ps.add(bp, "%s.%s has no input %q (it takes %s)", st.Runner, m.Name, b.Name, count(m.Inputs, "input"))
+				continue
+			case bound[j]:
+				ps.add(bp, "input %q is bound twice", b.Name)
+				continue
+			}
+			bound[j] = true
+			want := m.Inputs[j]
+			ref, err := parseRef(b.From, stepNames)
+			if err != nil {
+				ps.addErr(bp, err)
+				continue
+			}
+			args[i][j] = ref
+			if ref.step < 0 {
+				got, ok := inSpecs[ref.name]
+				if !ok {
+					inNames = append(inNames, ref.name)
+					optional[ref.name] = want.Optional
+					got = tensor.IOSpec{Name: ref.name}
+				}
+				u, err := unify(got, want)
+				if err != nil {
+					ps.add(bp, "%s feeds inputs that want %s and %s: %v", b.From, got, want, err)
+					continue
+				}
+				u.Name, u.Unbatched, u.Optional = ref.name, false, false
+				inSpecs[ref.name] = u
+				optional[ref.name] = optional[ref.name] && want.Optional
+				continue
+			}
+			if ref.step == i {
+				ps.add(bp, "step %q takes its own output %s: a step can only take the outputs of other steps", stepNames[i], b.From)
+				continue
+			}
+			deps[i] = append(deps[i], ref.step)
+			src := specs[ref.step]
+			if src == nil {
+				continue // its runner's problem is reported
+			}
+			o := src.Outputs.Index(ref.name)
+			if o < 0 {
+				ps.add(bp, "step %q (%s.%s) has no output %q (it returns %s)", stepNames[ref.step], a.Steps[ref.step].Runner, src.Name, ref.name, count(src.Outputs, "output"))
+				continue
+			}
+			if _, err := unify(src.Outputs[o], want); err != nil {
+				ps.add(bp, "%s is %s, but %s.%s takes %q as %s: %v", b.From, src.Outputs[o], st.Runner, m.Name, b.Name, want, err)
+			}
+		}
+		for j, in := range m.Inputs {
+			if !bound[j] && !in.Optional {
+				ps.add(join(sp, "inputs"), "%s.%s needs input %q (%s): bind it to %sNAME or STEP.OUTPUT", st.Runner, m.Name, in.Name, in, InputRef)
+			}
+		}
+	}
+	if cycle := findCycle(deps); cycle != nil {
+		steps := make([]string, len(cycle))
+		for k, i := range cycle {
+			steps[k] = stepNames[i]
+		}
+		ps.add(fmt.Sprintf("%s.steps[%d]", path, cycle[0]), "steps form a cycle (%s): a step can only take the outputs of steps that do not wait for it", strings.Join(steps, " → "))
+	}
+	outs := planReturns(ps, path, a, stepNames, specs)
+	ins := make(tensor.IOSpecs, len(inNames))
+	for k, name := range inNames {
+		ins[k] = inSpecs[name]
+		ins[k].Optional = optional[name]
+	}
+	p.spec.Inputs, p.spec.Outputs = ins, outs
+	// A pipeline's values are named ($input.NAME, outputs): its bodies are
+	// objects keyed by those names unless the config says otherwise.
+	if parseKinds(ps, path, &p.spec, IOObject, IOObject) {
+		checkKinds(ps, path, p.spec)
+	}
+	if len(ps.list) > n0 {
+		return p
+	}
+	p.pipe = compilePipeline(a, stepNames, specs, inNames, args, deps)
+	p.pipe.inputs = ins
+	return p
+}
+
+// planReturns checks a pipeline's outputs, each a step's output, and
+// returns their specs.
+func planReturns(ps *problems, path string, a APISpec, stepNames []string, specs []*MethodSpec) tensor.IOSpecs {
+	if len(a.Returns) == 0 {
+		ps.add(path, "a pipeline needs outputs: name each, e.g. outputs: {y: STEP.OUTPUT}")
+		return nil
+	}
+	outs := make(tensor.IOSpecs, 0, len(a.Returns))
+	for _, r := range a.Returns {
+		rp := join(path, "outputs."+r.Name)
+		if outs.Index(r.Name) >= 0 {
+			ps.add(rp, "output %q is named twice", r.Name)
+			continue
+		}
+		ref, err := parseRef(r.From, stepNames)
+		switch {
+		case err != nil:
+			ps.addErr(rp, err)
+			continue
+		case ref.step < 0:
+			ps.add(rp, "%s is an input of the api: an output comes from a step (STEP.OUTPUT)", r.From)
+			continue
+		}
+		spec := tensor.IOSpec{Name: r.Name}
+		if src := specs[ref.step]; src != nil {
+			o := src.Outputs.Index(ref.name)
+			if o < 0 {
+				ps.add(rp, "step %q (%s.%s) has no output %q (it returns %s)", stepNames[ref.step], a.Steps[ref.step].Runner, src.Name, ref.name, count(src.Outputs, "output"))
+				continue
+			}
+			spec = src.Outputs[o]
+			spec.Name, spec.Unbatched = r.Name, false
+		}
+		outs = append(outs, spec)
+	}
+	return outs
+}
+
+// findCycle returns the steps of a cycle in deps (each step's list of the
+// steps it waits for), or nil when there is none.
+func findCycle(deps [][]int) []int {
+	const (
+		unseen = iota
+		open
+		done
+	)
+	state := make([]int, len(deps))
+	var stack []int
+	var visit func(i int) []int
+	visit = func(i int) []int {
+		state[i] = open
+		stack = append(stack, i)
+		for _, d := range deps[i] {
+			switch state[d] {
+			case open:
+				at := slices.Index(stack, d)
+				cycle := slices.Clone(stack[at:])
+				slices.Reverse(cycle) // in the order values flow
+				return append(cycle, cycle[0])
+			case unseen:
+				if c := visit(d); c != nil {
+					return c
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[i] = done
+		return nil
+	}
+	for i := range deps {
+		if state[i] == unseen {
+			if c := visit(i); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// compilePipeline lays out the slots of a checked pipeline.
+func compilePipeline(a APISpec, stepNames []string, specs []*MethodSpec, inNames []string, args [][]stepRef, deps [][]int) *pipeline {
+	p := &pipeline{api: a.Name, steps: make([]pstep, len(a.Steps)), slots: len(inNames)}
+	for i, st := range a.Steps {
+		p.steps[i] = pstep{name: stepNames[i], runner: st.Runner, method: st.Method, base: p.slots, n: len(specs[i].Outputs)}
+		p.slots += len(specs[i].Outputs)
+	}
+	slotOf := func(r stepRef) int {
+		if r.step < 0 {
+			return slices.Index(inNames, r.name)
+		}
+		return p.steps[r.step].base + specs[r.step].Outputs.Index(r.name)
+	}
+	for i := range p.steps {
+		st := &p.steps[i]
+		st.args = make([]int, len(specs[i].Inputs))
+		for j := range st.args {
+			st.args[j] = -1
+		}
+		for _, b := range a.Steps[i].Inputs {
+			j := specs[i].Inputs.Index(b.Name)
+			st.args[j] = slotOf(args[i][j])
+		}
+		waits := slices.Compact(slices.Sorted(slices.Values(deps[i])))
+		st.waits = len(waits)
+		for _, d := range waits {
+			p.steps[d].next = append(p.steps[d].next, i)
+		}
+		if st.waits == 0 {
+			p.roots = append(p.roots, i)
+		}
+	}
+	for _, r := range a.Returns {
+		ref, _ := parseRef(r.From, stepNames)
+		p.outs = append(p.outs, slotOf(ref))
+	}
+	p.chain = len(p.roots) == 1
+	for _, st := range p.steps {
+		p.chain = p.chain && len(st.next) <= 1
+	}
+	return p
+}
+
+// stepResult is one finished step of a call.
+type stepResult struct {
+	step int
+	outs []tensor.Value
+	info StepInfo
+}
+
+// run calls the pipeline: each step once its inputs are there, those ready
+// together at once. A failing step fails the call, naming the step, and
+// cancels the steps in flight; no step starts once ctx has ended. run
+// returns only when every step it started has returned.
+func (p *pipeline) run(ctx context.Context, e *Engine, in []tensor.Value) ([]tensor.Value, APICallInfo, error) {
+	info := APICallInfo{}
+	if err := checkValues(p.inputs, in); err != nil {
+		return nil, info, err
+	}
+	slots := make([]tensor.Value, p.slots)
+	copy(slots, in)
+	waits := make([]int, len(p.steps))
+	for i := range p.steps {
+		waits[i] = p.steps[i].waits
+	}
+	ready := append(make([]int, 0, len(p.steps)), p.roots...)
+	info.Steps = make([]StepInfo, 0, len(p.steps))
+	// Steps in flight are cancelled when one fails; a chain, which never
+	// has two at once, needs no context of its own.
+	cancel := context.CancelFunc(func() {})
+	if !p.chain {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	var (
+		results chan stepResult
+		running int
+		failed  error
+	)
+	finish := func(r stepResult) {
+		info.Steps = append(info.Steps, r.info)
+		st := &p.steps[r.step]
+		err := r.info.Err
+		if err == nil && len(r.outs) != st.n {
+			// Planned; a reload that changed the method under the call.
+			err = fmt.Errorf("%w: returned %d values, want %d", ErrUnknownMethod, len(r.outs), st.n)
+		}
+		if err != nil {
+			if failed == nil {
+				failed = fmt.Errorf("api %q: step %q (%s.%s): %w", p.api, st.name, st.runner, st.method, err)
+				cancel()
+			}
+			return
+		}
+		copy(slots[st.base:], r.outs)
+		for _, n := range st.next {
+			if waits[n]--; waits[n] == 0 {
+				ready = append(ready, n)
+			}
+		}
+	}
+	for {
+		if failed == nil && len(ready) > 0 {
+			if err := ctx.Err(); err != nil {
+				st := &p.steps[ready[0]]
+				failed = fmt.Errorf("api %q: stopped before step %q (%s.%s): %w", p.api, st.name, st.runner, st.method, err)
+			}
+		}
+		if failed == nil {
+			// A lone ready step with none in flight (a chain) runs in this
+			// goroutine: no hand-off for the common case.
+			if len(ready) == 1 && running == 0 {
+				i := ready[0]
+				ready = ready[:0]
+				finish(p.call(ctx, e, i, slots))
+				continue
+			}
+			if len(ready) > 0 && results == nil {
+				results = make(chan stepResult, len(p.steps))
+			}
+			for _, i := range ready {
+				running++
+				args := p.args(i, slots)
+				go func() { results <- p.callArgs(ctx, e, i, args) }()
+			}
+			ready = ready[:0]
+		}
+		if running == 0 {
+			break
+		}
+		r := <-results
+		running--
+		finish(r)
+	}
+	if failed != nil {
+		return nil, info, failed
+	}
+	outs := make([]tensor.Value, len(p.outs))
+	for k, s := range p.outs {
+		outs[k] = slots[s]
+	}
+	if len(p.steps) == 1 {
+		info.CallInfo = info.Steps[0].Info
+	}
+	return outs, info, nil
+}
+
+// args gathers step i's arguments from the slots; a step started in its
+// own goroutine gets them before it goes, so it never reads the slots the
+// caller goes on writing.
+func (p *pipeline) args(i int, slots []tensor.Value) []tensor.Value {
+	st := &p.steps[i]
+	args := make([]tensor.Value, len(st.args))
+	for j, s := range st.args {
+		if s >= 0 {
+			args[j] = slots[s]
+		}
+	}
+	return args
+}
+
+func (p *pipeline) call(ctx context.Context, e *Engine, i int, slots []tensor.Value) stepResult {
+	return p.callArgs(ctx, e, i, p.args(i, slots))
+}
+
+func (p *pipeline) callArgs(ctx context.Context, e *Engine, i int, args []tensor.Value) stepResult {
+	st := &p.steps[i]
+	start := time.Now()
+	outs, ci, err := e.RunInfo(ctx, st.runner, st.method, args)
+	d := time.Since(start)
+	if st.obs != nil {
+		st.obs.Observe(d.Seconds())
+	}
+	return stepResult{step: i, outs: outs, info: StepInfo{Name: st.name, Runner: st.runner, Method: st.method, Duration: d, Info: ci, Err: err}}
+}
+
+// StepNames are the names of a pipeline's steps in the order the config
+// lists them, a step left unnamed called by its runner.
+func (a APISpec) StepNames() []string {
+	out := make([]string, len(a.Steps))
+	for i, s := range a.Steps {
+		out[i] = s.Name
+		if out[i] == "" {
+			out[i] = s.Runner
+		}
+	}
+	return out
+}
