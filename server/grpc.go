@@ -197,11 +197,11 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *v2pb.ModelMetadataRe
 	}
 	st := m.runner.Stats(engine.StatsOptions{})
 	return &v2pb.ModelMetadataResponse{
-		Name:     m.name,
-		Versions: []string{"1"},
-		Platform: "benchtop_" + m.runner.Runnable().Name,
-		Inputs:   grpcMetas(m.spec.Inputs),
-		Outputs:  grpcMetas(m.spec.Outputs),
+		Name:       m.name,
+		Versions:   []string{"1"},
+		Platform:   "benchtop_" + m.runner.Runnable().Name,
+		Inputs:     grpcMetas(m.spec.Inputs),
+		Outputs:    grpcMetas(m.spec.Outputs),
 		Parameters: grpcParams(v2ModelParams(m, st)),
 	}, nil
 }
