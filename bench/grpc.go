@@ -255,7 +255,11 @@ func (g *GRPC) Requests() []*v2pb.ModelInferRequest { return g.reqs }
 func (g *GRPC) RunnerMethod() (runner, method string) { return g.runner, g.method }
 
 func (g *GRPC) String() string {
-	return fmt.Sprintf("%s (raw tensors, %d connections)", g.url, len(g.conns))
+	conns := "1 connection"
+	if len(g.conns) > 1 {
+		conns = fmt.Sprintf("%d connections", len(g.conns))
+	}
+	return g.url + " (raw tensors, " + conns + ")"
 }
 
 // Close closes the connections.

@@ -201,7 +201,7 @@ func TestGRPCSweepLikeHTTP(t *testing.T) {
 	if a, b := tableHeader(gt.String()), tableHeader(ht.String()); a == "" || a != b {
 		t.Errorf("table columns over gRPC %q, over HTTP %q", a, b)
 	}
-	if !strings.Contains(gt.String(), "grpc://"+addr+"/sim (raw tensors, 1 connections)") {
+	if !strings.Contains(gt.String(), "grpc://"+addr+"/sim (raw tensors, 1 connection)") {
 		t.Errorf("the table does not name its target:\n%s", gt.String())
 	}
 }

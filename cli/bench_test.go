@@ -163,7 +163,7 @@ func TestBenchOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table, url+" (raw tensors, 1 connections)") {
+	if !strings.Contains(table, url+" (raw tensors, 1 connection)") {
 		t.Fatalf("the table does not name its target:\n%s", table)
 	}
 	httpTable, err := runBenchCmd(t, append(short, "--url", st.URL()+"/v2/models/sim/infer")...)
