@@ -49,25 +49,28 @@ func (e *StatusError) Error() string {
 const (
 	KindTimeout    = "timeout"    // the per-request timeout passed, or the runner's
 	KindConnection = "connection" // dial, reset, EOF: the request never got an answer
-	KindOverloaded = "overloaded" // in process: refused to protect the latency bound
-	KindInvalid    = "invalid"    // in process: the input does not fit the method
+	KindOverloaded = "overloaded" // in process or gRPC: refused to protect the latency bound
+	KindInvalid    = "invalid"    // in process or gRPC: the input does not fit the method
 	KindCrashed    = "crashed"    // in process: the worker died with the batch
 	KindOther      = "error"
 )
 
 // Refused reports whether err is the server refusing a request it could
-// not serve in time, which a caller may retry later: HTTP 503 or 429, or in
-// process the engine's overload error. retryAfter is when the server said
-// to come back (Retry-After, or the engine's OverloadError.RetryAfter); 0
-// when it did not say.
+// not serve in time, which a caller may retry later: HTTP 503 or 429, gRPC
+// Unavailable with RetryInfo, or in process the engine's overload error.
+// retryAfter is when the server said to come back (Retry-After, RetryInfo,
+// or the engine's OverloadError.RetryAfter); 0 when it did not say.
 func Refused(err error) (refused bool, retryAfter time.Duration) {
 	var se *StatusError
+	var ge *GRPCError
 	var oe *engine.OverloadError
 	switch {
 	case err == nil:
 		return false, 0
 	case errors.As(err, &se):
 		return se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests, se.RetryAfter
+	case errors.As(err, &ge):
+		return ge.Overloaded, ge.RetryAfter
 	case errors.As(err, &oe):
 		return true, oe.RetryAfter
 	case errors.Is(err, engine.ErrOverloaded):
@@ -76,15 +79,19 @@ func Refused(err error) (refused bool, retryAfter time.Duration) {
 	return false, 0
 }
 
-// ErrorKind sorts a failed request: "http_503" for a status, else one of
-// the Kind constants. HTTP statuses are kept apart because a 503 (shed
-// load) and a 500 (a bug) call for different fixes.
+// ErrorKind sorts a failed request: "http_503" for an HTTP status, else one
+// of the Kind constants, which a gRPC status maps to where one means the
+// same, else "grpc_internal" and the like. Statuses are kept apart because
+// a 503 (shed load) and a 500 (a bug) call for different fixes.
 func ErrorKind(err error) string {
 	var se *StatusError
+	var ge *GRPCError
 	var ne net.Error
 	switch {
 	case errors.As(err, &se):
 		return "http_" + strconv.Itoa(se.Code)
+	case errors.As(err, &ge):
+		return ge.kind()
 	case errors.Is(err, engine.ErrOverloaded):
 		return KindOverloaded
 	case errors.Is(err, engine.ErrTimeout), errors.Is(err, context.DeadlineExceeded):

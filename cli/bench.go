@@ -46,10 +46,13 @@ func newBenchCmd() *cobra.Command {
 requests/s, latency percentiles, errors by kind, and the batching the server
 did (batch sizes, time queued vs executing). See docs/BENCH.md.
 
-Targets: --url, an API (http://127.0.0.1:3000/predict) or a KServe v2 infer
-route (http://127.0.0.1:3000/v2/models/sim/infer) of a running benchtop; or,
-in process, --config FILE --runner NAME --method NAME, which starts only that
-runner. With neither: in process, the embedded sample config's sim runner.
+Targets: --url, an API (http://127.0.0.1:3000/predict), a KServe v2 infer
+route (http://127.0.0.1:3000/v2/models/sim/infer) or the v2 gRPC service
+(grpc://127.0.0.1:3001/sim: ModelInfer with raw tensors, MODEL a runner or
+runner.method; serve listens for gRPC on its HTTP port + 1) of a running
+benchtop; or, in process, --config FILE --runner NAME --method NAME, which
+starts only that runner. With neither: in process, the embedded sample
+config's sim runner.
 
 Load: --concurrency (closed loop: N callers, each sending when its last
 request answers, or after a refusal (503) when the server's Retry-After has
@@ -61,9 +64,9 @@ Bodies: --input FILE, or an example made from the method's signature; with
 --rows, --seq-len or --vocab, a pool of different requests generated from it
 and sent in turn (token ids below --vocab, masks of ones then zeros, each
 request's sequence length drawn from --seq-len), in process and over HTTP
-(an object or ndarray API, or v2). --binary sends a v2 route's tensors as
-raw bytes after a JSON header (Triton's binary data extension), and asks
-for the outputs the same way.
+(an object or ndarray API, v2, or gRPC). --binary sends a v2 route's
+tensors as raw bytes after a JSON header (Triton's binary data extension),
+and asks for the outputs the same way; over gRPC tensors are always raw.
 
 --compare runs the whole sweep once per batching setting, changed live on the
 runner (in process only), and prints the results side by side.`,
@@ -72,12 +75,13 @@ runner (in process only), and prints the results side by side.`,
   benchtop bench --url http://127.0.0.1:3000/predict --rate 200:1000:+200 --arrivals constant
   benchtop bench --config my.yaml --runner mlp --method run -o json > mlp.json
   benchtop bench --url http://127.0.0.1:3000/v2/models/textclf/infer --vocab 1000 --seq-len 8..64 --rows 1..4
-  benchtop bench --url http://127.0.0.1:3000/v2/models/echo/infer --binary --rows 64 --seq-len 256`,
+  benchtop bench --url http://127.0.0.1:3000/v2/models/echo/infer --binary --rows 64 --seq-len 256
+  benchtop bench --url grpc://127.0.0.1:3001/sim --concurrency 1,16,64`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.url, "url", "", "HTTP target: an API URL or a v2 .../v2/models/MODEL/infer URL")
+	fl.StringVar(&f.url, "url", "", "target server: an API URL, a v2 .../v2/models/MODEL/infer URL, or grpc://HOST:PORT/MODEL")
 	fl.StringVarP(&f.config, "config", "c", "", "in process: the config holding the runner (default: the embedded sample config)")
 	fl.StringVar(&f.runner, "runner", "", "in process: the runner to load (default: sim, or the config's only runner)")
 	fl.StringVar(&f.method, "method", "", "in process: the method to call (default: the runner's first)")
@@ -116,6 +120,10 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	if f.binary && f.url == "" {
 		return errors.New("--binary sends tensors as raw bytes over HTTP: give --url http://HOST:PORT/v2/models/MODEL/infer")
 	}
+	isGRPC := bench.IsGRPCURL(f.url)
+	if f.binary && isGRPC {
+		return errors.New("--binary is for HTTP: gRPC always sends tensors raw (raw_input_contents): leave out --binary")
+	}
 	var variants []bench.Variant
 	if len(f.compare) > 0 {
 		if f.url != "" {
@@ -151,18 +159,26 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	}
 
 	var target bench.Target
-	if f.url != "" {
-		conns := f.maxInFlight
-		if !levels[0].Open() {
-			conns = slices.MaxFunc(levels, func(a, b bench.Level) int { return a.Concurrency - b.Concurrency }).Concurrency
+	conns := f.maxInFlight // the most calls in flight at once
+	if !levels[0].Open() {
+		conns = slices.MaxFunc(levels, func(a, b bench.Level) int { return a.Concurrency - b.Concurrency }).Concurrency
+	}
+	switch {
+	case isGRPC:
+		g, err := bench.NewGRPC(ctx, bench.GRPCOptions{URL: f.url, Body: body, Gen: gen, Callers: conns})
+		if err != nil {
+			return deadPort(f.url, err)
 		}
+		defer g.Close()
+		target = g
+	case f.url != "":
 		h, err := bench.NewHTTP(ctx, bench.HTTPOptions{URL: f.url, Body: body, Gen: gen, Conns: conns, Binary: f.binary})
 		if err != nil {
 			return deadPort(f.url, err)
 		}
 		defer h.Close()
 		target = h
-	} else {
+	default:
 		p, closeEngine, err := benchInProcess(ctx, f, body, gen)
 		if err != nil {
 			return err
@@ -394,8 +410,12 @@ func deadPort(url string, err error) error {
 		return err
 	}
 	host := url
-	if u, perr := neturl.Parse(url); perr == nil && u.Host != "" {
+	u, perr := neturl.Parse(url)
+	if perr == nil && u.Host != "" {
 		host = u.Host
+	}
+	if bench.IsGRPCURL(url) {
+		return fmt.Errorf("nothing is listening at %s (connection refused): start `./bin/benchtop serve` there (its gRPC port is the HTTP port + 1, or --grpc-port), or check --url", host)
 	}
 	return fmt.Errorf("nothing is listening at %s (connection refused): start `./bin/benchtop serve` or the workbench there, or check --url", host)
 }

@@ -143,6 +143,64 @@ func TestBenchOverHTTP(t *testing.T) {
 	readReport(t, out).served(t, 1)
 }
 
+// TestBenchOverGRPC: a grpc:// URL drives the server's gRPC service and
+// reports what an HTTP run reports, column for column.
+func TestBenchOverGRPC(t *testing.T) {
+	st, _ := serveConfig(t, metricsConfig)
+	url := "grpc://" + st.GRPCAddr() + "/sim"
+	out, err := runBenchCmd(t, append(short, "--url", url, "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readReport(t, out).served(t, 1)
+	out, err = runBenchCmd(t, append(short, "--url", url+".predict", "--rows", "1..3", "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readReport(t, out).served(t, 1)
+
+	table, err := runBenchCmd(t, append(short, "--url", url)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table, url+" (raw tensors, 1 connection)") {
+		t.Fatalf("the table does not name its target:\n%s", table)
+	}
+	httpTable, err := runBenchCmd(t, append(short, "--url", st.URL()+"/v2/models/sim/infer")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := columns(httpTable), columns(table); a == "" || a != b {
+		t.Fatalf("gRPC reports columns %q, HTTP %q", b, a)
+	}
+	grpcCSV, err := runBenchCmd(t, append(short, "--url", url, "-o", "csv")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpCSV, err := runBenchCmd(t, append(short, "--url", st.URL()+"/v2/models/sim/infer", "-o", "csv")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := strings.SplitN(grpcCSV, "\n", 2)[0], strings.SplitN(httpCSV, "\n", 2)[0]; a != b {
+		t.Fatalf("gRPC CSV header %q, HTTP %q", a, b)
+	}
+
+	// --input is read against the signature, as in process.
+	input := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(input, []byte("[[1, 2], [3, 4], [5, 6]]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runBenchCmd(t, append(short, "--url", url, "--input", input, "-o", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readReport(t, out).served(t, 1)
+
+	if _, err := runBenchCmd(t, append(short, "--url", "grpc://"+st.GRPCAddr()+"/nope")...); err == nil || !strings.Contains(err.Error(), `ModelMetadata "nope"`) || !strings.Contains(err.Error(), "NotFound") {
+		t.Errorf("an unknown model: %v", err)
+	}
+}
+
 // columns is the header line of a bench table.
 func columns(table string) string {
 	for _, line := range strings.Split(table, "\n") {
@@ -172,6 +230,9 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--binary"}, "--binary sends tensors as raw bytes over HTTP: give --url"},
 		{[]string{"--url", "http://127.0.0.1:1/predict", "--binary"}, "binary tensors are sent to a v2 route"},
 		{[]string{"--url", "http://127.0.0.1:1/v2/models/sim/infer", "--binary", "--input", path}, "--binary makes raw bodies"},
+		{[]string{"--url", "grpc://127.0.0.1:1/sim", "--binary"}, "gRPC always sends tensors raw"},
+		{[]string{"--url", "grpc://127.0.0.1/sim"}, "no port"},
+		{[]string{"--url", "grpc://127.0.0.1:1/sim", "--compare", "policy=none"}, "needs an in-process target"},
 		{[]string{"--warmup", "-1s"}, "must not be negative"},
 		{[]string{"--input", filepath.Join(t.TempDir(), "missing.json")}, "read --input"},
 		{[]string{"--config", path}, "has 2 runners: choose one with --runner (sim, sentiment)"},
@@ -207,5 +268,9 @@ func TestBenchDeadPort(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "nothing is listening at "+addr) || strings.Contains(err.Error(), "pass a request body") {
 			t.Errorf("bench %v against a dead port: %v", extra, err)
 		}
+	}
+	_, err = runBenchCmd(t, append([]string{"--url", "grpc://" + addr + "/sim"}, short...)...)
+	if err == nil || !strings.Contains(err.Error(), "nothing is listening at "+addr) || !strings.Contains(err.Error(), "gRPC port") {
+		t.Errorf("bench against a dead gRPC port: %v", err)
 	}
 }
