@@ -230,7 +230,7 @@ func grpcRequest(model string, specs tensor.IOSpecs, vals []tensor.Value) (*v2pb
 		if v.Kind() == tensor.KindInvalid {
 			continue // an optional input left out
 		}
-		t, err := codec.V2Tensor(v)
+		t, err := v2pb.V2Tensor(v)
 		if err != nil {
 			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
 		}
