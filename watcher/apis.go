@@ -85,17 +85,40 @@ type apiOut struct {
 	Func    string            `yaml:"func,omitempty"`
 	Runners map[string]string `yaml:"runners,omitempty"`
 	Steps   []stepOut         `yaml:"steps,omitempty"`
-	Outputs map[string]string `yaml:"outputs,omitempty"`
+	Outputs orderedPairs      `yaml:"outputs,omitempty"`
 	Input   string            `yaml:"input,omitempty"`
 	Output  string            `yaml:"output,omitempty"`
 }
 
 type stepOut struct {
-	Name   string            `yaml:"name"`
-	Runner string            `yaml:"runner"`
-	Method string            `yaml:"method"`
-	Inputs map[string]string `yaml:"inputs,omitempty"`
+	Name   string       `yaml:"name"`
+	Runner string       `yaml:"runner"`
+	Method string       `yaml:"method"`
+	Inputs orderedPairs `yaml:"inputs,omitempty"`
 }
+
+// orderedPairs is a YAML mapping written in the order given: a pipeline's
+// outputs and a step's inputs are read in file order, so config print
+// keeps it for the printed config to plan the same.
+type orderedPairs [][2]string
+
+func (o orderedPairs) MarshalYAML() (any, error) {
+	n := &yaml.Node{Kind: yaml.MappingNode}
+	for _, kv := range o {
+		// Encode quotes what a YAML 1.1 reader would take for a bool ("y").
+		var k, v yaml.Node
+		if err := k.Encode(kv[0]); err != nil {
+			return nil, err
+		}
+		if err := v.Encode(kv[1]); err != nil {
+			return nil, err
+		}
+		n.Content = append(n.Content, &k, &v)
+	}
+	return n, nil
+}
+
+func (o orderedPairs) IsZero() bool { return len(o) == 0 }
 
 // effectiveAPI is a planned API with its defaults (kinds, step names).
 func effectiveAPI(a engine.APISpec) apiOut {
@@ -105,18 +128,12 @@ func effectiveAPI(a engine.APISpec) apiOut {
 	for i, st := range a.Steps {
 		so := stepOut{Name: names[i], Runner: st.Runner, Method: st.Method}
 		for _, b := range st.Inputs {
-			if so.Inputs == nil {
-				so.Inputs = map[string]string{}
-			}
-			so.Inputs[b.Name] = b.From
+			so.Inputs = append(so.Inputs, [2]string{b.Name, b.From})
 		}
 		out.Steps = append(out.Steps, so)
 	}
 	for _, b := range a.Returns {
-		if out.Outputs == nil {
-			out.Outputs = map[string]string{}
-		}
-		out.Outputs[b.Name] = b.From
+		out.Outputs = append(out.Outputs, [2]string{b.Name, b.From})
 	}
 	return out
 }

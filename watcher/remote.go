@@ -24,6 +24,9 @@ type Remote struct {
 	Model string
 	// Timeout bounds one remote call.
 	Timeout time.Duration
+	// Concurrency is how many calls may be in flight at once; 0 leaves it
+	// to the remote runnable (engine/remote: a few per endpoint).
+	Concurrency int
 }
 
 // RemoteRunnable is the runnable a remote: entry resolves to; engine/remote
@@ -53,6 +56,9 @@ func (d *decoder) remote(n *yaml.Node, p string) *Remote {
 		},
 		"model":   func(n *yaml.Node, p string) { rm.Model = d.str(n, p) },
 		"timeout": func(n *yaml.Node, p string) { rm.Timeout = d.duration(n, p) },
+		"concurrency": func(n *yaml.Node, p string) {
+			rm.Concurrency = d.integer(n, p)
+		},
 	})
 	return rm
 }
@@ -92,11 +98,15 @@ func (rm *Remote) params(name string) (string, engine.Params, error) {
 	if timeout == 0 {
 		timeout = DefaultRemoteTimeout
 	}
-	return RemoteRunnable, engine.Params{
+	params := engine.Params{
 		"endpoints":  append([]string(nil), rm.Endpoints...),
 		"model":      model,
 		"timeout_ms": timeout.Milliseconds(),
-	}, nil
+	}
+	if rm.Concurrency > 0 {
+		params["concurrency"] = rm.Concurrency
+	}
+	return RemoteRunnable, params, nil
 }
 
 // checkScaleOut reports what is wrong with the remote: and replicas: keys,
@@ -114,6 +124,9 @@ func (c *Config) checkScaleOut(add func(path, format string, args ...any)) {
 			checkEndpoints(rm.Endpoints, p+".remote.endpoints", add)
 			if rm.Model != "" && !names.Valid(rm.Model) {
 				add(p+".remote.model", "%q: use %s", rm.Model, names.Rule)
+			}
+			if _, given := c.pos[p+".remote.concurrency"]; given && (rm.Concurrency < 1 || rm.Concurrency > engine.MaxWorkers) {
+				add(p+".remote.concurrency", "%d: want 1 to %d calls in flight", rm.Concurrency, engine.MaxWorkers)
 			}
 			if _, given := c.pos[p+".remote.timeout"]; given && rm.Timeout <= 0 {
 				add(p+".remote.timeout", "%s: want a duration above 0, such as 30s", rm.Timeout)

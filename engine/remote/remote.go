@@ -28,10 +28,30 @@ import (
 // TypeName is the runnable a `remote:` runner resolves to.
 const TypeName = "remote"
 
-// Concurrency is how many calls a remote runner has in flight at once (its
-// workers, each a goroutine waiting on the network): enough to keep many
-// servers' batchers fed.
-const Concurrency = 64
+// A remote runner's workers are its calls in flight, each a goroutine
+// waiting on the network. Fewer slots than callers is what lets the front
+// end coalesce: while every slot is busy, requests queue and leave as one
+// call (BenchmarkRemoteCoalescing: 64 callers of echo through 8 slots make
+// one call per ~29 requests and 11× the rate of one call per request).
+// Enough slots keep every server's batcher fed: CallsPerEndpoint for each
+// listed endpoint, at least MinConcurrency, DNSConcurrency for a dns:///
+// name (its count of addresses changes); remote.concurrency overrides.
+const (
+	CallsPerEndpoint = 4
+	MinConcurrency   = 8
+	DNSConcurrency   = 16
+)
+
+// concurrency is the calls in flight of a runner with these params.
+func (p Params) concurrency() int {
+	switch {
+	case p.Concurrency > 0:
+		return p.Concurrency
+	case len(p.Endpoints) == 1 && strings.HasPrefix(p.Endpoints[0], dnsScheme):
+		return DNSConcurrency
+	}
+	return max(MinConcurrency, CallsPerEndpoint*len(p.Endpoints))
+}
 
 // Params are a remote runner's init params, as the config's remote: entry
 // resolves to them.
@@ -43,6 +63,8 @@ type Params struct {
 	Model string `json:"model"`
 	// TimeoutMS bounds one call.
 	TimeoutMS int64 `json:"timeout_ms"`
+	// Concurrency is the calls in flight; 0: derived (concurrency).
+	Concurrency int `json:"concurrency,omitempty"`
 }
 
 func decodeParams(p engine.Params) (Params, error) {
@@ -137,11 +159,12 @@ func (p *Pool) Register(reg *engine.Registry) error {
 			return err
 		},
 		Describe: p.describe,
-		Defaults: func(engine.Params) engine.RunnerDefaults {
+		Defaults: func(params engine.Params) engine.RunnerDefaults {
 			// The servers bound latency and queues and refuse with a retry
 			// delay; the front end adds no bound of its own, and its
-			// adaptive policy coalesces calls only when they queue.
-			return engine.RunnerDefaults{Workers: Concurrency, Batching: batcher.Config{
+			// adaptive policy coalesces calls when they queue for a slot.
+			rp, _ := decodeParams(params) // Validate reports what is wrong
+			return engine.RunnerDefaults{Workers: rp.concurrency(), Batching: batcher.Config{
 				Policy: batcher.Adaptive, MaxBatchSize: batcher.DefaultMaxBatchSize, BatchWait: batcher.DefaultBatchWait,
 			}}
 		},

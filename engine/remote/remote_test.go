@@ -39,7 +39,7 @@ runners:
     workers: 1
 `
 
-func startServer(t *testing.T, addr, config string, types ...*engine.RunnableType) *runnerServer {
+func startServer(t testing.TB, addr, config string, types ...*engine.RunnableType) *runnerServer {
 	t.Helper()
 	eng := enginetest.New(t, enginetest.Options{Samples: true}, types...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -105,9 +105,9 @@ func TestRemoteRunnerIsTheServersRunner(t *testing.T) {
 		t.Errorf("remote methods\n%s\nwant the server's\n%s", got, want)
 	}
 	cfg := r.Config()
-	if cfg.Workers != remote.Concurrency || cfg.Batching.MaxLatency != 0 {
+	if cfg.Workers != remote.MinConcurrency || cfg.Batching.MaxLatency != 0 {
 		t.Errorf("remote runner config: workers %d, max_latency %v; want %d calls in flight and no front-end latency bound",
-			cfg.Workers, cfg.Batching.MaxLatency, remote.Concurrency)
+			cfg.Workers, cfg.Batching.MaxLatency, remote.MinConcurrency)
 	}
 
 	// A method of several named inputs, one optional, and a text method.
