@@ -113,7 +113,11 @@ func (m Model) route(msg tea.Msg) (Model, tea.Cmd) {
 			// what already serves; the header's ✗ clearing deserves a line.
 			cmds = append(cmds, note(slog.LevelInfo, "", "config accepted again: "+msg.Config.Path+" is valid and serving"))
 		}
+		if m.haveSnap {
+			cmds = append(cmds, endpointChanges(m.snap.Remote, msg.Remote)...)
+		}
 		m.snap, m.haveSnap = Snapshot(msg), true
+		m.batching.refresh(msg.Remote)
 		m.table, _ = m.table.Update(msg)
 		m.events, _ = m.events.Update(msg)
 		m.gpu, _ = m.gpu.Update(msg)
@@ -223,7 +227,11 @@ func (m Model) onKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		if !ok {
 			return m, note(slog.LevelWarn, "", "batching: no runner selected")
 		}
-		m.batching.edit(r, m.table.primary(r))
+		var ri *RemoteInfo
+		if info, remote := m.snap.Remote[r.Name]; remote {
+			ri = &info
+		}
+		m.batching.edit(r, m.table.primary(r), ri)
 		m.panel = panelBatching
 	case key.Matches(msg, m.keys.Test):
 		m.panel = panelTest
