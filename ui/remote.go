@@ -6,8 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
-	tea "github.com/charmbracelet/bubbletea"
-
+	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/remote"
 )
 
@@ -103,9 +102,9 @@ func brief(why string) string {
 }
 
 // endpointChanges are the events of endpoints that went down or came back
-// between two snapshots; the pool logs them, the events pane shows them.
-func endpointChanges(before, after map[string]RemoteInfo) []tea.Cmd {
-	var cmds []tea.Cmd
+// between two snapshots: the pool logs them, the events pane shows them.
+func endpointChanges(before, after map[string]RemoteInfo) []engine.Event {
+	var evs []engine.Event
 	for runner, now := range after {
 		was := map[string]bool{}
 		for _, e := range before[runner].Endpoints {
@@ -116,13 +115,13 @@ func endpointChanges(before, after map[string]RemoteInfo) []tea.Cmd {
 			switch {
 			case !known || healthy == e.Healthy:
 			case e.Healthy:
-				cmds = append(cmds, note(slog.LevelInfo, runner, "endpoint "+e.Addr+" back up"))
+				evs = append(evs, engine.Event{Level: slog.LevelInfo, Runner: runner, Message: "endpoint " + e.Addr + " back up"})
 			default:
-				cmds = append(cmds, note(slog.LevelWarn, runner, "endpoint "+e.Addr+" down: "+cmp.Or(e.LastError, "not answering")))
+				evs = append(evs, engine.Event{Level: slog.LevelWarn, Runner: runner, Message: "endpoint " + e.Addr + " down: " + cmp.Or(e.LastError, "not answering")})
 			}
 		}
 	}
-	return cmds
+	return evs
 }
 
 // remoteBatchingNote says where a remote runner's batching is changed, on

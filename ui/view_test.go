@@ -371,3 +371,63 @@ func TestHistogramKeepsBusyBucket(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteBatchingIsReadOnly: on a remote runner the batching panel's
+// keys reach neither the engine nor the config file, and the panel says so.
+func TestRemoteBatchingIsReadOnly(t *testing.T) {
+	for _, keys := range [][]string{{"right"}, {"1", "6", "enter"}, {"a", "enter"}, {"down", "left", "w"}, {"w"}} {
+		t.Run(strings.Join(keys, " "), func(t *testing.T) {
+			fb := &fakeBackend{snap: remoteSnapshot()}
+			msgs := []tea.Msg{tea.WindowSizeMsg{Width: 80, Height: 24}, snapshotMsg(fb.snap), keyMsg("down"), keyMsg("b")}
+			for _, k := range keys {
+				msgs = append(msgs, keyMsg(k))
+			}
+			m := drive(newTestModel(fb), msgs...).(Model)
+			if m.batching.runner != "ranker" || m.panel != panelBatching {
+				t.Fatalf("batching panel is on %q (open: %v), want ranker's", m.batching.runner, m.panel == panelBatching)
+			}
+			if len(fb.applied) > 0 || len(fb.saved) > 0 {
+				t.Fatalf("a remote runner's knobs reached the backend: applied %q, saved %+v", fb.applied, fb.saved)
+			}
+			view := m.View()
+			for _, want := range []string{"read-only", "nothing applied, nothing saved", "benchtop serve --runners ranker"} {
+				if !strings.Contains(view, want) {
+					t.Errorf("the panel does not say %q:\n%s", want, view)
+				}
+			}
+			// The same keys on a local runner do reach it: the test can fail.
+			local := &fakeBackend{snap: remoteSnapshot()}
+			msgs[2] = keyMsg("up") // mlp
+			drive(newTestModel(local), append(msgs, keyMsg("enter"))...)
+			if len(local.applied) == 0 {
+				t.Errorf("the keys %q applied nothing to a local runner either", keys)
+			}
+		})
+	}
+}
+
+// TestEndpointChangesAreEvents: an endpoint that goes down between two
+// snapshots is an event with its reason, and one that comes back another.
+func TestEndpointChangesAreEvents(t *testing.T) {
+	up := remoteSnapshot()
+	down := remoteSnapshot()
+	ri := down.Remote["ranker"]
+	ri.Endpoints = append([]remote.EndpointState(nil), ri.Endpoints...)
+	ri.Endpoints[0].Healthy, ri.Endpoints[0].LastError = false, "health check: NOT_SERVING"
+	down.Remote = map[string]RemoteInfo{"ranker": ri}
+	m := newTestModel(&fakeBackend{snap: up})
+	clock := at
+	m.clock = func() time.Time { clock = clock.Add(time.Second); return clock }
+	m = drive(m, tea.WindowSizeMsg{Width: 160, Height: 48},
+		snapshotMsg(up), snapshotMsg(up), snapshotMsg(down), snapshotMsg(down), snapshotMsg(up)).(Model)
+	var got []string
+	for _, ev := range m.events.merged() {
+		if ev.Runner == "ranker" {
+			got = append(got, ev.Level.String()+" "+ev.Message)
+		}
+	}
+	want := []string{"INFO endpoint 10.0.0.7:3001 back up", "WARN endpoint 10.0.0.7:3001 down: health check: NOT_SERVING"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events of ranker:\n%s\nwant (newest first):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
