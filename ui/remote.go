@@ -117,7 +117,13 @@ func endpointChanges(before, after map[string]RemoteInfo) []engine.Event {
 			case e.Healthy:
 				evs = append(evs, engine.Event{Level: slog.LevelInfo, Runner: runner, Message: "endpoint " + e.Addr + " back up"})
 			default:
-				evs = append(evs, engine.Event{Level: slog.LevelWarn, Runner: runner, Message: "endpoint " + e.Addr + " down: " + cmp.Or(e.LastError, "not answering")})
+				// Its cause first, where a line of the pane shows it; the
+				// whole chain after, for the event opened.
+				why := cmp.Or(e.LastError, "not answering")
+				if c := cause(why); c != why {
+					why = c + " (" + why + ")"
+				}
+				evs = append(evs, engine.Event{Level: slog.LevelWarn, Runner: runner, Message: "endpoint " + e.Addr + " down: " + why})
 			}
 		}
 	}

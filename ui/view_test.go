@@ -426,7 +426,7 @@ func TestEndpointChangesAreEvents(t *testing.T) {
 			got = append(got, ev.Level.String()+" "+ev.Message)
 		}
 	}
-	want := []string{"INFO endpoint 10.0.0.7:3001 back up", "WARN endpoint 10.0.0.7:3001 down: health check: NOT_SERVING"}
+	want := []string{"INFO endpoint 10.0.0.7:3001 back up", "WARN endpoint 10.0.0.7:3001 down: NOT_SERVING (health check: NOT_SERVING)"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events of ranker:\n%s\nwant (newest first):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
