@@ -99,8 +99,8 @@ type client struct {
 	mu        sync.RWMutex
 	endpoints []*endpoint
 	batching  []ServerBatching // as the servers said, once read
-	next      atomic.Uint64 // rotates ties between equally loaded endpoints
-	changed   chan struct{} // closed and replaced when health or the set changes
+	next      atomic.Uint64    // rotates ties between equally loaded endpoints
+	changed   chan struct{}    // closed and replaced when health or the set changes
 
 	stop chan struct{}
 	done chan struct{}
