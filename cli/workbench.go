@@ -59,7 +59,7 @@ func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string, sample boo
 			logger.Info(note)
 		}
 		backend := &ui.EngineBackend{Engine: st.eng, Reloader: st.reloader, URL: st.URL(), GRPC: st.GRPCAddr(),
-			GPU: func() ui.GPUInfo { return gpuInfo(st.gpus, st.eng) }}
+			GPU: func() ui.GPUInfo { return gpuInfo(st.gpus, st.eng) }, Remotes: st.remotes}
 		_, err := tea.NewProgram(ui.New(backend), tea.WithAltScreen(), tea.WithContext(ctx)).Run()
 		// Killed: the stack is stopping (ctx ended), and says why.
 		if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/remote"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/server/codec"
 	"github.com/benchtop/benchtop/watcher"
@@ -38,6 +40,43 @@ type Snapshot struct {
 	Runners []engine.RunnerStats
 	Events  []engine.Event
 	GPU     GPUInfo
+	// Remote holds each remote: runner's servers, by runner name; a runner
+	// absent from it runs here.
+	Remote map[string]RemoteInfo
+}
+
+// RemoteInfo is what the workbench shows of a remote runner's servers.
+type RemoteInfo struct {
+	Model     string // the runner's name on its servers (serve --runners NAME)
+	Endpoints []remote.EndpointState
+	Batching  []remote.ServerBatching // nil until a server has said
+}
+
+// Up counts the endpoints taking calls.
+func (ri RemoteInfo) Up() int {
+	n := 0
+	for _, e := range ri.Endpoints {
+		if e.Healthy {
+			n++
+		}
+	}
+	return n
+}
+
+// ServerBatching is how method batches on the servers, if they said.
+func (ri RemoteInfo) ServerBatching(method string) (remote.ServerBatching, bool) {
+	for _, b := range ri.Batching {
+		if b.Method == method {
+			return b, true
+		}
+	}
+	return remote.ServerBatching{}, false
+}
+
+// Remotes reports remote runners' servers: remote.Pool is one.
+type Remotes interface {
+	Endpoints(runner string) []remote.EndpointState
+	Batching(runner string) []remote.ServerBatching
 }
 
 // ConfigInfo is the live config's state for the header.
@@ -145,6 +184,9 @@ type EngineBackend struct {
 	GRPC     string
 	// GPU, if set, reports the GPU panel (it must not block).
 	GPU func() GPUInfo
+	// Remotes, if set, reports the servers of remote: runners (it must not
+	// block).
+	Remotes Remotes
 }
 
 const eventsShown = 200
@@ -154,6 +196,14 @@ func (b *EngineBackend) Snapshot() Snapshot {
 	s := Snapshot{Taken: time.Now(), URL: b.URL, GRPC: b.GRPC}
 	for _, r := range b.Engine.Runners() {
 		s.Runners = append(s.Runners, r.Stats(engine.StatsOptions{Window: 5 * time.Second, History: 60}))
+		if b.Remotes != nil && r.Runnable().Name == remote.TypeName {
+			if s.Remote == nil {
+				s.Remote = map[string]RemoteInfo{}
+			}
+			model, _ := r.Config().Params["model"].(string)
+			s.Remote[r.Name()] = RemoteInfo{Model: cmp.Or(model, r.Name()),
+				Endpoints: b.Remotes.Endpoints(r.Name()), Batching: b.Remotes.Batching(r.Name())}
+		}
 	}
 	evs := b.Engine.Events().Since(0)
 	if len(evs) > eventsShown {
@@ -170,8 +220,12 @@ func (b *EngineBackend) Snapshot() Snapshot {
 	return s
 }
 
+// ErrRemoteKnobs refuses a tweak of a remote: runner: its batching and
+// workers are its servers'.
+var ErrRemoteKnobs = errors.New("a remote runner's batching and workers are its runner servers': change them in the servers' config")
+
 func (b *EngineBackend) SetBatching(runner, method string, cfg batcher.Config) error {
-	r, err := b.Engine.Runner(runner)
+	r, err := b.remoteGuard(runner)
 	if err != nil {
 		return err
 	}
@@ -179,16 +233,33 @@ func (b *EngineBackend) SetBatching(runner, method string, cfg batcher.Config) e
 }
 
 func (b *EngineBackend) SetWorkers(runner string, n int) error {
-	r, err := b.Engine.Runner(runner)
+	r, err := b.remoteGuard(runner)
 	if err != nil {
 		return err
 	}
 	return r.SetWorkers(n)
 }
 
+// remoteGuard is the runner, unless it is remote: the panel is read-only
+// there, and this keeps any other caller from tuning the front end's side
+// in the servers' place.
+func (b *EngineBackend) remoteGuard(runner string) (*engine.Runner, error) {
+	r, err := b.Engine.Runner(runner)
+	if err != nil {
+		return nil, err
+	}
+	if r.Runnable().Name == remote.TypeName {
+		return nil, fmt.Errorf("runner %q: %w", runner, ErrRemoteKnobs)
+	}
+	return r, nil
+}
+
 func (b *EngineBackend) Save(t watcher.Tweak) error {
 	if b.Reloader == nil || b.Reloader.Path() == "" {
 		return errors.New("the embedded sample (--sample) is read-only: run without --sample, or with --config FILE, to save")
+	}
+	if r, err := b.Engine.Runner(t.Runner); err == nil && r.Runnable().Name == remote.TypeName {
+		return fmt.Errorf("runner %q: %w", t.Runner, ErrRemoteKnobs)
 	}
 	return watcher.SaveTweak(b.Reloader.Path(), t)
 }

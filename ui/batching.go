@@ -34,6 +34,9 @@ type batchingForm struct {
 	busy           bool
 	status         *engine.Event // the outcome of the last apply or save
 	closed         bool          // esc: the root closes the panel
+	// remote is set for a remote: runner: the panel shows its servers'
+	// batching and changes nothing.
+	remote *RemoteInfo
 }
 
 const (
@@ -55,22 +58,46 @@ func newBatchingForm(st styles, b Backend) batchingForm {
 	return batchingForm{keys: defaultFormKeyMap(), st: st, backend: b}
 }
 
-// edit points the form at runner r's method ms.
-func (f *batchingForm) edit(r engine.RunnerStats, ms engine.MethodStats) {
+// edit points the form at runner r's method ms; ri is the runner's
+// servers when it is remote.
+func (f *batchingForm) edit(r engine.RunnerStats, ms engine.MethodStats, ri *RemoteInfo) {
 	*f = batchingForm{keys: f.keys, st: f.st, w: f.w, h: f.h, backend: f.backend,
-		runner: r.Name, method: ms.Spec.Name, batchable: ms.Spec.Batchable, cfg: ms.Batching, workers: max(r.Workers, 1), workersAtOpen: max(r.Workers, 1)}
+		runner: r.Name, method: ms.Spec.Name, batchable: ms.Spec.Batchable, cfg: ms.Batching, workers: max(r.Workers, 1), workersAtOpen: max(r.Workers, 1),
+		remote: ri}
 	if !f.batchable {
 		f.focus = fieldWorkers
 	}
 }
 
-func (f *batchingForm) SetSize(w, h int)         { f.w, f.h = w, h }
-func (f batchingForm) ShortHelp() []key.Binding  { return f.keys.ShortHelp() }
+// refresh follows a remote runner's servers while the panel is open: their
+// batching arrives once one of them answers.
+func (f *batchingForm) refresh(remote map[string]RemoteInfo) {
+	if f.remote == nil {
+		return
+	}
+	if ri, ok := remote[f.runner]; ok {
+		f.remote = &ri
+	}
+}
+
+func (f *batchingForm) SetSize(w, h int) { f.w, f.h = w, h }
+func (f batchingForm) ShortHelp() []key.Binding {
+	if f.remote != nil {
+		return []key.Binding{f.keys.Close}
+	}
+	return f.keys.ShortHelp()
+}
 func (f batchingForm) FullHelp() [][]key.Binding { return f.keys.FullHelp() }
 
 // wantHeight is the form's natural height: its fields, its last outcome
-// (two lines) and the border.
-func (f batchingForm) wantHeight() int { return fieldCount + 1 + 2 + 2 }
+// (two lines) and the border; a remote runner's, its methods, the note
+// where to change them and the outcome of a key that changed nothing.
+func (f batchingForm) wantHeight() int {
+	if f.remote != nil {
+		return 1 + max(1, len(f.remote.Batching)) + 1 + 2 + 1 + 2 + 2
+	}
+	return fieldCount + 1 + 2 + 2
+}
 
 func (f batchingForm) fieldEnabled(i int) bool { return f.batchable || i == fieldWorkers }
 
@@ -85,6 +112,13 @@ func (f batchingForm) Update(msg tea.Msg) (batchingForm, tea.Cmd) {
 		switch {
 		case key.Matches(msg, k.Close):
 			f.closed = true
+			return f, nil
+		case f.remote != nil:
+			// Nothing here is the front end's to change: a tweak would be
+			// undone by the servers' config, and w would write keys a
+			// remote: runner refuses.
+			f.status = &engine.Event{Level: slog.LevelWarn, Runner: f.runner,
+				Message: fmt.Sprintf("read-only: %q changes nothing here; nothing applied, nothing saved", msg.String())}
 			return f, nil
 		case key.Matches(msg, k.Apply), key.Matches(msg, k.Save):
 			f.commit()
@@ -241,6 +275,9 @@ func (f batchingForm) value(i int) string {
 }
 
 func (f batchingForm) View() string {
+	if f.remote != nil {
+		return f.remoteView()
+	}
 	st := f.st
 	var lines []string
 	for i := range fieldCount {
@@ -269,17 +306,40 @@ func (f batchingForm) View() string {
 		if f.status.Level >= slog.LevelError {
 			mark = st.bad.Render("✗ ")
 		}
-		text := strings.Split(wrap(f.status.Message, max(10, f.w-4)), "\n")
-		if len(text) > 2 {
-			text = append(text[:1], truncate(strings.TrimRight(text[1], " ")+" "+strings.Join(text[2:], " "), max(10, f.w-4)))
-		}
-		for i, l := range text {
-			if i == 0 {
-				lines = append(lines, mark+strings.TrimRight(l, " "))
-			} else {
-				lines = append(lines, "  "+strings.TrimRight(l, " "))
-			}
-		}
+		lines = append(lines, f.statusLines(mark)...)
 	}
 	return st.box(fmt.Sprintf("batching · %s.%s", f.runner, f.method), strings.Join(lines, "\n"), f.w, f.h)
+}
+
+// statusLines is the last outcome on two lines at most, after mark.
+func (f batchingForm) statusLines(mark string) []string {
+	var lines []string
+	text := strings.Split(wrap(f.status.Message, max(10, f.w-4)), "\n")
+	if len(text) > 2 {
+		text = append(text[:1], truncate(strings.TrimRight(text[1], " ")+" "+strings.Join(text[2:], " "), max(10, f.w-4)))
+	}
+	for i, l := range text {
+		if i == 0 {
+			lines = append(lines, mark+strings.TrimRight(l, " "))
+		} else {
+			lines = append(lines, "  "+strings.TrimRight(l, " "))
+		}
+	}
+	return lines
+}
+
+// remoteView is the panel of a remote runner: its servers' batching per
+// method, read-only, and where to change it.
+func (f batchingForm) remoteView() string {
+	st := f.st
+	lines := st.serverBatchingLines(*f.remote)
+	lines = append(lines, "")
+	for _, l := range remoteBatchingNote(f.remote.Model, f.w-4) {
+		lines = append(lines, "  "+st.dim.Render(l))
+	}
+	if f.status != nil {
+		lines = append(lines, "")
+		lines = append(lines, f.statusLines(st.bad.Render("✗ "))...)
+	}
+	return st.box(fmt.Sprintf("batching · %s · its runner servers', read-only", f.runner), strings.Join(lines, "\n"), f.w, f.h)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/remote"
 )
 
 // batchChart is the selected method's batch-size histogram over the last
@@ -88,6 +89,10 @@ func (c batchChart) View() string {
 		return c.st.box("batches", c.st.dim.Render("select a runner"), c.w, c.h)
 	}
 	title := fmt.Sprintf("%s.%s batch rows · 5 s", c.runner.Name, ms.Spec.Name)
+	if c.runner.Runnable == remote.TypeName {
+		// Its batches are the calls it sends; the servers batch again.
+		title = fmt.Sprintf("%s.%s call rows · 5 s", c.runner.Name, ms.Spec.Name)
+	}
 	if !ms.Spec.Batchable {
 		return c.st.box(title, c.st.dim.Render("not batchable: one request a call"), c.w, c.h)
 	}
@@ -137,13 +142,14 @@ type latencyPanel struct {
 	runner engine.RunnerStats
 	method engine.MethodStats
 	ok     bool
+	remote *RemoteInfo // the runner's servers, when it is remote
 }
 
 func (c *latencyPanel) SetSize(w, h int)         { c.w, c.h = w, h }
 func (c latencyPanel) ShortHelp() []key.Binding  { return nil }
 func (c latencyPanel) FullHelp() [][]key.Binding { return nil }
-func (c *latencyPanel) show(r engine.RunnerStats, ms engine.MethodStats, ok bool) {
-	c.runner, c.method, c.ok = r, ms, ok
+func (c *latencyPanel) show(r engine.RunnerStats, ms engine.MethodStats, ok bool, ri *RemoteInfo) {
+	c.runner, c.method, c.ok, c.remote = r, ms, ok, ri
 }
 
 func (c latencyPanel) View() string {
@@ -151,11 +157,16 @@ func (c latencyPanel) View() string {
 		return c.st.box("latency", "", c.w, c.h)
 	}
 	r, win := c.runner, c.method.Window
+	exec, title := "exec", fmt.Sprintf("latency · %s.%s", r.Name, c.method.Spec.Name)
+	if c.remote != nil {
+		// A remote runner executes a batch by calling a server.
+		exec, title = "call", title+" · remote"
+	}
 	lines := []string{
 		c.st.colHeader.Render(fmt.Sprintf("%-5s %7s %7s %7s", "", "p50", "p90", "p99")),
 		fmt.Sprintf("%-5s %7s %7s %7s", "e2e", humanDur(win.E2E.P50), humanDur(win.E2E.P90), humanDur(win.E2E.P99)),
 		fmt.Sprintf("%-5s %7s %7s %7s", "queue", humanDur(win.Queue.P50), humanDur(win.Queue.P90), humanDur(win.Queue.P99)),
-		fmt.Sprintf("%-5s %7s %7s %7s", "exec", humanDur(win.Exec.P50), humanDur(win.Exec.P90), humanDur(win.Exec.P99)),
+		fmt.Sprintf("%-5s %7s %7s %7s", exec, humanDur(win.Exec.P50), humanDur(win.Exec.P90), humanDur(win.Exec.P99)),
 	}
 	okS := humanRate(win.RequestsPerS)
 	depth := humanInt(int64(c.method.Queue.Depth))
@@ -172,14 +183,18 @@ func (c latencyPanel) View() string {
 		fmt.Sprintf("ok/s  %s %*s", sparkline(reqs), valW, okS),
 		fmt.Sprintf("queue %s %*s", sparkline(queue), valW, depth),
 		c.st.dim.Render(fmt.Sprintf("last %d s · errors/s %s", n, humanRate(win.ErrorsPerS))),
-		fmt.Sprintf("workers %d/%d · %s · %s", r.Ready, r.Workers, plural(r.Threads, "thread"), plural(r.Restarts, "restart")),
 	)
-	if len(r.WorkerList) > 0 {
-		lines = append(lines, workerStates(r.WorkerList))
+	if c.remote == nil {
+		lines = append(lines, fmt.Sprintf("workers %d/%d · %s · %s", r.Ready, r.Workers, plural(r.Threads, "thread"), plural(r.Restarts, "restart")))
+		if len(r.WorkerList) > 0 {
+			lines = append(lines, workerStates(r.WorkerList))
+		}
 	}
 	// Failures come before the detail they would push off a small screen.
 	var bad []string
-	if r.StartError != "" {
+	// A remote runner with no server up fails to start for that reason,
+	// which its endpoints' lines say one by one.
+	if r.StartError != "" && (c.remote == nil || c.remote.Up() > 0) {
 		bad = append(bad, c.st.bad.Render("✗ "+r.StartError))
 	}
 	if r.CrashLoop != "" {
@@ -188,7 +203,11 @@ func (c latencyPanel) View() string {
 	if len(bad) > 0 {
 		lines = append(lines[:4], append(bad, lines[4:]...)...)
 	}
-	return c.st.box(fmt.Sprintf("latency · %s.%s", r.Name, c.method.Spec.Name), strings.Join(lines, "\n"), c.w, c.h)
+	if c.remote != nil {
+		// Its workers are calls in flight; where they go is what matters.
+		lines = append(lines, c.st.endpointLines(*c.remote, c.w-2, c.h-2-len(lines))...)
+	}
+	return c.st.box(title, strings.Join(lines, "\n"), c.w, c.h)
 }
 
 // workerStates lists each worker: "#0 ready gpu 1 pid 4242 · #1 starting".

@@ -9,6 +9,8 @@ import (
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/benchtop/benchtop/engine"
 )
 
 // RefreshInterval is how often the screen reads a snapshot: ten frames a
@@ -113,9 +115,18 @@ func (m Model) route(msg tea.Msg) (Model, tea.Cmd) {
 			// what already serves; the header's ✗ clearing deserves a line.
 			cmds = append(cmds, note(slog.LevelInfo, "", "config accepted again: "+msg.Config.Path+" is valid and serving"))
 		}
+		var changes []engine.Event
+		if m.haveSnap {
+			changes = endpointChanges(m.snap.Remote, msg.Remote)
+		}
 		m.snap, m.haveSnap = Snapshot(msg), true
+		m.batching.refresh(msg.Remote)
 		m.table, _ = m.table.Update(msg)
 		m.events, _ = m.events.Update(msg)
+		for _, ev := range changes {
+			ev.Time = m.clock()
+			m.events, _ = m.events.Update(noteMsg(ev))
+		}
 		m.gpu, _ = m.gpu.Update(msg)
 		cmds = append(cmds, m.tick())
 		return m, tea.Batch(cmds...)
@@ -223,7 +234,11 @@ func (m Model) onKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		if !ok {
 			return m, note(slog.LevelWarn, "", "batching: no runner selected")
 		}
-		m.batching.edit(r, m.table.primary(r))
+		var ri *RemoteInfo
+		if info, remote := m.snap.Remote[r.Name]; remote {
+			ri = &info
+		}
+		m.batching.edit(r, m.table.primary(r), ri)
 		m.panel = panelBatching
 	case key.Matches(msg, m.keys.Test):
 		m.panel = panelTest

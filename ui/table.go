@@ -10,6 +10,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/remote"
 )
 
 // runnersTable lists the runners, owns the selection (runner and the
@@ -21,6 +22,7 @@ type runnersTable struct {
 	w, h       int
 
 	runners   []engine.RunnerStats
+	remote    map[string]RemoteInfo
 	selected  string
 	methodIdx map[string]int
 	sortKey   int
@@ -60,7 +62,7 @@ func (t runnersTable) wantRows() int { return max(1, len(t.visible())) }
 func (t runnersTable) Update(msg tea.Msg) (runnersTable, tea.Cmd) {
 	switch msg := msg.(type) {
 	case snapshotMsg:
-		t.runners = msg.Runners
+		t.runners, t.remote = msg.Runners, msg.Remote
 		t.ensureSelection()
 	case tea.KeyMsg:
 		if t.filtering {
@@ -206,7 +208,7 @@ var columns = []column{
 
 func kindOf(runnable string) string {
 	switch runnable {
-	case "onnx", "process":
+	case "onnx", "process", remote.TypeName:
 		return runnable
 	}
 	return "go"
@@ -223,6 +225,18 @@ func (t runnersTable) cells(r engine.RunnerStats) []string {
 		policy = ms.Batching.Policy.String()
 		maxB = humanInt(int64(ms.Batching.MaxBatchSize))
 		maxL = msString(ms.Batching.MaxLatency)
+	}
+	if ri, ok := t.remote[r.Name]; ok {
+		// A remote runner's workers are its servers': the column counts
+		// the endpoints taking calls, and the knobs shown are theirs.
+		workers = fmt.Sprintf("⇄ %d/%d", ri.Up(), len(ri.Endpoints))
+		if ri.Up() == 0 {
+			workers = "✗" + workers
+		}
+		policy, maxB, maxL = "–", "–", "–"
+		if sb, ok := ri.ServerBatching(ms.Spec.Name); ok && ms.Spec.Batchable {
+			policy, maxB, maxL = sb.Policy, humanInt(int64(sb.MaxBatchSize)), msString(sb.MaxLatency)
+		}
 	}
 	return []string{
 		r.Name, kindOf(r.Runnable), workers, policy, maxB, maxL,

@@ -71,7 +71,11 @@ func (m *Model) layout() {
 	r, ok := m.table.selectedRunner()
 	ms := m.table.primary(r)
 	m.batches.show(r, ms, ok && len(r.Methods) > 0)
-	m.latency.show(r, ms, ok && len(r.Methods) > 0)
+	var ri *RemoteInfo
+	if info, remote := m.snap.Remote[r.Name]; remote && ok {
+		ri = &info
+	}
+	m.latency.show(r, ms, ok && len(r.Methods) > 0, ri)
 	if p.chartsLeft > 0 {
 		m.batches.SetSize(p.chartsLeft, p.charts)
 		m.latency.SetSize(w-p.chartsLeft, p.charts)

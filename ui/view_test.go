@@ -17,6 +17,7 @@ import (
 
 	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
+	"github.com/benchtop/benchtop/engine/remote"
 	"github.com/benchtop/benchtop/engine/tensor"
 	"github.com/benchtop/benchtop/watcher"
 )
@@ -75,10 +76,44 @@ func fixedSnapshot() Snapshot {
 	}
 }
 
+// remoteSnapshot adds a remote runner, ranker, second by name, with one
+// endpoint up and one down.
+func remoteSnapshot() Snapshot {
+	s := fixedSnapshot()
+	predict := s.Runners[0].Methods[0].Spec
+	var sizes [14]uint64
+	sizes[0], sizes[1] = 300, 20
+	ranker := engine.RunnerStats{Name: "ranker", Runnable: remote.TypeName, Workers: remote.Concurrency, Ready: remote.Concurrency, Threads: remote.Concurrency,
+		Methods: []engine.MethodStats{{
+			Spec:     predict,
+			Batching: batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 32, BatchWait: time.Millisecond},
+			Totals:   map[string]uint64{"ok": 51234, "error": 7},
+			Window: engine.WindowStats{
+				RequestsPerS: 640, MeanBatchRows: 1.1, MeanBatchRequests: 1.1, BatchSizes: sizes,
+				E2E:     engine.Percentiles{P50: 4600 * time.Microsecond, P90: 6 * time.Millisecond, P99: 9800 * time.Microsecond},
+				Queue:   engine.Percentiles{P50: 20 * time.Microsecond, P90: 40 * time.Microsecond, P99: 90 * time.Microsecond},
+				Exec:    engine.Percentiles{P50: 4500 * time.Microsecond, P90: 5900 * time.Microsecond, P99: 9700 * time.Microsecond},
+				History: s.Runners[0].Methods[0].Window.History,
+			},
+		}}}
+	s.Runners = append(s.Runners, ranker)
+	s.Remote = map[string]RemoteInfo{"ranker": {
+		Model: "ranker",
+		Endpoints: []remote.EndpointState{
+			{Addr: "10.0.0.7:3001", Healthy: true, Outstanding: 3, Calls: 51234, Latency: 4200 * time.Microsecond},
+			{Addr: "10.0.0.8:3001", LastError: `health check: connection error: desc = "transport: Error while dialing: dial tcp 10.0.0.8:3001: connect: connection refused"`,
+				Calls: 812, Errors: 7, Latency: 5100 * time.Microsecond},
+		},
+		Batching: []remote.ServerBatching{{Method: "predict", Policy: "adaptive", MaxBatchSize: 64, MaxLatency: 100 * time.Millisecond, Workers: 2}},
+	}}
+	return s
+}
+
 // fakeBackend serves a fixed snapshot; views are what is under test.
 type fakeBackend struct {
 	snap    Snapshot
 	applied []string
+	saved   []watcher.Tweak
 }
 
 func (f *fakeBackend) Snapshot() Snapshot { return f.snap }
@@ -86,8 +121,12 @@ func (f *fakeBackend) SetBatching(r, m string, c batcher.Config) error {
 	f.applied = append(f.applied, r+"."+m)
 	return nil
 }
-func (f *fakeBackend) SetWorkers(string, int) error { return nil }
-func (f *fakeBackend) Save(watcher.Tweak) error {
+func (f *fakeBackend) SetWorkers(r string, n int) error {
+	f.applied = append(f.applied, fmt.Sprintf("%s workers %d", r, n))
+	return nil
+}
+func (f *fakeBackend) Save(t watcher.Tweak) error {
+	f.saved = append(f.saved, t)
 	return errors.New("running the embedded sample config: start with --config FILE to save tweaks")
 }
 func (f *fakeBackend) Targets() []Target {
@@ -220,6 +259,9 @@ func TestViews(t *testing.T) {
 		{"gpu present", gpus, []string{"g"}, nil},
 		{"help", fixedSnapshot(), []string{"?"}, nil},
 		{"help scrolled", fixedSnapshot(), []string{"?", "pgdown"}, nil},
+		{"remote runner selected", remoteSnapshot(), []string{"down"}, nil},
+		{"remote batching read-only", remoteSnapshot(), []string{"down", "b"}, nil},
+		{"remote batching refuses a tweak", remoteSnapshot(), []string{"down", "b", "right", "w"}, nil},
 	}
 	for _, c := range cases {
 		for _, size := range []struct{ w, h int }{{80, 24}, {160, 48}} {
@@ -327,5 +369,65 @@ func TestHistogramKeepsBusyBucket(t *testing.T) {
 		if total != 973 || !busy {
 			t.Errorf("%d lines: %+v: want every batch counted and 33-64 alone", n, rows)
 		}
+	}
+}
+
+// TestRemoteBatchingIsReadOnly: on a remote runner the batching panel's
+// keys reach neither the engine nor the config file, and the panel says so.
+func TestRemoteBatchingIsReadOnly(t *testing.T) {
+	for _, keys := range [][]string{{"right"}, {"1", "6", "enter"}, {"a", "enter"}, {"down", "left", "w"}, {"w"}} {
+		t.Run(strings.Join(keys, " "), func(t *testing.T) {
+			fb := &fakeBackend{snap: remoteSnapshot()}
+			msgs := []tea.Msg{tea.WindowSizeMsg{Width: 80, Height: 24}, snapshotMsg(fb.snap), keyMsg("down"), keyMsg("b")}
+			for _, k := range keys {
+				msgs = append(msgs, keyMsg(k))
+			}
+			m := drive(newTestModel(fb), msgs...).(Model)
+			if m.batching.runner != "ranker" || m.panel != panelBatching {
+				t.Fatalf("batching panel is on %q (open: %v), want ranker's", m.batching.runner, m.panel == panelBatching)
+			}
+			if len(fb.applied) > 0 || len(fb.saved) > 0 {
+				t.Fatalf("a remote runner's knobs reached the backend: applied %q, saved %+v", fb.applied, fb.saved)
+			}
+			view := m.View()
+			for _, want := range []string{"read-only", "nothing applied, nothing saved", "benchtop serve --runners ranker"} {
+				if !strings.Contains(view, want) {
+					t.Errorf("the panel does not say %q:\n%s", want, view)
+				}
+			}
+			// The same keys on a local runner do reach it: the test can fail.
+			local := &fakeBackend{snap: remoteSnapshot()}
+			msgs[2] = keyMsg("up") // mlp
+			drive(newTestModel(local), append(msgs, keyMsg("enter"))...)
+			if len(local.applied) == 0 {
+				t.Errorf("the keys %q applied nothing to a local runner either", keys)
+			}
+		})
+	}
+}
+
+// TestEndpointChangesAreEvents: an endpoint that goes down between two
+// snapshots is an event with its reason, and one that comes back another.
+func TestEndpointChangesAreEvents(t *testing.T) {
+	up := remoteSnapshot()
+	down := remoteSnapshot()
+	ri := down.Remote["ranker"]
+	ri.Endpoints = append([]remote.EndpointState(nil), ri.Endpoints...)
+	ri.Endpoints[0].Healthy, ri.Endpoints[0].LastError = false, "health check: NOT_SERVING"
+	down.Remote = map[string]RemoteInfo{"ranker": ri}
+	m := newTestModel(&fakeBackend{snap: up})
+	clock := at
+	m.clock = func() time.Time { clock = clock.Add(time.Second); return clock }
+	m = drive(m, tea.WindowSizeMsg{Width: 160, Height: 48},
+		snapshotMsg(up), snapshotMsg(up), snapshotMsg(down), snapshotMsg(down), snapshotMsg(up)).(Model)
+	var got []string
+	for _, ev := range m.events.merged() {
+		if ev.Runner == "ranker" {
+			got = append(got, ev.Level.String()+" "+ev.Message)
+		}
+	}
+	want := []string{"INFO endpoint 10.0.0.7:3001 back up", "WARN endpoint 10.0.0.7:3001 down: NOT_SERVING (health check: NOT_SERVING)"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events of ranker:\n%s\nwant (newest first):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

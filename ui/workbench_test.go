@@ -3,6 +3,8 @@ package ui
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +14,11 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/exp/teatest"
 
+	"github.com/benchtop/benchtop/batcher"
 	"github.com/benchtop/benchtop/engine"
 	"github.com/benchtop/benchtop/engine/enginetest"
+	"github.com/benchtop/benchtop/engine/remote"
+	"github.com/benchtop/benchtop/server"
 	"github.com/benchtop/benchtop/watcher"
 )
 
@@ -107,6 +112,92 @@ func TestWorkbenchDrivesTheEngine(t *testing.T) {
 		t.Fatalf("only %d requests served", m.Totals["ok"])
 	}
 	key(tea.KeyEsc) // the panel closes at once: q reaches the main screen
+	tm.Type("q")
+	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
+}
+
+// TestWorkbenchShowsARemoteRunner: a front end whose runner is served by a
+// real runner server over gRPC. At 80×24 the table counts the endpoint up,
+// the selected runner lists it healthy beside its latency, the batching
+// panel shows the server's knobs and changes none; when the server stops,
+// the endpoint shows down and the events pane says so.
+func TestWorkbenchShowsARemoteRunner(t *testing.T) {
+	// The runner server: what `benchtop serve --runners sim` runs.
+	srvEng := enginetest.New(t, enginetest.Options{Samples: true})
+	ctx := t.Context()
+	cfg, err := watcher.ParseAndValidate(ctx, "server.yaml", []byte(workbenchConfig), srvEng, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srvEng.Apply(ctx, cfg.Plan); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(srvEng, server.Options{DrainTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); srv.ServeGRPC(srvCtx, ln) }()
+	stop := func() { stopServer(); <-served }
+	t.Cleanup(stop) // stop twice is fine: the second waits on a closed channel
+
+	// The front end: a remote runner through a pool, as cli/stack.go builds.
+	pool := remote.NewPool(remote.Options{ProbeEvery: 50 * time.Millisecond})
+	reg := engine.NewRegistry()
+	if err := pool.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close) // registered first, so it runs after the engine closes
+	eng := enginetest.New(t, enginetest.Options{Engine: engine.Options{Registry: reg}})
+	enginetest.Start(t, eng, engine.RunnerConfig{Name: "sim", Runnable: remote.TypeName, Params: engine.Params{
+		"endpoints": []string{addr}, "model": "sim", "timeout_ms": 5000,
+	}})
+	backend := &EngineBackend{Engine: eng, URL: "http://test", Remotes: pool}
+	if err := backend.SetBatching("sim", "predict", batcher.Config{Policy: batcher.Fixed, MaxBatchSize: 8}); !errors.Is(err, ErrRemoteKnobs) {
+		t.Fatalf("SetBatching on a remote runner: %v, want %v", err, ErrRemoteKnobs)
+	}
+	if err := backend.SetWorkers("sim", 2); !errors.Is(err, ErrRemoteKnobs) {
+		t.Fatalf("SetWorkers on a remote runner: %v, want %v", err, ErrRemoteKnobs)
+	}
+
+	tm := teatest.NewTestModel(t, New(backend), teatest.WithInitialTermSize(80, 24))
+	out := tm.Output()
+	var screen bytes.Buffer // what has been drawn so far
+	waitFor := func(what string, wants ...string) {
+		t.Helper()
+		teatest.WaitFor(t, out, func(b []byte) bool {
+			screen.Write(b)
+			for _, w := range wants {
+				if !bytes.Contains(screen.Bytes(), []byte(w)) {
+					return false
+				}
+			}
+			return true
+		}, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
+	}
+	waitFor("the endpoint up", "⇄ 1/1", "endpoints 1/1 up", "✓ "+addr)
+
+	tm.Type("b")
+	waitFor("the server's batching, read-only", "its runner servers', read-only", "adaptive", "500ms", "benchtop serve --runners sim")
+	tm.Type("w")
+	waitFor("the refusal", "nothing applied, nothing saved")
+	r, err := eng.Runner("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stats(engine.StatsOptions{}).Workers; got != remote.Concurrency {
+		t.Fatalf("workers %d after w on a remote runner, want %d untouched", got, remote.Concurrency)
+	}
+	tm.Send(tea.KeyMsg{Type: tea.KeyEsc})
+
+	stop()
+	waitFor("the endpoint down", "endpoints 0/1 up", "✗ "+addr, "endpoint "+addr+" down")
 	tm.Type("q")
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 }
