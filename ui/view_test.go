@@ -83,7 +83,7 @@ func remoteSnapshot() Snapshot {
 	predict := s.Runners[0].Methods[0].Spec
 	var sizes [14]uint64
 	sizes[0], sizes[1] = 300, 20
-	ranker := engine.RunnerStats{Name: "ranker", Runnable: remote.TypeName, Workers: remote.Concurrency, Ready: remote.Concurrency, Threads: remote.Concurrency,
+	ranker := engine.RunnerStats{Name: "ranker", Runnable: remote.TypeName, Workers: 64, Ready: 64, Threads: 64,
 		Methods: []engine.MethodStats{{
 			Spec:     predict,
 			Batching: batcher.Config{Policy: batcher.Adaptive, MaxBatchSize: 32, BatchWait: time.Millisecond},

@@ -191,8 +191,8 @@ func TestWorkbenchShowsARemoteRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Stats(engine.StatsOptions{}).Workers; got != remote.Concurrency {
-		t.Fatalf("workers %d after w on a remote runner, want %d untouched", got, remote.Concurrency)
+	if got := r.Stats(engine.StatsOptions{}).Workers; got != remote.MinConcurrency {
+		t.Fatalf("workers %d after w on a remote runner, want %d untouched", got, remote.MinConcurrency)
 	}
 	tm.Send(tea.KeyMsg{Type: tea.KeyEsc})
 
