@@ -182,8 +182,12 @@ func TestGRPCSweepLikeHTTP(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := after.Sub(before)
-			if d.Requests < l.OK || d.Rows != 3*float64(d.Requests) {
-				t.Errorf("the server ran %d requests in %v rows for %d answered; want 3 rows each", d.Requests, d.Rows, l.OK)
+			// The sweep cancels the calls in flight at its end: a batch that
+			// already held one runs its rows, but the call is not a success,
+			// so up to one per caller has rows without a request counted.
+			extra := d.Rows - 3*float64(d.Requests)
+			if d.Requests < l.OK || extra < 0 || extra > 3*4 || int(extra)%3 != 0 {
+				t.Errorf("the server ran %d requests in %v rows for %d answered; want 3 rows each (and up to 4 cancelled)", d.Requests, d.Rows, l.OK)
 			}
 		}
 	}

@@ -107,6 +107,14 @@ gobench httpclosed 'HTTPSimClosedLoop' 1x ./server/
 gobench noop 'EchoAPIVsBareHandler' 1x ./server/
 section "Binary tensors over HTTP: echo of float32 [64, 256] as an ndarray, v2 JSON and v2 binary (8 connections); tensor bytes/s against a one-core memcpy"
 gobench v2binary 'V2Binary' 3s ./server/
+section "KServe v2 over gRPC: sim at 128 streams (4 connections) and at one; a float32 [64, 256] tensor echoed raw over gRPC vs as v2 JSON over HTTP"
+gobench grpc 'GRPCSim128Streams' 20000x ./server/
+gobench grpc1 'GRPCSimOneStream' 2000x ./server/
+gobench grpcecho 'EchoTensorGRPCVsJSON' 1x ./server/
+section "Remote runners: 64 callers through a front end to a runner server (both on this machine), coalesced vs one call per request vs in process"
+gobench remote 'RemoteCoalescing' 1x ./engine/remote/
+section "Services: a two-step echo pipeline vs calling the two runners directly"
+gobench pipeline 'PipelineOverhead' 1x ./engine/
 if [ -f .cache/onnxruntime/libonnxruntime.so.1 ]; then
 	section "ONNX (mlp-large [N,256] → 1024 → 1024 → 10, and the two-input text-classifier) through the engine vs ONNX Runtime directly"
 	gobench onnx . 3s ./engine/onnx/
