@@ -188,7 +188,7 @@ func (g *GRPC) discover(ctx context.Context, opts GRPCOptions) error {
 		return fmt.Errorf("model %q: %w", g.model, err)
 	}
 	for _, in := range pool {
-		req, err := grpcRequest(g.model, spec.Inputs, in)
+		req, err := v2pb.RawRequest(g.model, spec.Inputs, in)
 		if err != nil {
 			return fmt.Errorf("model %q: %w", g.model, err)
 		}
@@ -218,34 +218,6 @@ func metadataFromGRPC(md *v2pb.ModelMetadataResponse) v2Metadata {
 		m.Inputs = append(m.Inputs, s)
 	}
 	return m
-}
-
-// grpcRequest is a ModelInfer request carrying vals, a value per spec,
-// every tensor in raw_input_contents (text and JSON as one BYTES element,
-// as over HTTP); absent optional inputs left out. It names no outputs, so
-// every output comes back, raw as the inputs went.
-func grpcRequest(model string, specs tensor.IOSpecs, vals []tensor.Value) (*v2pb.ModelInferRequest, error) {
-	req := &v2pb.ModelInferRequest{ModelName: model}
-	for i, v := range vals {
-		if v.Kind() == tensor.KindInvalid {
-			continue // an optional input left out
-		}
-		t, err := v2pb.V2Tensor(v)
-		if err != nil {
-			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
-		}
-		raw, err := v2pb.RawBytes(t)
-		if err != nil {
-			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
-		}
-		shape := make([]int64, len(t.Shape()))
-		for d, n := range t.Shape() {
-			shape[d] = int64(n)
-		}
-		req.Inputs = append(req.Inputs, &v2pb.ModelInferRequest_InferInputTensor{Name: specs[i].Name, Datatype: t.DType().V2(), Shape: shape})
-		req.RawInputContents = append(req.RawInputContents, raw)
-	}
-	return req, nil
 }
 
 // Requests are what calls send, in turn.

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"net/http/httptest"
-	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -106,32 +105,7 @@ func TestGRPCTargetStats(t *testing.T) {
 	for _, model := range []string{"sim", "sim.predict"} {
 		t.Run(model, func(t *testing.T) {
 			g := newGRPC(t, GRPCOptions{URL: "grpc://" + addr + "/" + model, Conns: 1})
-			if r, m := g.RunnerMethod(); r != "sim" || m != "predict" {
-				t.Fatalf("runner method %q.%q, want sim.predict", r, m)
-			}
-			before, err := g.ServerStats(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for range 10 {
-				if err := g.Call(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			after, err := g.ServerStats(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := after.Sub(before)
-			if d.Batches != 10 || d.Rows != 20 || d.Requests != 10 {
-				t.Errorf("batches %d rows %v requests %d, want 10, 20, 10", d.Batches, d.Rows, d.Requests)
-			}
-			if want := map[int]uint64{2: 10}; !reflect.DeepEqual(d.Sizes, want) {
-				t.Errorf("sizes %v, want %v", d.Sizes, want)
-			}
-			if d.Exec < 10*time.Millisecond { // sim sleeps 1.1 ms for two rows
-				t.Errorf("exec %v for 10 batches of ≥ 1 ms", d.Exec)
-			}
+			tenCallsOfTwoRows(t, ctx, g)
 		})
 	}
 }

@@ -20,39 +20,54 @@ func TestMetricsDiffFromEngine(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			if r, m := h.RunnerMethod(); r != "sim" || m != "predict" {
-				t.Fatalf("runner method %q.%q, want sim.predict", r, m)
-			}
-			before, err := h.ServerStats(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for range 10 {
-				if err := h.Call(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			after, err := h.ServerStats(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := after.Sub(before)
-			if d.Batches != 10 || d.Rows != 20 || d.Requests != 10 {
-				t.Errorf("batches %d rows %v requests %d, want 10, 20, 10", d.Batches, d.Rows, d.Requests)
-			}
-			if want := map[int]uint64{2: 10}; !reflect.DeepEqual(d.Sizes, want) {
-				t.Errorf("sizes %v, want %v", d.Sizes, want)
-			}
-			// sim sleeps 1.1 ms for two rows.
-			if d.Exec < 10*time.Millisecond {
-				t.Errorf("exec %v for 10 batches of ≥ 1 ms", d.Exec)
-			}
+			d := tenCallsOfTwoRows(t, ctx, h)
 			b := Summarise(d)
 			if b == nil || b.MeanRows != 2 || b.MeanExec < time.Millisecond {
 				t.Errorf("summary %+v, want mean 2 rows and ≥ 1 ms exec", b)
 			}
 		})
 	}
+}
+
+// statsTarget is a target whose server says how it batched.
+type statsTarget interface {
+	RunnerMethod() (runner, method string)
+	ServerStats(ctx context.Context) (ServerStats, error)
+	Call(ctx context.Context) error
+}
+
+// tenCallsOfTwoRows sends ten of the example's requests (two rows of sim)
+// one after another through tg and checks the server's figures: ten
+// batches of two rows, at least 1 ms each (sim sleeps 1.1 ms for two rows).
+func tenCallsOfTwoRows(t *testing.T, ctx context.Context, tg statsTarget) ServerStats {
+	t.Helper()
+	if r, m := tg.RunnerMethod(); r != "sim" || m != "predict" {
+		t.Fatalf("runner method %q.%q, want sim.predict", r, m)
+	}
+	before, err := tg.ServerStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := tg.Call(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := tg.ServerStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := after.Sub(before)
+	if d.Batches != 10 || d.Rows != 20 || d.Requests != 10 {
+		t.Errorf("batches %d rows %v requests %d, want 10, 20, 10", d.Batches, d.Rows, d.Requests)
+	}
+	if want := map[int]uint64{2: 10}; !reflect.DeepEqual(d.Sizes, want) {
+		t.Errorf("sizes %v, want %v", d.Sizes, want)
+	}
+	if d.Exec < 10*time.Millisecond {
+		t.Errorf("exec %v for 10 batches of ≥ 1 ms", d.Exec)
+	}
+	return d
 }
 
 func TestHTTPSweepHasBatching(t *testing.T) {

@@ -230,7 +230,7 @@ func grpcMetas(specs tensor.IOSpecs) []*v2pb.ModelMetadataResponse_TensorMetadat
 	out := make([]*v2pb.ModelMetadataResponse_TensorMetadata, len(specs))
 	for i, spec := range specs {
 		m := v2Meta(spec)
-		t := &v2pb.ModelMetadataResponse_TensorMetadata{Name: m.Name, Datatype: m.Datatype, Shape: shapeToWire(m.Shape)}
+		t := &v2pb.ModelMetadataResponse_TensorMetadata{Name: m.Name, Datatype: m.Datatype, Shape: v2pb.WireShape(m.Shape)}
 		if len(m.Parameters) > 0 {
 			t.Parameters = grpcParams(m.Parameters)
 		}
@@ -400,7 +400,7 @@ func encodeGRPCInfer(model, id string, specs tensor.IOSpecs, outs []tensor.Value
 		if err != nil {
 			return nil, fmt.Errorf("encode output %q: %w", specs[i].Name, err)
 		}
-		o := &v2pb.ModelInferResponse_InferOutputTensor{Name: specs[i].Name, Datatype: t.DType().V2(), Shape: shapeToWire(t.Shape())}
+		o := &v2pb.ModelInferResponse_InferOutputTensor{Name: specs[i].Name, Datatype: t.DType().V2(), Shape: v2pb.WireShape(t.Shape())}
 		if raw {
 			b, err := v2pb.RawBytes(t)
 			if err != nil {

@@ -141,11 +141,3 @@ func shapeFromWire(dims []int64) ([]int, error) {
 	}
 	return shape, nil
 }
-
-func shapeToWire(shape []int) []int64 {
-	out := make([]int64, len(shape))
-	for i, d := range shape {
-		out[i] = int64(d)
-	}
-	return out
-}

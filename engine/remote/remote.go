@@ -233,7 +233,7 @@ func (in *instance) Call(ctx context.Context, method string, vals []tensor.Value
 	if i > 0 {
 		model += "." + method
 	}
-	req, err := inferRequest(model, spec.Inputs, vals)
+	req, err := v2pb.RawRequest(model, spec.Inputs, vals)
 	if err != nil {
 		return nil, err
 	}
@@ -242,30 +242,6 @@ func (in *instance) Call(ctx context.Context, method string, vals []tensor.Value
 		return nil, err
 	}
 	return outputValues(resp, spec.Outputs)
-}
-
-// inferRequest puts a value per input in a raw request; an optional input
-// left out is not sent.
-func inferRequest(model string, specs tensor.IOSpecs, vals []tensor.Value) (*v2pb.ModelInferRequest, error) {
-	req := &v2pb.ModelInferRequest{ModelName: model}
-	for i, v := range vals {
-		if v.Kind() == tensor.KindInvalid {
-			continue
-		}
-		t, err := v2pb.V2Tensor(v)
-		if err != nil {
-			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
-		}
-		raw, err := v2pb.RawBytes(t)
-		if err != nil {
-			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
-		}
-		req.Inputs = append(req.Inputs, &v2pb.ModelInferRequest_InferInputTensor{
-			Name: specs[i].Name, Datatype: t.DType().V2(), Shape: wireShape(t.Shape()),
-		})
-		req.RawInputContents = append(req.RawInputContents, raw)
-	}
-	return req, nil
 }
 
 // outputValues reads a value per output of the spec from a raw answer.
@@ -325,12 +301,4 @@ func outputNames(resp *v2pb.ModelInferResponse) string {
 		names = append(names, o.Name)
 	}
 	return strings.Join(names, ", ")
-}
-
-func wireShape(shape []int) []int64 {
-	out := make([]int64, len(shape))
-	for i, d := range shape {
-		out[i] = int64(d)
-	}
-	return out
 }

@@ -142,3 +142,37 @@ func V2Tensor(v tensor.Value) (*tensor.Tensor, error) {
 	}
 	return tensor.NewStringTensor([]int{1}, []string{string(b)})
 }
+
+// RawRequest is a ModelInfer request for model carrying vals, a value per
+// input of specs, every tensor in raw_input_contents (a text or JSON value
+// as one BYTES element, V2Tensor); an optional input left out (the zero
+// Value) is not sent. It names no outputs, so every output comes back, raw
+// as the inputs went.
+func RawRequest(model string, specs tensor.IOSpecs, vals []tensor.Value) (*ModelInferRequest, error) {
+	req := &ModelInferRequest{ModelName: model}
+	for i, v := range vals {
+		if v.Kind() == tensor.KindInvalid {
+			continue
+		}
+		t, err := V2Tensor(v)
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
+		}
+		raw, err := RawBytes(t)
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", specs[i].Name, err)
+		}
+		req.Inputs = append(req.Inputs, &ModelInferRequest_InferInputTensor{Name: specs[i].Name, Datatype: t.DType().V2(), Shape: WireShape(t.Shape())})
+		req.RawInputContents = append(req.RawInputContents, raw)
+	}
+	return req, nil
+}
+
+// WireShape is shape as the protocol's int64 dims.
+func WireShape(shape []int) []int64 {
+	out := make([]int64, len(shape))
+	for i, d := range shape {
+		out[i] = int64(d)
+	}
+	return out
+}
