@@ -220,8 +220,10 @@ func TestBatchHeaders(t *testing.T) {
 		`{"inputs": [{"name": "input", "shape": [3, 1], "datatype": "FP32", "data": [3, 4, 5]}]}`)
 	waitUntil(t, "the v2 request to queue", func() bool { return f.methodStats("gate").Queue.Depth == 2 })
 	v2Queued := time.Now()
-	close(g.release)
+	// Read the clock before opening the gate: the next batch may start
+	// before this goroutine runs again.
 	released := time.Now()
+	close(g.release)
 
 	rows, requests, queued := batchHeaders(t, "the held request", <-held)
 	if rows != 1 || requests != 1 || queued > time.Since(sent) {
