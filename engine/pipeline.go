@@ -78,121 +78,35 @@ func parseRef(from string, steps []string) (stepRef, error) {
 // outputs (the step outputs named); its body kinds default to object.
 func planPipeline(ps *problems, path string, a APISpec, runners map[string]bool, methods map[string][]MethodSpec) plannedAPI {
 	n0 := len(ps.list)
-	p := plannedAPI{spec: a}
-	stepNames := make([]string, len(a.Steps))
-	seen := map[string]int{}
-	for i, st := range a.Steps {
-		sp := fmt.Sprintf("%s.steps[%d]", path, i)
-		name := st.Name
-		if name == "" {
-			name = st.Runner
-		}
-		stepNames[i] = name
-		switch j, dup := seen[name]; {
-		case name == "":
-			ps.add(sp, "runner: required")
-		case !names.Valid(name):
-			ps.add(join(sp, "name"), "%q: use %s", name, names.Rule)
-		case dup:
-			ps.add(sp, "steps %d and %d are both called %q: give each a name (name: ...)", j, i, name)
-		}
-		seen[name] = i
-	}
+	g := &pipelineGraph{ps: ps, path: path, a: a, inSpecs: map[string]tensor.IOSpec{}, optional: map[string]bool{},
+		deps: make([][]int, len(a.Steps)), args: make([][]stepRef, len(a.Steps))}
+	g.nameSteps()
 	// The specs of the steps whose methods are known.
-	specs := make([]*MethodSpec, len(a.Steps))
+	g.specs = make([]*MethodSpec, len(a.Steps))
 	for i, st := range a.Steps {
 		if st.Runner == "" {
 			continue
 		}
-		if m, ok := findMethod(ps, fmt.Sprintf("%s.steps[%d]", path, i), st.Runner, st.Method, runners, methods); ok {
-			specs[i] = &m
+		if m, ok := findMethod(ps, g.stepPath(i), st.Runner, st.Method, runners, methods); ok {
+			g.specs[i] = &m
 		}
 	}
-	var inNames []string
-	inSpecs := map[string]tensor.IOSpec{}
-	optional := map[string]bool{}
-	deps := make([][]int, len(a.Steps))
-	args := make([][]stepRef, len(a.Steps))
-	for i, st := range a.Steps {
-		m := specs[i]
-		if m == nil {
-			continue
-		}
-		sp := fmt.Sprintf("%s.steps[%d]", path, i)
-		args[i] = make([]stepRef, len(m.Inputs))
-		bound := make([]bool, len(m.Inputs))
-		for _, b := range st.Inputs {
-			bp := join(sp, "inputs."+b.Name)
-			j := m.Inputs.Index(b.Name)
-			switch {
-			case j < 0:
-				ps.add(bp, "%s.%s has no input %q (it takes %s)", st.Runner, m.Name, b.Name, count(m.Inputs, "input"))
-				continue
-			case bound[j]:
-				ps.add(bp, "input %q is bound twice", b.Name)
-				continue
-			}
-			bound[j] = true
-			want := m.Inputs[j]
-			ref, err := parseRef(b.From, stepNames)
-			if err != nil {
-				ps.addErr(bp, err)
-				continue
-			}
-			args[i][j] = ref
-			if ref.step < 0 {
-				got, ok := inSpecs[ref.name]
-				if !ok {
-					inNames = append(inNames, ref.name)
-					optional[ref.name] = want.Optional
-					got = tensor.IOSpec{Name: ref.name}
-				}
-				u, err := unify(got, want)
-				if err != nil {
-					ps.add(bp, "%s feeds inputs that want %s and %s: %v", b.From, got, want, err)
-					continue
-				}
-				u.Name, u.Unbatched, u.Optional = ref.name, false, false
-				inSpecs[ref.name] = u
-				optional[ref.name] = optional[ref.name] && want.Optional
-				continue
-			}
-			if ref.step == i {
-				ps.add(bp, "step %q takes its own output %s: a step can only take the outputs of other steps", stepNames[i], b.From)
-				continue
-			}
-			deps[i] = append(deps[i], ref.step)
-			src := specs[ref.step]
-			if src == nil {
-				continue // its runner's problem is reported
-			}
-			o := src.Outputs.Index(ref.name)
-			if o < 0 {
-				ps.add(bp, "step %q (%s.%s) has no output %q (it returns %s)", stepNames[ref.step], a.Steps[ref.step].Runner, src.Name, ref.name, count(src.Outputs, "output"))
-				continue
-			}
-			if _, err := unify(src.Outputs[o], want); err != nil {
-				ps.add(bp, "%s is %s, but %s.%s takes %q as %s: %v", b.From, src.Outputs[o], st.Runner, m.Name, b.Name, want, err)
-			}
-		}
-		for j, in := range m.Inputs {
-			if !bound[j] && !in.Optional {
-				ps.add(join(sp, "inputs"), "%s.%s needs input %q (%s): bind it to %sNAME or STEP.OUTPUT", st.Runner, m.Name, in.Name, in, InputRef)
-			}
-		}
+	for i := range a.Steps {
+		g.bindStep(i)
 	}
-	if cycle := findCycle(deps); cycle != nil {
+	if cycle := findCycle(g.deps); cycle != nil {
 		steps := make([]string, len(cycle))
 		for k, i := range cycle {
-			steps[k] = stepNames[i]
+			steps[k] = g.stepNames[i]
 		}
-		ps.add(fmt.Sprintf("%s.steps[%d]", path, cycle[0]), "steps form a cycle (%s): a step can only take the outputs of steps that do not wait for it", strings.Join(steps, " → "))
+		ps.add(g.stepPath(cycle[0]), "steps form a cycle (%s): a step can only take the outputs of steps that do not wait for it", strings.Join(steps, " → "))
 	}
-	outs := planReturns(ps, path, a, stepNames, specs)
-	ins := make(tensor.IOSpecs, len(inNames))
-	for k, name := range inNames {
-		ins[k] = inSpecs[name]
-		ins[k].Optional = optional[name]
+	p := plannedAPI{spec: a}
+	outs := planReturns(ps, path, a, g.stepNames, g.specs)
+	ins := make(tensor.IOSpecs, len(g.inNames))
+	for k, name := range g.inNames {
+		ins[k] = g.inSpecs[name]
+		ins[k].Optional = g.optional[name]
 	}
 	p.spec.Inputs, p.spec.Outputs = ins, outs
 	// A pipeline's values are named ($input.NAME, outputs): its bodies are
@@ -203,9 +117,137 @@ func planPipeline(ps *problems, path string, a APISpec, runners map[string]bool,
 	if len(ps.list) > n0 {
 		return p
 	}
-	p.pipe = compilePipeline(a, stepNames, specs, inNames, args, deps)
+	p.pipe = compilePipeline(a, g.stepNames, g.specs, g.inNames, g.args, g.deps)
 	p.pipe.inputs = ins
 	return p
+}
+
+// pipelineGraph is a pipeline being planned: its steps' names and
+// signatures, and what it has learnt so far of the API's inputs (each
+// $input.NAME, as specific as every step it feeds wants) and of the edges
+// between steps.
+type pipelineGraph struct {
+	ps        *problems
+	path      string
+	a         APISpec
+	stepNames []string
+	specs     []*MethodSpec // nil where a step's method is not known
+	inNames   []string      // the API's inputs, in the order first seen
+	inSpecs   map[string]tensor.IOSpec
+	optional  map[string]bool // an input every step it feeds may go without
+	deps      [][]int         // the steps each step waits for
+	args      [][]stepRef     // where each input of each step comes from
+}
+
+func (g *pipelineGraph) stepPath(i int) string { return fmt.Sprintf("%s.steps[%d]", g.path, i) }
+
+// nameSteps names each step (its runner's name by default) and reports a
+// missing, malformed or repeated name.
+func (g *pipelineGraph) nameSteps() {
+	g.stepNames = make([]string, len(g.a.Steps))
+	seen := map[string]int{}
+	for i, st := range g.a.Steps {
+		sp := g.stepPath(i)
+		name := st.Name
+		if name == "" {
+			name = st.Runner
+		}
+		g.stepNames[i] = name
+		switch j, dup := seen[name]; {
+		case name == "":
+			g.ps.add(sp, "runner: required")
+		case !names.Valid(name):
+			g.ps.add(join(sp, "name"), "%q: use %s", name, names.Rule)
+		case dup:
+			g.ps.add(sp, "steps %d and %d are both called %q: give each a name (name: ...)", j, i, name)
+		}
+		seen[name] = i
+	}
+}
+
+// bindStep checks step i's bindings against its method and records where
+// each input comes from; an input left unbound must be optional.
+func (g *pipelineGraph) bindStep(i int) {
+	m := g.specs[i]
+	if m == nil {
+		return
+	}
+	st := g.a.Steps[i]
+	sp := g.stepPath(i)
+	g.args[i] = make([]stepRef, len(m.Inputs))
+	bound := make([]bool, len(m.Inputs))
+	for _, b := range st.Inputs {
+		bp := join(sp, "inputs."+b.Name)
+		j := m.Inputs.Index(b.Name)
+		switch {
+		case j < 0:
+			g.ps.add(bp, "%s.%s has no input %q (it takes %s)", st.Runner, m.Name, b.Name, count(m.Inputs, "input"))
+			continue
+		case bound[j]:
+			g.ps.add(bp, "input %q is bound twice", b.Name)
+			continue
+		}
+		bound[j] = true
+		ref, err := parseRef(b.From, g.stepNames)
+		if err != nil {
+			g.ps.addErr(bp, err)
+			continue
+		}
+		g.args[i][j] = ref
+		if ref.step < 0 {
+			g.feedFromInput(bp, b, ref, m.Inputs[j])
+		} else {
+			g.feedFromStep(bp, i, b, ref, m.Inputs[j])
+		}
+	}
+	for j, in := range m.Inputs {
+		if !bound[j] && !in.Optional {
+			g.ps.add(join(sp, "inputs"), "%s.%s needs input %q (%s): bind it to %sNAME or STEP.OUTPUT", st.Runner, m.Name, in.Name, in, InputRef)
+		}
+	}
+}
+
+// feedFromInput binds a step's input to the API's input ref.name: that
+// input becomes as specific as every input it feeds wants, and optional
+// only if all of them are.
+func (g *pipelineGraph) feedFromInput(bp string, b Binding, ref stepRef, want tensor.IOSpec) {
+	got, ok := g.inSpecs[ref.name]
+	if !ok {
+		g.inNames = append(g.inNames, ref.name)
+		g.optional[ref.name] = want.Optional
+		got = tensor.IOSpec{Name: ref.name}
+	}
+	u, err := unify(got, want)
+	if err != nil {
+		g.ps.add(bp, "%s feeds inputs that want %s and %s: %v", b.From, got, want, err)
+		return
+	}
+	u.Name, u.Unbatched, u.Optional = ref.name, false, false
+	g.inSpecs[ref.name] = u
+	g.optional[ref.name] = g.optional[ref.name] && want.Optional
+}
+
+// feedFromStep binds step i's input to another step's output: an edge of
+// the graph, whose two ends must agree.
+func (g *pipelineGraph) feedFromStep(bp string, i int, b Binding, ref stepRef, want tensor.IOSpec) {
+	st := g.a.Steps[i]
+	if ref.step == i {
+		g.ps.add(bp, "step %q takes its own output %s: a step can only take the outputs of other steps", g.stepNames[i], b.From)
+		return
+	}
+	g.deps[i] = append(g.deps[i], ref.step)
+	src := g.specs[ref.step]
+	if src == nil {
+		return // its runner's problem is reported
+	}
+	o := src.Outputs.Index(ref.name)
+	if o < 0 {
+		g.ps.add(bp, "step %q (%s.%s) has no output %q (it returns %s)", g.stepNames[ref.step], g.a.Steps[ref.step].Runner, src.Name, ref.name, count(src.Outputs, "output"))
+		return
+	}
+	if _, err := unify(src.Outputs[o], want); err != nil {
+		g.ps.add(bp, "%s is %s, but %s.%s takes %q as %s: %v", b.From, src.Outputs[o], st.Runner, g.specs[i].Name, b.Name, want, err)
+	}
 }
 
 // planReturns checks a pipeline's outputs, each a step's output, and
