@@ -76,8 +76,10 @@ func (p apisPanel) Update(msg tea.Msg) (apisPanel, tea.Cmd) {
 			p.move(-1)
 		case key.Matches(msg, k.PageDown):
 			p.vp.PageDown()
+			p.selectInView()
 		case key.Matches(msg, k.PageUp):
 			p.vp.PageUp()
+			p.selectInView()
 		case key.Matches(msg, k.Test), key.Matches(msg, k.Load):
 			if name := p.selected(); name != "" {
 				p.chosen, p.action = name, panelTest
@@ -113,6 +115,22 @@ func (p *apisPanel) move(d int) {
 		p.vp.SetYOffset(b[0])
 	case b[1] > p.vp.YOffset+p.vp.Height:
 		p.vp.SetYOffset(min(b[0], b[1]-p.vp.Height))
+	}
+}
+
+// selectInView moves the selection, if a page key scrolled it away, to the
+// first API that starts in view: enter tests what the user sees.
+func (p *apisPanel) selectInView() {
+	top, bottom := p.vp.YOffset, p.vp.YOffset+p.vp.Height
+	if p.sel < len(p.blocks) && p.blocks[p.sel][0] >= top && p.blocks[p.sel][0] < bottom {
+		return
+	}
+	for i, b := range p.blocks {
+		if b[0] >= top && b[0] < bottom {
+			p.sel = i
+			p.fill()
+			return
+		}
 	}
 }
 
@@ -218,6 +236,10 @@ func signature(specs tensor.IOSpecs) string {
 	parts := make([]string, len(specs))
 	for i, s := range specs {
 		parts[i] = s.String()
+		if j := strings.IndexByte(parts[i], '['); j >= 0 {
+			// A shape wraps whole: no-break spaces between its sizes.
+			parts[i] = parts[i][:j] + strings.ReplaceAll(parts[i][j:], " ", "\u00a0")
+		}
 		if s.Name != "" && (len(specs) > 1 || (s.Name != engine.DefaultInputName && s.Name != engine.DefaultOutputName)) {
 			parts[i] = s.Name + ": " + parts[i]
 		}

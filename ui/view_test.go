@@ -335,6 +335,7 @@ func TestViews(t *testing.T) {
 		{"remote batching refuses a tweak", remoteSnapshot(), []string{"down", "b", "right", "w"}, nil},
 		{"apis", fixedSnapshot(), []string{"a"}, nil},
 		{"apis scrolled to the last", fixedSnapshot(), []string{"a", "down", "down", "down", "down"}, nil},
+		{"apis paged down", fixedSnapshot(), []string{"a", "pgdown"}, nil},
 		{"pipeline test input", fixedSnapshot(), []string{"a", "down", "down", "t", "ctrl+s"}, nil},
 		{"load on a pipeline", fixedSnapshot(), []string{"a", "down", "down", "l"}, apiLoad()},
 	}
