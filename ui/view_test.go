@@ -188,6 +188,14 @@ func (f *fakeBackend) Targets() []Target {
 // Send answers a pipeline with the breakdown of its two steps, anything
 // else with a tensor out of one batch.
 func (f *fakeBackend) Send(_ context.Context, t Target, _ string) Result {
+	if t.API == "rerank" {
+		err := fmt.Errorf(`api "rerank": step "score" (mlp.predict): %w: queue full`, engine.ErrOverloaded)
+		return Result{Err: err, Latency: 9 * time.Millisecond, Steps: []engine.StepInfo{
+			{Name: "embed", Runner: "sim", Method: "predict", Duration: 8900 * time.Microsecond,
+				Info: engine.CallInfo{BatchRows: 64, BatchRequests: 60, Queued: 4 * time.Millisecond}},
+			{Name: "score", Runner: "mlp", Method: "predict", Duration: 30 * time.Microsecond, Err: err},
+		}}
+	}
 	if t.API == "judge" {
 		return Result{Output: "lenient:\n[true]\nstrict:\n[false]\nscores:\n[0.6369]", Latency: 3600 * time.Microsecond,
 			Steps: []engine.StepInfo{
@@ -337,6 +345,7 @@ func TestViews(t *testing.T) {
 		{"apis scrolled to the last", fixedSnapshot(), []string{"a", "down", "down", "down", "down"}, nil},
 		{"apis paged down", fixedSnapshot(), []string{"a", "pgdown"}, nil},
 		{"pipeline test input", fixedSnapshot(), []string{"a", "down", "down", "t", "ctrl+s"}, nil},
+		{"pipeline step failed", fixedSnapshot(), []string{"a", "down", "down", "down", "down", "t", "ctrl+s"}, nil},
 		{"load on a pipeline", fixedSnapshot(), []string{"a", "down", "down", "l"}, apiLoad()},
 	}
 	for _, c := range cases {
