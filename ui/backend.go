@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +45,62 @@ type Snapshot struct {
 	// Remote holds each remote: runner's servers, by runner name; a runner
 	// absent from it runs here.
 	Remote map[string]RemoteInfo
+	// APIs are the config's APIs, by name, with the runner calls each makes.
+	APIs []APIInfo
+}
+
+// APIInfo is an API as the workbench lists it: its spec (form, body kinds,
+// signature) and the runner methods it calls.
+type APIInfo struct {
+	Spec  engine.APISpec
+	Calls []APICall
+}
+
+// APICall is one runner method an API calls: a pipeline's step (in the
+// config's order), a Go API's role (in its type's order), or the one method
+// of a method API (Name "").
+type APICall struct {
+	Name           string
+	Runner, Method string
+	Inputs         []engine.Binding // a step's: where each input comes from
+}
+
+// apiInfo lists what a calls. A Go API's roles name the method through its
+// registered type; a type gone from the registry leaves the method blank.
+func apiInfo(reg *engine.Registry, a engine.APISpec) APIInfo {
+	info := APIInfo{Spec: a}
+	switch {
+	case a.IsPipeline():
+		names := a.StepNames()
+		for i, s := range a.Steps {
+			info.Calls = append(info.Calls, APICall{Name: names[i], Runner: s.Runner, Method: s.Method, Inputs: s.Inputs})
+		}
+	case a.IsFunc():
+		typ, err := reg.Service(a.Func)
+		if err != nil {
+			for _, role := range slices.Sorted(maps.Keys(a.Runners)) {
+				info.Calls = append(info.Calls, APICall{Name: role, Runner: a.Runners[role]})
+			}
+			break
+		}
+		for _, role := range typ.Roles {
+			info.Calls = append(info.Calls, APICall{Name: role.Name, Runner: a.Runners[role.Name], Method: role.Method.Name})
+		}
+	default:
+		info.Calls = []APICall{{Runner: a.Runner, Method: a.Method}}
+	}
+	return info
+}
+
+// Form names what the API calls, as the APIs view and the targets say it.
+func (a APIInfo) Form() string {
+	switch {
+	case a.Spec.IsPipeline():
+		return "pipeline of " + plural(len(a.Spec.Steps), "step")
+	case a.Spec.IsFunc():
+		return "Go func " + a.Spec.Func
+	}
+	return a.Spec.Runner + "." + a.Spec.Method
 }
 
 // RemoteInfo is what the workbench shows of a remote runner's servers.
@@ -107,21 +165,32 @@ type GPUDevice struct {
 	UtilHist, MemHist []float64
 }
 
-// Target is an API or a runner method.
+// Target is an API (of any form) or a runner method.
 type Target struct {
-	API            string // set for a service API
+	API string // set for an API: a send calls it as POST /API does
+	// Form says what an API calls (APIInfo.Form).
+	Form string
+	// Runner and Method are the runner method a target of one method
+	// calls; blank for a Go API or a pipeline.
 	Runner, Method string
-	Input          engine.IOKind // how a body is read
-	Spec           engine.MethodSpec
+	// Runners are every runner the target calls.
+	Runners []string
+	Input   engine.IOKind // how a body is read
+	// Spec's Inputs and Outputs are the signature: the method's, or the
+	// API's.
+	Spec engine.MethodSpec
 }
 
 // Label names the target as the user knows it.
 func (t Target) Label() string {
 	if t.API != "" {
-		return fmt.Sprintf("POST /%s (%s.%s)", t.API, t.Runner, t.Method)
+		return fmt.Sprintf("POST /%s (%s)", t.API, t.Form)
 	}
 	return t.Runner + "." + t.Method
 }
+
+// calls reports whether the target calls runner.
+func (t Target) calls(runner string) bool { return slices.Contains(t.Runners, runner) }
 
 // Example is a valid body for the target, to pre-fill the test input: the
 // HTTP front end's example, with an example for every input (optional
@@ -173,7 +242,11 @@ type Result struct {
 	Output  string
 	Err     error
 	Latency time.Duration
-	Info    engine.CallInfo
+	// Info is the batch that served a call of one method.
+	Info engine.CallInfo
+	// Steps are the runner calls of a pipeline or a Go API, in the order
+	// they finished (a failed call's too, the failing one among them).
+	Steps []engine.StepInfo
 }
 
 // EngineBackend is the Backend of a live engine.
@@ -216,6 +289,10 @@ func (b *EngineBackend) Snapshot() Snapshot {
 	}
 	if b.GPU != nil {
 		s.GPU = b.GPU()
+	}
+	reg := b.Engine.Registry()
+	for _, a := range b.Engine.APIs() {
+		s.APIs = append(s.APIs, apiInfo(reg, a))
 	}
 	return s
 }
@@ -264,30 +341,47 @@ func (b *EngineBackend) Save(t watcher.Tweak) error {
 	return watcher.SaveTweak(b.Reloader.Path(), t)
 }
 
+// Targets lists every API (each of its three forms), then every runner
+// method.
 func (b *EngineBackend) Targets() []Target {
 	var out []Target
+	reg := b.Engine.Registry()
 	for _, a := range b.Engine.APIs() {
-		r, err := b.Engine.Runner(a.Runner)
-		if err != nil {
-			continue
-		}
-		if spec, ok := r.Method(a.Method); ok {
-			out = append(out, Target{API: a.Name, Runner: a.Runner, Method: a.Method, Input: a.Input, Spec: spec})
-		}
+		out = append(out, apiTarget(apiInfo(reg, a)))
 	}
 	for _, r := range b.Engine.Runners() {
 		for _, m := range r.Methods() {
 			// The test input is one body, read as an API would read it: a
 			// method of several inputs takes an object keyed by name.
-			out = append(out, Target{Runner: r.Name(), Method: m.Name, Input: codec.BodyKind(m.Inputs), Spec: m})
+			out = append(out, Target{Runner: r.Name(), Method: m.Name, Runners: []string{r.Name()}, Input: codec.BodyKind(m.Inputs), Spec: m})
 		}
 	}
 	return out
 }
 
+// apiTarget is the target that calls a as POST /{api} does.
+func apiTarget(a APIInfo) Target {
+	t := Target{API: a.Spec.Name, Form: a.Form(), Input: a.Spec.Input,
+		Spec: engine.MethodSpec{Name: a.Spec.Name, Inputs: a.Spec.Inputs, Outputs: a.Spec.Outputs}}
+	if !a.Spec.IsPipeline() && !a.Spec.IsFunc() {
+		t.Runner, t.Method = a.Spec.Runner, a.Spec.Method
+	}
+	for _, c := range a.Calls {
+		if !slices.Contains(t.Runners, c.Runner) {
+			t.Runners = append(t.Runners, c.Runner)
+		}
+	}
+	return t
+}
+
 // Send decodes body as the HTTP front end does (codec.DecodeInputs) and
-// runs it.
+// runs it: an API through engine.CallAPI, against the API as it serves now
+// (a reload may have changed it since the target was listed), as POST
+// /{api} does; a runner method through the runner.
 func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result {
+	if t.API != "" {
+		return b.sendAPI(ctx, t.API, body)
+	}
 	in, err := codec.DecodeInputs(t.Input, t.Spec.Inputs, []byte(body))
 	if err != nil {
 		return Result{Err: err}
@@ -297,6 +391,24 @@ func (b *EngineBackend) Send(ctx context.Context, t Target, body string) Result 
 	res := Result{Err: err, Latency: time.Since(start), Info: info}
 	if err == nil {
 		res.Output = formatValues(t.Spec.Outputs, outs)
+	}
+	return res
+}
+
+func (b *EngineBackend) sendAPI(ctx context.Context, name, body string) Result {
+	a, ok := b.Engine.API(name)
+	if !ok {
+		return Result{Err: fmt.Errorf("%w %q: the config no longer has it (press t again for the current APIs)", engine.ErrUnknownAPI, name)}
+	}
+	in, err := codec.DecodeInputs(a.Input, a.Inputs, []byte(body))
+	if err != nil {
+		return Result{Err: err}
+	}
+	start := time.Now()
+	outs, info, err := b.Engine.CallAPI(ctx, name, in)
+	res := Result{Err: err, Latency: time.Since(start), Info: info.CallInfo, Steps: info.Steps}
+	if err == nil {
+		res.Output = formatValues(a.Outputs, outs)
 	}
 	return res
 }

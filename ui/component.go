@@ -33,6 +33,7 @@ var (
 	_ component = (*testPanel)(nil)
 	_ component = (*gpuPanel)(nil)
 	_ component = (*helpPanel)(nil)
+	_ component = (*apisPanel)(nil)
 )
 
 // noteMsg adds an event the workbench itself raised (an applied tweak, a

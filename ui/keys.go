@@ -9,9 +9,9 @@ import "github.com/charmbracelet/bubbles/key"
 
 // mainKeyMap is the main screen's: the runners table and the panels it opens.
 type mainKeyMap struct {
-	Up, Down, Method, Sort, Filter    key.Binding
-	Batching, Test, Load, Events, GPU key.Binding
-	Help, Quit, ForceQuit             key.Binding
+	Up, Down, Method, Sort, Filter          key.Binding
+	Batching, Test, Load, APIs, Events, GPU key.Binding
+	Help, Quit, ForceQuit                   key.Binding
 }
 
 func defaultMainKeyMap() mainKeyMap {
@@ -24,6 +24,7 @@ func defaultMainKeyMap() mainKeyMap {
 		Batching:  key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "batching")),
 		Test:      key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "test")),
 		Load:      key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "load")),
+		APIs:      key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "APIs")),
 		Events:    key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "events")),
 		GPU:       key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "GPU")),
 		Help:      key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
@@ -33,13 +34,13 @@ func defaultMainKeyMap() mainKeyMap {
 }
 
 func (k mainKeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{selectBinding, k.Batching, k.Test, k.Load, k.Events, k.Help, k.Quit, k.Sort, k.Filter, k.GPU, k.Method}
+	return []key.Binding{selectBinding, k.Batching, k.Test, k.Load, k.APIs, k.Events, k.Help, k.Quit, k.Sort, k.Filter, k.GPU, k.Method}
 }
 
 func (k mainKeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Up, k.Down, k.Method, k.Sort, k.Filter},
-		{k.Batching, k.Test, k.Load, k.Events, k.GPU, k.Help, k.Quit, k.ForceQuit},
+		{k.Batching, k.Test, k.Load, k.APIs, k.Events, k.GPU, k.Help, k.Quit, k.ForceQuit},
 	}
 }
 
@@ -140,6 +141,29 @@ func (k testKeyMap) ShortHelp() []key.Binding {
 
 func (k testKeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{{k.Send, k.NextTarget, k.PrevTarget}, {k.ResultDown, k.ResultUp, k.Close}}
+}
+
+// apisKeyMap is the APIs view's: a list of APIs, the selected one sent a
+// test input or a load.
+type apisKeyMap struct {
+	Up, Down, PageUp, PageDown, Test, Load, Close key.Binding
+}
+
+func defaultAPIsKeyMap() apisKeyMap {
+	l := defaultListKeyMap()
+	return apisKeyMap{Up: l.Up, Down: l.Down, PageUp: l.PageUp, PageDown: l.PageDown,
+		Test:  key.NewBinding(key.WithKeys("enter", "t"), key.WithHelp("enter/t", "test input to it")),
+		Load:  key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "load on it")),
+		Close: key.NewBinding(key.WithKeys("esc", "a"), key.WithHelp("esc", "close")),
+	}
+}
+
+func (k apisKeyMap) ShortHelp() []key.Binding {
+	return []key.Binding{selectBinding, k.Test, k.Load, k.Close, k.PageDown, k.PageUp}
+}
+
+func (k apisKeyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Test, k.Load, k.Close}}
 }
 
 // listKeyMap is the events pane's and the help panel's: a list that

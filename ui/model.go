@@ -27,6 +27,7 @@ const (
 	panelGPU
 	panelHelp
 	panelEvents
+	panelAPIs
 )
 
 // Model is the workbench's root model. It routes messages to its
@@ -52,6 +53,7 @@ type Model struct {
 	test     testPanel
 	load     loadPanel
 	gpu      gpuPanel
+	apis     apisPanel
 	help     helpPanel
 	footer   help.Model
 	lay      layoutPlan
@@ -67,12 +69,13 @@ func New(b Backend) Model {
 		width: 120, height: 40,
 		table: newRunnersTable(st), batches: batchChart{st: st}, latency: latencyPanel{st: st},
 		events: newEventsPane(st), batching: newBatchingForm(st, b), test: newTestPanel(st, b),
-		load: newLoadPanel(st, b), gpu: newGPUPanel(st), footer: help.New(),
+		load: newLoadPanel(st, b), gpu: newGPUPanel(st), apis: newAPIsPanel(st), footer: help.New(),
 	}
 	m.help = newHelpPanel(st, []helpSection{
 		{"main screen", m.keys.FullHelp()},
 		{"batching (b)", m.batching.FullHelp()},
 		{"load (l)", m.load.FullHelp()},
+		{"APIs (a)", m.apis.FullHelp()},
 		{"test input (t)", m.test.FullHelp()},
 		{"events (e)", m.events.FullHelp()},
 	})
@@ -128,6 +131,7 @@ func (m Model) route(msg tea.Msg) (Model, tea.Cmd) {
 			m.events, _ = m.events.Update(noteMsg(ev))
 		}
 		m.gpu, _ = m.gpu.Update(msg)
+		m.apis, _ = m.apis.Update(msg)
 		cmds = append(cmds, m.tick())
 		return m, tea.Batch(cmds...)
 	case noteMsg:
@@ -216,6 +220,12 @@ func (m Model) onKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		case panelEvents:
 			m.events, cmd = m.events.Update(msg)
 			done = closed(&m.events.closed)
+		case panelAPIs:
+			m.apis, cmd = m.apis.Update(msg)
+			done = closed(&m.apis.closed)
+			if api, p := m.apis.take(); api != "" {
+				return m.openOn(api, p)
+			}
 		}
 		if done {
 			m.panel = panelNone
@@ -241,12 +251,11 @@ func (m Model) onKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		m.batching.edit(r, m.table.primary(r), ri)
 		m.panel = panelBatching
 	case key.Matches(msg, m.keys.Test):
-		m.panel = panelTest
-		m.layout()
-		return m, m.test.open(m.targetsFor())
+		return m.openOn("", panelTest)
 	case key.Matches(msg, m.keys.Load):
-		m.load.setTargets(m.targetsFor())
-		m.panel = panelLoad
+		return m.openOn("", panelLoad)
+	case key.Matches(msg, m.keys.APIs):
+		m.panel = panelAPIs
 	case key.Matches(msg, m.keys.Events):
 		m.events.focus()
 		m.panel = panelEvents
@@ -267,12 +276,48 @@ func (m Model) quit() (Model, tea.Cmd) {
 	return m, tea.Quit
 }
 
-// targetsFor orders the backend's targets so the selected runner's come
-// first. Targets only lists the engine's APIs and methods: no I/O.
-func (m Model) targetsFor() []Target {
+// openOn opens the test input or the load panel (p) with api as its target,
+// or, for api "", the selected runner's first.
+func (m Model) openOn(api string, p panel) (Model, tea.Cmd) {
+	m.showCallOf(api)
+	ts := m.targetsFor(api)
+	m.panel = p
+	if p == panelLoad {
+		if !m.load.running || api == "" {
+			m.load.setTargets(ts)
+			return m, nil
+		}
+		// A load already runs: it goes on, on its own target.
+		return m, note(slog.LevelWarn, "", "load: one runs already; stop it (x) to load "+api)
+	}
+	m.layout()
+	return m, m.test.open(ts)
+}
+
+// showCallOf puts a runner method api calls under the charts, unless the
+// selected runner is one it calls: the charts then move with what is sent.
+func (m *Model) showCallOf(api string) {
+	for _, a := range m.snap.APIs {
+		if a.Spec.Name != api || len(a.Calls) == 0 {
+			continue
+		}
+		for _, c := range a.Calls {
+			if c.Runner == m.table.selected {
+				m.table.show(c.Runner, c.Method)
+				return
+			}
+		}
+		m.table.show(a.Calls[0].Runner, a.Calls[0].Method)
+	}
+}
+
+// targetsFor orders the backend's targets so that api comes first, or with
+// api "" those calling the selected runner. Targets only lists the engine's
+// APIs and methods: no I/O.
+func (m Model) targetsFor(api string) []Target {
 	var first, rest []Target
 	for _, t := range m.backend.Targets() {
-		if t.Runner == m.table.selected {
+		if (api != "" && t.API == api) || (api == "" && t.calls(m.table.selected)) {
 			first = append(first, t)
 		} else {
 			rest = append(rest, t)

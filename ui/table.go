@@ -163,6 +163,21 @@ func (t *runnersTable) move(d int) {
 	}
 }
 
+// show selects runner and its method, if the filter shows it.
+func (t *runnersTable) show(runner, method string) {
+	for _, r := range t.visible() {
+		if r.Name != runner {
+			continue
+		}
+		t.selected = runner
+		for i, ms := range r.Methods {
+			if ms.Spec.Name == method {
+				t.methodIdx[runner] = i
+			}
+		}
+	}
+}
+
 func (t runnersTable) selectedRunner() (engine.RunnerStats, bool) {
 	for _, r := range t.runners {
 		if r.Name == t.selected {

@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/bubbles/textarea"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
 
 	"github.com/benchtop/benchtop/engine"
 )
@@ -134,18 +135,56 @@ func (p *testPanel) setResult() {
 	}
 	r := p.res
 	var b strings.Builder
-	if r.Err != nil {
+	switch {
+	case r.Err != nil:
 		b.WriteString(p.st.bad.Render("✗ "+statusWord(r.Err)) + " " + r.Err.Error())
-	} else {
-		fmt.Fprintf(&b, "%s in %s · batch of %s (%s), queued %s, ran %s\n%s",
+	case len(r.Steps) > 0:
+		fmt.Fprintf(&b, "%s in %s · %s, as they finished:", p.st.ok.Render("✓ ok"), humanDur(r.Latency), plural(len(r.Steps), "runner call"))
+	default:
+		fmt.Fprintf(&b, "%s in %s · batch of %s (%s), queued %s, ran %s",
 			p.st.ok.Render("✓ ok"), humanDur(r.Latency), plural(r.Info.BatchRows, "row"), plural(r.Info.BatchRequests, "request"),
-			humanDur(r.Info.Queued), humanDur(r.Info.Exec), r.Output)
+			humanDur(r.Info.Queued), humanDur(r.Info.Exec))
 	}
 	var lines []string
 	for _, l := range strings.Split(b.String(), "\n") {
 		lines = append(lines, strings.Split(wrapHard(l, p.result.Width), "\n")...)
 	}
+	if r.Err != nil && len(r.Steps) > 0 {
+		lines = append(lines, "runner calls, as they finished:")
+	}
+	// Each step (or role) beside the runner method it called and its time,
+	// queueing included: X-Steps of the HTTP answer, with the batch.
+	lines = append(lines, stepLines(p.st, r.Steps, p.result.Width)...)
+	if r.Err == nil {
+		for _, l := range strings.Split(r.Output, "\n") {
+			lines = append(lines, strings.Split(wrapHard(l, p.result.Width), "\n")...)
+		}
+	}
 	p.result.SetContent(strings.Join(lines, "\n"))
+}
+
+// stepLines is a line per runner call of an API: its step or role, the
+// runner method, how long it took and the batch it rode in; a failed one
+// marked ✗.
+func stepLines(st styles, steps []engine.StepInfo, w int) []string {
+	nameW, callW, durW := 0, 0, 0
+	for _, s := range steps {
+		nameW = max(nameW, lipgloss.Width(s.Name))
+		callW = max(callW, lipgloss.Width(s.Runner+"."+s.Method))
+		durW = max(durW, lipgloss.Width(humanDur(s.Duration)))
+	}
+	var lines []string
+	for _, s := range steps {
+		mark, tail := "  ", fmt.Sprintf("batch of %s, queued %s", plural(s.Info.BatchRows, "row"), humanDur(s.Info.Queued))
+		if s.Err != nil {
+			mark, tail = st.bad.Render("✗ "), st.bad.Render("failed: "+statusWord(s.Err))
+		}
+		dur := humanDur(s.Duration)
+		line := mark + padRight(s.Name, nameW) + "  " + padRight(s.Runner+"."+s.Method, callW) + "  " +
+			strings.Repeat(" ", durW-lipgloss.Width(dur)) + dur + " · " + tail
+		lines = append(lines, hang("", line, w+2)...)
+	}
+	return lines
 }
 
 // wrapHard wraps at word boundaries where it can and cuts words (JSON
@@ -166,7 +205,7 @@ func (p testPanel) View() string {
 	t := p.targets[p.idx]
 	lines := []string{
 		st.boxTitle.Render("to: ") + t.Label(),
-		st.dim.Render(fmt.Sprintf("takes %s as %s", t.Spec.Inputs, t.Input)),
+		st.dim.Render(fmt.Sprintf("takes %s as %s", signature(t.Spec.Inputs), t.Input)),
 		p.area.View(),
 	}
 	switch {
@@ -194,7 +233,7 @@ func statusWord(err error) string {
 		return "overloaded (503)"
 	case errors.Is(err, engine.ErrTimeout):
 		return "timeout (504)"
-	case errors.Is(err, engine.ErrUnknownRunner), errors.Is(err, engine.ErrUnknownMethod):
+	case errors.Is(err, engine.ErrUnknownRunner), errors.Is(err, engine.ErrUnknownMethod), errors.Is(err, engine.ErrUnknownAPI):
 		return "not found (404)"
 	}
 	return "error (500)"

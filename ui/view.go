@@ -89,7 +89,7 @@ func (m *Model) layout() {
 	} else {
 		m.events.SetSize(w, p.events)
 	}
-	for _, c := range []component{&m.batching, &m.load, &m.test, &m.gpu, &m.help} {
+	for _, c := range []component{&m.batching, &m.load, &m.test, &m.gpu, &m.help, &m.apis} {
 		c.SetSize(w, max(p.panel, 3))
 	}
 	m.footer.Width = w
@@ -146,6 +146,8 @@ func (m Model) panelView() string {
 		return m.help.View()
 	case panelEvents:
 		return m.events.View()
+	case panelAPIs:
+		return m.apis.View()
 	}
 	return ""
 }
@@ -165,6 +167,8 @@ func (m Model) focused() component {
 		return &m.help
 	case panelEvents:
 		return &m.events
+	case panelAPIs:
+		return &m.apis
 	}
 	return nil
 }

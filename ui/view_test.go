@@ -72,8 +72,56 @@ func fixedSnapshot() Snapshot {
 			{Seq: 1, Time: at.Add(-29 * time.Second), Level: slog.LevelWarn, Runner: "py-sentiment", Message: "worker 1 crashed; restarting it"},
 			{Seq: 2, Time: at, Level: slog.LevelInfo, Message: "config reloaded: sim: predict batching max_batch_size 32 → 64"},
 		},
-		GPU: GPUInfo{Message: "No NVIDIA GPU found (NVML: library not found)"},
+		GPU:  GPUInfo{Message: "No NVIDIA GPU found (NVML: library not found)"},
+		APIs: fixedAPIs(predict, isPositive),
 	}
+}
+
+// fixedAPIs are an API of each form: a method, a Go function, a pipeline of
+// two steps at once, and a chain whose second step's runner (mlp) has no
+// worker ready.
+func fixedAPIs(predict, isPositive engine.MethodSpec) []APIInfo {
+	texts := tensor.IOSpecs{{Name: "texts", Kind: tensor.KindTensor, DType: tensor.String, Shape: []int{-1}}}
+	fromTexts := []engine.Binding{{Name: "texts", From: "$input.texts"}}
+	specs := []engine.APISpec{
+		{Name: "analysis", Func: "sentiment-analysis", Runners: map[string]string{"model": "sentiment"},
+			Input: engine.IOText, Output: engine.IOJSON, Inputs: isPositive.Inputs, Outputs: isPositive.Outputs},
+		{Name: "compare", Func: "sentiment-compare", Runners: map[string]string{"lenient": "sentiment", "strict": "sentiment"},
+			Input: engine.IOText, Output: engine.IOObject, Inputs: tensor.IOSpecs{{Name: "text", Kind: tensor.KindText}},
+			Outputs: tensor.IOSpecs{{Name: "lenient", Kind: tensor.KindJSON}, {Name: "strict", Kind: tensor.KindJSON}}},
+		{Name: "judge", Input: engine.IOObject, Output: engine.IOObject, Inputs: texts,
+			Steps: []engine.StepSpec{
+				{Name: "lenient", Runner: "sentiment", Method: "classify", Inputs: fromTexts},
+				{Name: "strict", Runner: "sentiment", Method: "classify", Inputs: fromTexts},
+			},
+			Returns: []engine.Binding{{Name: "lenient", From: "lenient.positive"}, {Name: "strict", From: "strict.positive"}, {Name: "scores", From: "lenient.scores"}},
+			Outputs: tensor.IOSpecs{
+				{Name: "lenient", Kind: tensor.KindTensor, DType: tensor.Bool, Shape: []int{-1}},
+				{Name: "strict", Kind: tensor.KindTensor, DType: tensor.Bool, Shape: []int{-1}},
+				{Name: "scores", Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1}},
+			}},
+		{Name: "predict", Runner: "sim", Method: "predict", Input: engine.IONDArray, Output: engine.IONDArray, Inputs: predict.Inputs, Outputs: predict.Outputs},
+		{Name: "rerank", Input: engine.IONDArray, Output: engine.IONDArray,
+			Inputs: tensor.IOSpecs{{Name: "x", Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}},
+			Steps: []engine.StepSpec{
+				{Name: "embed", Runner: "sim", Method: "predict", Inputs: []engine.Binding{{Name: "input", From: "$input.x"}}},
+				{Name: "score", Runner: "mlp", Method: "predict", Inputs: []engine.Binding{{Name: "input", From: "embed.output"}}},
+			},
+			Returns: []engine.Binding{{Name: "y", From: "score.output"}},
+			Outputs: tensor.IOSpecs{{Name: "y", Kind: tensor.KindTensor, DType: tensor.Float32, Shape: []int{-1, -1}}}},
+	}
+	roles := map[string][]APICall{
+		"analysis": {{Name: "model", Runner: "sentiment", Method: "is_positive"}},
+		"compare":  {{Name: "lenient", Runner: "sentiment", Method: "is_positive"}, {Name: "strict", Runner: "sentiment", Method: "is_positive"}},
+	}
+	out := make([]APIInfo, len(specs))
+	for i, a := range specs {
+		out[i] = APIInfo{Spec: a, Calls: roles[a.Name]}
+		if out[i].Calls == nil {
+			out[i].Calls = apiInfo(nil, a).Calls
+		}
+	}
+	return out
 }
 
 // remoteSnapshot adds a remote runner, ranker, second by name, with one
@@ -130,15 +178,39 @@ func (f *fakeBackend) Save(t watcher.Tweak) error {
 	return errors.New("running the embedded sample config: start with --config FILE to save tweaks")
 }
 func (f *fakeBackend) Targets() []Target {
-	return []Target{{API: "predict", Runner: "sim", Method: "predict", Input: engine.IONDArray, Spec: f.snap.Runners[0].Methods[0].Spec}}
+	var out []Target
+	for _, a := range f.snap.APIs {
+		out = append(out, apiTarget(a))
+	}
+	return out
 }
-func (f *fakeBackend) Send(context.Context, Target, string) Result {
+
+// Send answers a pipeline with the breakdown of its two steps, anything
+// else with a tensor out of one batch.
+func (f *fakeBackend) Send(_ context.Context, t Target, _ string) Result {
+	if t.API == "rerank" {
+		err := fmt.Errorf(`api "rerank": step "score" (mlp.predict): %w: queue full`, engine.ErrOverloaded)
+		return Result{Err: err, Latency: 9 * time.Millisecond, Steps: []engine.StepInfo{
+			{Name: "embed", Runner: "sim", Method: "predict", Duration: 8900 * time.Microsecond,
+				Info: engine.CallInfo{BatchRows: 64, BatchRequests: 60, Queued: 4 * time.Millisecond}},
+			{Name: "score", Runner: "mlp", Method: "predict", Duration: 30 * time.Microsecond, Err: err},
+		}}
+	}
+	if t.API == "judge" {
+		return Result{Output: "lenient:\n[true]\nstrict:\n[false]\nscores:\n[0.6369]", Latency: 3600 * time.Microsecond,
+			Steps: []engine.StepInfo{
+				{Name: "lenient", Runner: "sentiment", Method: "classify", Duration: 1204 * time.Microsecond,
+					Info: engine.CallInfo{BatchRows: 1, BatchRequests: 1, Queued: 40 * time.Microsecond}},
+				{Name: "strict", Runner: "sentiment", Method: "classify", Duration: 3380 * time.Microsecond,
+					Info: engine.CallInfo{BatchRows: 3, BatchRequests: 2, Queued: 2100 * time.Microsecond}},
+			}}
+	}
 	vals := make([]float32, 64)
 	for i := range vals {
 		vals[i] = float32(i) / 4
 	}
-	t, _ := tensor.NewTensor([]int{8, 8}, vals)
-	return Result{Output: formatValue(tensor.TensorValue(t)), Latency: 8300 * time.Microsecond,
+	out, _ := tensor.NewTensor([]int{8, 8}, vals)
+	return Result{Output: formatValue(tensor.TensorValue(out)), Latency: 8300 * time.Microsecond,
 		Info: engine.CallInfo{BatchRows: 37, BatchRequests: 1, Queued: 3100 * time.Microsecond, Exec: 5200 * time.Microsecond}}
 }
 
@@ -222,6 +294,13 @@ func refusedLoad() []tea.Msg {
 	return []tea.Msg{loadMsg{p: p, ok: true}, loadMsg{ok: false}}
 }
 
+// apiLoad is the progress of a load the engine served in full.
+func apiLoad() []tea.Msg {
+	p := loadProgress{Done: 2000, Total: 2000, Elapsed: 800 * time.Millisecond,
+		P50: 3600 * time.Microsecond, P99: 9 * time.Millisecond, Finished: true}
+	return []tea.Msg{loadMsg{p: p, ok: true}, loadMsg{ok: false}}
+}
+
 func TestViews(t *testing.T) {
 	refused := fixedSnapshot()
 	refused.Config.OK = false
@@ -262,6 +341,12 @@ func TestViews(t *testing.T) {
 		{"remote runner selected", remoteSnapshot(), []string{"down"}, nil},
 		{"remote batching read-only", remoteSnapshot(), []string{"down", "b"}, nil},
 		{"remote batching refuses a tweak", remoteSnapshot(), []string{"down", "b", "right", "w"}, nil},
+		{"apis", fixedSnapshot(), []string{"a"}, nil},
+		{"apis scrolled to the last", fixedSnapshot(), []string{"a", "down", "down", "down", "down"}, nil},
+		{"apis paged down", fixedSnapshot(), []string{"a", "pgdown"}, nil},
+		{"pipeline test input", fixedSnapshot(), []string{"a", "down", "down", "t", "ctrl+s"}, nil},
+		{"pipeline step failed", fixedSnapshot(), []string{"a", "down", "down", "down", "down", "t", "ctrl+s"}, nil},
+		{"load on a pipeline", fixedSnapshot(), []string{"a", "down", "down", "l"}, apiLoad()},
 	}
 	for _, c := range cases {
 		for _, size := range []struct{ w, h int }{{80, 24}, {160, 48}} {

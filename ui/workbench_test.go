@@ -201,3 +201,105 @@ func TestWorkbenchShowsARemoteRunner(t *testing.T) {
 	tm.Type("q")
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
 }
+
+const servicesConfig = `runners:
+  - {name: sentiment, runnable: sentiment, init: {threshold: 0.05}, workers: 2}
+  - {name: sentiment-strict, runnable: sentiment, init: {threshold: 0.5}, workers: 1}
+  - {name: echo, runnable: echo, workers: 1}
+apis:
+  - {name: analysis, func: sentiment-analysis, runners: {model: sentiment}}
+  - name: echo-twice
+    steps:
+      - {name: first, runner: echo, method: echo, inputs: {input: $input.x}}
+      - {name: second, runner: echo, method: echo, inputs: {input: first.output}}
+    outputs: {y: second.output}
+    input: ndarray
+    output: ndarray
+  - name: judge
+    steps:
+      - {name: lenient, runner: sentiment, method: classify, inputs: {texts: $input.texts}}
+      - {name: strict, runner: sentiment-strict, method: classify, inputs: {texts: $input.texts}}
+    outputs: {lenient: lenient.positive, strict: strict.positive, scores: lenient.scores}
+`
+
+// TestWorkbenchDrivesAPipeline uses the real engine and the sample service
+// types at 80×24: the APIs view lists judge's steps and what feeds them;
+// a test input sent to judge comes back with each step's runner call and
+// time; a load on judge reaches both of its runners.
+func TestWorkbenchDrivesAPipeline(t *testing.T) {
+	eng := enginetest.New(t, enginetest.Options{Samples: true})
+	ctx := t.Context()
+	cfg, err := watcher.ParseAndValidate(ctx, "benchtop.yaml", []byte(servicesConfig), eng, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Apply(ctx, cfg.Plan); err != nil {
+		t.Fatal(err)
+	}
+	tm := teatest.NewTestModel(t, New(&EngineBackend{Engine: eng, URL: "http://test"}), teatest.WithInitialTermSize(80, 24))
+	out := tm.Output()
+	// What has been drawn so far: the renderer redraws only changed lines,
+	// so a view is the sum of what it wrote.
+	var screen bytes.Buffer
+	waitFor := func(what string, wants ...string) {
+		t.Helper()
+		teatest.WaitFor(t, out, func(b []byte) bool {
+			screen.Write(b)
+			for _, w := range wants {
+				if !bytes.Contains(screen.Bytes(), []byte(w)) {
+					return false
+				}
+			}
+			return true
+		}, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
+	}
+	classified := func(runner string) uint64 {
+		r, err := eng.Runner(runner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ms := range r.Stats(engine.StatsOptions{}).Methods {
+			if ms.Spec.Name == "classify" {
+				return ms.Totals["ok"]
+			}
+		}
+		t.Fatalf("runner %s has no classify method", runner)
+		return 0
+	}
+	waitFor("the runners", "sentiment-strict")
+
+	tm.Type("a")
+	waitFor("the APIs view", "APIs (3)", "Go func sentiment-analysis", "model    → sentiment.is_positive",
+		"second   echo.echo  input ← first.output")
+	tm.Send(tea.KeyMsg{Type: tea.KeyDown})
+	tm.Send(tea.KeyMsg{Type: tea.KeyDown})
+	waitFor("judge selected", "▸ judge", "strict   sentiment-strict.classify  texts ← $input.texts")
+
+	// The test input, on judge, pre-filled with a valid body.
+	tm.Type("t")
+	waitFor("the test input on judge", "to: POST /judge (pipeline of 2 steps)", `"texts": [`)
+	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlS})
+	waitFor("the step breakdown", "✓ ok", "2 runner calls, as they finished:",
+		"lenient  sentiment.classify", "strict   sentiment-strict.classify", "batch of 2 rows", "scores:")
+	if classified("sentiment") != 1 || classified("sentiment-strict") != 1 {
+		t.Fatalf("one test input made %d calls of sentiment.classify and %d of sentiment-strict.classify, want 1 and 1",
+			classified("sentiment"), classified("sentiment-strict"))
+	}
+	tm.Send(tea.KeyMsg{Type: tea.KeyEsc})
+
+	// A load on judge, from the APIs view: every request runs both steps.
+	tm.Type("a")
+	tm.Type("l")
+	waitFor("the load panel on judge", "target      POST /judge (pipeline of 2 steps)")
+	tm.Send(tea.KeyMsg{Type: tea.KeyEnter})
+	waitFor("load done", "✓ done")
+	if got := classified("sentiment-strict"); got != 2001 {
+		t.Fatalf("sentiment-strict.classify served %d calls after a test input and a load of 2,000 on judge, want 2,001", got)
+	}
+	if got := classified("sentiment"); got != 2001 {
+		t.Fatalf("sentiment.classify served %d calls, want 2,001", got)
+	}
+	tm.Send(tea.KeyMsg{Type: tea.KeyEsc})
+	tm.Type("q")
+	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
+}
