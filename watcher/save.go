@@ -279,32 +279,43 @@ func (p *patcher) add(at, end int, text string) {
 
 // scalarEnd is where the scalar v that starts at at ends in the file.
 func (p *patcher) scalarEnd(v *yaml.Node, at int) int {
-	d := p.data
 	switch {
 	case v.Style&yaml.DoubleQuotedStyle != 0:
-		for i := at + 1; i < len(d); i++ {
-			if d[i] == '\\' {
-				i++
-			} else if d[i] == '"' {
-				return i + 1
-			}
+		if end, ok := quotedEnd(p.data, at, '"'); ok {
+			return end
 		}
 	case v.Style&yaml.SingleQuotedStyle != 0:
-		for i := at + 1; i < len(d); i++ {
-			if d[i] == '\'' {
-				if i+1 < len(d) && d[i+1] == '\'' {
-					i++
-					continue
-				}
-				return i + 1
-			}
+		if end, ok := quotedEnd(p.data, at, '\''); ok {
+			return end
 		}
 	case v.Value == "" && v.Tag == "!!null":
 		return at // an empty value: nothing to replace
 	}
-	// A plain scalar: up to a comment, the line's end, or (in flow
-	// context) a comma or closing bracket; trailing blanks are the
-	// layout's.
+	return plainEnd(p.data, at)
+}
+
+// quotedEnd is the end of the string quoted by q that opens at at: past
+// its closing quote, a backslash escaping in double quotes and a doubled
+// quote in single ones.
+func quotedEnd(d []byte, at int, q byte) (int, bool) {
+	for i := at + 1; i < len(d); i++ {
+		switch {
+		case q == '"' && d[i] == '\\':
+			i++
+		case d[i] != q:
+		case q == '\'' && i+1 < len(d) && d[i+1] == '\'':
+			i++
+		default:
+			return i + 1, true
+		}
+	}
+	return 0, false
+}
+
+// plainEnd is the end of a plain scalar: up to a comment, the line's end,
+// or (in flow context) a comma or closing bracket; trailing blanks are the
+// layout's.
+func plainEnd(d []byte, at int) int {
 	end := at
 	for end < len(d) && d[end] != '\n' && d[end] != '\r' && d[end] != ',' && d[end] != '}' && d[end] != ']' {
 		if d[end] == '#' && end > at && (d[end-1] == ' ' || d[end-1] == '\t') {
