@@ -207,3 +207,29 @@ apis: []`
 		}
 	})
 }
+
+// The end of each kind of scalar, as a save finds it to replace it.
+func TestScalarEnds(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		q    byte // 0: plain
+		want string
+	}{
+		{`"ad\"apt" # c`, '"', `"ad\"apt"`},
+		{`'it''s' # c`, '\'', `'it''s'`},
+		{`'unclosed`, '\'', ``},
+		{`adaptive   # c`, 0, `adaptive`},
+		{`8, b: 2}`, 0, `8`},
+		{`a#b # c`, 0, `a#b`},
+	} {
+		var got string
+		if tc.q == 0 {
+			got = tc.src[:plainEnd([]byte(tc.src), 0)]
+		} else if end, ok := quotedEnd([]byte(tc.src), 0, tc.q); ok {
+			got = tc.src[:end]
+		}
+		if got != tc.want {
+			t.Errorf("%s: end at %q, want %q", tc.src, got, tc.want)
+		}
+	}
+}
