@@ -143,6 +143,8 @@ func NewGRPC(ctx context.Context, opts GRPCOptions) (*GRPC, error) {
 		conn, err := grpc.NewClient("passthrough:///"+addr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithContextDialer(dial),
+			// Fixed windows, as the server's: no bandwidth-probing pings.
+			grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(4<<20),
 			// The server bounds requests (server.max_body_bytes); answers
 			// may be as large as it sends.
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))

@@ -114,7 +114,7 @@ gobench grpcecho 'EchoTensorGRPCVsJSON' 1x ./server/
 section "Remote runners: 64 callers through a front end to a runner server (both on this machine), coalesced vs one call per request vs in process"
 gobench remote 'RemoteCoalescing' 1x ./engine/remote/
 section "Services: a two-step echo pipeline vs calling the two runners directly"
-gobench pipeline 'PipelineOverhead' 1x ./engine/
+gobench pipeline 'PipelineOverhead' 50000x ./engine/
 if [ -f .cache/onnxruntime/libonnxruntime.so.1 ]; then
 	section "ONNX (mlp-large [N,256] → 1024 → 1024 → 10, and the two-input text-classifier) through the engine vs ONNX Runtime directly"
 	gobench onnx . 3s ./engine/onnx/

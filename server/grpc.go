@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -84,6 +85,14 @@ func (s *Server) newGRPCServer(stopping <-chan struct{}) *grpc.Server {
 		grpc.MaxRecvMsgSize(int(min(s.opts.MaxBodyBytes, math.MaxInt32))),
 		grpc.MaxSendMsgSize(s.opts.GRPCMaxSendBytes),
 		grpc.ChainUnaryInterceptor(s.grpcInstrument),
+		// Handlers on a pool of goroutines kept for it, rather than one new
+		// goroutine per call.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Fixed flow-control windows turn off grpc-go's bandwidth probing,
+		// a ping answered on every read that costs a small call a round of
+		// writes; 4 MiB windows keep a large tensor from waiting on them.
+		grpc.InitialWindowSize(4<<20),
+		grpc.InitialConnWindowSize(4<<20),
 	)
 	v2pb.RegisterGRPCInferenceServiceServer(gs, &grpcService{s: s})
 	healthpb.RegisterHealthServer(gs, &grpcHealth{s: s, stopping: stopping})
