@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -359,21 +359,37 @@ func (r *Registry) Register(t *RunnableType) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, dup := r.types[t.Name]; dup {
-		return fmt.Errorf("register runnable %q: already registered", t.Name)
-	}
-	r.types[t.Name] = t
-	return nil
+	return addNamed(r.types, "runnable", t.Name, t)
 }
 
 // Lookup finds a type by name; the error lists what is registered.
 func (r *Registry) Lookup(name string) (*RunnableType, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if t, ok := r.types[name]; ok {
+	return findNamed(r.types, "runnable", name)
+}
+
+// addNamed and findNamed keep the registry's kinds (runnables, service
+// APIs) one way: a name is registered once, and an unknown one is told
+// what is.
+func addNamed[T any](m map[string]T, kind, name string, t T) error {
+	if _, dup := m[name]; dup {
+		return fmt.Errorf("register %s %q: already registered", kind, name)
+	}
+	m[name] = t
+	return nil
+}
+
+func findNamed[T any](m map[string]T, kind, name string) (T, error) {
+	if t, ok := m[name]; ok {
 		return t, nil
 	}
-	return nil, fmt.Errorf("unknown runnable %q (registered: %s)", name, strings.Join(r.namesLocked(), ", "))
+	list := strings.Join(slices.Sorted(maps.Keys(m)), ", ")
+	if list == "" {
+		list = "none"
+	}
+	var zero T
+	return zero, fmt.Errorf("unknown %s %q (registered: %s)", kind, name, list)
 }
 
 // Names lists registered runnables, sorted.
@@ -383,14 +399,7 @@ func (r *Registry) Names() []string {
 	return r.namesLocked()
 }
 
-func (r *Registry) namesLocked() []string {
-	names := make([]string, 0, len(r.types))
-	for n := range r.types {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func (r *Registry) namesLocked() []string { return slices.Sorted(maps.Keys(r.types)) }
 
 // MethodsFor resolves the signatures of t for the given init params; ctx
 // bounds a Describe that has to ask a worker.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -105,11 +103,7 @@ func (r *Registry) RegisterService(t *ServiceType) error {
 	if r.services == nil {
 		r.services = map[string]*ServiceType{}
 	}
-	if _, dup := r.services[t.Name]; dup {
-		return fmt.Errorf("register service api %q: already registered", t.Name)
-	}
-	r.services[t.Name] = t
-	return nil
+	return addNamed(r.services, "service api", t.Name, t)
 }
 
 // Service finds a service API type by name; the error lists what is
@@ -117,19 +111,7 @@ func (r *Registry) RegisterService(t *ServiceType) error {
 func (r *Registry) Service(name string) (*ServiceType, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if t, ok := r.services[name]; ok {
-		return t, nil
-	}
-	names := make([]string, 0, len(r.services))
-	for n := range r.services {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	list := strings.Join(names, ", ")
-	if list == "" {
-		list = "none"
-	}
-	return nil, fmt.Errorf("unknown service api func %q (registered: %s)", name, list)
+	return findNamed(r.services, "service api func", name)
 }
 
 // signature is the type's inputs and outputs as the engine names them.
