@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -167,20 +168,7 @@ func TestWorkbenchShowsARemoteRunner(t *testing.T) {
 	}
 
 	tm := teatest.NewTestModel(t, New(backend), teatest.WithInitialTermSize(80, 24))
-	out := tm.Output()
-	var screen bytes.Buffer // what has been drawn so far
-	waitFor := func(what string, wants ...string) {
-		t.Helper()
-		teatest.WaitFor(t, out, func(b []byte) bool {
-			screen.Write(b)
-			for _, w := range wants {
-				if !bytes.Contains(screen.Bytes(), []byte(w)) {
-					return false
-				}
-			}
-			return true
-		}, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
-	}
+	waitFor := screenWaiter(t, tm.Output())
 	waitFor("the endpoint up", "⇄ 1/1", "endpoints 1/1 up", "✓ "+addr)
 
 	tm.Type("b")
@@ -237,22 +225,7 @@ func TestWorkbenchDrivesAPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm := teatest.NewTestModel(t, New(&EngineBackend{Engine: eng, URL: "http://test"}), teatest.WithInitialTermSize(80, 24))
-	out := tm.Output()
-	// What has been drawn so far: the renderer redraws only changed lines,
-	// so a view is the sum of what it wrote.
-	var screen bytes.Buffer
-	waitFor := func(what string, wants ...string) {
-		t.Helper()
-		teatest.WaitFor(t, out, func(b []byte) bool {
-			screen.Write(b)
-			for _, w := range wants {
-				if !bytes.Contains(screen.Bytes(), []byte(w)) {
-					return false
-				}
-			}
-			return true
-		}, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
-	}
+	waitFor := screenWaiter(t, tm.Output())
 	classified := func(runner string) uint64 {
 		r, err := eng.Runner(runner)
 		if err != nil {
@@ -302,4 +275,23 @@ func TestWorkbenchDrivesAPipeline(t *testing.T) {
 	tm.Send(tea.KeyMsg{Type: tea.KeyEsc})
 	tm.Type("q")
 	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
+}
+
+// screenWaiter waits, for at most 10 s, until what has been drawn so far
+// holds every string wanted: the renderer redraws only changed lines, so a
+// view is the sum of what it wrote.
+func screenWaiter(t *testing.T, out io.Reader) func(what string, wants ...string) {
+	var screen bytes.Buffer
+	return func(what string, wants ...string) {
+		t.Helper()
+		teatest.WaitFor(t, out, func(b []byte) bool {
+			screen.Write(b)
+			for _, w := range wants {
+				if !bytes.Contains(screen.Bytes(), []byte(w)) {
+					return false
+				}
+			}
+			return true
+		}, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
+	}
 }
