@@ -17,6 +17,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "e2e-grpc: FAIL: $*" >&2; echo "--- server log:" >&2; cat "$tmp/log" >&2; exit 1; }
 passed=0
+. "$(dirname "$0")/e2e-lib.sh"
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 
 cat > "$tmp/cfg.yaml" <<YAML
@@ -35,13 +36,8 @@ YAML
 
 "$bin" serve --config "$tmp/cfg.yaml" --port 0 2> "$tmp/log" &
 pid=$!
-addr=
-for _ in $(seq 200); do
-	addr=$(grep -o 'grpc=[0-9.:]*' "$tmp/log" | head -1 | cut -d= -f2 || true)
-	[ -n "$addr" ] && break
-	kill -0 "$pid" 2>/dev/null || fail "benchtop serve exited at start"
-	sleep 0.05
-done
+line=$(wait_serving "$tmp/log" "$pid")
+addr=$(field grpc "$line")
 [ -n "$addr" ] || fail "no 'grpc=' address in the 'benchtop serving' log line"
 echo "serving gRPC at $addr"
 

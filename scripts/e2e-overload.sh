@@ -17,6 +17,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "e2e-overload: FAIL: $*" >&2; echo "--- server log:" >&2; cat "$log" >&2; exit 1; }
 passed=0
+. "$(dirname "$0")/e2e-lib.sh"
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 
 # start_server NAME YAML: run `benchtop serve` on YAML (written to
@@ -28,14 +29,9 @@ start_server() {
 	printf '%s\n' "$2" > "$tmp/$name.yaml"
 	"$bin" serve --config "$tmp/$name.yaml" --port 0 2> "$log" &
 	pid=$!
-	url=
-	for _ in $(seq 300); do
-		url=$(grep -o 'url=http://[0-9.:]*' "$log" | head -1 | cut -d= -f2 || true)
-		[ -n "$url" ] && break
-		kill -0 "$pid" 2>/dev/null || fail "benchtop serve exited at start"
-		sleep 0.05
-	done
-	[ -n "$url" ] || fail "no 'benchtop serving url=' line in the log"
+	local line
+	line=$(wait_serving "$log" "$pid")
+	url=$(field url "$line")
 	local hp=${url#http://}
 	host=${hp%:*}
 	port=${hp##*:}

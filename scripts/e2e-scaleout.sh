@@ -21,6 +21,7 @@ fail() {
 	exit 1
 }
 passed=0
+. "$(dirname "$0")/e2e-lib.sh"
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 
 cat > "$tmp/servers.yaml" <<YAML
@@ -43,16 +44,10 @@ start() {
 	"$bin" serve "$@" 2> "$tmp/$name.log" &
 	local pid=$!
 	pids+=("$pid")
-	local line=
-	for _ in $(seq 300); do
-		line=$(grep -m1 'benchtop serving' "$tmp/$name.log" || true)
-		[ -n "$line" ] && break
-		kill -0 "$pid" 2>/dev/null || fail "$name exited at start"
-		sleep 0.05
-	done
-	[ -n "$line" ] || fail "$name: no 'benchtop serving' line"
-	printf -v "url_$name" '%s' "$(grep -o 'url=http://[0-9.:]*' <<<"$line" | cut -d= -f2)"
-	printf -v "grpc_$name" '%s' "$(grep -o 'grpc=[0-9.:]*' <<<"$line" | cut -d= -f2)"
+	local line
+	line=$(wait_serving "$tmp/$name.log" "$pid")
+	printf -v "url_$name" '%s' "$(field url "$line")"
+	printf -v "grpc_$name" '%s' "$(field grpc "$line")"
 	printf -v "pid_$name" '%s' "$pid"
 }
 

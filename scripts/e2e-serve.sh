@@ -16,6 +16,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "e2e-serve: FAIL: $*" >&2; echo "--- server log:" >&2; cat "$tmp/log" >&2; exit 1; }
 passed=0
+. "$(dirname "$0")/e2e-lib.sh"
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 
 write_config() { # $1 = max_batch_size of sim
@@ -47,14 +48,9 @@ YAML
 start_server() {
 	"$bin" serve --config "$tmp/cfg.yaml" --port 0 2> "$tmp/log" &
 	pid=$!
-	url=
-	for _ in $(seq 200); do
-		url=$(grep -o 'url=http://[0-9.:]*' "$tmp/log" | head -1 | cut -d= -f2 || true)
-		[ -n "$url" ] && break
-		kill -0 "$pid" 2>/dev/null || fail "benchtop serve exited at start"
-		sleep 0.05
-	done
-	[ -n "$url" ] || fail "no 'benchtop serving url=' line in the log"
+	local line
+	line=$(wait_serving "$tmp/log" "$pid")
+	url=$(field url "$line")
 	echo "serving at $url"
 }
 
