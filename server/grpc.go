@@ -195,13 +195,21 @@ func (g *grpcService) ModelReady(_ context.Context, req *v2pb.ModelReadyRequest)
 	if err != nil {
 		return nil, err
 	}
-	return &v2pb.ModelReadyResponse{Ready: m.runner.Ready()}, nil
+	return &v2pb.ModelReadyResponse{Ready: g.s.modelReady(m)}, nil
 }
 
 func (g *grpcService) ModelMetadata(_ context.Context, req *v2pb.ModelMetadataRequest) (*v2pb.ModelMetadataResponse, error) {
 	m, err := g.grpcModel(req.Name, req.Version)
 	if err != nil {
 		return nil, err
+	}
+	if m.pipeline != nil {
+		return &v2pb.ModelMetadataResponse{
+			Name: m.name, Versions: []string{"1"}, Platform: "benchtop_pipeline",
+			Inputs: grpcMetas(m.spec.Inputs), Outputs: grpcMetas(m.spec.Outputs),
+			// gRPC parameters are scalars: steps as name=model, comma-separated.
+			Parameters: grpcParams(map[string]any{"steps": stepList(pipelineSteps(m))}),
+		}, nil
 	}
 	st := m.runner.Stats(engine.StatsOptions{})
 	return &v2pb.ModelMetadataResponse{
@@ -212,6 +220,14 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *v2pb.ModelMetadataRe
 		Outputs:    grpcMetas(m.spec.Outputs),
 		Parameters: grpcParams(v2ModelParams(m, st)),
 	}, nil
+}
+
+func stepList(steps []map[string]any) []string {
+	out := make([]string, len(steps))
+	for i, st := range steps {
+		out[i] = fmt.Sprintf("%s=%s", st["name"], st["model"])
+	}
+	return out
 }
 
 // grpcParams converts metadata parameters to the protocol's parameter
@@ -270,6 +286,9 @@ func (g *grpcService) ModelStatistics(_ context.Context, req *v2pb.ModelStatisti
 		m, err := g.grpcModel(req.Name, req.Version)
 		if err != nil {
 			return nil, err
+		}
+		if m.pipeline != nil {
+			return nil, grpcError(pipelineStatsError(m))
 		}
 		models = append(models, m)
 	}
@@ -454,7 +473,7 @@ func (h *grpcHealth) status(service string) (healthpb.HealthCheckResponse_Servin
 		return healthpb.HealthCheckResponse_SERVICE_UNKNOWN, status.Errorf(codes.NotFound, "unknown service %q: ask for \"\", %q or a model name (%v)",
 			service, v2pb.GRPCInferenceService_ServiceDesc.ServiceName, err)
 	}
-	return serving(m.runner.Ready()), nil
+	return serving(h.s.modelReady(m)), nil
 }
 
 func (h *grpcHealth) Check(_ context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {

@@ -354,3 +354,39 @@ func TestGRPCShutdownDrains(t *testing.T) {
 		t.Errorf("ServeGRPC: %v", err)
 	}
 }
+
+// A pipeline is a model over gRPC as over HTTP: ready when its steps'
+// runners are, described with its steps, inferred through them; it has no
+// statistics of its own.
+func TestGRPCPipelineModel(t *testing.T) {
+	g := newGRPCFixture(t, testConfig+`
+  - name: twice
+    steps:
+      - {name: first, runner: echo, method: echo, inputs: {input: $input.x}}
+      - {name: second, runner: sim, method: predict, inputs: {input: first.output}}
+    outputs: {y: second.output}
+`, server.Options{})
+	ctx := grpcCtx(t)
+	if r, err := g.client.ModelReady(ctx, &v2pb.ModelReadyRequest{Name: "twice"}); err != nil || !r.Ready {
+		t.Fatalf("ModelReady(twice) = %v, %v", r, err)
+	}
+	meta, err := g.client.ModelMetadata(ctx, &v2pb.ModelMetadataRequest{Name: "twice"})
+	if err != nil || meta.Platform != "benchtop_pipeline" || meta.Parameters["steps"].GetStringParam() != "first=echo.echo,second=sim.predict" {
+		t.Fatalf("ModelMetadata(twice) = %v, %v", meta, err)
+	}
+	resp, err := g.client.ModelInfer(ctx, &v2pb.ModelInferRequest{ModelName: "twice",
+		Inputs: []*v2pb.ModelInferRequest_InferInputTensor{fp32Input("x", []int64{1, 2}, 1, 2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Outputs[0].Contents.Fp32Contents; resp.Outputs[0].Name != "y" || len(got) != 2 || got[1] != 4 {
+		t.Errorf("twice(x) = %v, want y = [2 4]", resp.Outputs)
+	}
+	if _, err := g.client.ModelStatistics(ctx, &v2pb.ModelStatisticsRequest{Name: "twice"}); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "is a pipeline") {
+		t.Errorf("ModelStatistics(twice): %v, want NotFound saying it is a pipeline", err)
+	}
+	r, err := healthpb.NewHealthClient(g.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "twice"})
+	if err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health of the pipeline = %v, %v", r, err)
+	}
+}

@@ -34,41 +34,48 @@ func (s *Server) pipelineNames() []string {
 }
 
 func (s *Server) pipelineMetadata(w http.ResponseWriter, _ *http.Request, m v2Model) {
-	names := m.pipeline.StepNames()
-	steps := make([]map[string]any, len(m.pipeline.Steps))
-	for i, st := range m.pipeline.Steps {
-		steps[i] = map[string]any{"name": names[i], "model": st.Runner + "." + st.Method}
-	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name":       m.name,
 		"versions":   []string{"1"},
 		"platform":   "benchtop_pipeline",
 		"inputs":     v2Metas(m.spec.Inputs),
 		"outputs":    v2Metas(m.spec.Outputs),
-		"parameters": map[string]any{"steps": steps},
+		"parameters": map[string]any{"steps": pipelineSteps(m)},
 	})
 }
 
-func (s *Server) pipelineReady(w http.ResponseWriter, _ *http.Request, m v2Model) {
-	ready := true
-	for _, st := range m.pipeline.Steps {
-		rn, err := s.eng.Runner(st.Runner)
-		ready = ready && err == nil && rn.Ready()
+// pipelineSteps names each step of a pipeline model and the runner method
+// it calls ({name, model}), in the pipeline's order.
+func pipelineSteps(m v2Model) []map[string]any {
+	names := m.pipeline.StepNames()
+	steps := make([]map[string]any, len(m.pipeline.Steps))
+	for i, st := range m.pipeline.Steps {
+		steps[i] = map[string]any{"name": names[i], "model": st.Runner + "." + st.Method}
 	}
-	status := http.StatusOK
-	if !ready {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, map[string]any{"name": m.name, "ready": ready})
+	return steps
 }
 
-// pipelineStats points at the steps' own statistics: a pipeline has no
-// batches of its own to count (its calls and steps are in /metrics,
+// modelReady is whether a model can serve: its runner has a worker ready,
+// or for a pipeline, every step's runner has.
+func (s *Server) modelReady(m v2Model) bool {
+	if m.pipeline == nil {
+		return m.runner.Ready()
+	}
+	for _, st := range m.pipeline.Steps {
+		if rn, err := s.eng.Runner(st.Runner); err != nil || !rn.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// pipelineStatsError points at the steps' own statistics: a pipeline has
+// no batches of its own to count (its calls and steps are in /metrics,
 // benchtop_api_*).
-func (s *Server) pipelineStats(w http.ResponseWriter, _ *http.Request, m v2Model) {
+func pipelineStatsError(m v2Model) error {
 	models := make([]string, len(m.pipeline.Steps))
 	for i, st := range m.pipeline.Steps {
 		models[i] = st.Runner + "." + st.Method
 	}
-	writeError(w, errorf(http.StatusNotFound, "model %q is a pipeline: its steps batch in their runners, so ask each step's model (%s); its calls and step latencies are in /metrics as benchtop_api_*", m.name, strings.Join(models, ", ")))
+	return errorf(http.StatusNotFound, "model %q is a pipeline: its steps batch in their runners, so ask each step's model (%s); its calls and step latencies are in /metrics as benchtop_api_*", m.name, strings.Join(models, ", "))
 }

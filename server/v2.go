@@ -208,12 +208,8 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if m.pipeline != nil {
-		s.pipelineReady(w, r, m)
-		return
-	}
 	status := http.StatusOK
-	if !m.runner.Ready() {
+	if !s.modelReady(m) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, map[string]any{"name": m.name, "ready": status == http.StatusOK})
@@ -617,7 +613,7 @@ func (s *Server) handleV2Stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if m.pipeline != nil {
-		s.pipelineStats(w, r, m)
+		writeError(w, pipelineStatsError(m))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"model_stats": []v2ModelStats{v2StatsOf(m)}})
