@@ -257,7 +257,7 @@ func v2Body(specs tensor.IOSpecs, vals []tensor.Value) ([]byte, error) {
 
 // v2HeaderLength is the HTTP header of Triton's binary data extension
 // that gives the length of the JSON before the raw tensors.
-const v2HeaderLength = "Inference-Header-Content-Length"
+const v2HeaderLength = v2pb.HeaderLengthHeader
 
 // v2BinaryBody is a KServe v2 inference request carrying vals in Triton's
 // binary data extension: a JSON header of headerLen bytes naming each

@@ -21,7 +21,7 @@ import (
 // order the JSON lists them (v2pb.DecodeRaw has the layout).
 
 // v2HeaderLength is the HTTP header that gives the JSON header's length.
-const v2HeaderLength = "Inference-Header-Content-Length"
+const v2HeaderLength = v2pb.HeaderLengthHeader
 
 // splitV2Body cuts a request body into its JSON header and its binary
 // part, as the Inference-Header-Content-Length values say. Without one the
@@ -44,7 +44,7 @@ func splitV2Body(body []byte, lengths []string, contentType string) (header, bin
 		return nil, nil, errorf(http.StatusBadRequest, "%s is %q: want the length in bytes of the JSON that starts the body (a whole number)", v2HeaderLength, lengths[0])
 	}
 	if n > len(body) {
-		return nil, nil, errorf(http.StatusBadRequest, "%s is %d, but the body is only %s", v2HeaderLength, n, byteCount(len(body)))
+		return nil, nil, errorf(http.StatusBadRequest, "%s is %d, but the body is only %s", v2HeaderLength, n, v2pb.ByteCount(len(body)))
 	}
 	binary = body[n:len(body):len(body)]
 	if binary == nil {
@@ -86,11 +86,11 @@ func (r *v2BinaryReader) next(t v2InferTensor) (data []byte, isRaw bool, err err
 			before = " and the inputs before it (" + strings.Join(r.taken, ", ") + ")"
 		}
 		return nil, false, errorf(http.StatusBadRequest, "input %q: parameters.binary_data_size is %s, but only %s of binary data are left after the JSON header%s",
-			t.Name, byteCount(int(min(n, 1<<62))), byteCount(len(r.rest)), before)
+			t.Name, v2pb.ByteCount(int(min(n, 1<<62))), v2pb.ByteCount(len(r.rest)), before)
 	}
 	data, r.rest = r.rest[:n:n], r.rest[n:]
 	r.sum += int(n)
-	r.taken = append(r.taken, fmt.Sprintf("%s: %s", strconv.Quote(t.Name), byteCount(int(n))))
+	r.taken = append(r.taken, fmt.Sprintf("%s: %s", strconv.Quote(t.Name), v2pb.ByteCount(int(n))))
 	return data, true, nil
 }
 
@@ -100,10 +100,10 @@ func (r *v2BinaryReader) done() error {
 		return nil
 	}
 	if len(r.taken) == 0 {
-		return errorf(http.StatusBadRequest, "%s of binary data follow the JSON header, but no input gives a parameters.binary_data_size", byteCount(len(r.rest)))
+		return errorf(http.StatusBadRequest, "%s of binary data follow the JSON header, but no input gives a parameters.binary_data_size", v2pb.ByteCount(len(r.rest)))
 	}
 	return errorf(http.StatusBadRequest, "%s of binary data follow the JSON header, but the inputs' parameters.binary_data_size add up to %s (%s)",
-		byteCount(r.sum+len(r.rest)), byteCount(r.sum), strings.Join(r.taken, ", "))
+		v2pb.ByteCount(r.sum+len(r.rest)), v2pb.ByteCount(r.sum), strings.Join(r.taken, ", "))
 }
 
 // decodeV2RawTensor reads one input sent as raw data against its spec.
@@ -153,13 +153,4 @@ func writeV2Response(w http.ResponseWriter, header []byte, raw [][]byte) {
 	for _, b := range raw {
 		w.Write(b)
 	}
-}
-
-// byteCount writes n bytes exactly ("1 byte", "1024 bytes"): a client
-// compares them against its own buffer lengths.
-func byteCount(n int) string {
-	if n == 1 {
-		return "1 byte"
-	}
-	return strconv.Itoa(n) + " bytes"
 }

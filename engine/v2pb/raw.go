@@ -38,7 +38,7 @@ func DecodeRaw(raw []byte, dt tensor.DType, shape []int) (*tensor.Tensor, error)
 		// ElemCount caps n so that n·size cannot overflow.
 		if want := n * dt.Size(); len(raw) != want {
 			return nil, fmt.Errorf("raw data is %s, but %s %s takes %s (%d elements × %d)",
-				byteCount(len(raw)), dt.V2(), shapeString(shape), byteCount(want), n, dt.Size())
+				ByteCount(len(raw)), dt.V2(), shapeString(shape), ByteCount(want), n, dt.Size())
 		}
 		return tensor.NewTensorFromBytes(dt, shape, raw)
 	}
@@ -47,7 +47,7 @@ func DecodeRaw(raw []byte, dt tensor.DType, shape []int) (*tensor.Tensor, error)
 	// is allocated for them.
 	if n > len(raw)/rawLenPrefix {
 		return nil, fmt.Errorf("raw data is %s, too short for the %d BYTES elements of shape %s (each takes a 4-byte length at least)",
-			byteCount(len(raw)), n, shapeString(shape))
+			ByteCount(len(raw)), n, shapeString(shape))
 	}
 	strs := make([]string, n)
 	off := 0
@@ -59,13 +59,13 @@ func DecodeRaw(raw []byte, dt tensor.DType, shape []int) (*tensor.Tensor, error)
 		off += rawLenPrefix
 		if uint64(size) > uint64(len(raw)-off) {
 			return nil, fmt.Errorf("BYTES element %d of %d says it is %s, but only %s follow (at byte %d)",
-				i, n, byteCount(int(size)), byteCount(len(raw)-off), off-rawLenPrefix)
+				i, n, ByteCount(int(size)), ByteCount(len(raw)-off), off-rawLenPrefix)
 		}
 		strs[i] = string(raw[off : off+int(size)])
 		off += int(size)
 	}
 	if off != len(raw) {
-		return nil, fmt.Errorf("raw data has %s after the %d BYTES elements of shape %s", byteCount(len(raw)-off), n, shapeString(shape))
+		return nil, fmt.Errorf("raw data has %s after the %d BYTES elements of shape %s", ByteCount(len(raw)-off), n, shapeString(shape))
 	}
 	return tensor.NewStringTensor(shape, strs)
 }
@@ -90,7 +90,7 @@ func AppendRaw(buf []byte, t *tensor.Tensor) ([]byte, error) {
 	}
 	for i, s := range t.Strings() {
 		if uint64(len(s)) > math.MaxUint32 {
-			return buf, fmt.Errorf("BYTES element %d is %s, more than a raw tensor can frame (4 GiB)", i, byteCount(len(s)))
+			return buf, fmt.Errorf("BYTES element %d is %s, more than a raw tensor can frame (4 GiB)", i, ByteCount(len(s)))
 		}
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(s)))
 		buf = append(buf, s...)
@@ -118,9 +118,13 @@ func shapeString(shape []int) string {
 	return string(append(b, ']'))
 }
 
-// byteCount writes n bytes exactly, which a client comparing against its
+// HeaderLengthHeader is the HTTP header of Triton's binary data extension
+// that gives the length of the JSON before the raw tensors.
+const HeaderLengthHeader = "Inference-Header-Content-Length"
+
+// ByteCount writes n bytes exactly, which a client comparing against its
 // own buffer lengths needs ("1 byte", "1024 bytes").
-func byteCount(n int) string {
+func ByteCount(n int) string {
 	if n == 1 {
 		return "1 byte"
 	}
