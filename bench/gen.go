@@ -268,30 +268,22 @@ func v2BinaryBody(specs tensor.IOSpecs, vals []tensor.Value) (body []byte, heade
 		BinaryDataSize int `json:"binary_data_size"`
 	}
 	type v2Tensor struct {
-		Name       string `json:"name"`
-		Shape      []int  `json:"shape"`
-		Datatype   string `json:"datatype"`
-		Parameters params `json:"parameters"`
+		Name       string  `json:"name"`
+		Shape      []int64 `json:"shape"`
+		Datatype   string  `json:"datatype"`
+		Parameters params  `json:"parameters"`
 	}
-	var ins []v2Tensor
+	// The tensors as gRPC sends them raw: the same layout, the same
+	// inputs left out.
+	req, err := v2pb.RawRequest("", specs, vals)
+	if err != nil {
+		return nil, 0, err
+	}
+	ins := make([]v2Tensor, len(req.Inputs))
 	var raw []byte
-	for i, v := range vals {
-		if v.Kind() == tensor.KindInvalid {
-			continue // an optional input left out
-		}
-		t, err := v2pb.V2Tensor(v)
-		if err != nil {
-			return nil, 0, fmt.Errorf("input %q: %w", specs[i].Name, err)
-		}
-		shape := t.Shape()
-		if shape == nil {
-			shape = []int{}
-		}
-		n := len(raw)
-		if raw, err = v2pb.AppendRaw(raw, t); err != nil {
-			return nil, 0, fmt.Errorf("input %q: %w", specs[i].Name, err)
-		}
-		ins = append(ins, v2Tensor{specs[i].Name, shape, t.DType().V2(), params{len(raw) - n}})
+	for i, in := range req.Inputs {
+		ins[i] = v2Tensor{in.Name, in.Shape, in.Datatype, params{len(req.RawInputContents[i])}}
+		raw = append(raw, req.RawInputContents[i]...)
 	}
 	header, err := json.Marshal(map[string]any{"inputs": ins, "parameters": map[string]any{"binary_data_output": true}})
 	if err != nil {
