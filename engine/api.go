@@ -414,10 +414,13 @@ func (e *Engine) CallAPI(ctx context.Context, name string, in []tensor.Value) ([
 		err  error
 	)
 	switch {
-	case a.pipe != nil:
-		outs, info, err = a.pipe.run(ctx, e, in)
-	case a.fn != nil:
+	case a.pipe != nil || a.fn != nil:
+		// The runner form's method checks its own inputs (checkInputs).
 		if err = checkValues(a.spec.Inputs, in); err != nil {
+			break
+		}
+		if a.pipe != nil {
+			outs, info, err = a.pipe.run(ctx, e, in)
 			break
 		}
 		rs := &Runners{eng: e, api: a}

@@ -23,12 +23,11 @@ import (
 // API's inputs first, then each step's outputs), and each step reads its
 // arguments from slots and writes its outputs to its own.
 type pipeline struct {
-	api    string
-	inputs tensor.IOSpecs
-	steps  []pstep
-	roots  []int // steps that wait for none
-	slots  int
-	outs   []int // the slot of each API output
+	api   string
+	steps []pstep
+	roots []int // steps that wait for none
+	slots int
+	outs  []int // the slot of each API output
 	// chain: one step at a time, each waiting for the one before; a call
 	// never has two steps in flight.
 	chain bool
@@ -118,7 +117,6 @@ func planPipeline(ps *problems, path string, a APISpec, runners map[string]bool,
 		return p
 	}
 	p.pipe = compilePipeline(a, g.stepNames, g.specs, g.inNames, g.args, g.deps)
-	p.pipe.inputs = ins
 	return p
 }
 
@@ -144,15 +142,10 @@ func (g *pipelineGraph) stepPath(i int) string { return fmt.Sprintf("%s.steps[%d
 // nameSteps names each step (its runner's name by default) and reports a
 // missing, malformed or repeated name.
 func (g *pipelineGraph) nameSteps() {
-	g.stepNames = make([]string, len(g.a.Steps))
+	g.stepNames = g.a.StepNames()
 	seen := map[string]int{}
-	for i, st := range g.a.Steps {
+	for i, name := range g.stepNames {
 		sp := g.stepPath(i)
-		name := st.Name
-		if name == "" {
-			name = st.Runner
-		}
-		g.stepNames[i] = name
 		switch j, dup := seen[name]; {
 		case name == "":
 			g.ps.add(sp, "runner: required")
@@ -385,9 +378,6 @@ type stepResult struct {
 // returns only when every step it started has returned.
 func (p *pipeline) run(ctx context.Context, e *Engine, in []tensor.Value) ([]tensor.Value, APICallInfo, error) {
 	info := APICallInfo{}
-	if err := checkValues(p.inputs, in); err != nil {
-		return nil, info, err
-	}
 	slots := make([]tensor.Value, p.slots)
 	copy(slots, in)
 	waits := make([]int, len(p.steps))

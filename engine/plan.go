@@ -148,7 +148,8 @@ func (e *Engine) Plan(ctx context.Context, cfg Config) (*Plan, error) {
 // set whenever the methods are known, even if the runner has problems, so
 // that the APIs calling it can still be checked.
 func (e *Engine) planRunner(ctx context.Context, ps *problems, path string, rc RunnerConfig) plannedRunner {
-	if typ, err := e.registry.Lookup(rc.Runnable); err == nil && typ.Defaults != nil {
+	typ, err := e.registry.Lookup(rc.Runnable)
+	if err == nil && typ.Defaults != nil {
 		rc = typ.Defaults(rc.Params).apply(rc)
 	}
 	cfg := rc.withDefaults()
@@ -158,7 +159,6 @@ func (e *Engine) planRunner(ctx context.Context, ps *problems, path string, rc R
 		ps.add(join(path, "runnable"), "required")
 		return pr
 	}
-	typ, err := e.registry.Lookup(cfg.Runnable)
 	if err != nil {
 		ps.addErr(join(path, "runnable"), err)
 		return pr
