@@ -93,6 +93,7 @@ func (ep *endpoint) state() EndpointState {
 type client struct {
 	opts   Options
 	params Params
+	id     string // params.key(), its key in the clientSet
 	runner string // the runner that acquired it last, for Pool.Endpoints
 	users  int    // guarded by the clientSet's lock
 
@@ -108,7 +109,7 @@ type client struct {
 
 func newClient(opts Options, params Params) *client {
 	c := &client{opts: opts, params: params, changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	if !c.isDNS() {
+	if !c.params.isDNS() {
 		for _, addr := range params.Endpoints {
 			c.add(addr)
 		}
@@ -117,9 +118,6 @@ func newClient(opts Options, params Params) *client {
 	return c
 }
 
-func (c *client) isDNS() bool {
-	return len(c.params.Endpoints) == 1 && strings.HasPrefix(c.params.Endpoints[0], dnsScheme)
-}
 
 // sentKey marks a call's context with a flag the stats handler sets once
 // the request has gone out, so that a failure can tell a request never sent
@@ -176,7 +174,7 @@ func (c *client) run() {
 	probe := time.NewTicker(c.opts.ProbeEvery)
 	defer probe.Stop()
 	var resolve <-chan time.Time
-	if c.isDNS() {
+	if c.params.isDNS() {
 		c.resolve()
 		t := time.NewTicker(c.opts.ResolveEvery)
 		defer t.Stop()
@@ -454,13 +452,14 @@ func newClientSet(opts Options) *clientSet {
 
 // acquire returns the client for params, made if need be; release it when
 // done. runner ("" while only describing) names it for Pool.Endpoints.
-func (s *clientSet) acquire(_ context.Context, runner string, params Params) *client {
+func (s *clientSet) acquire(runner string, params Params) *client {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := params.key()
 	c, ok := s.byID[id]
 	if !ok {
 		c = newClient(s.opts, params)
+		c.id = id
 		s.byID[id] = c
 	}
 	c.users++
@@ -475,7 +474,7 @@ func (s *clientSet) release(c *client) {
 	c.users--
 	last := c.users == 0
 	if last {
-		delete(s.byID, c.params.key())
+		delete(s.byID, c.id)
 	}
 	s.mu.Unlock()
 	if last {

@@ -42,12 +42,17 @@ const (
 	DNSConcurrency   = 16
 )
 
+// isDNS is whether the endpoints are one dns:/// name to resolve.
+func (p Params) isDNS() bool {
+	return len(p.Endpoints) == 1 && strings.HasPrefix(p.Endpoints[0], dnsScheme)
+}
+
 // concurrency is the calls in flight of a runner with these params.
 func (p Params) concurrency() int {
 	switch {
 	case p.Concurrency > 0:
 		return p.Concurrency
-	case len(p.Endpoints) == 1 && strings.HasPrefix(p.Endpoints[0], dnsScheme):
+	case p.isDNS():
 		return DNSConcurrency
 	}
 	return max(MinConcurrency, CallsPerEndpoint*len(p.Endpoints))
@@ -179,7 +184,7 @@ func (p *Pool) describe(ctx context.Context, params engine.Params) ([]engine.Met
 	if err != nil {
 		return nil, err
 	}
-	c := p.clients.acquire(ctx, "", rp)
+	c := p.clients.acquire("", rp)
 	defer p.clients.release(c)
 	ctx, cancel := context.WithTimeout(ctx, rp.timeout())
 	defer cancel()
@@ -191,7 +196,7 @@ func (p *Pool) newInstance(ctx context.Context, env engine.Env) (engine.Instance
 	if err != nil {
 		return nil, err
 	}
-	c := p.clients.acquire(ctx, env.Runner, rp)
+	c := p.clients.acquire(env.Runner, rp)
 	inst := &instance{pool: p, client: c, params: rp, methods: env.Methods}
 	if err := c.waitHealthy(ctx, rp.timeout()); err != nil {
 		p.clients.release(c)
