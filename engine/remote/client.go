@@ -118,7 +118,6 @@ func newClient(opts Options, params Params) *client {
 	return c
 }
 
-
 // sentKey marks a call's context with a flag the stats handler sets once
 // the request has gone out, so that a failure can tell a request never sent
 // (safe to send elsewhere) from one that may have run.
