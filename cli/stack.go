@@ -40,6 +40,10 @@ type engineFlags struct {
 	runners []string
 
 	version string // not a flag: the binary's, for /v2 and the log
+	// sampleModels imports the sample models into the store before the
+	// config loads, as the embedded config needs (and the workbench's copy
+	// of it); not a flag.
+	sampleModels bool
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -209,7 +213,7 @@ func startStack(ctx context.Context, f *engineFlags, logger *slog.Logger, prom *
 		}
 		return os.Getenv(k)
 	}
-	models, err := openModels(ctx, f.config == "")
+	models, err := openModels(ctx, f.config == "" || f.sampleModels)
 	if err != nil {
 		return nil, err
 	}

@@ -38,9 +38,7 @@ func runWorkbench(cmd *cobra.Command, f *engineFlags, logPath string, sample boo
 		f.config, note = path, userConfigNote(path, made)
 		// The copy runs the sample models, imported on first use as for
 		// the embedded config.
-		if _, err := openModels(cmd.Context(), true); err != nil {
-			return err
-		}
+		f.sampleModels = true
 		if made {
 			// Also on the terminal, after the workbench's screen is gone.
 			defer fmt.Fprintln(cmd.ErrOrStderr(), "benchtop: your config is "+path+" (a copy of the sample, made on first run)")
