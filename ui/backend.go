@@ -335,8 +335,9 @@ func (b *EngineBackend) Save(t watcher.Tweak) error {
 	if b.Reloader == nil || b.Reloader.Path() == "" {
 		return errors.New("the embedded sample (--sample) is read-only: run without --sample, or with --config FILE, to save")
 	}
-	if r, err := b.Engine.Runner(t.Runner); err == nil && r.Runnable().Name == remote.TypeName {
-		return fmt.Errorf("runner %q: %w", t.Runner, ErrRemoteKnobs)
+	// An unknown runner is SaveTweak's to report, with the file's words.
+	if _, err := b.remoteGuard(t.Runner); errors.Is(err, ErrRemoteKnobs) {
+		return err
 	}
 	return watcher.SaveTweak(b.Reloader.Path(), t)
 }

@@ -32,7 +32,6 @@ func (c *Config) only(runnerNames []string) (*Config, error) {
 	for _, n := range runnerNames {
 		if !have[n] {
 			ps = append(ps, Problem{File: c.File, Msg: fmt.Sprintf("runner %q is not in this config: its runners are %s", n, strings.Join(all, ", "))})
-			delete(want, n) // reported once
 		}
 	}
 	if len(ps) > 0 {

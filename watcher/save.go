@@ -217,7 +217,6 @@ type patcher struct {
 type edit struct {
 	at, end int // replace data[at:end]
 	text    string
-	seq     int // insertions at one offset keep their order
 }
 
 func newPatcher(data []byte) *patcher {
@@ -274,7 +273,7 @@ func (p *patcher) set(m *yaml.Node, key, value string) {
 }
 
 func (p *patcher) add(at, end int, text string) {
-	p.edits = append(p.edits, edit{at: at, end: end, text: text, seq: len(p.edits)})
+	p.edits = append(p.edits, edit{at: at, end: end, text: text})
 }
 
 // scalarEnd is where the scalar v that starts at at ends in the file.
@@ -420,12 +419,8 @@ func lastLine(n *yaml.Node) int {
 
 func (p *patcher) bytes() []byte {
 	edits := append([]edit(nil), p.edits...)
-	sort.SliceStable(edits, func(i, j int) bool {
-		if edits[i].at != edits[j].at {
-			return edits[i].at < edits[j].at
-		}
-		return edits[i].seq < edits[j].seq
-	})
+	// Stable: insertions at one offset keep the order they were made in.
+	sort.SliceStable(edits, func(i, j int) bool { return edits[i].at < edits[j].at })
 	var out bytes.Buffer
 	prev := 0
 	for _, e := range edits {
