@@ -49,9 +49,9 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(info.Steps) == 0 || len(info.Steps) == 1 && api.IsPipeline() {
-		setBatchHeaders(w.Header(), info.CallInfo)
+		setBatchHeaders(w.Header().Set, info.CallInfo)
 	}
-	setStepHeaders(w.Header(), info.Steps)
+	setStepHeaders(w.Header().Set, info.Steps)
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
@@ -60,7 +60,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 // setStepHeaders says, for an API that made several runner calls, how
 // long each took: X-Steps: tokenize=1.204ms, classify=3.380ms (in the
 // order they finished).
-func setStepHeaders(h http.Header, steps []engine.StepInfo) {
+func setStepHeaders(set func(key, value string), steps []engine.StepInfo) {
 	if len(steps) == 0 {
 		return
 	}
@@ -74,15 +74,15 @@ func setStepHeaders(h http.Header, steps []engine.StepInfo) {
 		b = strconv.AppendFloat(b, float64(st.Duration)/1e6, 'f', 3, 64)
 		b = append(b, "ms"...)
 	}
-	h.Set("X-Steps", string(b))
+	set("X-Steps", string(b))
 }
 
 // setBatchHeaders says which batch served a request: its rows, the
 // requests that shared it, and how long this one queued, in milliseconds.
-func setBatchHeaders(h http.Header, info engine.CallInfo) {
-	h.Set("X-Batch-Rows", strconv.Itoa(info.BatchRows))
-	h.Set("X-Batch-Requests", strconv.Itoa(info.BatchRequests))
-	h.Set("X-Queue-Ms", strconv.FormatFloat(float64(info.Queued)/1e6, 'f', 3, 64))
+func setBatchHeaders(set func(key, value string), info engine.CallInfo) {
+	set("X-Batch-Rows", strconv.Itoa(info.BatchRows))
+	set("X-Batch-Requests", strconv.Itoa(info.BatchRequests))
+	set("X-Queue-Ms", strconv.FormatFloat(float64(info.Queued)/1e6, 'f', 3, 64))
 }
 
 func (s *Server) apiNames() string {

@@ -339,12 +339,8 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *v2pb.ModelInferReques
 		return nil, status.Errorf(codes.Internal, "model %q: %v", m.name, err)
 	}
 	// The same headers as over HTTP, in gRPC's lower case.
-	h := http.Header{}
-	setHeaders(h)
 	md := metadata.MD{}
-	for k, v := range h {
-		md[strings.ToLower(k)] = v
-	}
+	setHeaders(func(k, v string) { md[strings.ToLower(k)] = []string{v} })
 	grpc.SetHeader(ctx, md)
 	return resp, nil
 }
@@ -400,14 +396,9 @@ func decodeGRPCInfer(req *v2pb.ModelInferRequest, spec engine.MethodSpec) (v2Cal
 		call.outputs = make([]bool, len(spec.Outputs))
 	}
 	for _, o := range req.Outputs {
-		i := spec.Outputs.Index(o.Name)
-		switch {
-		case i < 0:
-			return v2Call{}, errorf(http.StatusBadRequest, "unknown output %q (outputs: %s)", o.Name, spec.Outputs.Names())
-		case call.outputs[i]:
-			return v2Call{}, errorf(http.StatusBadRequest, "output %q is asked for twice", o.Name)
+		if _, err := pickOutput(call.outputs, spec.Outputs, o.Name); err != nil {
+			return v2Call{}, err
 		}
-		call.outputs[i] = true
 	}
 	return call, nil
 }

@@ -34,7 +34,29 @@ func contentsField(dt tensor.DType) string {
 	return "?"
 }
 
-// contentsLens is how many elements each field of c holds, by field name.
+// contentsLen is how many elements c holds in the field dt travels in.
+func contentsLen(c *v2pb.InferTensorContents, dt tensor.DType) int {
+	switch dt {
+	case tensor.Float32:
+		return len(c.Fp32Contents)
+	case tensor.Float64:
+		return len(c.Fp64Contents)
+	case tensor.Int32:
+		return len(c.IntContents)
+	case tensor.Int64:
+		return len(c.Int64Contents)
+	case tensor.Uint8:
+		return len(c.UintContents)
+	case tensor.Bool:
+		return len(c.BoolContents)
+	case tensor.String:
+		return len(c.BytesContents)
+	}
+	return 0
+}
+
+// contentsLens is how many elements each field of c holds, by field name:
+// for saying which field a tensor was sent in by mistake.
 func contentsLens(c *v2pb.InferTensorContents) map[string]int {
 	return map[string]int{
 		"bool_contents": len(c.BoolContents), "int_contents": len(c.IntContents),
@@ -54,9 +76,8 @@ func decodeContents(c *v2pb.InferTensorContents, dt tensor.DType, shape []int) (
 		return nil, err
 	}
 	field := contentsField(dt)
-	lens := contentsLens(c)
-	if got := lens[field]; got != n {
-		for other, l := range lens {
+	if got := contentsLen(c, dt); got != n {
+		for other, l := range contentsLens(c) {
 			if other != field && l > 0 {
 				return nil, fmt.Errorf("%s travels in contents.%s, but the request sets contents.%s", dt.V2(), field, other)
 			}

@@ -269,20 +269,20 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("model %q: %w", m.name, err))
 		return
 	}
-	setHeaders(w.Header())
+	setHeaders(w.Header().Set)
 	writeV2Response(w, resp, raw)
 }
 
 // runV2 runs a model's inference: its runner's method, or a pipeline's
 // steps. setHeaders says how it ran: the batch (X-Batch-*), or each step's
 // time (X-Steps).
-func (s *Server) runV2(ctx context.Context, m v2Model, in []tensor.Value) ([]tensor.Value, func(http.Header), error) {
+func (s *Server) runV2(ctx context.Context, m v2Model, in []tensor.Value) ([]tensor.Value, func(set func(key, value string)), error) {
 	if m.pipeline != nil {
 		outs, info, err := s.eng.CallAPI(ctx, m.name, in)
-		return outs, func(h http.Header) { setStepHeaders(h, info.Steps) }, err
+		return outs, func(set func(key, value string)) { setStepHeaders(set, info.Steps) }, err
 	}
 	outs, info, err := s.eng.RunInfo(ctx, m.runner.Name(), m.spec.Name, in)
-	return outs, func(h http.Header) { setBatchHeaders(h, info) }, err
+	return outs, func(set func(key, value string)) { setBatchHeaders(set, info) }, err
 }
 
 // v2Call is a decoded inference request: a value per input of the method
@@ -354,6 +354,20 @@ func decodeV2(header, binary []byte, spec engine.MethodSpec) (v2Call, error) {
 	return call, nil
 }
 
+// pickOutput marks the output asked for by name in pick and returns its
+// index; an unknown name or one asked for twice is a 400.
+func pickOutput(pick []bool, specs tensor.IOSpecs, name string) (int, error) {
+	i := specs.Index(name)
+	switch {
+	case i < 0:
+		return 0, errorf(http.StatusBadRequest, "unknown output %q (outputs: %s)", name, specs.Names())
+	case pick[i]:
+		return 0, errorf(http.StatusBadRequest, "output %q is asked for twice", name)
+	}
+	pick[i] = true
+	return i, nil
+}
+
 // v2Outputs reads which outputs a request asks for (nil: all) and which of
 // them it wants as binary data (nil: none): parameters.binary_data_output
 // sets it for every output, an output's own parameters.binary_data for
@@ -373,14 +387,10 @@ func v2Outputs(req v2InferRequest, specs tensor.IOSpecs) (pick, binary []bool, e
 		pick = make([]bool, len(specs))
 	}
 	for _, o := range req.Outputs {
-		i := specs.Index(o.Name)
-		switch {
-		case i < 0:
-			return nil, nil, errorf(http.StatusBadRequest, "unknown output %q (outputs: %s)", o.Name, specs.Names())
-		case pick[i]:
-			return nil, nil, errorf(http.StatusBadRequest, "output %q is asked for twice", o.Name)
+		i, err := pickOutput(pick, specs, o.Name)
+		if err != nil {
+			return nil, nil, err
 		}
-		pick[i] = true
 		b, set, err := v2BoolParam(o.Parameters, "binary_data", fmt.Sprintf("output %q", o.Name))
 		if err != nil {
 			return nil, nil, err
