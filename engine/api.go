@@ -336,12 +336,9 @@ func (e *Engine) forgetAPIs(gone, cur map[string]*servedAPI) {
 			continue
 		}
 		e.mu.Lock()
-		c := e.apiCustom[name]
-		delete(e.apiCustom, name)
+		unregister := takeRegisterer(e.apiCustom, name)
 		e.mu.Unlock()
-		if c != nil {
-			c.unregisterAll()
-		}
+		unregister()
 		e.apiMetrics.forget(name)
 	}
 }
@@ -349,7 +346,7 @@ func (e *Engine) forgetAPIs(gone, cur map[string]*servedAPI) {
 func (e *Engine) apiCustomLocked(name string) *runnerRegisterer {
 	c, ok := e.apiCustom[name]
 	if !ok {
-		c = &runnerRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{"api": name}, e.prom)}
+		c = newLabelledRegisterer(e.prom, "api", name)
 		e.apiCustom[name] = c
 	}
 	return c

@@ -146,7 +146,7 @@ func (e *Engine) StopRunner(ctx context.Context, name string) error {
 func (e *Engine) customLocked(name string) *runnerRegisterer {
 	c, ok := e.custom[name]
 	if !ok {
-		c = newRunnerRegisterer(e.prom, name)
+		c = newLabelledRegisterer(e.prom, "runner", name)
 		e.custom[name] = c
 	}
 	return c
@@ -159,12 +159,9 @@ func (e *Engine) forget(name string) {
 		e.mu.Unlock()
 		return
 	}
-	c := e.custom[name]
-	delete(e.custom, name)
+	unregister := takeRegisterer(e.custom, name)
 	e.mu.Unlock()
-	if c != nil {
-		c.unregisterAll()
-	}
+	unregister()
 	e.deps.metrics.forget(name)
 }
 

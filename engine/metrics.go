@@ -166,8 +166,23 @@ type runnerRegisterer struct {
 	cs    []prometheus.Collector
 }
 
-func newRunnerRegisterer(reg prometheus.Registerer, runner string) *runnerRegisterer {
-	return &runnerRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{"runner": runner}, reg)}
+// newLabelledRegisterer registers on reg with label=value on every series,
+// and remembers what it registered so that it can take it all back.
+func newLabelledRegisterer(reg prometheus.Registerer, label, value string) *runnerRegisterer {
+	return &runnerRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{label: value}, reg)}
+}
+
+// takeRegisterer removes name's registerer from m (under the caller's
+// lock) and returns a function that unregisters what it registered, to
+// call once the lock is released.
+func takeRegisterer(m map[string]*runnerRegisterer, name string) (unregister func()) {
+	c := m[name]
+	delete(m, name)
+	return func() {
+		if c != nil {
+			c.unregisterAll()
+		}
+	}
 }
 
 func (r *runnerRegisterer) Register(c prometheus.Collector) error {
